@@ -1,0 +1,164 @@
+// Fused CPU backward. Per tile of output rows: Z is recomputed from x (never saved), dZ =
+// Wpw^T . dY is one GEMM, and both stay in cache-sized buffers:
+//   grad_pw   += dY . Z^T                 (GEMM, per-group partial)
+//   grad_dw   += sum_pixels x (.) dZ      (per-group partial)
+//   grad_x    += depthwise-transpose(dZ)  (scattered into the rows the tile read)
+// Determinism: tiles are split into a fixed number of groups (from the shapes, not the thread
+// count), each group sums its tiles in order, and the groups' partials are added in order.
+// grad_x: tiles run in two waves, even row-blocks then odd ones; a tile is at least
+// (kh-1)*dh/sh rows tall, so two tiles of one wave never write the same grad_x row.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "sepconv_cpu_common.h"
+#include "sepconv_cpu_tiles.h"
+
+namespace xsep::cpu {
+namespace {
+
+constexpr int64_t kMaxGroups = 16;
+constexpr int64_t kPartialBytes = 64 << 20;  // cap on the grad_pw partials' memory
+
+struct WantedGrads {
+  bool x, dw, pw, bias;
+};
+
+template <typename scalar_t>
+void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWeights& w, const SepConvGeometry& g,
+                    bool nhwc, WantedGrads want, at::Tensor& gx_acc, at::Tensor& gdw_acc, at::Tensor& gpw_acc) {
+  using acc_t = acc_type<scalar_t>;
+  constexpr bool kDirectGrad = std::is_same_v<scalar_t, acc_t>;  // dY readable as acc_t in place
+  const auto acc_opts = x.options().dtype(scalar_type_of<acc_t>());
+  const bool want_dz = want.x || want.dw;
+  const int64_t min_rows = want.x ? std::max<int64_t>(1, ((g.kh - 1) * g.dh) / g.sh) : 1;
+  const int64_t row_bytes =
+      g.Wo * (g.Cmid * (int64_t(want.pw) + int64_t(want_dz)) + (kDirectGrad ? 0 : g.Cout)) * int64_t(sizeof(acc_t));
+  const RowTiling tiling = make_row_tiling(g, row_bytes, min_rows);
+
+  const int64_t odd_blocks = tiling.tiles_per_image / 2;  // row-blocks 1, 3, 5, ...
+  const int64_t even_blocks = tiling.tiles_per_image - odd_blocks;
+  const int64_t pw_bytes = g.Cout * g.Cmid * int64_t(sizeof(acc_t));
+  const int64_t groups = std::max<int64_t>(
+      1, std::min({kMaxGroups, g.N * even_blocks, want.pw ? std::max<int64_t>(1, kPartialBytes / pw_bytes) : kMaxGroups}));
+  at::Tensor gpw_parts = want.pw ? at::zeros({groups, g.Cout, g.Cmid}, acc_opts) : at::Tensor();
+  at::Tensor gdw_parts = want.dw ? at::zeros({groups, g.Cmid * g.kh * g.kw}, acc_opts) : at::Tensor();
+
+  const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
+  const scalar_t* dy_ptr = grad_out.const_data_ptr<scalar_t>();
+  const acc_t* dw = w.dw.const_data_ptr<acc_t>();
+  acc_t* gx_ptr = want.x ? gx_acc.mutable_data_ptr<acc_t>() : nullptr;
+
+  for (int64_t wave = 0; wave < 2; ++wave) {
+    const int64_t blocks = wave == 0 ? even_blocks : odd_blocks;  // per image in this wave
+    const int64_t wave_tiles = g.N * blocks;
+    at::parallel_for(0, groups, 1, [&](int64_t group_begin, int64_t group_end) {
+      const int64_t P_max = tiling.rows * g.Wo;
+      at::Tensor z_buf = want.pw ? at::empty({P_max * g.Cmid}, acc_opts) : at::Tensor();
+      at::Tensor dz_buf = want_dz ? at::empty({P_max * g.Cmid}, acc_opts) : at::Tensor();
+      at::Tensor dy_buf = kDirectGrad ? at::Tensor() : at::empty({P_max * g.Cout}, acc_opts);
+      for (int64_t group = group_begin; group < group_end; ++group) {
+        at::Tensor gpw_part = want.pw ? gpw_parts[group] : at::Tensor();
+        acc_t* gdw_part = want.dw ? gdw_parts[group].mutable_data_ptr<acc_t>() : nullptr;
+        for (int64_t i = group * wave_tiles / groups; i < (group + 1) * wave_tiles / groups; ++i) {
+          const int64_t n = i / blocks;
+          const int64_t r0 = (wave + 2 * (i % blocks)) * tiling.rows;
+          const int64_t rows = std::min(tiling.rows, g.Ho - r0);
+          const int64_t P = rows * g.Wo;
+          const scalar_t* x_n = x_ptr + n * g.C * g.H * g.W;
+          const scalar_t* dy_n = dy_ptr + n * g.Cout * g.Ho * g.Wo;
+          acc_t* gx_n = want.x ? gx_ptr + n * g.C * g.H * g.W : nullptr;
+          // dY tile: NCHW (Cout x P), rows Ho*Wo apart; NHWC (P x Cout), contiguous.
+          at::Tensor dy = nhwc ? matrix(dy_n + r0 * g.Wo * g.Cout, P, g.Cout, g.Cout)
+                               : matrix(dy_n + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo);
+          if (!kDirectGrad) {
+            at::Tensor converted = nhwc ? matrix(dy_buf.mutable_data_ptr<acc_t>(), P, g.Cout, g.Cout)
+                                        : matrix(dy_buf.mutable_data_ptr<acc_t>(), g.Cout, P, P);
+            dy = converted.copy_(dy);
+          }
+          if (want.pw) {
+            acc_t* z = z_buf.mutable_data_ptr<acc_t>();
+            if (nhwc) {
+              depthwise_tile_nhwc(g, x_n, dw, r0, rows, z);
+              gpw_part.addmm_(dy.t(), matrix(z, P, g.Cmid, g.Cmid));
+            } else {
+              depthwise_tile_nchw(g, x_n, dw, r0, rows, z);
+              gpw_part.addmm_(dy, matrix(z, g.Cmid, P, P).t());
+            }
+          }
+          if (!want_dz) continue;
+          acc_t* dz = dz_buf.mutable_data_ptr<acc_t>();
+          if (nhwc) {
+            at::Tensor dz_tile = matrix(dz, P, g.Cmid, g.Cmid);
+            at::mm_out(dz_tile, dy, w.pw);
+            if (want.dw) depthwise_weight_grad_tile_nhwc(g, x_n, dz, r0, rows, gdw_part);
+            if (want.x) depthwise_transpose_tile_nhwc(g, dz, dw, r0, rows, gx_n);
+          } else {
+            at::Tensor dz_tile = matrix(dz, g.Cmid, P, P);
+            at::mm_out(dz_tile, w.pw.t(), dy);
+            if (want.dw) depthwise_weight_grad_tile_nchw(g, x_n, dz, r0, rows, gdw_part);
+            if (want.x) depthwise_transpose_tile_nchw(g, dz, dw, r0, rows, gx_n);
+          }
+        }
+      }
+    });
+  }
+  // Fixed-order sums of the group partials.
+  if (want.pw) {
+    gpw_acc = gpw_parts[0].clone();
+    for (int64_t group = 1; group < groups; ++group) gpw_acc.add_(gpw_parts[group]);
+  }
+  if (want.dw) {
+    gdw_acc = gdw_parts[0].clone();
+    for (int64_t group = 1; group < groups; ++group) gdw_acc.add_(gdw_parts[group]);
+    gdw_acc = nhwc ? gdw_acc.view({g.kh * g.kw, g.Cmid}).t().contiguous() : gdw_acc;
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> separable_conv2d_backward_cpu(
+    const at::Tensor& grad_out_in, const at::Tensor& x_in, const at::Tensor& dw_weight, const at::Tensor& pw_weight,
+    c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+    std::array<bool, 4> output_mask) {
+  const char* fn = "separable_conv2d_backward";
+  const SepConvGeometry g =
+      check_separable_conv2d_args(fn, x_in, dw_weight, pw_weight, std::nullopt, stride, padding, dilation);
+  TORCH_CHECK_VALUE(x_in.device().is_cpu(), fn, ": the CPU kernel got x on ", x_in.device());
+  TORCH_CHECK_VALUE(grad_out_in.sizes() == at::IntArrayRef({g.N, g.Cout, g.Ho, g.Wo}), fn,
+                    ": grad_out must have the output's shape (", g.N, ", ", g.Cout, ", ", g.Ho, ", ", g.Wo,
+                    "); got ", grad_out_in.sizes());
+  TORCH_CHECK_TYPE(grad_out_in.scalar_type() == x_in.scalar_type() && grad_out_in.device() == x_in.device(), fn,
+                   ": grad_out must match x in dtype and device; got ", grad_out_in.scalar_type(), " on ",
+                   grad_out_in.device(), " and ", x_in.scalar_type(), " on ", x_in.device());
+  const WantedGrads want{output_mask[0], output_mask[1], output_mask[2], output_mask[3]};
+  const at::MemoryFormat fmt = output_memory_format(x_in);
+  const bool nhwc = fmt == at::MemoryFormat::ChannelsLast;
+  const auto not_wanted = [&] { return at::empty({0}, x_in.options()); };
+
+  at::Tensor grad_x, grad_dw, grad_pw, grad_bias;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x_in.scalar_type(), "separable_conv2d_backward_cpu", [&] {
+    const auto acc = scalar_type_of<acc_type<scalar_t>>();
+    at::Tensor gx_acc, gdw_acc, gpw_acc;
+    if (want.x) gx_acc = at::empty(x_in.sizes(), x_in.options().dtype(acc), fmt).zero_();
+    if (grad_out_in.numel() > 0 && g.C > 0) {
+      const at::Tensor x = x_in.contiguous(fmt);
+      const at::Tensor grad_out = grad_out_in.contiguous(fmt);
+      backward_tiles<scalar_t>(grad_out, x, to_acc_weights(dw_weight, pw_weight, g, nhwc, acc), g, nhwc, want,
+                               gx_acc, gdw_acc, gpw_acc);
+    }
+    grad_x = want.x ? gx_acc.to(x_in.scalar_type()) : not_wanted();
+    grad_dw = !want.dw ? not_wanted()
+              : gdw_acc.defined() ? gdw_acc.view({g.Cmid, 1, g.kh, g.kw}).to(dw_weight.scalar_type())
+                                  : at::zeros_like(dw_weight, at::MemoryFormat::Contiguous);
+    grad_pw = !want.pw ? not_wanted()
+              : gpw_acc.defined() ? gpw_acc.view({g.Cout, g.Cmid, 1, 1}).to(pw_weight.scalar_type())
+                                  : at::zeros_like(pw_weight, at::MemoryFormat::Contiguous);
+    grad_bias = want.bias ? grad_out_in.sum({0, 2, 3}, false, acc).to(x_in.scalar_type()) : not_wanted();
+  });
+  return {grad_x, grad_dw, grad_pw, grad_bias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(xsep, CPU, m) { m.impl("separable_conv2d_backward", separable_conv2d_backward_cpu); }
+
+}  // namespace xsep::cpu

@@ -1,0 +1,43 @@
+// What the CPU forward and backward share: operands in the accumulation type and a view of a
+// raw buffer as a matrix for ATen's GEMM (MKL/OpenBLAS underneath).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+
+#include "../common/sepconv_geometry.h"
+
+namespace xsep::cpu {
+
+// float for float/half/bfloat16, double for double: every sum runs in at least fp32.
+template <typename scalar_t>
+using acc_type = at::opmath_type<scalar_t>;
+
+template <typename T>
+constexpr at::ScalarType scalar_type_of() {
+  return c10::CppTypeToScalarType<std::remove_const_t<T>>::value;
+}
+
+// A (rows x cols) row-major matrix over p whose rows are ld elements apart; no copy.
+template <typename T>
+at::Tensor matrix(T* p, int64_t rows, int64_t cols, int64_t ld) {
+  return at::from_blob(const_cast<std::remove_const_t<T>*>(p), {rows, cols}, {ld, 1},
+                       at::TensorOptions().dtype(scalar_type_of<T>()));
+}
+
+// The weights in the accumulation type, laid out for the tile loops of one memory format.
+struct AccWeights {
+  at::Tensor dw;  // NCHW: (Cmid, kh * kw); NHWC: (kh * kw, Cmid), so a tap's weights are contiguous
+  at::Tensor pw;  // (Cout, Cmid)
+};
+
+inline AccWeights to_acc_weights(const at::Tensor& dw_weight, const at::Tensor& pw_weight, const SepConvGeometry& g,
+                                 bool nhwc, at::ScalarType acc) {
+  // detach(): the kernels' internal ATen calls (out= GEMMs, also on worker threads, where no
+  // dispatch guard reaches) must not see tensors that require grad.
+  at::Tensor dw = dw_weight.detach().to(acc).reshape({g.Cmid, g.kh * g.kw});
+  if (nhwc) dw = dw.t();
+  return {dw.contiguous(), pw_weight.detach().to(acc).reshape({g.Cout, g.Cmid}).contiguous()};
+}
+
+}  // namespace xsep::cpu

@@ -1,0 +1,212 @@
+// Building blocks of the fused CPU op: how output rows are cut into tiles, and the depthwise
+// work on one tile (forward, transposed for grad_x, and the weight reduction for grad_dw).
+// Both memory formats: in NCHW a tile's depthwise result is (Cmid x P), channel-major, so the
+// inner loops run along a row; in NHWC it is (P x Cmid), pixel-major, so they run along the
+// channels. Either way the pointwise part on the tile is one GEMM.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../common/sepconv_geometry.h"
+
+namespace xsep::cpu {
+
+// A tile is a block of whole output rows of one image.
+struct RowTiling {
+  int64_t rows;             // output rows per tile; an image's last tile may have fewer
+  int64_t tiles_per_image;
+};
+
+// Rows per tile so that the tile's on-chip buffers (bytes_per_output_row each row) stay
+// within a slice of L2 while the GEMM reads them; at least min_rows. The choice depends on
+// the shapes only (never on the thread count), so reductions over tiles are reproducible.
+inline RowTiling make_row_tiling(const SepConvGeometry& g, int64_t bytes_per_output_row, int64_t min_rows) {
+  constexpr int64_t kTileBytes = 256 * 1024;
+  int64_t rows = std::max<int64_t>(1, kTileBytes / std::max<int64_t>(1, bytes_per_output_row));
+  rows = std::min(std::max(rows, min_rows), std::max<int64_t>(g.Ho, 1));
+  return {rows, (g.Ho + rows - 1) / rows};
+}
+
+// Output columns [lo, hi) whose input column ox * s + off falls inside [0, W).
+inline void valid_columns(int64_t off, int64_t s, int64_t W, int64_t Wo, int64_t& lo, int64_t& hi) {
+  lo = off >= 0 ? 0 : (-off + s - 1) / s;
+  hi = (W - 1 - off) < 0 ? 0 : (W - 1 - off) / s + 1;
+  hi = std::min(hi, Wo);
+  lo = std::min(lo, hi);
+}
+
+// ---- NCHW: x_n is (C, H, W); z, dz are (Cmid, rows * Wo); w is (Cmid, kh * kw) ----
+
+template <typename scalar_t, typename acc_t>
+void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* w, int64_t r0,
+                         int64_t rows, acc_t* z) {
+  const int64_t P = rows * g.Wo;
+  for (int64_t cm = 0; cm < g.Cmid; ++cm) {
+    const scalar_t* xc = x_n + (cm / g.M) * g.H * g.W;
+    const acc_t* wc = w + cm * g.kh * g.kw;
+    acc_t* zc = z + cm * P;
+    std::fill(zc, zc + P, acc_t(0));
+    for (int64_t r = 0; r < rows; ++r) {
+      acc_t* zr = zc + r * g.Wo;
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        const int64_t iy = (r0 + r) * g.sh - g.pt + ky * g.dh;
+        if (iy < 0 || iy >= g.H) continue;
+        const scalar_t* xr = xc + iy * g.W;
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+          const int64_t off = kx * g.dw - g.pl;
+          int64_t lo, hi;
+          valid_columns(off, g.sw, g.W, g.Wo, lo, hi);
+          const acc_t wv = wc[ky * g.kw + kx];
+          if (g.sw == 1) {  // the common case: a unit-stride loop the compiler vectorises
+            for (int64_t ox = lo; ox < hi; ++ox) zr[ox] += wv * static_cast<acc_t>(xr[ox + off]);
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) zr[ox] += wv * static_cast<acc_t>(xr[ox * g.sw + off]);
+          }
+        }
+      }
+    }
+  }
+}
+
+// gx_n (C, H, W) += depthwise-transpose(dz): each tile scatters into the input rows it read.
+template <typename acc_t>
+void depthwise_transpose_tile_nchw(const SepConvGeometry& g, const acc_t* dz, const acc_t* w, int64_t r0,
+                                   int64_t rows, acc_t* gx_n) {
+  const int64_t P = rows * g.Wo;
+  for (int64_t cm = 0; cm < g.Cmid; ++cm) {
+    acc_t* gxc = gx_n + (cm / g.M) * g.H * g.W;
+    const acc_t* wc = w + cm * g.kh * g.kw;
+    const acc_t* dzc = dz + cm * P;
+    for (int64_t r = 0; r < rows; ++r) {
+      const acc_t* dzr = dzc + r * g.Wo;
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        const int64_t iy = (r0 + r) * g.sh - g.pt + ky * g.dh;
+        if (iy < 0 || iy >= g.H) continue;
+        acc_t* gxr = gxc + iy * g.W;
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+          const int64_t off = kx * g.dw - g.pl;
+          int64_t lo, hi;
+          valid_columns(off, g.sw, g.W, g.Wo, lo, hi);
+          const acc_t wv = wc[ky * g.kw + kx];
+          for (int64_t ox = lo; ox < hi; ++ox) gxr[ox * g.sw + off] += wv * dzr[ox];
+        }
+      }
+    }
+  }
+}
+
+// gw (Cmid, kh * kw) += sum over the tile's pixels of x (shifted by the tap) * dz.
+template <typename scalar_t, typename acc_t>
+void depthwise_weight_grad_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* dz, int64_t r0,
+                                     int64_t rows, acc_t* gw) {
+  const int64_t P = rows * g.Wo;
+  for (int64_t cm = 0; cm < g.Cmid; ++cm) {
+    const scalar_t* xc = x_n + (cm / g.M) * g.H * g.W;
+    const acc_t* dzc = dz + cm * P;
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      for (int64_t kx = 0; kx < g.kw; ++kx) {
+        const int64_t off = kx * g.dw - g.pl;
+        int64_t lo, hi;
+        valid_columns(off, g.sw, g.W, g.Wo, lo, hi);
+        acc_t sum = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t iy = (r0 + r) * g.sh - g.pt + ky * g.dh;
+          if (iy < 0 || iy >= g.H) continue;
+          const scalar_t* xr = xc + iy * g.W;
+          const acc_t* dzr = dzc + r * g.Wo;
+          for (int64_t ox = lo; ox < hi; ++ox) sum += static_cast<acc_t>(xr[ox * g.sw + off]) * dzr[ox];
+        }
+        gw[cm * g.kh * g.kw + ky * g.kw + kx] += sum;
+      }
+    }
+  }
+}
+
+// ---- NHWC: x_n is (H, W, C); z, dz are (rows * Wo, Cmid); wT is (kh * kw, Cmid) ----
+// Channel cm = c * M + m reads input channel c, so a pixel's Cmid values are C runs of M.
+
+template <typename scalar_t, typename acc_t>
+void depthwise_tile_nhwc(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* wT, int64_t r0,
+                         int64_t rows, acc_t* z) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t ox = 0; ox < g.Wo; ++ox) {
+      acc_t* zp = z + (r * g.Wo + ox) * g.Cmid;
+      std::fill(zp, zp + g.Cmid, acc_t(0));
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        const int64_t iy = (r0 + r) * g.sh - g.pt + ky * g.dh;
+        if (iy < 0 || iy >= g.H) continue;
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+          const int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+          if (ix < 0 || ix >= g.W) continue;
+          const scalar_t* xp = x_n + (iy * g.W + ix) * g.C;
+          const acc_t* wt = wT + (ky * g.kw + kx) * g.Cmid;
+          if (g.M == 1) {
+            for (int64_t c = 0; c < g.C; ++c) zp[c] += wt[c] * static_cast<acc_t>(xp[c]);
+          } else {
+            for (int64_t c = 0; c < g.C; ++c) {
+              const acc_t xv = static_cast<acc_t>(xp[c]);
+              for (int64_t m = 0; m < g.M; ++m) zp[c * g.M + m] += wt[c * g.M + m] * xv;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename acc_t>
+void depthwise_transpose_tile_nhwc(const SepConvGeometry& g, const acc_t* dz, const acc_t* wT, int64_t r0,
+                                   int64_t rows, acc_t* gx_n) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t ox = 0; ox < g.Wo; ++ox) {
+      const acc_t* dzp = dz + (r * g.Wo + ox) * g.Cmid;
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        const int64_t iy = (r0 + r) * g.sh - g.pt + ky * g.dh;
+        if (iy < 0 || iy >= g.H) continue;
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+          const int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+          if (ix < 0 || ix >= g.W) continue;
+          acc_t* gxp = gx_n + (iy * g.W + ix) * g.C;
+          const acc_t* wt = wT + (ky * g.kw + kx) * g.Cmid;
+          if (g.M == 1) {
+            for (int64_t c = 0; c < g.C; ++c) gxp[c] += wt[c] * dzp[c];
+          } else {
+            for (int64_t c = 0; c < g.C; ++c) {
+              acc_t sum = 0;
+              for (int64_t m = 0; m < g.M; ++m) sum += wt[c * g.M + m] * dzp[c * g.M + m];
+              gxp[c] += sum;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// gwT (kh * kw, Cmid) += sum over the tile's pixels of x (shifted by the tap) * dz.
+template <typename scalar_t, typename acc_t>
+void depthwise_weight_grad_tile_nhwc(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* dz, int64_t r0,
+                                     int64_t rows, acc_t* gwT) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t ox = 0; ox < g.Wo; ++ox) {
+      const acc_t* dzp = dz + (r * g.Wo + ox) * g.Cmid;
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        const int64_t iy = (r0 + r) * g.sh - g.pt + ky * g.dh;
+        if (iy < 0 || iy >= g.H) continue;
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+          const int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+          if (ix < 0 || ix >= g.W) continue;
+          const scalar_t* xp = x_n + (iy * g.W + ix) * g.C;
+          acc_t* gwt = gwT + (ky * g.kw + kx) * g.Cmid;
+          for (int64_t c = 0; c < g.C; ++c) {
+            const acc_t xv = static_cast<acc_t>(xp[c]);
+            for (int64_t m = 0; m < g.M; ++m) gwt[c * g.M + m] += xv * dzp[c * g.M + m];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace xsep::cpu

@@ -1,0 +1,94 @@
+// Fused CPU forward: per tile of output rows, the depthwise result goes into a cache-sized
+// buffer and the pointwise part is one GEMM on it; tiles run in parallel. The intermediate is
+// never materialised for the whole tensor.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "sepconv_cpu_common.h"
+#include "sepconv_cpu_tiles.h"
+
+namespace xsep::cpu {
+namespace {
+
+template <typename scalar_t>
+void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional<at::Tensor>& bias,
+                   const SepConvGeometry& g, bool nhwc, at::Tensor& y) {
+  using acc_t = acc_type<scalar_t>;
+  // fp32/fp64 outputs take the GEMM result in place; 16-bit ones go through an fp32 buffer.
+  constexpr bool kGemmIntoOutput = std::is_same_v<scalar_t, acc_t>;
+  const auto acc_opts = x.options().dtype(scalar_type_of<acc_t>());
+  const at::Tensor bias_acc = bias.has_value() ? bias->detach().to(scalar_type_of<acc_t>()) : at::Tensor();
+  const int64_t row_bytes = g.Wo * (g.Cmid + (kGemmIntoOutput ? 0 : g.Cout)) * int64_t(sizeof(acc_t));
+  const RowTiling tiling = make_row_tiling(g, row_bytes, 1);
+  const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
+  scalar_t* y_ptr = y.mutable_data_ptr<scalar_t>();
+  const acc_t* dw = w.dw.const_data_ptr<acc_t>();
+
+  at::parallel_for(0, g.N * tiling.tiles_per_image, 1, [&](int64_t begin, int64_t end) {
+    at::Tensor z_buf = at::empty({tiling.rows * g.Wo * g.Cmid}, acc_opts);
+    at::Tensor y_buf = kGemmIntoOutput ? at::Tensor() : at::empty({tiling.rows * g.Wo * g.Cout}, acc_opts);
+    acc_t* z = z_buf.mutable_data_ptr<acc_t>();
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t n = tile / tiling.tiles_per_image;
+      const int64_t r0 = (tile % tiling.tiles_per_image) * tiling.rows;
+      const int64_t rows = std::min(tiling.rows, g.Ho - r0);
+      const int64_t P = rows * g.Wo;
+      const scalar_t* x_n = x_ptr + n * g.C * g.H * g.W;
+      scalar_t* y_n = y_ptr + n * g.Cout * g.Ho * g.Wo;
+      at::Tensor out, y_tile;
+      if (!nhwc) {
+        // Y tile (Cout x P) = Wpw (Cout x Cmid) . Z (Cmid x P); output rows are Ho*Wo apart.
+        depthwise_tile_nchw(g, x_n, dw, r0, rows, z);
+        y_tile = matrix(y_n + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo);
+        out = kGemmIntoOutput ? y_tile : matrix(y_buf.mutable_data_ptr<acc_t>(), g.Cout, P, P);
+        const at::Tensor zm = matrix(z, g.Cmid, P, P);
+        if (bias_acc.defined()) {
+          at::addmm_out(out, bias_acc.view({g.Cout, 1}), w.pw, zm);
+        } else {
+          at::mm_out(out, w.pw, zm);
+        }
+      } else {
+        // Y tile (P x Cout) = Z (P x Cmid) . Wpw^T (Cmid x Cout); the tile is contiguous in y.
+        depthwise_tile_nhwc(g, x_n, dw, r0, rows, z);
+        y_tile = matrix(y_n + r0 * g.Wo * g.Cout, P, g.Cout, g.Cout);
+        out = kGemmIntoOutput ? y_tile : matrix(y_buf.mutable_data_ptr<acc_t>(), P, g.Cout, g.Cout);
+        const at::Tensor zm = matrix(z, P, g.Cmid, g.Cmid);
+        if (bias_acc.defined()) {
+          at::addmm_out(out, bias_acc.view({1, g.Cout}), zm, w.pw.t());
+        } else {
+          at::mm_out(out, zm, w.pw.t());
+        }
+      }
+      if (!kGemmIntoOutput) y_tile.copy_(out);  // round once, from fp32
+    }
+  });
+}
+
+at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_weight, const at::Tensor& pw_weight,
+                                const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                                c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  const char* fn = "separable_conv2d";
+  const SepConvGeometry g =
+      check_separable_conv2d_args(fn, x_in, dw_weight, pw_weight, bias, stride, padding, dilation);
+  TORCH_CHECK_VALUE(x_in.device().is_cpu(), fn, ": the CPU kernel got x on ", x_in.device());
+  const at::MemoryFormat fmt = output_memory_format(x_in);
+  at::Tensor y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, x_in.options().memory_format(fmt));
+  if (y.numel() == 0) return y;
+  if (g.C == 0) {  // no input channels: the convolutions sum nothing
+    return bias.has_value() ? y.copy_(bias->view({1, g.Cout, 1, 1}).expand_as(y)) : y.zero_();
+  }
+  const bool nhwc = fmt == at::MemoryFormat::ChannelsLast;
+  const at::Tensor x = x_in.contiguous(fmt);  // a no-op unless x is a strided view
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "separable_conv2d_cpu", [&] {
+    const AccWeights w = to_acc_weights(dw_weight, pw_weight, g, nhwc, scalar_type_of<acc_type<scalar_t>>());
+    forward_tiles<scalar_t>(x, w, bias, g, nhwc, y);
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(xsep, CPU, m) { m.impl("separable_conv2d", separable_conv2d_cpu); }
+
+}  // namespace xsep::cpu

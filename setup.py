@@ -1,0 +1,53 @@
+"""Builds xsep._C: CPU kernels always; CUDA kernels when torch has CUDA and nvcc is found.
+
+Environment:
+  XSEP_FORCE_CUDA=1   build the CUDA sources even if no GPU/nvcc was detected (cross-building)
+  XSEP_SKIP_CUDA=1    never build the CUDA sources
+  TORCH_CUDA_ARCH_LIST  the GPU architectures, as PyTorch's cpp_extension reads it
+  XSEP_DEBUG=1        -O0 -g
+"""
+
+import os
+from glob import glob
+
+import torch
+from setuptools import setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "0") not in ("", "0", "false", "False")
+
+
+def _build_cuda() -> bool:
+    if _env_flag("XSEP_SKIP_CUDA"):
+        return False
+    if _env_flag("XSEP_FORCE_CUDA"):
+        return True
+    return torch.version.cuda is not None and CUDA_HOME is not None
+
+
+def _extension():
+    debug = _env_flag("XSEP_DEBUG")
+    opt = ["-O0", "-g"] if debug else ["-O3"]
+    sources = sorted(glob("csrc/*.cpp") + glob("csrc/common/*.cpp") + glob("csrc/cpu/*.cpp"))
+    # at::parallel_for is OpenMP inside PyTorch's headers: without -fopenmp it runs on one
+    # thread. The libgomp this links is the one torch has already loaded (same soname).
+    cxx = [*opt, "-fopenmp", "-fdiagnostics-color=always"]
+    link = ["-fopenmp"]
+    if not _build_cuda():
+        return CppExtension("xsep._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
+    sources += sorted(glob("csrc/cuda/*.cpp") + glob("csrc/kernels/*.cu"))
+    nvcc = [*opt, "-lineinfo", "--expt-relaxed-constexpr", "-std=c++17"]
+    return CUDAExtension(
+        "xsep._C",
+        sources,
+        extra_compile_args={"cxx": [*cxx, "-DXSEP_WITH_CUDA"], "nvcc": nvcc},
+        extra_link_args=link,
+    )
+
+
+setup(
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)

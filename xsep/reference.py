@@ -1,0 +1,37 @@
+"""The unfused definition of the op in plain PyTorch: the oracle every test compares against.
+
+    y = conv2d(conv2d(x, dw_weight, stride, padding, dilation, groups=C), pw_weight, bias)
+
+Deliberately simple: explicit padding with F.pad (so TensorFlow-style asymmetric "same" is
+exact), then PyTorch's two convolutions, whose intermediate goes to memory.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from xsep._conv_args import Padding, pair, resolve_padding
+
+
+def separable_conv2d_reference(
+    x: torch.Tensor,
+    dw_weight: torch.Tensor,
+    pw_weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: Padding = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> torch.Tensor:
+    """Depthwise KxK conv then pointwise 1x1 conv, unfused.
+
+    x: (N, C, H, W); dw_weight: (C*M, 1, kh, kw); pw_weight: (Cout, C*M, 1, 1);
+    bias: (Cout,) or None. Returns (N, Cout, Ho, Wo).
+    """
+    fn = "separable_conv2d_reference"
+    stride, dilation = pair(fn, "stride", stride), pair(fn, "dilation", dilation)
+    kernel = (dw_weight.shape[2], dw_weight.shape[3])
+    top, bottom, left, right = resolve_padding(fn, padding, (x.shape[2], x.shape[3]), kernel, stride, dilation)
+    x = F.pad(x, (left, right, top, bottom))
+    z = F.conv2d(x, dw_weight, None, stride, 0, dilation, groups=x.shape[1])
+    return F.conv2d(z, pw_weight, bias)
