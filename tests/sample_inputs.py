@@ -1,0 +1,104 @@
+"""Shared inputs and tolerances for the op tests."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from xsep.reference import separable_conv2d_reference
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One geometry of the op. `layout` is "nchw", "channels_last" or "strided" (a view)."""
+
+    id: str
+    N: int = 2
+    C: int = 5
+    H: int = 11
+    W: int = 13
+    Cout: int = 7
+    kernel: tuple[int, int] = (3, 3)
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] | str = 1
+    dilation: int | tuple[int, int] = 1
+    multiplier: int = 1
+
+    @property
+    def conv_args(self) -> dict:
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation}
+
+
+# The grid: odd sizes, C not a multiple of 8, stride 2, dilation, every padding form, depth
+# multiplier, batch 0, and sizes that span several CPU tiles (so both backward waves run).
+CASES = [
+    Case("k3_s1_p1"),
+    Case("k3_s2_same_odd", H=11, W=9, stride=2, padding="same"),
+    Case("k3_s2_same_even", H=12, W=10, stride=2, padding="same"),
+    Case("k3_s3_same", H=10, W=11, stride=3, padding="same"),
+    Case("k3_d2_same", dilation=2, padding="same"),
+    Case("k5x3_s2x1_pad_tuple", kernel=(5, 3), stride=(2, 1), padding=(2, 0)),
+    Case("k3_valid", padding="valid"),
+    Case("k3_mult2", multiplier=2),
+    Case("k3_mult3_s2_d2", C=3, multiplier=3, stride=2, dilation=2, padding=2),
+    Case("k1", kernel=(1, 1), padding=0),
+    Case("k7_p3", kernel=(7, 7), H=9, W=8, padding=3),
+    Case("k2_same_even_kernel", kernel=(2, 2), padding="same"),
+    Case("batch0", N=0),
+    Case("C1", C=1, Cout=3),
+    Case("multi_tile", N=2, C=40, H=37, W=66, Cout=12),
+    Case("multi_tile_s2_mult2", N=1, C=24, H=45, W=70, Cout=10, stride=2, multiplier=2, padding="same"),
+]
+CASE_IDS = [c.id for c in CASES]
+LAYOUTS = ["nchw", "channels_last", "strided"]
+
+
+def make_inputs(
+    case: Case,
+    dtype: torch.dtype,
+    layout: str = "nchw",
+    bias: bool = True,
+    device: str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(x, dw_weight, pw_weight, bias) for `case`, x in the requested layout."""
+    mid = case.C * case.multiplier
+    if layout == "strided":  # every other column of a wider tensor: not contiguous in any format
+        x = torch.randn(case.N, case.C, case.H, 2 * case.W, dtype=dtype, device=device)[..., ::2]
+    else:
+        x = torch.randn(case.N, case.C, case.H, case.W, dtype=dtype, device=device)
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+    dw = torch.randn(mid, 1, *case.kernel, dtype=dtype, device=device) / case.kernel[0]
+    pw = torch.randn(case.Cout, mid, 1, 1, dtype=dtype, device=device) / mid**0.5
+    b = torch.randn(case.Cout, dtype=dtype, device=device) if bias else None
+    return x, dw, pw, b
+
+
+# Error of the fused op against fp64 may be at most FACTOR x the unfused op's error in the same
+# dtype, plus a floor (relative to the output's scale) for cases where that error is ~0.
+FACTOR = 2.0
+FLOOR = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+def assert_close_to_reference(
+    actual: torch.Tensor, unfused: torch.Tensor, exact: torch.Tensor, what: str = "output"
+) -> None:
+    """actual, unfused: same dtype; exact: the fp64 reference."""
+    assert actual.shape == exact.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(exact.shape)}"
+    assert actual.dtype == unfused.dtype, f"{what}: dtype {actual.dtype} != {unfused.dtype}"
+    if exact.numel() == 0:
+        return
+    err = (actual.double() - exact).abs().max().item()
+    err_unfused = (unfused.double() - exact).abs().max().item()
+    scale = max(exact.abs().max().item(), 1e-30)
+    bound = FACTOR * err_unfused + FLOOR[actual.dtype] * scale
+    assert err <= bound, f"{what}: max error {err:.3e} > bound {bound:.3e} (unfused op: {err_unfused:.3e})"
+
+
+def reference_outputs_and_grads(inputs, conv_args, grad_out, dtype):
+    """Runs the unfused reference on `inputs` cast to dtype; returns (y, [grads of each input])."""
+    leaves = [t.detach().to(dtype).requires_grad_() if t is not None else None for t in inputs]
+    y = separable_conv2d_reference(*leaves, **conv_args)
+    y.backward(grad_out.to(dtype))
+    return y.detach(), [t.grad if t is not None else None for t in leaves]
