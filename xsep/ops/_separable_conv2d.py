@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from xsep._conv_args import Padding, pair, resolve_padding
+from xsep._conv_args import Padding, output_hw, pair, resolve_padding
 from xsep.ops._checks import check_tensors
 
 
@@ -44,4 +44,5 @@ def separable_conv2d(
     check_tensors(fn, x, dw_weight, pw_weight, bias, same_dtype=not autocast)
     kernel = (dw_weight.shape[2], dw_weight.shape[3])
     pad = resolve_padding(fn, padding, (x.shape[2], x.shape[3]), kernel, stride, dilation)
+    output_hw(fn, (x.shape[2], x.shape[3]), kernel, stride, pad, dilation)  # raises if the kernel can't fit
     return torch.ops.xsep.separable_conv2d(x, dw_weight, pw_weight, bias, stride, pad, dilation)
