@@ -3,10 +3,10 @@
 //   grad_pw   += dY . Z^T                 (GEMM, per-group partial)
 //   grad_dw   += sum_pixels x (.) dZ      (per-group partial)
 //   grad_x    += depthwise-transpose(dZ)  (scattered into the rows the tile read)
-// Determinism: tiles are split into a fixed number of groups (from the shapes, not the thread
-// count), each group sums its tiles in order, and the groups' partials are added in order.
-// grad_x: tiles run in two waves, even row-blocks then odd ones; a tile is at least
-// (kh-1)*dh/sh rows tall, so two tiles of one wave never write the same grad_x row.
+// Determinism: tiles are split into one group per thread, each group sums its tiles in a fixed
+// order, and the groups' partials are added in order: the same inputs and thread count give
+// the same bits. grad_x: tiles run in two waves, even row-blocks then odd ones; a tile is at
+// least (kh-1)*dh/sh rows tall, so two tiles of one wave never write the same grad_x row.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -17,7 +17,6 @@
 namespace xsep::cpu {
 namespace {
 
-constexpr int64_t kMaxGroups = 16;
 constexpr int64_t kPartialBytes = 64 << 20;  // cap on the grad_pw partials' memory
 
 struct WantedGrads {
@@ -40,7 +39,8 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
   const int64_t even_blocks = tiling.tiles_per_image - odd_blocks;
   const int64_t pw_bytes = g.Cout * g.Cmid * int64_t(sizeof(acc_t));
   const int64_t groups = std::max<int64_t>(
-      1, std::min({kMaxGroups, g.N * even_blocks, want.pw ? std::max<int64_t>(1, kPartialBytes / pw_bytes) : kMaxGroups}));
+      1, std::min({int64_t(at::get_num_threads()), g.N * even_blocks,
+                   want.pw ? std::max<int64_t>(1, kPartialBytes / pw_bytes) : int64_t(at::get_num_threads())}));
   at::Tensor gpw_parts = want.pw ? at::zeros({groups, g.Cout, g.Cmid}, acc_opts) : at::Tensor();
   at::Tensor gdw_parts = want.dw ? at::zeros({groups, g.Cmid * g.kh * g.kw}, acc_opts) : at::Tensor();
 

@@ -10,6 +10,9 @@
 
 #include "../common/sepconv_geometry.h"
 
+// The tile buffers never alias x or the weights; say so, so the channel/row loops vectorise.
+#define XSEP_SIMD _Pragma("omp simd")
+
 namespace xsep::cpu {
 
 // A tile is a block of whole output rows of one image.
@@ -18,14 +21,17 @@ struct RowTiling {
   int64_t tiles_per_image;
 };
 
-// Rows per tile so that the tile's on-chip buffers (bytes_per_output_row each row) stay
-// within a slice of L2 while the GEMM reads them; at least min_rows. The choice depends on
-// the shapes only (never on the thread count), so reductions over tiles are reproducible.
+// Rows per tile so that the tile's buffers (bytes_per_output_row each row) stay within about
+// half of a core's L2 while the GEMM reads them; at least min_rows; the rows of an image are
+// split evenly (no thin last tile).
 inline RowTiling make_row_tiling(const SepConvGeometry& g, int64_t bytes_per_output_row, int64_t min_rows) {
-  constexpr int64_t kTileBytes = 256 * 1024;
+  constexpr int64_t kTileBytes = 1 << 20;
+  const int64_t ho = std::max<int64_t>(g.Ho, 1);
   int64_t rows = std::max<int64_t>(1, kTileBytes / std::max<int64_t>(1, bytes_per_output_row));
-  rows = std::min(std::max(rows, min_rows), std::max<int64_t>(g.Ho, 1));
-  return {rows, (g.Ho + rows - 1) / rows};
+  rows = std::min(std::max(rows, min_rows), ho);
+  const int64_t tiles = (ho + rows - 1) / rows;
+  rows = std::max((ho + tiles - 1) / tiles, std::min(min_rows, ho));
+  return {rows, (ho + rows - 1) / rows};
 }
 
 // Output columns [lo, hi) whose input column ox * s + off falls inside [0, W).
@@ -59,6 +65,7 @@ void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const ac
           valid_columns(off, g.sw, g.W, g.Wo, lo, hi);
           const acc_t wv = wc[ky * g.kw + kx];
           if (g.sw == 1) {  // the common case: a unit-stride loop the compiler vectorises
+            XSEP_SIMD
             for (int64_t ox = lo; ox < hi; ++ox) zr[ox] += wv * static_cast<acc_t>(xr[ox + off]);
           } else {
             for (int64_t ox = lo; ox < hi; ++ox) zr[ox] += wv * static_cast<acc_t>(xr[ox * g.sw + off]);
@@ -89,7 +96,12 @@ void depthwise_transpose_tile_nchw(const SepConvGeometry& g, const acc_t* dz, co
           int64_t lo, hi;
           valid_columns(off, g.sw, g.W, g.Wo, lo, hi);
           const acc_t wv = wc[ky * g.kw + kx];
-          for (int64_t ox = lo; ox < hi; ++ox) gxr[ox * g.sw + off] += wv * dzr[ox];
+          if (g.sw == 1) {
+            XSEP_SIMD
+            for (int64_t ox = lo; ox < hi; ++ox) gxr[ox + off] += wv * dzr[ox];
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) gxr[ox * g.sw + off] += wv * dzr[ox];
+          }
         }
       }
     }
@@ -115,7 +127,12 @@ void depthwise_weight_grad_tile_nchw(const SepConvGeometry& g, const scalar_t* x
           if (iy < 0 || iy >= g.H) continue;
           const scalar_t* xr = xc + iy * g.W;
           const acc_t* dzr = dzc + r * g.Wo;
-          for (int64_t ox = lo; ox < hi; ++ox) sum += static_cast<acc_t>(xr[ox * g.sw + off]) * dzr[ox];
+          if (g.sw == 1) {
+#pragma omp simd reduction(+ : sum)
+            for (int64_t ox = lo; ox < hi; ++ox) sum += static_cast<acc_t>(xr[ox + off]) * dzr[ox];
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) sum += static_cast<acc_t>(xr[ox * g.sw + off]) * dzr[ox];
+          }
         }
         gw[cm * g.kh * g.kw + ky * g.kw + kx] += sum;
       }
@@ -129,25 +146,45 @@ void depthwise_weight_grad_tile_nchw(const SepConvGeometry& g, const scalar_t* x
 template <typename scalar_t, typename acc_t>
 void depthwise_tile_nhwc(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* wT, int64_t r0,
                          int64_t rows, acc_t* z) {
+  // Per pixel, a block of kBlock channels accumulates over all taps in registers (a fixed-size
+  // local array the compiler keeps in one or two vector registers), then is stored once.
+  constexpr int64_t kBlock = 64 / sizeof(acc_t) * 2;
+  const int64_t full = g.M == 1 ? g.C / kBlock * kBlock : 0;
   for (int64_t r = 0; r < rows; ++r) {
+    const int64_t iy0 = (r0 + r) * g.sh - g.pt;
     for (int64_t ox = 0; ox < g.Wo; ++ox) {
+      const int64_t ix0 = ox * g.sw - g.pl;
       acc_t* zp = z + (r * g.Wo + ox) * g.Cmid;
-      std::fill(zp, zp + g.Cmid, acc_t(0));
+      for (int64_t c0 = 0; c0 < full; c0 += kBlock) {
+        acc_t acc[kBlock] = {};
+        for (int64_t ky = 0; ky < g.kh; ++ky) {
+          const int64_t iy = iy0 + ky * g.dh;
+          if (iy < 0 || iy >= g.H) continue;
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t ix = ix0 + kx * g.dw;
+            if (ix < 0 || ix >= g.W) continue;
+            const scalar_t* xp = x_n + (iy * g.W + ix) * g.C + c0;
+            const acc_t* wt = wT + (ky * g.kw + kx) * g.Cmid + c0;
+            XSEP_SIMD
+            for (int64_t j = 0; j < kBlock; ++j) acc[j] += wt[j] * static_cast<acc_t>(xp[j]);
+          }
+        }
+        XSEP_SIMD
+        for (int64_t j = 0; j < kBlock; ++j) zp[c0 + j] = acc[j];
+      }
+      // The channels left over (and any depth multiplier): the plain loop.
+      std::fill(zp + full, zp + g.Cmid, acc_t(0));
       for (int64_t ky = 0; ky < g.kh; ++ky) {
-        const int64_t iy = (r0 + r) * g.sh - g.pt + ky * g.dh;
+        const int64_t iy = iy0 + ky * g.dh;
         if (iy < 0 || iy >= g.H) continue;
         for (int64_t kx = 0; kx < g.kw; ++kx) {
-          const int64_t ix = ox * g.sw - g.pl + kx * g.dw;
+          const int64_t ix = ix0 + kx * g.dw;
           if (ix < 0 || ix >= g.W) continue;
           const scalar_t* xp = x_n + (iy * g.W + ix) * g.C;
           const acc_t* wt = wT + (ky * g.kw + kx) * g.Cmid;
-          if (g.M == 1) {
-            for (int64_t c = 0; c < g.C; ++c) zp[c] += wt[c] * static_cast<acc_t>(xp[c]);
-          } else {
-            for (int64_t c = 0; c < g.C; ++c) {
-              const acc_t xv = static_cast<acc_t>(xp[c]);
-              for (int64_t m = 0; m < g.M; ++m) zp[c * g.M + m] += wt[c * g.M + m] * xv;
-            }
+          for (int64_t c = full / g.M; c < g.C; ++c) {
+            const acc_t xv = static_cast<acc_t>(xp[c]);
+            for (int64_t m = 0; m < g.M; ++m) zp[c * g.M + m] += wt[c * g.M + m] * xv;
           }
         }
       }
@@ -170,6 +207,7 @@ void depthwise_transpose_tile_nhwc(const SepConvGeometry& g, const acc_t* dz, co
           acc_t* gxp = gx_n + (iy * g.W + ix) * g.C;
           const acc_t* wt = wT + (ky * g.kw + kx) * g.Cmid;
           if (g.M == 1) {
+            XSEP_SIMD
             for (int64_t c = 0; c < g.C; ++c) gxp[c] += wt[c] * dzp[c];
           } else {
             for (int64_t c = 0; c < g.C; ++c) {
@@ -199,9 +237,14 @@ void depthwise_weight_grad_tile_nhwc(const SepConvGeometry& g, const scalar_t* x
           if (ix < 0 || ix >= g.W) continue;
           const scalar_t* xp = x_n + (iy * g.W + ix) * g.C;
           acc_t* gwt = gwT + (ky * g.kw + kx) * g.Cmid;
-          for (int64_t c = 0; c < g.C; ++c) {
-            const acc_t xv = static_cast<acc_t>(xp[c]);
-            for (int64_t m = 0; m < g.M; ++m) gwt[c * g.M + m] += xv * dzp[c * g.M + m];
+          if (g.M == 1) {
+            XSEP_SIMD
+            for (int64_t c = 0; c < g.C; ++c) gwt[c] += static_cast<acc_t>(xp[c]) * dzp[c];
+          } else {
+            for (int64_t c = 0; c < g.C; ++c) {
+              const acc_t xv = static_cast<acc_t>(xp[c]);
+              for (int64_t m = 0; m < g.M; ++m) gwt[c * g.M + m] += xv * dzp[c * g.M + m];
+            }
           }
         }
       }
