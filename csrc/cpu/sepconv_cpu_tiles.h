@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "../common/sepconv_geometry.h"
 
@@ -25,7 +26,7 @@ struct RowTiling {
 // half of a core's L2 while the GEMM reads them; at least min_rows; the rows of an image are
 // split evenly (no thin last tile).
 inline RowTiling make_row_tiling(const SepConvGeometry& g, int64_t bytes_per_output_row, int64_t min_rows) {
-  constexpr int64_t kTileBytes = 1 << 20;
+  constexpr int64_t kTileBytes = 2 << 20;
   const int64_t ho = std::max<int64_t>(g.Ho, 1);
   int64_t rows = std::max<int64_t>(1, kTileBytes / std::max<int64_t>(1, bytes_per_output_row));
   rows = std::min(std::max(rows, min_rows), ho);
@@ -44,9 +45,56 @@ inline void valid_columns(int64_t off, int64_t s, int64_t W, int64_t Wo, int64_t
 
 // ---- NCHW: x_n is (C, H, W); z, dz are (Cmid, rows * Wo); w is (Cmid, kh * kw) ----
 
+// Stride 1: each channel's input rows go, zero-padded, into a (rows_in x Wp) scratch plane;
+// then every tap is one long unit-stride loop over the flattened plane (outputs computed on a
+// Wp-wide grid), and the Wo valid columns of each row are compacted into z. Long loops instead
+// of kh*kw*rows loops of Wo elements, which are short in Xception's late layers (Wo = 10, 19).
+template <typename scalar_t, typename acc_t>
+void depthwise_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* w, int64_t r0,
+                                 int64_t rows, acc_t* z) {
+  const int64_t Wp = g.Wo + (g.kw - 1) * g.dw;         // padded width the outputs need
+  const int64_t rows_in = rows + (g.kh - 1) * g.dh;    // padded input rows of the tile
+  const int64_t wide = (rows - 1) * Wp + g.Wo;         // flat outputs on the Wp-wide grid
+  thread_local std::vector<acc_t> plane, out;
+  plane.assign(rows_in * Wp, acc_t(0));
+  out.resize(wide);
+  int64_t col_lo, col_hi;  // the padded columns that hold real input
+  valid_columns(-g.pl, 1, g.W, Wp, col_lo, col_hi);
+  for (int64_t cm = 0; cm < g.Cmid; ++cm) {
+    const scalar_t* xc = x_n + (cm / g.M) * g.H * g.W;
+    if (cm % g.M == 0) {  // the M channels of one input channel share its plane
+      for (int64_t i = 0; i < rows_in; ++i) {
+        const int64_t iy = r0 - g.pt + i;
+        acc_t* dst = plane.data() + i * Wp;
+        if (iy < 0 || iy >= g.H) {
+          std::fill(dst, dst + Wp, acc_t(0));
+          continue;
+        }
+        const scalar_t* src = xc + iy * g.W - g.pl;
+        XSEP_SIMD
+        for (int64_t j = col_lo; j < col_hi; ++j) dst[j] = static_cast<acc_t>(src[j]);
+      }
+    }
+    const acc_t* wc = w + cm * g.kh * g.kw;
+    acc_t* o = out.data();
+    std::fill(o, o + wide, acc_t(0));
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      for (int64_t kx = 0; kx < g.kw; ++kx) {
+        const acc_t wv = wc[ky * g.kw + kx];
+        const acc_t* src = plane.data() + ky * g.dh * Wp + kx * g.dw;
+        XSEP_SIMD
+        for (int64_t j = 0; j < wide; ++j) o[j] += wv * src[j];
+      }
+    }
+    acc_t* zc = z + cm * rows * g.Wo;
+    for (int64_t r = 0; r < rows; ++r) std::copy(o + r * Wp, o + r * Wp + g.Wo, zc + r * g.Wo);
+  }
+}
+
 template <typename scalar_t, typename acc_t>
 void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* w, int64_t r0,
                          int64_t rows, acc_t* z) {
+  if (g.sh == 1 && g.sw == 1) return depthwise_tile_nchw_stride1(g, x_n, w, r0, rows, z);
   const int64_t P = rows * g.Wo;
   for (int64_t cm = 0; cm < g.Cmid; ++cm) {
     const scalar_t* xc = x_n + (cm / g.M) * g.H * g.W;
@@ -64,12 +112,7 @@ void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const ac
           int64_t lo, hi;
           valid_columns(off, g.sw, g.W, g.Wo, lo, hi);
           const acc_t wv = wc[ky * g.kw + kx];
-          if (g.sw == 1) {  // the common case: a unit-stride loop the compiler vectorises
-            XSEP_SIMD
-            for (int64_t ox = lo; ox < hi; ++ox) zr[ox] += wv * static_cast<acc_t>(xr[ox + off]);
-          } else {
-            for (int64_t ox = lo; ox < hi; ++ox) zr[ox] += wv * static_cast<acc_t>(xr[ox * g.sw + off]);
-          }
+          for (int64_t ox = lo; ox < hi; ++ox) zr[ox] += wv * static_cast<acc_t>(xr[ox * g.sw + off]);
         }
       }
     }
