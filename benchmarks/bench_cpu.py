@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from metadata import run_metadata  # noqa: E402
+from metadata import run_metadata
 
-from xsep._timing import median_ms  # noqa: E402
-from xsep.ops import separable_conv2d  # noqa: E402
-from xsep.reference import separable_conv2d_reference  # noqa: E402
+from xsep._timing import median_ms
+from xsep.ops import separable_conv2d
+from xsep.reference import separable_conv2d_reference
 
 # (name, N, C, H=W, Cout): the two shapes of the foundation issue.
 SHAPES = [("728->728 @19x19", 8, 728, 19, 728), ("64->128 @147x147", 4, 64, 147, 128)]
@@ -43,14 +43,25 @@ def bench_shape(name, n, c, h, cout, memory_format, reps):
     exact = separable_conv2d_reference(x.double(), dw.double(), pw.double(), None, 1, 1)
     err = (separable_conv2d(x, dw, pw, None, 1, 1).double() - exact).abs().max().item()
     err_unfused = (unfused(x, dw, pw).double() - exact).abs().max().item()
-    row = {"shape": name, "N": n, "C": c, "H": h, "W": h, "Cout": cout, "max_error": err, "max_error_unfused": err_unfused}
+    row = {
+        "shape": name,
+        "N": n,
+        "C": c,
+        "H": h,
+        "W": h,
+        "Cout": cout,
+        "max_error": err,
+        "max_error_unfused": err_unfused,
+    }
     if err > 2 * err_unfused + 1e-5 * exact.abs().max().item():
         return row | {"status": "failed: output differs from the reference"}
 
     leaves = [t.detach().requires_grad_() for t in (x, dw, pw)]
     grad = torch.randn(exact.shape).contiguous(memory_format=memory_format)
     with torch.no_grad():
-        fwd = median_ms([lambda: separable_conv2d(x, dw, pw, None, 1, 1), lambda: unfused(x, dw, pw)], x.device, reps=reps)
+        fwd = median_ms(
+            [lambda: separable_conv2d(x, dw, pw, None, 1, 1), lambda: unfused(x, dw, pw)], x.device, reps=reps
+        )
     fwd_bwd = median_ms(
         [
             lambda: separable_conv2d(*leaves, None, 1, 1).backward(grad),
@@ -80,8 +91,10 @@ def main() -> None:
             rows.append(row)
             print(f"{name:18s} {fmt_name:13s} {row['status']}", flush=True)
 
-    print(f"\n{'shape':18s} {'format':13s} {'direction':17s} {'xsep ms':>9s} {'unfused ms':>11s} "
-          f"{'ratio':>6s} {'vs best fmt':>11s}")
+    print(
+        f"\n{'shape':18s} {'format':13s} {'direction':17s} {'xsep ms':>9s} {'unfused ms':>11s} "
+        f"{'ratio':>6s} {'vs best fmt':>11s}"
+    )
     for row in rows:
         if row["status"] != "ok":
             continue
@@ -89,8 +102,10 @@ def main() -> None:
             best = min(r[direction]["unfused"] for r in rows if r["shape"] == row["shape"] and r["status"] == "ok")
             t = row[direction]
             row[direction] |= {"ratio": t["unfused"] / t["xsep"], "ratio_vs_best_format": best / t["xsep"]}
-            print(f"{row['shape']:18s} {row['memory_format']:13s} {direction[:-3]:17s} {t['xsep']:9.2f} "
-                  f"{t['unfused']:11.2f} {t['ratio']:6.2f} {t['ratio_vs_best_format']:11.2f}")
+            print(
+                f"{row['shape']:18s} {row['memory_format']:13s} {direction[:-3]:17s} {t['xsep']:9.2f} "
+                f"{t['unfused']:11.2f} {t['ratio']:6.2f} {t['ratio_vs_best_format']:11.2f}"
+            )
 
     out = args.out or Path(__file__).parent / "results" / f"cpu-{platform.node() or 'host'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

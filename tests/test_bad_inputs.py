@@ -26,7 +26,12 @@ BAD = [
         ValueError,
         r"dw_weight must have shape \(C\*M, 1, kh, kw\) with C\*M divisible by C=4; got \(6, 1, 3, 3\)",
     ),
-    ("dw_rank", {"dw_weight": torch.randn(8, 3, 3)}, ValueError, r"dw_weight must have shape \(C\*M, 1, kh, kw\); got \(8, 3, 3\)"),
+    (
+        "dw_rank",
+        {"dw_weight": torch.randn(8, 3, 3)},
+        ValueError,
+        r"dw_weight must have shape \(C\*M, 1, kh, kw\); got \(8, 3, 3\)",
+    ),
     (
         "dw_second_dim",
         {"dw_weight": torch.randn(8, 2, 3, 3)},
@@ -63,7 +68,8 @@ BAD = [
         "dtype_mix",
         {"dw_weight": torch.randn(8, 1, 3, 3, dtype=torch.float64)},
         TypeError,
-        r"all tensors must share one dtype \(or run under torch.autocast\); got x torch.float32, dw_weight torch.float64",
+        r"all tensors must share one dtype \(or run under torch.autocast\); "
+        r"got x torch.float32, dw_weight torch.float64",
     ),
     ("int_x", {"x": torch.ones(2, 4, 9, 9, dtype=torch.int64)}, TypeError, r"x must be float16, .*got torch.int64"),
     ("bool_bias", {"bias": torch.ones(5, dtype=torch.bool)}, TypeError, r"bias must be float.*got torch.bool"),

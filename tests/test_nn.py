@@ -79,7 +79,11 @@ def test_from_convs_same_padding():
         (nn.Conv2d(4, 8, 3, groups=2), nn.Conv2d(8, 5, 1), "the first conv must be depthwise"),
         (nn.Conv2d(4, 4, 3, groups=4), nn.Conv2d(4, 5, 3), "the second conv must be pointwise"),
         (nn.Conv2d(4, 4, 3, groups=4), nn.Conv2d(8, 5, 1), "channels do not chain"),
-        (nn.Conv2d(4, 4, 3, groups=4, padding=1, padding_mode="reflect"), nn.Conv2d(4, 5, 1), "the depthwise conv must pad"),
+        (
+            nn.Conv2d(4, 4, 3, groups=4, padding=1, padding_mode="reflect"),
+            nn.Conv2d(4, 5, 1),
+            "the depthwise conv must pad",
+        ),
         (nn.Conv2d(4, 4, 3, groups=4), nn.Linear(4, 5), "expected two nn.Conv2d"),
     ],
     ids=["grouped", "pw_3x3", "channels", "reflect", "linear"],
@@ -125,18 +129,22 @@ class DepthwiseWithNormBetween(nn.Module):
 
 
 def test_convert_replaces_pairs_and_keeps_outputs():
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=True),  # a pair, with a depthwise bias
-        nn.Conv2d(8, 16, 1),
-        nn.ReLU(),
-        CadeneSeparable(16, 16),
-        TimmSeparable(16, 12),
-        DepthwiseWithNormBetween(12),
-        nn.Conv2d(12, 12, 3, padding=1, groups=12),  # followed by a ReLU: not a pair
-        nn.ReLU(),
-        nn.Conv2d(12, 4, 1),
-    ).double().eval()
+    model = (
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=True),  # a pair, with a depthwise bias
+            nn.Conv2d(8, 16, 1),
+            nn.ReLU(),
+            CadeneSeparable(16, 16),
+            TimmSeparable(16, 12),
+            DepthwiseWithNormBetween(12),
+            nn.Conv2d(12, 12, 3, padding=1, groups=12),  # followed by a ReLU: not a pair
+            nn.ReLU(),
+            nn.Conv2d(12, 4, 1),
+        )
+        .double()
+        .eval()
+    )
     x = torch.randn(2, 3, 15, 14, dtype=torch.float64)
     before = model(x)
     replaced = xsep.convert(model)

@@ -85,7 +85,7 @@ def test_backward_is_bitwise_deterministic(threads):
             results.append([t.grad for t in leaves])
     finally:
         torch.set_num_threads(before)
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
 
 
@@ -104,7 +104,7 @@ def test_autocast_cpu(dtype):
     exact, exact_grads = reference_outputs_and_grads(rounded, case.conv_args, grad_out, torch.float64)
     unfused, unfused_grads = reference_outputs_and_grads(rounded, case.conv_args, grad_out, dtype)
     assert_close_to_reference(y.detach(), unfused, exact)
-    for leaf, u, e in zip(leaves, unfused_grads, exact_grads):
+    for leaf, u, e in zip(leaves, unfused_grads, exact_grads, strict=True):
         assert leaf.grad.dtype == torch.float32  # gradients flow back to the fp32 leaves
         assert_close_to_reference(leaf.grad.to(dtype), u, e, what="grad")
 
@@ -125,7 +125,7 @@ def test_torch_compile_fullgraph_forward_backward():
     loss_compiled = compiled(*compiled_leaves)
     loss_compiled.backward()
     torch.testing.assert_close(loss_compiled, loss_eager)
-    for a, b in zip(compiled_leaves, eager_leaves):
+    for a, b in zip(compiled_leaves, eager_leaves, strict=True):
         torch.testing.assert_close(a.grad, b.grad)
 
 
@@ -135,7 +135,5 @@ def test_module_under_torch_compile_matches_reference():
     module = SeparableConv2d(5, 7, 3, stride=2, padding="same", depth_multiplier=2).double()
     x = torch.randn(2, 5, 9, 10, dtype=torch.float64)
     compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
-    want = separable_conv2d_reference(
-        x, module.depthwise_weight, module.pointwise_weight, module.bias, 2, "same"
-    )
+    want = separable_conv2d_reference(x, module.depthwise_weight, module.pointwise_weight, module.bias, 2, "same")
     torch.testing.assert_close(compiled(x), want)

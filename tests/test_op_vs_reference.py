@@ -30,7 +30,9 @@ def check_against_reference(case, dtype, layout, bias, device):
     assert y.dtype == dtype
     assert suggest_memory_format(y) == suggest_memory_format(inputs[0]), "output must keep x's memory format"
     assert_close_to_reference(y.detach(), unfused, exact)
-    for name, leaf, u, e in zip(["x", "dw_weight", "pw_weight", "bias"], leaves, unfused_grads, exact_grads):
+    for name, leaf, u, e in zip(
+        ["x", "dw_weight", "pw_weight", "bias"], leaves, unfused_grads, exact_grads, strict=True
+    ):
         if leaf is None:
             continue
         assert leaf.grad is not None, f"no gradient for {name}"

@@ -1,6 +1,6 @@
 """Loads the compiled operator library `xsep._C`, which registers torch.ops.xsep.*."""
 
-import torch  # noqa: F401  (libtorch must be loaded before the extension)
+import torch
 
 try:
     from xsep import _C  # noqa: F401

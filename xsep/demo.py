@@ -49,10 +49,8 @@ def run(batch: int, channels: int, size: int, out_channels: int, device: torch.d
         )
     tb_fused, tb_unfused = median_ms([fused_fb, unfused_fb], device, reps=reps)
     inter_mb = batch * channels * size * size * 4 / 2**20
-    print(f"  forward          fused {t_fused:8.2f} ms   unfused {t_unfused:8.2f} ms   speed-up {t_unfused / t_fused:.2f}x")
-    print(
-        f"  forward+backward fused {tb_fused:8.2f} ms   unfused {tb_unfused:8.2f} ms   speed-up {tb_unfused / tb_fused:.2f}x"
-    )
+    for name, fused, unfused in (("forward", t_fused, t_unfused), ("forward+backward", tb_fused, tb_unfused)):
+        print(f"  {name:16s} fused {fused:8.2f} ms   unfused {unfused:8.2f} ms   speed-up {unfused / fused:.2f}x")
     print(f"  the fused op never writes the {inter_mb:.1f} MiB depthwise intermediate, nor saves it for backward")
     if err_fused > 2 * err_unfused + 1e-5 * exact.abs().max().item():
         raise SystemExit("xsep demo: the fused output does not match the reference")

@@ -54,9 +54,7 @@ def check_tensors(
     if dw_weight.shape[2] < 1 or dw_weight.shape[3] < 1:
         raise ValueError(f"{fn}: dw_weight's kernel must be at least 1x1; got {tuple(dw_weight.shape)}")
     if pw_weight.dim() != 4 or pw_weight.shape[1] != mid or pw_weight.shape[2:] != (1, 1):
-        raise ValueError(
-            f"{fn}: pw_weight must have shape (Cout, C*M={mid}, 1, 1); got {tuple(pw_weight.shape)}"
-        )
+        raise ValueError(f"{fn}: pw_weight must have shape (Cout, C*M={mid}, 1, 1); got {tuple(pw_weight.shape)}")
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != pw_weight.shape[0]):
         raise ValueError(f"{fn}: bias must have shape (Cout={pw_weight.shape[0]},); got {tuple(bias.shape)}")
     devices = {name: t.device for name, t in named}
