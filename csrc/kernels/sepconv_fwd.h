@@ -1,0 +1,15 @@
+// Launchers of the fused forward, one per dtype (each in its own .cu so nvcc builds them in
+// parallel). They launch on `stream` and return the launch's error; they never synchronise.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "sepconv_params.h"
+
+namespace xsep {
+
+LaunchResult sepconv_forward_fp16(const SepConvParams& p, cudaStream_t stream);
+LaunchResult sepconv_forward_bf16(const SepConvParams& p, cudaStream_t stream);
+LaunchResult sepconv_forward_fp32(const SepConvParams& p, cudaStream_t stream);
+
+}  // namespace xsep

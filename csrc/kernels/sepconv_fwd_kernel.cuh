@@ -1,0 +1,357 @@
+// The fused forward: y = pointwise(depthwise(x)), the depthwise result living only in shared memory.
+//
+// The pointwise part is a GEMM over all output pixels of the batch: Y[p, co] = sum_k Z[p, k] W[co, k].
+// A CTA owns a tile of BM pixels x BN output channels. For each chunk of BK depthwise channels it
+//   1. computes Z[BM x BK] (the depthwise conv of its pixels, halo read from x, zero padding,
+//      any stride / dilation / depth multiplier) in fp32 on CUDA cores, rounded to the MMA input
+//      type, into shared memory;
+//   2. loads the matching W[BN x BK] chunk of the pointwise weight;
+//   3. accumulates Z . W^T on tensor cores (WMMA: fp16 / bf16, or TF32 for float32) or, for exact
+//      float32, with FFMA.
+// The epilogue stages the fp32 accumulators in shared memory, adds the bias and writes each
+// output element once, coalesced for the output's memory format.
+//
+// Not yet here (next steps, measured on the H100 first): cp.async double buffering of x and W,
+// vectorised 16-byte loads, a wider BN so the depthwise part is recomputed for fewer Cout tiles,
+// and wgmma/TMA on sm_90a.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <type_traits>
+
+#include "sepconv_params.h"
+
+namespace xsep {
+
+// ---- element types -------------------------------------------------------------------------
+
+template <typename T>
+__device__ __forceinline__ float to_float(T v);
+template <>
+__device__ __forceinline__ float to_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// ---- compile-time configuration -------------------------------------------------------------
+
+enum class Math { kTensorCore, kFFMA };
+
+template <typename T_, Math kMath_, bool kChannelsLast_, int kKH_, int kKW_>
+struct FwdTraits {
+  using T = T_;                            // x, weights, y
+  static constexpr Math kMath = kMath_;
+  static constexpr bool kChannelsLast = kChannelsLast_;
+  static constexpr int kKH = kKH_;         // 0: kernel size known at run time only
+  static constexpr int kKW = kKW_;
+  static constexpr int BM = 64;            // output pixels per CTA
+  static constexpr int BN = 128;           // output channels per CTA
+  static constexpr int BK = 32;            // depthwise channels per chunk
+  // Depthwise elements in flight per thread: two for 16-bit types; fp32 operands (TF32 or FFMA)
+  // take twice the registers, which leaves room for one under the 128-register cap.
+  static constexpr int kDepthwiseUnroll = std::is_same_v<T_, float> ? 1 : 2;
+  static constexpr int kWarpsM = 2, kWarpsN = 4;
+  static constexpr int kThreads = 32 * kWarpsM * kWarpsN;
+  static constexpr int WM = BM / kWarpsM;  // 32x32 of the tile per warp
+  static constexpr int WN = BN / kWarpsN;
+  // MMA operands in shared memory: the 16-bit type itself, or fp32 (rounded to TF32 in registers).
+  using Operand = std::conditional_t<std::is_same_v<T, float>, float, T>;
+  static constexpr int kMmaK = std::is_same_v<T, float> ? 8 : 16;  // WMMA k: tf32 m16n16k8, else m16n16k16
+  // Row pads of 16 bytes keep WMMA's 32-byte alignment and break shared-memory bank conflicts.
+  static constexpr int kPad = 16 / sizeof(Operand);
+  static constexpr int kLdAB = BK + kPad;
+  static constexpr int kLdC = BN + 4;
+  static_assert(BK % kMmaK == 0 && WM % 16 == 0 && WN % 16 == 0, "tile must be whole WMMA fragments");
+  static_assert(kThreads % BK == 0 && kThreads % BM == 0, "thread mappings below assume this");
+};
+
+template <class Traits>
+struct FwdSharedStorage {
+  using Operand = typename Traits::Operand;
+  struct Operands {
+    Operand z[Traits::BM][Traits::kLdAB];   // A: depthwise result, row = pixel
+    Operand w[Traits::BN][Traits::kLdAB];   // B^T: pointwise weight, row = output channel
+  };
+  union {
+    Operands ops;
+    float c[Traits::BM][Traits::kLdC];      // accumulators, staged for the epilogue
+  };
+  // Per pixel of the tile, computed once: where its receptive field starts and where it goes.
+  int64_t x_base[Traits::BM];   // offset of x[n, 0, iy0, ix0] (iy0/ix0 may be negative: padding)
+  int64_t y_base[Traits::BM];   // offset of y[n, 0, oy, ox]; -1 past the last pixel
+  int iy0[Traits::BM];
+  int ix0[Traits::BM];
+};
+
+// ---- the three phases ------------------------------------------------------------------------
+
+// Z[m][k] = sum over taps of x * w_dw, for the chunk of depthwise channels starting at k0.
+template <class Traits>
+__device__ __forceinline__ void depthwise_chunk(const SepConvParams& p, FwdSharedStorage<Traits>& s, int k0) {
+  using T = typename Traits::T;
+  constexpr int BM = Traits::BM, BK = Traits::BK, kThreads = Traits::kThreads;
+  const int kh = Traits::kKH > 0 ? Traits::kKH : p.kh;
+  const int kw = Traits::kKW > 0 ? Traits::kKW : p.kw;
+  const T* __restrict__ x = static_cast<const T*>(p.x);
+  const T* __restrict__ wdw = static_cast<const T*>(p.dw_weight);
+  // channels_last: neighbouring threads take neighbouring channels (contiguous in x);
+  // NCHW: neighbouring threads take neighbouring pixels (contiguous along a row of x).
+  // A few elements in flight per thread: enough loads to hide latency, few enough registers to
+  // leave room for the accumulators.
+  constexpr int kUnroll = Traits::kDepthwiseUnroll;
+#pragma unroll kUnroll
+  for (int i = 0; i < BM * BK / kThreads; ++i) {
+    const int idx = threadIdx.x + i * kThreads;
+    const int m = Traits::kChannelsLast ? idx / BK : idx % BM;
+    const int k = Traits::kChannelsLast ? idx % BK : idx / BM;
+    const int cm = k0 + k;
+    float acc = 0.f;
+    if (cm < p.Cmid && s.y_base[m] >= 0) {
+      const int64_t xc = s.x_base[m] + static_cast<int64_t>(cm / p.M) * p.x_stride[1];
+      const T* __restrict__ wc = wdw + static_cast<int64_t>(cm) * kh * kw;
+      auto tap = [&](int ky, int kx) {
+        const int iy = s.iy0[m] + ky * p.dh, ix = s.ix0[m] + kx * p.dw;
+        if (iy < 0 || iy >= p.H || ix < 0 || ix >= p.W) return;
+        const int64_t off =
+            xc + static_cast<int64_t>(ky) * p.dh * p.x_stride[2] + static_cast<int64_t>(kx) * p.dw * p.x_stride[3];
+        acc = fmaf(to_float(__ldg(x + off)), to_float(__ldg(wc + ky * kw + kx)), acc);
+      };
+      if constexpr (Traits::kKH > 0 && Traits::kKW > 0) {  // the specialised sizes: fully unrolled
+#pragma unroll
+        for (int ky = 0; ky < Traits::kKH; ++ky)
+#pragma unroll
+          for (int kx = 0; kx < Traits::kKW; ++kx) tap(ky, kx);
+      } else {
+#pragma unroll 1
+        for (int ky = 0; ky < kh; ++ky)
+#pragma unroll 1
+          for (int kx = 0; kx < kw; ++kx) tap(ky, kx);
+      }
+    }
+    s.ops.z[m][k] = from_float<typename Traits::Operand>(acc);
+  }
+}
+
+// W[n][k] = pw_weight[co0 + n, k0 + k], zero outside the matrix.
+template <class Traits>
+__device__ __forceinline__ void load_pointwise_chunk(const SepConvParams& p, FwdSharedStorage<Traits>& s, int co0,
+                                                     int k0) {
+  using T = typename Traits::T;
+  constexpr int BN = Traits::BN, BK = Traits::BK, kThreads = Traits::kThreads;
+  const T* __restrict__ wpw = static_cast<const T*>(p.pw_weight);
+#pragma unroll
+  for (int i = 0; i < BN * BK / kThreads; ++i) {
+    const int idx = threadIdx.x + i * kThreads;
+    const int n = idx / BK, k = idx % BK;  // neighbouring threads read along a row of W
+    const int co = co0 + n, cm = k0 + k;
+    const T v = (co < p.Cout && cm < p.Cmid) ? __ldg(wpw + static_cast<int64_t>(co) * p.Cmid + cm) : from_float<T>(0.f);
+    s.ops.w[n][k] = static_cast<typename Traits::Operand>(v);
+  }
+}
+
+// Tensor cores: each warp owns a WM x WN block of the tile as (WM/16) x (WN/16) fragments.
+template <class Traits>
+struct TensorCoreMma {
+  using Operand = typename Traits::Operand;
+  static constexpr int kFm = Traits::WM / 16, kFn = Traits::WN / 16, kK = Traits::kMmaK;
+  using InT = std::conditional_t<std::is_same_v<Operand, float>, nvcuda::wmma::precision::tf32, Operand>;
+  using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, kK, InT, nvcuda::wmma::row_major>;
+  using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, kK, InT, nvcuda::wmma::col_major>;
+  using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, kK, float>;
+  FragC acc[kFm][kFn];
+
+  __device__ __forceinline__ void zero() {
+#pragma unroll
+    for (int i = 0; i < kFm; ++i)
+#pragma unroll
+      for (int j = 0; j < kFn; ++j) nvcuda::wmma::fill_fragment(acc[i][j], 0.f);
+  }
+
+  template <typename Frag>
+  __device__ __forceinline__ static void round_to_tf32(Frag& f) {
+    if constexpr (std::is_same_v<Operand, float>) {
+#pragma unroll
+      for (int t = 0; t < f.num_elements; ++t) f.x[t] = nvcuda::wmma::__float_to_tf32(f.x[t]);
+    }
+  }
+
+  __device__ __forceinline__ void step(FwdSharedStorage<Traits>& s, int warp_m, int warp_n) {
+#pragma unroll
+    for (int kk = 0; kk < Traits::BK; kk += kK) {
+      FragA a[kFm];
+      FragB b[kFn];
+#pragma unroll
+      for (int i = 0; i < kFm; ++i) {
+        nvcuda::wmma::load_matrix_sync(a[i], &s.ops.z[warp_m * Traits::WM + i * 16][kk], Traits::kLdAB);
+        round_to_tf32(a[i]);
+      }
+#pragma unroll
+      for (int j = 0; j < kFn; ++j) {
+        // W is stored [n][k]: as the K x N operand B that is column-major with leading dimension kLdAB.
+        nvcuda::wmma::load_matrix_sync(b[j], &s.ops.w[warp_n * Traits::WN + j * 16][kk], Traits::kLdAB);
+        round_to_tf32(b[j]);
+      }
+#pragma unroll
+      for (int i = 0; i < kFm; ++i)
+#pragma unroll
+        for (int j = 0; j < kFn; ++j) nvcuda::wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+    }
+  }
+
+  __device__ __forceinline__ void stage(FwdSharedStorage<Traits>& s, int warp_m, int warp_n) {
+#pragma unroll
+    for (int i = 0; i < kFm; ++i)
+#pragma unroll
+      for (int j = 0; j < kFn; ++j)
+        nvcuda::wmma::store_matrix_sync(&s.c[warp_m * Traits::WM + i * 16][warp_n * Traits::WN + j * 16], acc[i][j],
+                                        Traits::kLdC, nvcuda::wmma::mem_row_major);
+  }
+};
+
+// Exact float32: each thread owns a 4 x 8 block of the tile and accumulates with FFMA.
+template <class Traits>
+struct FfmaMma {
+  static constexpr int kTm = 4, kTn = 8;
+  static constexpr int kThreadsN = Traits::BN / kTn;
+  static_assert(Traits::BM / kTm * kThreadsN == Traits::kThreads, "one 4x8 block per thread");
+  float acc[kTm][kTn];
+
+  __device__ __forceinline__ void zero() {
+#pragma unroll
+    for (int i = 0; i < kTm; ++i)
+#pragma unroll
+      for (int j = 0; j < kTn; ++j) acc[i][j] = 0.f;
+  }
+
+  __device__ __forceinline__ void step(FwdSharedStorage<Traits>& s, int, int) {
+    const int m0 = (threadIdx.x / kThreadsN) * kTm, n0 = (threadIdx.x % kThreadsN) * kTn;
+#pragma unroll 2
+    for (int k = 0; k < Traits::BK; ++k) {
+      float a[kTm], b[kTn];
+#pragma unroll
+      for (int i = 0; i < kTm; ++i) a[i] = s.ops.z[m0 + i][k];
+#pragma unroll
+      for (int j = 0; j < kTn; ++j) b[j] = s.ops.w[n0 + j][k];
+#pragma unroll
+      for (int i = 0; i < kTm; ++i)
+#pragma unroll
+        for (int j = 0; j < kTn; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+  }
+
+  __device__ __forceinline__ void stage(FwdSharedStorage<Traits>& s, int, int) {
+    const int m0 = (threadIdx.x / kThreadsN) * kTm, n0 = (threadIdx.x % kThreadsN) * kTn;
+#pragma unroll
+    for (int i = 0; i < kTm; ++i)
+#pragma unroll
+      for (int j = 0; j < kTn; ++j) s.c[m0 + i][n0 + j] = acc[i][j];
+  }
+};
+
+// ---- the kernel ---------------------------------------------------------------------------------
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads, 2) sepconv_fwd_kernel(const SepConvParams p) {
+  using T = typename Traits::T;
+  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kThreads = Traits::kThreads;
+  __shared__ __align__(128) FwdSharedStorage<Traits> s;
+
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  const int64_t p0 = static_cast<int64_t>(blockIdx.x) * BM;
+  const int co0 = blockIdx.y * BN;
+
+  // Where each pixel of the tile reads from and writes to: one 64-bit division per pixel per CTA.
+  if (threadIdx.x < BM) {
+    const int m = threadIdx.x;
+    const int64_t pix = p0 + m;
+    if (pix < pixels) {
+      const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
+      const int64_t n = pix / hw;
+      const int rem = static_cast<int>(pix - n * hw);
+      const int oy = rem / p.Wo, ox = rem % p.Wo;
+      const int iy0 = oy * p.sh - p.pt, ix0 = ox * p.sw - p.pl;
+      s.iy0[m] = iy0;
+      s.ix0[m] = ix0;
+      s.x_base[m] = n * p.x_stride[0] + static_cast<int64_t>(iy0) * p.x_stride[2] + static_cast<int64_t>(ix0) * p.x_stride[3];
+      s.y_base[m] = n * p.y_stride[0] + static_cast<int64_t>(oy) * p.y_stride[2] + static_cast<int64_t>(ox) * p.y_stride[3];
+    } else {
+      s.iy0[m] = s.ix0[m] = 0;
+      s.x_base[m] = 0;
+      s.y_base[m] = -1;
+    }
+  }
+  __syncthreads();
+
+  const int warp = threadIdx.x / 32;
+  const int warp_m = warp / Traits::kWarpsN, warp_n = warp % Traits::kWarpsN;
+  std::conditional_t<Traits::kMath == Math::kTensorCore, TensorCoreMma<Traits>, FfmaMma<Traits>> mma;
+  mma.zero();
+  for (int k0 = 0; k0 < p.Cmid; k0 += BK) {
+    depthwise_chunk<Traits>(p, s, k0);
+    load_pointwise_chunk<Traits>(p, s, co0, k0);
+    __syncthreads();  // Z and W of this chunk are complete
+    mma.step(s, warp_m, warp_n);
+    __syncthreads();  // everyone is done reading them before the next chunk overwrites them
+  }
+  mma.stage(s, warp_m, warp_n);  // s.c aliases the operands: safe after the barrier above
+  __syncthreads();
+
+  // Epilogue: bias, round once, write. channels_last: neighbours along Cout; NCHW: along pixels.
+  T* __restrict__ y = static_cast<T*>(p.y);
+  const T* __restrict__ bias = static_cast<const T*>(p.bias);
+#pragma unroll 4
+  for (int i = 0; i < BM * BN / kThreads; ++i) {
+    const int idx = threadIdx.x + i * kThreads;
+    const int m = Traits::kChannelsLast ? idx / BN : idx % BM;
+    const int n = Traits::kChannelsLast ? idx % BN : idx / BM;
+    const int co = co0 + n;
+    if (co >= p.Cout || s.y_base[m] < 0) continue;
+    float v = s.c[m][n];
+    if (bias != nullptr) v += to_float(__ldg(bias + co));
+    y[s.y_base[m] + static_cast<int64_t>(co) * p.y_stride[1]] = from_float<T>(v);
+  }
+}
+
+// ---- launch ---------------------------------------------------------------------------------------
+
+template <typename T, Math kMath>
+LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, const char* dtype_name) {
+  const bool k3x3 = p.kh == 3 && p.kw == 3;
+  auto launch = [&](auto traits) -> LaunchResult {
+    using Traits = decltype(traits);
+    const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+    const dim3 grid(static_cast<unsigned>((pixels + Traits::BM - 1) / Traits::BM),
+                    static_cast<unsigned>((p.Cout + Traits::BN - 1) / Traits::BN));
+    sepconv_fwd_kernel<Traits><<<grid, Traits::kThreads, 0, stream>>>(p);
+    return {static_cast<int>(cudaGetLastError()), nullptr};
+  };
+  LaunchResult r;
+  if (p.channels_last) {
+    r = k3x3 ? launch(FwdTraits<T, kMath, true, 3, 3>{}) : launch(FwdTraits<T, kMath, true, 0, 0>{});
+  } else {
+    r = k3x3 ? launch(FwdTraits<T, kMath, false, 3, 3>{}) : launch(FwdTraits<T, kMath, false, 0, 0>{});
+  }
+  static thread_local char name[96];
+  snprintf(name, sizeof(name), "forward %s %s %s %s", dtype_name,
+           kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
+           p.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel");
+  r.variant = name;
+  return r;
+}
+
+}  // namespace xsep
