@@ -1,0 +1,160 @@
+"""Compile-check the CUDA kernels without a GPU (run by .ci/run on every submission).
+
+Builds csrc/kernels as a standalone library with CMake (sm_80 and sm_90 by default), then fails if
+  - any kernel spills registers or uses a stack frame (ptxas -v report), or
+  - a tensor-core kernel has no tensor-core MMA instruction (HMMA / HGMMA) in its SASS, or an
+    FFMA kernel has no FFMA (cuobjdump -sass).
+Prints one row per kernel and architecture.
+
+    python tools/check_kernels.py [--build-dir build/kernels] [--archs "80-real;90-real"]
+
+nvcc comes from CUDA_HOME (default /usr/local/cuda) or PATH; cuobjdump from PATH or the
+nvidia-cuda-cuobjdump wheel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class KernelReport:
+    name: str  # demangled
+    arch: str
+    registers: int = -1
+    stack_bytes: int = 0
+    spill_bytes: int = 0
+    mma: int = 0
+    ffma: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def find_tool(name: str) -> str:
+    cuda_home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+    candidates = [shutil.which(name), str(Path(cuda_home) / "bin" / name)]
+    try:  # the pip wheels nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm
+        import nvidia
+
+        for root in nvidia.__path__:
+            candidates += [str(p) for p in Path(root).glob(f"*/bin/{name}")]
+    except ImportError:
+        pass
+    for c in candidates:
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            return c
+    raise SystemExit(f"check_kernels: {name} not found (install CUDA, or pip install nvidia-cuda-cuobjdump)")
+
+
+def demangle(names: list[str]) -> dict[str, str]:
+    out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True, check=True).stdout
+    return dict(zip(names, out.splitlines(), strict=True))
+
+
+def build(build_dir: Path, archs: str) -> str:
+    nvcc = find_tool("nvcc")
+    configure = [
+        "cmake",
+        "-S",
+        str(REPO),
+        "-B",
+        str(build_dir),
+        f"-DCMAKE_CUDA_COMPILER={nvcc}",
+        f"-DCMAKE_CUDA_ARCHITECTURES={archs}",
+    ]
+    if shutil.which("ninja"):
+        configure += ["-G", "Ninja"]
+    subprocess.run(configure, check=True, capture_output=True, text=True)
+    # A clean build so ptxas reports every kernel (an up-to-date build would print nothing).
+    result = subprocess.run(
+        ["cmake", "--build", str(build_dir), "--clean-first", "-j", str(os.cpu_count() or 2)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        print(result.stdout[-20000:], result.stderr[-20000:], sep="\n")
+        raise SystemExit("check_kernels: the kernel library does not compile")
+    return result.stdout + result.stderr
+
+
+def parse_ptxas(log: str) -> dict[tuple[str, str], KernelReport]:
+    reports: dict[tuple[str, str], KernelReport] = {}
+    current: KernelReport | None = None
+    for line in log.splitlines():
+        m = re.search(r"Compiling entry function '(\w+)' for '(sm_\w+)'", line)
+        if m:
+            current = reports.setdefault((m.group(1), m.group(2)), KernelReport(m.group(1), m.group(2)))
+            continue
+        if current is None:
+            continue
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m:
+            current.stack_bytes = int(m.group(1))
+            current.spill_bytes = int(m.group(2)) + int(m.group(3))
+        m = re.search(r"Used (\d+) registers", line)
+        if m:
+            current.registers = int(m.group(1))
+    return reports
+
+
+def count_sass(library: Path, reports: dict[tuple[str, str], KernelReport]) -> None:
+    cuobjdump = find_tool("cuobjdump")
+    for arch in sorted({arch for _, arch in reports}):
+        sass = subprocess.run(
+            [cuobjdump, "-sass", "-arch", arch, str(library)], capture_output=True, text=True, check=True
+        ).stdout
+        for chunk in re.split(r"\n\s*Function : ", sass)[1:]:
+            name = chunk.split(None, 1)[0]
+            report = reports.get((name, arch))
+            if report is None:
+                continue
+            report.mma = len(re.findall(r"\b(?:HMMA|HGMMA)\b", chunk))
+            report.ffma = len(re.findall(r"\bFFMA\b", chunk))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build-dir", type=Path, default=REPO / "build" / "kernels")
+    parser.add_argument("--archs", default="80-real;90-real")
+    args = parser.parse_args()
+
+    log = build(args.build_dir, args.archs)
+    reports = parse_ptxas(log)
+    if not reports:
+        raise SystemExit("check_kernels: ptxas reported no kernels (was -Xptxas=-v dropped?)")
+    count_sass(args.build_dir / "libxsep_kernels.a", reports)
+    names = demangle([r.name for r in reports.values()])
+
+    failed = False
+    print(f"{'kernel':78s} {'arch':6s} {'regs':>4s} {'stack':>5s} {'spill':>5s} {'MMA':>5s} {'FFMA':>5s}")
+    for key in sorted(reports, key=lambda k: (names[k[0]], k[1])):
+        r = reports[key]
+        pretty = names[r.name].replace("xsep::", "").replace("(Math)0", "mma").replace("(Math)1", "ffma")
+        pretty = re.sub(r"\(SepConvParams\)$", "", pretty)
+        if r.stack_bytes or r.spill_bytes:
+            r.problems.append(f"stack {r.stack_bytes} B, spills {r.spill_bytes} B")
+        tensor_core = "(xsep::Math)0" in names[r.name]
+        if tensor_core and r.mma == 0:
+            r.problems.append("tensor-core kernel without HMMA/HGMMA in its SASS")
+        if not tensor_core and r.ffma == 0:
+            r.problems.append("FFMA kernel without FFMA in its SASS")
+        failed |= bool(r.problems)
+        flag = "  <-- " + "; ".join(r.problems) if r.problems else ""
+        print(
+            f"{pretty[:78]:78s} {r.arch:6s} {r.registers:4d} {r.stack_bytes:5d} {r.spill_bytes:5d} "
+            f"{r.mma:5d} {r.ffma:5d}{flag}"
+        )
+    print(f"\n{len(reports)} kernel builds checked: {'FAILED' if failed else 'ok'}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
