@@ -4,7 +4,9 @@ Builds csrc/kernels as a standalone library with CMake (sm_80 and sm_90 by defau
   - any kernel spills registers or uses a stack frame (ptxas -v report), or
   - a tensor-core kernel has no tensor-core MMA instruction (HMMA / HGMMA) in its SASS, or an
     FFMA kernel has no FFMA (cuobjdump -sass).
-Prints one row per kernel and architecture.
+Prints one row per kernel and architecture. Then it compiles the CUDA glue (csrc/cuda/*.cpp) with
+-fsyntax-only against the installed torch's headers, so the host side is checked too; a CPU build of
+torch lacks one generated header (c10/cuda/impl/cuda_cmake_macros.h), which a stand-in provides.
 
     python tools/check_kernels.py [--build-dir build/kernels] [--archs "80-real;90-real"]
 
@@ -38,9 +40,12 @@ class KernelReport:
     problems: list[str] = field(default_factory=list)
 
 
+def cuda_home() -> Path:
+    return Path(os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda")
+
+
 def find_tool(name: str) -> str:
-    cuda_home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
-    candidates = [shutil.which(name), str(Path(cuda_home) / "bin" / name)]
+    candidates = [str(cuda_home() / "bin" / name), shutil.which(name)]
     try:  # the pip wheels nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm
         import nvidia
 
@@ -120,10 +125,36 @@ def count_sass(library: Path, reports: dict[tuple[str, str], KernelReport]) -> N
             report.ffma = len(re.findall(r"\bFFMA\b", chunk))
 
 
+def check_glue(build_dir: Path) -> bool:
+    """Syntax-check csrc/cuda/*.cpp against the installed torch; True if all compile."""
+    import sysconfig
+
+    import torch
+    from torch.utils.cpp_extension import include_paths
+
+    shim = build_dir / "shim"
+    if not any((Path(p) / "c10/cuda/impl/cuda_cmake_macros.h").exists() for p in include_paths()):
+        header = shim / "c10/cuda/impl/cuda_cmake_macros.h"
+        header.parent.mkdir(parents=True, exist_ok=True)
+        header.write_text("#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n")
+    flags = ["-std=c++17", "-fsyntax-only", f"-I{shim}", f"-I{cuda_home() / 'include'}"]
+    flags += [f"-I{p}" for p in include_paths()] + [f"-I{sysconfig.get_paths()['include']}"]
+    ok = True
+    for source in sorted((REPO / "csrc" / "cuda").glob("*.cpp")):
+        result = subprocess.run(["c++", *flags, str(source)], capture_output=True, text=True)
+        status = "ok" if result.returncode == 0 else "FAILED"
+        print(f"glue {source.relative_to(REPO)} against torch {torch.__version__}: {status}")
+        if result.returncode != 0:
+            print(result.stderr[-5000:])
+            ok = False
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build-dir", type=Path, default=REPO / "build" / "kernels")
     parser.add_argument("--archs", default="80-real;90-real")
+    parser.add_argument("--skip-glue", action="store_true", help="do not compile-check csrc/cuda/*.cpp")
     args = parser.parse_args()
 
     log = build(args.build_dir, args.archs)
@@ -152,7 +183,9 @@ def main() -> None:
             f"{pretty[:78]:78s} {r.arch:6s} {r.registers:4d} {r.stack_bytes:5d} {r.spill_bytes:5d} "
             f"{r.mma:5d} {r.ffma:5d}{flag}"
         )
-    print(f"\n{len(reports)} kernel builds checked: {'FAILED' if failed else 'ok'}")
+    print(f"\n{len(reports)} kernel builds checked: {'FAILED' if failed else 'ok'}\n")
+    if not args.skip_glue:
+        failed |= not check_glue(args.build_dir)
     sys.exit(1 if failed else 0)
 
 

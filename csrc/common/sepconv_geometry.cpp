@@ -86,6 +86,15 @@ SepConvGeometry check_separable_conv2d_args(
   return g;
 }
 
+void check_grad_out(const char* fn, const SepConvGeometry& g, const at::Tensor& grad_out, const at::Tensor& x) {
+  TORCH_CHECK_VALUE(grad_out.sizes() == at::IntArrayRef({g.N, g.Cout, g.Ho, g.Wo}), fn,
+                    ": grad_out must have the output's shape (", g.N, ", ", g.Cout, ", ", g.Ho, ", ", g.Wo, "); got ",
+                    grad_out.sizes());
+  TORCH_CHECK_TYPE(grad_out.scalar_type() == x.scalar_type() && grad_out.device() == x.device(), fn,
+                   ": grad_out must match x in dtype and device; got ", grad_out.scalar_type(), " on ",
+                   grad_out.device(), " and ", x.scalar_type(), " on ", x.device());
+}
+
 at::MemoryFormat output_memory_format(const at::Tensor& x) { return x.suggest_memory_format(); }
 
 }  // namespace xsep

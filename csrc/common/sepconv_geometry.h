@@ -29,6 +29,9 @@ SepConvGeometry check_separable_conv2d_args(
     const std::optional<at::Tensor>& bias, c10::IntArrayRef stride, c10::IntArrayRef padding,
     c10::IntArrayRef dilation);
 
+// grad_out of the backward op has the output's shape, x's dtype and x's device.
+void check_grad_out(const char* fn, const SepConvGeometry& g, const at::Tensor& grad_out, const at::Tensor& x);
+
 // The memory format the op's output (and grad_x) takes: x's own, by PyTorch's rule.
 at::MemoryFormat output_memory_format(const at::Tensor& x);
 

@@ -123,12 +123,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> separable_conv2d_back
   const SepConvGeometry g =
       check_separable_conv2d_args(fn, x_in, dw_weight, pw_weight, std::nullopt, stride, padding, dilation);
   TORCH_CHECK_VALUE(x_in.device().is_cpu(), fn, ": the CPU kernel got x on ", x_in.device());
-  TORCH_CHECK_VALUE(grad_out_in.sizes() == at::IntArrayRef({g.N, g.Cout, g.Ho, g.Wo}), fn,
-                    ": grad_out must have the output's shape (", g.N, ", ", g.Cout, ", ", g.Ho, ", ", g.Wo,
-                    "); got ", grad_out_in.sizes());
-  TORCH_CHECK_TYPE(grad_out_in.scalar_type() == x_in.scalar_type() && grad_out_in.device() == x_in.device(), fn,
-                   ": grad_out must match x in dtype and device; got ", grad_out_in.scalar_type(), " on ",
-                   grad_out_in.device(), " and ", x_in.scalar_type(), " on ", x_in.device());
+  check_grad_out(fn, g, grad_out_in, x_in);
   const WantedGrads want{output_mask[0], output_mask[1], output_mask[2], output_mask[3]};
   const at::MemoryFormat fmt = output_memory_format(x_in);
   const bool nhwc = fmt == at::MemoryFormat::ChannelsLast;

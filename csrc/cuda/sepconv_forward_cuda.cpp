@@ -1,0 +1,64 @@
+// CUDA glue of the forward: checks, device guard, current stream, dtype dispatch to the fused
+// kernels in csrc/kernels, launch check. float64 (outside the kernels' contract) goes through a
+// composite of ATen convolutions, logged as a fallback.
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "../common/dispatch_log.h"
+#include "../common/sepconv_geometry.h"
+#include "../kernels/sepconv_fwd.h"
+#include "sepconv_cuda_common.h"
+
+namespace xsep::cuda {
+namespace {
+
+at::Tensor separable_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weight, const at::Tensor& pw_weight,
+                                 const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                                 c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  const char* fn = "separable_conv2d";
+  const SepConvGeometry g = check_separable_conv2d_args(fn, x, dw_weight, pw_weight, bias, stride, padding, dilation);
+  check_cuda_inputs(fn, g, x);
+  const c10::cuda::CUDAGuard guard(x.device());
+
+  if (x.scalar_type() == at::kDouble) {
+    log_dispatch("separable_conv2d", "forward float64 fallback (ATen convolutions)");
+    return composite_forward(g, x, dw_weight, pw_weight, bias);
+  }
+  const at::MemoryFormat fmt = output_memory_format(x);
+  at::Tensor y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, x.options().memory_format(fmt));
+  if (y.numel() == 0) return y;
+  if (g.C == 0) return bias.has_value() ? y.copy_(bias->view({1, g.Cout, 1, 1}).expand_as(y)) : y.zero_();
+
+  // The kernels read x through its strides (any layout or view: no hidden copy) and the small
+  // weights as dense matrices.
+  const at::Tensor dw = dw_weight.contiguous();
+  const at::Tensor pw = pw_weight.contiguous();
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+  SepConvParams p = make_params(g, x, y, fmt);
+  p.dw_weight = dw.const_data_ptr();
+  p.pw_weight = pw.const_data_ptr();
+  p.bias = b.defined() ? b.const_data_ptr() : nullptr;
+  p.allow_tf32 = at::globalContext().allowTF32CuDNN();
+
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  LaunchResult r{};
+  switch (x.scalar_type()) {
+    case at::kHalf: r = sepconv_forward_fp16(p, stream); break;
+    case at::kBFloat16: r = sepconv_forward_bf16(p, stream); break;
+    case at::kFloat: r = sepconv_forward_fp32(p, stream); break;
+    default: TORCH_CHECK_TYPE(false, fn, ": no CUDA kernel for dtype ", x.scalar_type());
+  }
+  C10_CUDA_CHECK(static_cast<cudaError_t>(r.error));
+  log_dispatch("separable_conv2d", r.variant);
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(xsep, CUDA, m) { m.impl("separable_conv2d", separable_conv2d_cuda); }
+
+}  // namespace xsep::cuda
