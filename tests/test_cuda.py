@@ -1,0 +1,132 @@
+"""CUDA-only checks of the fused forward (the shared grid in test_op_vs_reference.py runs on CUDA
+too): every output element written, exact fp32 without TF32, partial tiles, 64-bit offsets,
+the dispatch log, the device guard."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from sample_inputs import Case, assert_close_to_reference, make_inputs, reference_outputs_and_grads
+
+from xsep.ops import separable_conv2d
+from xsep.reference import separable_conv2d_reference
+
+pytestmark = pytest.mark.cuda
+
+# Sizes that leave partial tiles everywhere: pixels not a multiple of the 64-pixel tile, Cout not
+# a multiple of 128, C*M not a multiple of the 32-channel chunk.
+PARTIAL = [
+    Case("partial_3x3", N=3, C=37, H=13, W=11, Cout=131, multiplier=2),
+    Case("partial_5x5_s2_same", N=2, C=19, H=17, W=23, Cout=70, kernel=(5, 5), stride=2, padding="same"),
+    Case("partial_d2_k7x1", N=1, C=33, H=29, W=9, Cout=129, kernel=(7, 1), dilation=(2, 1), padding=(6, 0)),
+]
+
+
+def poisoned_forward(inputs, conv_args):
+    """Runs the op into memory that held NaN, so an element the kernel forgets to write fails."""
+    x = inputs[0]
+    probe = separable_conv2d(*inputs, **conv_args)
+    nbytes, shape, strides = probe.untyped_storage().nbytes(), probe.shape, probe.stride()
+    del probe
+    poison = torch.full((nbytes // x.element_size(),), float("nan"), dtype=x.dtype, device=x.device)
+    poison_ptr = poison.data_ptr()
+    del poison  # the caching allocator hands this block to the op's output next
+    y = separable_conv2d(*inputs, **conv_args)
+    assert y.data_ptr() == poison_ptr, "the output did not reuse the poisoned block"
+    assert y.shape == shape and y.stride() == strides
+    return y
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=str)
+@pytest.mark.parametrize("case", PARTIAL, ids=lambda c: c.id)
+def test_forward_writes_every_element(case, dtype, layout):
+    inputs = make_inputs(case, dtype, layout, device="cuda")
+    y = poisoned_forward(inputs, case.conv_args)
+    assert not y.isnan().any(), f"{int(y.isnan().sum())} output elements were never written"
+    exact = separable_conv2d_reference(*[t.double() for t in inputs], **case.conv_args)
+    unfused = separable_conv2d_reference(*inputs, **case.conv_args)
+    assert_close_to_reference(y, unfused, exact)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_fp32_is_exact_without_tf32(layout):
+    case = PARTIAL[0]
+    inputs = make_inputs(case, torch.float32, layout, device="cuda")
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = False
+        y = separable_conv2d(*inputs, **case.conv_args)
+        unfused = separable_conv2d_reference(*inputs, **case.conv_args)
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+    exact = separable_conv2d_reference(*[t.double() for t in inputs], **case.conv_args)
+    # FFMA in fp32: an error of the order of fp32 rounding, not TF32's 1e-3.
+    assert (y.double() - exact).abs().max().item() <= 1e-5 * exact.abs().max().item()
+    assert_close_to_reference(y, unfused, exact)
+
+
+def test_offsets_past_2_pow_31():
+    # x has more than 2^31 elements: the last image's last rows sit past 32-bit offsets.
+    n, c, h, w = 2, 64, 4100, 4100
+    assert n * c * h * w > 2**31
+    x = torch.randn(n, c, h, w, dtype=torch.bfloat16, device="cuda")
+    dw = torch.randn(c, 1, 3, 3, dtype=torch.bfloat16, device="cuda") / 3
+    pw = torch.randn(8, c, 1, 1, dtype=torch.bfloat16, device="cuda") / 8
+    y = separable_conv2d(x, dw, pw, None, 1, 1)
+    # The bottom-right corner of the last image against the reference on a crop with its halo:
+    # crop output [1:, 1:] is exactly y[-33:, -33:] (the crop's own padding is the image's border).
+    crop = x[-1:, :, -34:, -34:]
+    exact = separable_conv2d_reference(crop.double(), dw.double(), pw.double(), None, 1, 1)[..., 1:, 1:]
+    unfused = separable_conv2d_reference(crop, dw, pw, None, 1, 1)[..., 1:, 1:]
+    assert_close_to_reference(y[-1:, :, -33:, -33:], unfused, exact)
+
+
+def test_float64_falls_back_visibly():
+    code = (
+        "import torch, xsep.ops as o;"
+        "x = torch.randn(1, 3, 8, 8, dtype=torch.float64, device='cuda');"
+        "o.separable_conv2d(x, torch.randn(3, 1, 3, 3, dtype=x.dtype, device='cuda'),"
+        " torch.randn(4, 3, 1, 1, dtype=x.dtype, device='cuda'), padding=1);"
+        "torch.cuda.synchronize()"
+    )
+    env = dict(os.environ, XSEP_LOG_DISPATCH="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "xsep dispatch: separable_conv2d: forward float64 fallback" in out.stderr
+
+
+def test_dispatch_log_names_the_fused_kernel():
+    code = (
+        "import torch, xsep.ops as o;"
+        "x = torch.randn(2, 8, 9, 9, dtype=torch.bfloat16, device='cuda').to(memory_format=torch.channels_last);"
+        "o.separable_conv2d(x, torch.randn(8, 1, 3, 3, dtype=x.dtype, device='cuda'),"
+        " torch.randn(16, 8, 1, 1, dtype=x.dtype, device='cuda'), padding=1);"
+        "torch.cuda.synchronize()"
+    )
+    env = dict(os.environ, XSEP_LOG_DISPATCH="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "separable_conv2d: forward bfloat16 mma channels_last 3x3" in out.stderr
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_runs_on_the_inputs_device():
+    case = PARTIAL[0]
+    inputs = make_inputs(case, torch.bfloat16, "channels_last", device="cuda:1")
+    y = separable_conv2d(*inputs, **case.conv_args)
+    assert y.device == torch.device("cuda:1")
+    exact = separable_conv2d_reference(*[t.double() for t in inputs], **case.conv_args)
+    assert_close_to_reference(y, separable_conv2d_reference(*inputs, **case.conv_args), exact)
+
+
+def test_torch_compile_on_cuda():
+    case = PARTIAL[1]
+    inputs = make_inputs(case, torch.bfloat16, "channels_last", device="cuda")
+    leaves = [t.detach().requires_grad_() for t in inputs]
+    step = torch.compile(lambda *a: separable_conv2d(*a, **case.conv_args).float().square().sum(), fullgraph=True)
+    step(*leaves).backward()
+    grad_out = 2 * separable_conv2d(*inputs, **case.conv_args).double()
+    _, ref_grads = reference_outputs_and_grads(inputs, case.conv_args, grad_out, torch.bfloat16)
+    for leaf, ref in zip(leaves, ref_grads, strict=True):
+        torch.testing.assert_close(leaf.grad.float(), ref.float(), rtol=5e-2, atol=5e-2 * ref.abs().max().item())
