@@ -6,6 +6,7 @@ import sys
 
 _COMMANDS = {
     "demo": ("xsep.demo", "the fused op against PyTorch's two convs on one Xception layer"),
+    "bench": ("xsep.bench.__main__", "benchmark the fused op against cuDNN / oneDNN, with result files"),
 }
 
 

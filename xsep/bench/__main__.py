@@ -1,0 +1,158 @@
+"""`xsep bench` / `python -m xsep.bench`: the fused op against PyTorch's two convolutions.
+
+On a GPU the baseline is cuDNN (`cudnn.benchmark=True`), on the CPU oneDNN; both in NCHW and
+channels_last, the faster one counting. Each row first checks xsep's output against the fp64
+reference (a wrong output is reported failed, not timed), then times every candidate
+interleaved with CUDA events (or perf_counter), rotating input sets so caches don't flatter.
+
+    xsep bench                                  # GPU: Xception's shapes, N=32,128, all modes, forward
+    xsep bench --device cpu                     # CPU: the foundation shapes, fp32
+    xsep bench --shape 8,728,19,19,728,3,1 --modes bf16 --directions forward,backward
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from xsep.bench.metadata import REPO, run_metadata
+from xsep.bench.roofline import measure_machine
+from xsep.bench.run import measure_row
+from xsep.bench.shapes import FOUNDATION_CPU, XCEPTION, parse_shape
+
+DIRECTIONS = ("forward", "backward", "forward_backward")
+MODES = ("bf16", "fp16", "fp32-tf32", "fp32")
+
+
+def _csv(text: str) -> list[str]:
+    return [t for t in text.split(",") if t]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="xsep bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--shape", action="append", default=[], help="N,C,H,W,Cout,k,stride (repeatable)")
+    parser.add_argument("--batch", default=None, help="batch sizes for the preset shapes, e.g. 32,128")
+    parser.add_argument("--modes", default=None, help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--directions", default="forward", help=f"comma-separated, of {', '.join(DIRECTIONS)}")
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--input-sets", type=int, default=3, help="input sets rotated between calls")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for the files")
+    parser.add_argument("--name", default=None, help="file name stem (default: bench-<device>)")
+    args = parser.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    args.modes = _csv(args.modes) if args.modes else (list(MODES) if cuda else ["fp32"])
+    args.directions = _csv(args.directions)
+    for value, allowed, what in ((args.modes, MODES, "--modes"), (args.directions, DIRECTIONS, "--directions")):
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            parser.error(f"{what}: unknown {bad}; choose from {', '.join(allowed)}")
+    if not cuda and any(m != "fp32" and m != "bf16" for m in args.modes):
+        parser.error("--modes: on the CPU only fp32 and bf16 are meaningful")
+    if args.shape:
+        args.cases = [parse_shape(s) for s in args.shape]
+    elif cuda:
+        batches = [int(b) for b in _csv(args.batch or "32,128")]
+        args.cases = [(s, n) for n in batches for s in XCEPTION]
+    else:
+        args.cases = (
+            FOUNDATION_CPU if args.batch is None else [(s, int(b)) for b in _csv(args.batch) for s, _ in FOUNDATION_CPU]
+        )
+    return args
+
+
+def geometric_means(rows: list[dict]) -> dict[str, float]:
+    """Geometric mean of the speed-up over the shapes, per (mode, direction, N)."""
+    groups = defaultdict(list)
+    for r in rows:
+        if r["status"] == "ok":
+            groups[f"{r['mode']} {r['direction']} N={r['N']}"].append(math.log(r["speedup"]))
+    return {k: math.exp(sum(v) / len(v)) for k, v in groups.items()}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = (
+        "| shape | N | mode | direction | xsep ms | baseline ms | speed-up | TFLOP/s | GB/s | % of bound | max err |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['shape']} | {r['N']} | {r['mode']} | {r['direction']} | {r['status']} ||||||")
+            continue
+        lines.append(
+            f"| {r['shape']} | {r['N']} | {r['mode']} | {r['direction']} | {r['xsep_ms']:.3f} | {r['baseline_ms']:.3f} "
+            f"| {r['speedup']:.2f}x | {r['tflops']:.1f} | {r['gbs']:.0f} | {r['pct_of_bound']:.0f}% "
+            f"| {r['max_error']:.1e} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    machine = measure_machine(device, args.modes)
+    print(
+        f"xsep bench on {device}: copy {machine.bandwidth_gbs:.0f} GB/s, matmul peak "
+        + ", ".join(f"{m} {p:.1f} TFLOP/s" for m, p in machine.peak_tflops.items()),
+        flush=True,
+    )
+    total = len(args.cases) * len(args.modes) * len(args.directions)
+    rows = []
+    for i, (mode, direction, (shape, n)) in enumerate(
+        (m, d, c) for m in args.modes for d in args.directions for c in args.cases
+    ):
+        row = measure_row(shape, n, mode, direction, device, machine, args.reps, args.input_sets)
+        rows.append(row)
+        done = f"[{i + 1}/{total}]"
+        if row["status"] == "ok":
+            print(
+                f"{done:9s} {row['shape']:16s} N={n:<4d} {mode:9s} {direction:16s} xsep {row['xsep_ms']:8.3f} ms  "
+                f"baseline {row['baseline_ms']:8.3f} ms  {row['speedup']:5.2f}x  {row['pct_of_bound']:5.1f}% of bound",
+                flush=True,
+            )
+        else:
+            print(f"{done:9s} {row['shape']:16s} N={n:<4d} {mode:9s} {direction:16s} {row['status']}", flush=True)
+    means = geometric_means(rows)
+    print("\ngeometric mean speed-up over the shapes:")
+    for key, value in means.items():
+        print(f"  {key:32s} {value:.2f}x")
+
+    meta = run_metadata(device) | {
+        "bandwidth_gbs": machine.bandwidth_gbs,
+        "peak_tflops": machine.peak_tflops,
+        "reps": args.reps,
+        "input_sets": args.input_sets,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / (args.name or f"bench-{device.type}")
+    stem.with_suffix(".json").write_text(
+        json.dumps({"metadata": meta, "geomean_speedup": means, "rows": rows}, indent=2) + "\n"
+    )
+    md = [
+        f"# xsep bench: {meta['device_name']}",
+        "",
+        f"`{meta['command']}`  ",
+        f"commit {meta['git_commit']}, csrc tree {meta['csrc_tree']}, torch {meta['torch']}",
+        "",
+    ]
+    md += [markdown_table(rows), "Geometric mean speed-up over the shapes:", ""]
+    md += [f"- {k}: {v:.2f}x" for k, v in means.items()]
+    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(f"\nwrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
+    if any(r["status"] != "ok" for r in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

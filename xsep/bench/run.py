@@ -1,0 +1,141 @@
+"""Measures one benchmark row: the fused op against PyTorch's two convolutions, same shapes, dtype,
+memory format and process, after checking the fused output against the fp64 reference."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+
+from xsep._timing import median_ms
+from xsep.bench.roofline import Machine, bound_ms, layer_cost, math_mode, tf32_enabled
+from xsep.bench.shapes import LayerShape
+from xsep.ops import separable_conv2d
+from xsep.reference import separable_conv2d_reference
+
+FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+# Error bound of the fused op vs fp64: at most 2x the unfused op's error + this floor x scale.
+_FLOOR = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+def _unfused(x, dw, pw, stride, padding):
+    return F.conv2d(F.conv2d(x, dw, None, stride, padding, 1, x.shape[1]), pw)
+
+
+def _xsep(x, dw, pw, stride, padding):
+    return separable_conv2d(x, dw, pw, None, stride, padding)
+
+
+def _candidate(fn, shape: LayerShape, direction: str, inputs: list[tuple], grads: list[torch.Tensor]):
+    """A zero-argument callable that runs `direction` of `fn` on the next input set each call."""
+    geometry = (shape.stride, shape.kernel // 2)
+    if direction == "forward":
+        sets = itertools.cycle(inputs)
+
+        def run():
+            with torch.no_grad():
+                fn(*next(sets), *geometry)
+
+    elif direction == "forward_backward":
+        sets = itertools.cycle(zip(inputs, grads, strict=True))
+
+        def run():
+            (x, dw, pw), g = next(sets)
+            torch.autograd.grad(fn(x, dw, pw, *geometry), (x, dw, pw), g)
+
+    else:  # backward alone: one graph per input set, built once, replayed
+        graphs = [(fn(x, dw, pw, *geometry), (x, dw, pw), g) for (x, dw, pw), g in zip(inputs, grads, strict=True)]
+        sets = itertools.cycle(graphs)
+
+        def run():
+            y, leaves, g = next(sets)
+            torch.autograd.grad(y, leaves, g, retain_graph=True)
+
+    return run
+
+
+def check_correct(shape: LayerShape, n: int, mode: str, device: torch.device) -> dict:
+    """Max error of xsep and of the unfused op vs fp64 on up to 4 images; status ok or failed."""
+    dtype, tf32 = math_mode(mode)
+    n_check = max(1, min(n, 4))
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    x = torch.randn(n_check, shape.C, shape.H, shape.H, generator=gen).to(device, dtype)
+    dw = (torch.randn(shape.C, 1, shape.kernel, shape.kernel, generator=gen) / shape.kernel).to(device, dtype)
+    pw = (torch.randn(shape.Cout, shape.C, 1, 1, generator=gen) / shape.C**0.5).to(device, dtype)
+    pad = shape.kernel // 2
+    with tf32_enabled(tf32):
+        y = separable_conv2d(x.contiguous(memory_format=torch.channels_last), dw, pw, None, shape.stride, pad)
+        unfused = separable_conv2d_reference(x, dw, pw, None, shape.stride, pad)
+    exact = separable_conv2d_reference(x.double(), dw.double(), pw.double(), None, shape.stride, pad)
+    err = (y.double() - exact).abs().max().item()
+    err_unfused = (unfused.double() - exact).abs().max().item()
+    ok = err <= 2 * err_unfused + _FLOOR[dtype] * exact.abs().max().item()
+    return {
+        "max_error": err,
+        "max_error_unfused": err_unfused,
+        "status": "ok" if ok else "failed: output differs from the fp64 reference",
+    }
+
+
+def measure_row(
+    shape: LayerShape,
+    n: int,
+    mode: str,
+    direction: str,
+    device: torch.device,
+    machine: Machine,
+    reps: int,
+    input_sets: int,
+) -> dict:
+    """One row: correctness, then medians of xsep and the baseline in both memory formats."""
+    dtype, tf32 = math_mode(mode)
+    row = {"shape": shape.name, "N": n, "C": shape.C, "H": shape.H, "W": shape.H, "Cout": shape.Cout}
+    row |= {"kernel": shape.kernel, "stride": shape.stride, "count": shape.count}
+    row |= {"mode": mode, "direction": direction}
+    row |= check_correct(shape, n, mode, device)
+    if row["status"] != "ok":
+        return row
+
+    grad_needed = direction != "forward"
+    times = {}
+    with tf32_enabled(tf32):
+        fns = []
+        for fmt_name, fmt in FORMATS.items():
+
+            def make_inputs(fmt=fmt):
+                x = torch.randn(n, shape.C, shape.H, shape.H, device=device, dtype=dtype)
+                x = x.contiguous(memory_format=fmt).requires_grad_(grad_needed)
+                dw = (
+                    torch.randn(shape.C, 1, shape.kernel, shape.kernel, device=device, dtype=dtype) / 3
+                ).requires_grad_(grad_needed)
+                pw = torch.randn(shape.Cout, shape.C, 1, 1, device=device, dtype=dtype).requires_grad_(grad_needed)
+                return x, dw, pw
+
+            inputs = [make_inputs() for _ in range(input_sets)]
+            ho = -(-shape.H // shape.stride)
+            grads = [
+                torch.randn(n, shape.Cout, ho, ho, device=device, dtype=dtype).contiguous(memory_format=fmt)
+                for _ in range(input_sets)
+            ]
+            for impl, fn in (("xsep", _xsep), ("pytorch", _unfused)):
+                times[f"{impl}_{fmt_name}"] = None
+                fns.append(_candidate(fn, shape, direction, inputs, grads))
+        medians = median_ms(fns, device, warmup=3, reps=reps)
+    times = dict(zip(times, medians, strict=True))
+    row["ms"] = times
+    xsep_best = min(times["xsep_nchw"], times["xsep_channels_last"])
+    base_best = min(times["pytorch_nchw"], times["pytorch_channels_last"])
+    bytes_, flops = layer_cost(n, shape.C, shape.H, shape.Cout, shape.kernel, shape.stride, dtype.itemsize, direction)
+    bound = bound_ms(bytes_, flops, machine, mode)
+    row |= {
+        "xsep_ms": xsep_best,
+        "baseline_ms": base_best,
+        "speedup": base_best / xsep_best,
+        "speedup_channels_last": base_best / times["xsep_channels_last"],
+        "bound_ms": bound,
+        "pct_of_bound": 100 * bound / xsep_best,
+        "tflops": flops / (xsep_best * 1e-3) / 1e12,
+        "gbs": bytes_ / (xsep_best * 1e-3) / 1e9,
+    }
+    return row
