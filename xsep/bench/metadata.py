@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import platform
 import shlex
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
 
 
 def _git(*args: str) -> str | None:
@@ -20,6 +22,30 @@ def _git(*args: str) -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return out.stdout.strip()
+
+
+def git_tree_hash(folder: Path) -> str:
+    """The hash git gives `folder` as a tree (what `git rev-parse HEAD:csrc` prints for a clean
+    checkout), computed from the files themselves: works where the copy has no .git."""
+
+    def obj(kind: str, data: bytes) -> bytes:
+        return hashlib.sha1(f"{kind} {len(data)}\0".encode() + data).digest()
+
+    def tree(path: Path) -> bytes:
+        entries = []
+        for child in path.iterdir():
+            if child.name == "__pycache__":
+                continue
+            if child.is_dir():
+                entries.append((child.name + "/", b"40000 " + child.name.encode() + b"\0" + tree(child)))
+            else:
+                mode = b"100755" if os.access(child, os.X_OK) else b"100644"
+                entries.append(
+                    (child.name, mode + b" " + child.name.encode() + b"\0" + obj("blob", child.read_bytes()))
+                )
+        return obj("tree", b"".join(entry for _, entry in sorted(entries)))
+
+    return tree(folder).hex()
 
 
 def _cpu_name() -> str:
@@ -33,13 +59,17 @@ def _cpu_name() -> str:
 
 
 def run_metadata(device: torch.device) -> dict:
-    """Device, versions, git commit and the tree hash of csrc/ ("dirty" if csrc/ has local changes)."""
-    csrc_dirty = bool(_git("status", "--porcelain", "--", "csrc"))
+    """Device, versions, git commit and the tree hash of the csrc/ that was measured.
+
+    csrc_tree is computed from the files (equal to `git rev-parse HEAD:csrc` when they are
+    committed), so it is right also in a copy without .git; git_commit then comes from the
+    XSEP_GIT_COMMIT variable, if the caller set it.
+    """
     meta = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "csrc_tree": "dirty" if csrc_dirty else _git("rev-parse", "HEAD:csrc"),
+        "git_commit": _git("rev-parse", "HEAD") or os.environ.get("XSEP_GIT_COMMIT"),
+        "csrc_tree": git_tree_hash(REPO / "csrc") if (REPO / "csrc").is_dir() else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device_type": device.type,

@@ -1,0 +1,37 @@
+"""`xsep bench` smoke test on the CPU (nothing timed is asserted) and the csrc/ tree hash."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from xsep.bench.__main__ import main as bench_main
+from xsep.bench.metadata import REPO, git_tree_hash
+
+
+def test_smoke_bench_writes_well_formed_files(tmp_path):
+    args = ["--device", "cpu", "--shape", "2,8,9,9,16,3,1", "--directions", "forward,backward,forward_backward"]
+    bench_main([*args, "--reps", "1", "--input-sets", "1", "--out", str(tmp_path), "--name", "smoke"])
+    result = json.loads((tmp_path / "smoke.json").read_text())
+    meta = result["metadata"]
+    for key in ("device_name", "torch", "git_commit", "csrc_tree", "command", "bandwidth_gbs", "peak_tflops"):
+        assert key in meta
+    rows = result["rows"]
+    assert [r["direction"] for r in rows] == ["forward", "backward", "forward_backward"]
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["max_error"] <= 1e-4
+        assert set(row["ms"]) == {"xsep_nchw", "xsep_channels_last", "pytorch_nchw", "pytorch_channels_last"}
+        assert all(t > 0 for t in row["ms"].values())
+        assert row["speedup"] == pytest.approx(row["baseline_ms"] / row["xsep_ms"])
+    assert "| 8->16 @9 | 2 | fp32 | forward |" in (tmp_path / "smoke.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs a git checkout")
+def test_csrc_tree_hash_matches_git():
+    status = subprocess.run(["git", "status", "--porcelain", "--", "csrc"], cwd=REPO, capture_output=True, text=True)
+    if status.stdout.strip():
+        pytest.skip("csrc/ has uncommitted changes")
+    head = subprocess.run(["git", "rev-parse", "HEAD:csrc"], cwd=REPO, capture_output=True, text=True, check=True)
+    assert git_tree_hash(REPO / "csrc") == head.stdout.strip()
