@@ -90,7 +90,7 @@ def markdown_table(rows: list[dict]) -> str:
             continue
         lines.append(
             f"| {r['shape']} | {r['N']} | {r['mode']} | {r['direction']} | {r['xsep_ms']:.3f} | {r['baseline_ms']:.3f} "
-            f"| {r['speedup']:.2f}x | {r['tflops']:.1f} | {r['gbs']:.0f} | {r['pct_of_bound']:.0f}% "
+            f"| {r['speedup']:.2f}x | {r['tflops']:.3g} | {r['gbs']:.3g} | {r['pct_of_bound']:.0f}% "
             f"| {r['max_error']:.1e} |"
         )
     return head + "\n".join(lines) + "\n"
