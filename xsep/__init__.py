@@ -6,8 +6,8 @@ xsep.convert(model)         fuse the depthwise -> pointwise pairs of an existing
 xsep.reference              the unfused PyTorch definition (the test oracle)
 """
 
-from xsep import nn, ops, reference
+from xsep import models, nn, ops, reference
 from xsep.nn import convert
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "convert", "nn", "ops", "reference"]
+__all__ = ["__version__", "convert", "models", "nn", "ops", "reference"]

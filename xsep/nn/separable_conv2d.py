@@ -9,6 +9,7 @@ from torch import nn
 
 from xsep._conv_args import Padding, pair
 from xsep.ops import separable_conv2d
+from xsep.reference import separable_conv2d_reference
 
 
 class SeparableConv2d(nn.Module):
@@ -164,3 +165,13 @@ def pair_mismatch(depthwise: nn.Module, pointwise: nn.Module) -> str | None:
     if depthwise.weight.dtype != pointwise.weight.dtype or depthwise.weight.device != pointwise.weight.device:
         return "the two convs' weights differ in dtype or device"
     return None
+
+
+class UnfusedSeparableConv2d(SeparableConv2d):
+    """The same module (same parameters, same names, same initialisation) computed by PyTorch's two
+    unfused convolutions: the baseline that `backend='reference'` models are built from."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return separable_conv2d_reference(
+            x, self.depthwise_weight, self.pointwise_weight, self.bias, self.stride, self.padding, self.dilation
+        )
