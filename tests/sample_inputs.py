@@ -47,8 +47,10 @@ CASES = [
     Case("k2_same_even_kernel", kernel=(2, 2), padding="same"),
     Case("batch0", N=0),
     Case("C1", C=1, Cout=3),
-    Case("multi_tile", N=2, C=40, H=37, W=66, Cout=12),
-    Case("multi_tile_s2_mult2", N=1, C=24, H=45, W=70, Cout=10, stride=2, multiplier=2, padding="same"),
+    # Wide enough that the CPU kernels cut the rows into several L2-sized tiles (NHWC tiles span
+    # images), so both backward waves and the cross-image tiles run.
+    Case("multi_tile", N=3, C=128, H=23, W=64, Cout=16, multiplier=4),
+    Case("multi_tile_s2_d2", N=2, C=96, H=41, W=70, Cout=10, stride=2, dilation=2, multiplier=6, padding="same"),
 ]
 CASE_IDS = [c.id for c in CASES]
 LAYOUTS = ["nchw", "channels_last", "strided"]

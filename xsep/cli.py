@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 _COMMANDS = {
+    "train": ("xsep.train.__main__", "train Xception on the fused ops (default: the digits, on this machine)"),
     "demo": ("xsep.demo", "the fused op against PyTorch's two convs on one Xception layer"),
     "bench": ("xsep.bench.__main__", "benchmark the fused op against cuDNN / oneDNN, with result files"),
 }

@@ -6,10 +6,13 @@
 // Determinism: tiles are split into one group per thread, each group sums its tiles in a fixed
 // order, and the groups' partials are added in order: the same inputs and thread count give
 // the same bits. grad_x: tiles run in two waves, even row-blocks then odd ones; a tile is at
-// least (kh-1)*dh/sh rows tall, so two tiles of one wave never write the same grad_x row.
+// least (kh-1)*dh/sh rows tall, so two tiles of one wave never write the same grad_x row (NHWC
+// tiles may span images: within an image the same holds, and images don't share rows).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+
+#include <vector>
 
 #include "sepconv_cpu_common.h"
 #include "sepconv_cpu_tiles.h"
@@ -33,14 +36,15 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
   const int64_t min_rows = want.x ? std::max<int64_t>(1, ((g.kh - 1) * g.dh) / g.sh) : 1;
   const int64_t row_bytes =
       g.Wo * (g.Cmid * (int64_t(want.pw) + int64_t(want_dz)) + (kDirectGrad ? 0 : g.Cout)) * int64_t(sizeof(acc_t));
-  const RowTiling tiling = make_row_tiling(g, row_bytes, min_rows);
+  const TilePlan plan = make_tile_plan(g, row_bytes, min_rows, /*across_images=*/nhwc);
+  std::vector<int64_t> waves[2];
+  for (int64_t t = 0; t < plan.count; ++t) waves[plan.tile(t, g).wave].push_back(t);
 
-  const int64_t odd_blocks = tiling.tiles_per_image / 2;  // row-blocks 1, 3, 5, ...
-  const int64_t even_blocks = tiling.tiles_per_image - odd_blocks;
   const int64_t pw_bytes = g.Cout * g.Cmid * int64_t(sizeof(acc_t));
+  const int64_t threads = at::get_num_threads();
   const int64_t groups = std::max<int64_t>(
-      1, std::min({int64_t(at::get_num_threads()), g.N * even_blocks,
-                   want.pw ? std::max<int64_t>(1, kPartialBytes / pw_bytes) : int64_t(at::get_num_threads())}));
+      1, std::min({threads, int64_t(waves[0].size()),
+                   want.pw ? std::max<int64_t>(1, kPartialBytes / pw_bytes) : threads}));
   at::Tensor gpw_parts = want.pw ? at::zeros({groups, g.Cout, g.Cmid}, acc_opts) : at::Tensor();
   at::Tensor gdw_parts = want.dw ? at::zeros({groups, g.Cmid * g.kh * g.kw}, acc_opts) : at::Tensor();
 
@@ -49,11 +53,10 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
   const acc_t* dw = w.dw.const_data_ptr<acc_t>();
   acc_t* gx_ptr = want.x ? gx_acc.mutable_data_ptr<acc_t>() : nullptr;
 
-  for (int64_t wave = 0; wave < 2; ++wave) {
-    const int64_t blocks = wave == 0 ? even_blocks : odd_blocks;  // per image in this wave
-    const int64_t wave_tiles = g.N * blocks;
+  for (const std::vector<int64_t>& wave : waves) {
+    const int64_t wave_tiles = static_cast<int64_t>(wave.size());
     at::parallel_for(0, groups, 1, [&](int64_t group_begin, int64_t group_end) {
-      const int64_t P_max = tiling.rows * g.Wo;
+      const int64_t P_max = plan.rows * g.Wo;
       at::Tensor z_buf = want.pw ? at::empty({P_max * g.Cmid}, acc_opts) : at::Tensor();
       at::Tensor dz_buf = want_dz ? at::empty({P_max * g.Cmid}, acc_opts) : at::Tensor();
       at::Tensor dy_buf = kDirectGrad ? at::Tensor() : at::empty({P_max * g.Cout}, acc_opts);
@@ -61,28 +64,26 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
         at::Tensor gpw_part = want.pw ? gpw_parts[group] : at::Tensor();
         acc_t* gdw_part = want.dw ? gdw_parts[group].mutable_data_ptr<acc_t>() : nullptr;
         for (int64_t i = group * wave_tiles / groups; i < (group + 1) * wave_tiles / groups; ++i) {
-          const int64_t n = i / blocks;
-          const int64_t r0 = (wave + 2 * (i % blocks)) * tiling.rows;
-          const int64_t rows = std::min(tiling.rows, g.Ho - r0);
-          const int64_t P = rows * g.Wo;
-          const scalar_t* x_n = x_ptr + n * g.C * g.H * g.W;
-          const scalar_t* dy_n = dy_ptr + n * g.Cout * g.Ho * g.Wo;
-          acc_t* gx_n = want.x ? gx_ptr + n * g.C * g.H * g.W : nullptr;
+          const Tile tile = plan.tile(wave[i], g);
+          const int64_t P = tile.rows * g.Wo;
+          const int64_t n = tile.row0 / g.Ho, r0 = tile.row0 % g.Ho;  // NCHW tiles stay in one image
           // dY tile: NCHW (Cout x P), rows Ho*Wo apart; NHWC (P x Cout), contiguous.
-          at::Tensor dy = nhwc ? matrix(dy_n + r0 * g.Wo * g.Cout, P, g.Cout, g.Cout)
-                               : matrix(dy_n + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo);
+          at::Tensor dy = nhwc ? matrix(dy_ptr + tile.row0 * g.Wo * g.Cout, P, g.Cout, g.Cout)
+                               : matrix(dy_ptr + n * g.Cout * g.Ho * g.Wo + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo);
           if (!kDirectGrad) {
             at::Tensor converted = nhwc ? matrix(dy_buf.mutable_data_ptr<acc_t>(), P, g.Cout, g.Cout)
                                         : matrix(dy_buf.mutable_data_ptr<acc_t>(), g.Cout, P, P);
             dy = converted.copy_(dy);
           }
+          const scalar_t* x_n = x_ptr + n * g.C * g.H * g.W;
+          acc_t* gx_n = want.x ? gx_ptr + n * g.C * g.H * g.W : nullptr;
           if (want.pw) {
             acc_t* z = z_buf.mutable_data_ptr<acc_t>();
             if (nhwc) {
-              depthwise_tile_nhwc(g, x_n, dw, r0, rows, z);
+              depthwise_tile_nhwc(g, x_ptr, dw, tile.row0, tile.rows, z);
               gpw_part.addmm_(dy.t(), matrix(z, P, g.Cmid, g.Cmid));
             } else {
-              depthwise_tile_nchw(g, x_n, dw, r0, rows, z);
+              depthwise_tile_nchw(g, x_n, dw, r0, tile.rows, z);
               gpw_part.addmm_(dy, matrix(z, g.Cmid, P, P).t());
             }
           }
@@ -91,13 +92,13 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
           if (nhwc) {
             at::Tensor dz_tile = matrix(dz, P, g.Cmid, g.Cmid);
             at::mm_out(dz_tile, dy, w.pw);
-            if (want.dw) depthwise_weight_grad_tile_nhwc(g, x_n, dz, r0, rows, gdw_part);
-            if (want.x) depthwise_transpose_tile_nhwc(g, dz, dw, r0, rows, gx_n);
+            if (want.dw) depthwise_weight_grad_tile_nhwc(g, x_ptr, dz, tile.row0, tile.rows, gdw_part);
+            if (want.x) depthwise_transpose_tile_nhwc(g, dz, dw, tile.row0, tile.rows, gx_ptr);
           } else {
             at::Tensor dz_tile = matrix(dz, g.Cmid, P, P);
             at::mm_out(dz_tile, w.pw.t(), dy);
-            if (want.dw) depthwise_weight_grad_tile_nchw(g, x_n, dz, r0, rows, gdw_part);
-            if (want.x) depthwise_transpose_tile_nchw(g, dz, dw, r0, rows, gx_n);
+            if (want.dw) depthwise_weight_grad_tile_nchw(g, x_n, dz, r0, tile.rows, gdw_part);
+            if (want.x) depthwise_transpose_tile_nchw(g, dz, dw, r0, tile.rows, gx_n);
           }
         }
       }

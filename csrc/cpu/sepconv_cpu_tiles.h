@@ -16,23 +16,42 @@
 
 namespace xsep::cpu {
 
-// A tile is a block of whole output rows of one image.
-struct RowTiling {
-  int64_t rows;             // output rows per tile; an image's last tile may have fewer
-  int64_t tiles_per_image;
+// A tile is a block of whole output rows. NCHW: within one image (per channel, an image's output
+// rows are contiguous, but not across images). NHWC: a block of the batch's rows taken as one tall
+// image, row (n, oy) -> n * Ho + oy, whose outputs are contiguous: the small images of late layers
+// then share a tile and the GEMM gets a useful size.
+struct Tile {
+  int64_t row0;  // first output row, flattened: n * Ho + oy
+  int64_t rows;
+  int64_t wave;  // 0 or 1: tiles of one wave never touch the same input rows (see the backward)
+};
+
+struct TilePlan {
+  int64_t rows;             // rows per tile; the last tile (of an image, or of the batch) may have fewer
+  int64_t count;            // tiles in all
+  int64_t tiles_per_image;  // NCHW
+  bool across_images;       // NHWC
+
+  Tile tile(int64_t t, const SepConvGeometry& g) const {
+    if (across_images) return {t * rows, std::min(rows, g.N * g.Ho - t * rows), t % 2};
+    const int64_t n = t / tiles_per_image, block = t % tiles_per_image, r0 = block * rows;
+    return {n * g.Ho + r0, std::min(rows, g.Ho - r0), block % 2};
+  }
 };
 
 // Rows per tile so that the tile's buffers (bytes_per_output_row each row) stay within about
-// half of a core's L2 while the GEMM reads them; at least min_rows; the rows of an image are
-// split evenly (no thin last tile).
-inline RowTiling make_row_tiling(const SepConvGeometry& g, int64_t bytes_per_output_row, int64_t min_rows) {
+// a core's L2 while the GEMM reads them; at least min_rows; rows split evenly (no thin last
+// tile). Depends on the shapes only, never on the thread count.
+inline TilePlan make_tile_plan(const SepConvGeometry& g, int64_t bytes_per_output_row, int64_t min_rows,
+                               bool across_images) {
   constexpr int64_t kTileBytes = 2 << 20;
-  const int64_t ho = std::max<int64_t>(g.Ho, 1);
+  const int64_t total = std::max<int64_t>(across_images ? g.N * g.Ho : g.Ho, 1);
   int64_t rows = std::max<int64_t>(1, kTileBytes / std::max<int64_t>(1, bytes_per_output_row));
-  rows = std::min(std::max(rows, min_rows), ho);
-  const int64_t tiles = (ho + rows - 1) / rows;
-  rows = std::max((ho + tiles - 1) / tiles, std::min(min_rows, ho));
-  return {rows, (ho + rows - 1) / rows};
+  rows = std::min(std::max(rows, min_rows), total);
+  const int64_t tiles = (total + rows - 1) / rows;
+  rows = std::max((total + tiles - 1) / tiles, std::min(min_rows, total));
+  const int64_t per_image = (total + rows - 1) / rows;
+  return {rows, across_images ? per_image : g.N * per_image, per_image, across_images};
 }
 
 // Output columns [lo, hi) whose input column ox * s + off falls inside [0, W).
@@ -183,18 +202,21 @@ void depthwise_weight_grad_tile_nchw(const SepConvGeometry& g, const scalar_t* x
   }
 }
 
-// ---- NHWC: x_n is (H, W, C); z, dz are (rows * Wo, Cmid); wT is (kh * kw, Cmid) ----
+// ---- NHWC: x (and gx) is the whole batch (N, H, W, C); row0 is a flattened output row n * Ho + oy
+// (a tile may span images); z, dz are (rows * Wo, Cmid); wT is (kh * kw, Cmid). ----
 // Channel cm = c * M + m reads input channel c, so a pixel's Cmid values are C runs of M.
 
 template <typename scalar_t, typename acc_t>
-void depthwise_tile_nhwc(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* wT, int64_t r0,
+void depthwise_tile_nhwc(const SepConvGeometry& g, const scalar_t* x, const acc_t* wT, int64_t row0,
                          int64_t rows, acc_t* z) {
   // Per pixel, a block of kBlock channels accumulates over all taps in registers (a fixed-size
   // local array the compiler keeps in one or two vector registers), then is stored once.
   constexpr int64_t kBlock = 64 / sizeof(acc_t) * 2;
   const int64_t full = g.M == 1 ? g.C / kBlock * kBlock : 0;
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t iy0 = (r0 + r) * g.sh - g.pt;
+    const int64_t n = (row0 + r) / g.Ho, oy = (row0 + r) % g.Ho;
+    const scalar_t* x_n = x + n * g.H * g.W * g.C;
+    const int64_t iy0 = oy * g.sh - g.pt;
     for (int64_t ox = 0; ox < g.Wo; ++ox) {
       const int64_t ix0 = ox * g.sw - g.pl;
       acc_t* zp = z + (r * g.Wo + ox) * g.Cmid;
@@ -236,13 +258,15 @@ void depthwise_tile_nhwc(const SepConvGeometry& g, const scalar_t* x_n, const ac
 }
 
 template <typename acc_t>
-void depthwise_transpose_tile_nhwc(const SepConvGeometry& g, const acc_t* dz, const acc_t* wT, int64_t r0,
-                                   int64_t rows, acc_t* gx_n) {
+void depthwise_transpose_tile_nhwc(const SepConvGeometry& g, const acc_t* dz, const acc_t* wT, int64_t row0,
+                                   int64_t rows, acc_t* gx) {
   for (int64_t r = 0; r < rows; ++r) {
+    const int64_t n = (row0 + r) / g.Ho, oy = (row0 + r) % g.Ho;
+    acc_t* gx_n = gx + n * g.H * g.W * g.C;
     for (int64_t ox = 0; ox < g.Wo; ++ox) {
       const acc_t* dzp = dz + (r * g.Wo + ox) * g.Cmid;
       for (int64_t ky = 0; ky < g.kh; ++ky) {
-        const int64_t iy = (r0 + r) * g.sh - g.pt + ky * g.dh;
+        const int64_t iy = oy * g.sh - g.pt + ky * g.dh;
         if (iy < 0 || iy >= g.H) continue;
         for (int64_t kx = 0; kx < g.kw; ++kx) {
           const int64_t ix = ox * g.sw - g.pl + kx * g.dw;
@@ -267,13 +291,15 @@ void depthwise_transpose_tile_nhwc(const SepConvGeometry& g, const acc_t* dz, co
 
 // gwT (kh * kw, Cmid) += sum over the tile's pixels of x (shifted by the tap) * dz.
 template <typename scalar_t, typename acc_t>
-void depthwise_weight_grad_tile_nhwc(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* dz, int64_t r0,
+void depthwise_weight_grad_tile_nhwc(const SepConvGeometry& g, const scalar_t* x, const acc_t* dz, int64_t row0,
                                      int64_t rows, acc_t* gwT) {
   for (int64_t r = 0; r < rows; ++r) {
+    const int64_t n = (row0 + r) / g.Ho, oy = (row0 + r) % g.Ho;
+    const scalar_t* x_n = x + n * g.H * g.W * g.C;
     for (int64_t ox = 0; ox < g.Wo; ++ox) {
       const acc_t* dzp = dz + (r * g.Wo + ox) * g.Cmid;
       for (int64_t ky = 0; ky < g.kh; ++ky) {
-        const int64_t iy = (r0 + r) * g.sh - g.pt + ky * g.dh;
+        const int64_t iy = oy * g.sh - g.pt + ky * g.dh;
         if (iy < 0 || iy >= g.H) continue;
         for (int64_t kx = 0; kx < g.kw; ++kx) {
           const int64_t ix = ox * g.sw - g.pl + kx * g.dw;

@@ -20,27 +20,24 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
   const auto acc_opts = x.options().dtype(scalar_type_of<acc_t>());
   const at::Tensor bias_acc = bias.has_value() ? bias->detach().to(scalar_type_of<acc_t>()) : at::Tensor();
   const int64_t row_bytes = g.Wo * (g.Cmid + (kGemmIntoOutput ? 0 : g.Cout)) * int64_t(sizeof(acc_t));
-  const RowTiling tiling = make_row_tiling(g, row_bytes, 1);
+  const TilePlan plan = make_tile_plan(g, row_bytes, 1, /*across_images=*/nhwc);
   const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
   scalar_t* y_ptr = y.mutable_data_ptr<scalar_t>();
   const acc_t* dw = w.dw.const_data_ptr<acc_t>();
 
-  at::parallel_for(0, g.N * tiling.tiles_per_image, 1, [&](int64_t begin, int64_t end) {
-    at::Tensor z_buf = at::empty({tiling.rows * g.Wo * g.Cmid}, acc_opts);
-    at::Tensor y_buf = kGemmIntoOutput ? at::Tensor() : at::empty({tiling.rows * g.Wo * g.Cout}, acc_opts);
+  at::parallel_for(0, plan.count, 1, [&](int64_t begin, int64_t end) {
+    at::Tensor z_buf = at::empty({plan.rows * g.Wo * g.Cmid}, acc_opts);
+    at::Tensor y_buf = kGemmIntoOutput ? at::Tensor() : at::empty({plan.rows * g.Wo * g.Cout}, acc_opts);
     acc_t* z = z_buf.mutable_data_ptr<acc_t>();
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t n = tile / tiling.tiles_per_image;
-      const int64_t r0 = (tile % tiling.tiles_per_image) * tiling.rows;
-      const int64_t rows = std::min(tiling.rows, g.Ho - r0);
-      const int64_t P = rows * g.Wo;
-      const scalar_t* x_n = x_ptr + n * g.C * g.H * g.W;
-      scalar_t* y_n = y_ptr + n * g.Cout * g.Ho * g.Wo;
+    for (int64_t t = begin; t < end; ++t) {
+      const Tile tile = plan.tile(t, g);
+      const int64_t P = tile.rows * g.Wo;
       at::Tensor out, y_tile;
       if (!nhwc) {
         // Y tile (Cout x P) = Wpw (Cout x Cmid) . Z (Cmid x P); output rows are Ho*Wo apart.
-        depthwise_tile_nchw(g, x_n, dw, r0, rows, z);
-        y_tile = matrix(y_n + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo);
+        const int64_t n = tile.row0 / g.Ho, r0 = tile.row0 % g.Ho;
+        depthwise_tile_nchw(g, x_ptr + n * g.C * g.H * g.W, dw, r0, tile.rows, z);
+        y_tile = matrix(y_ptr + n * g.Cout * g.Ho * g.Wo + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo);
         out = kGemmIntoOutput ? y_tile : matrix(y_buf.mutable_data_ptr<acc_t>(), g.Cout, P, P);
         const at::Tensor zm = matrix(z, g.Cmid, P, P);
         if (bias_acc.defined()) {
@@ -50,8 +47,8 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
         }
       } else {
         // Y tile (P x Cout) = Z (P x Cmid) . Wpw^T (Cmid x Cout); the tile is contiguous in y.
-        depthwise_tile_nhwc(g, x_n, dw, r0, rows, z);
-        y_tile = matrix(y_n + r0 * g.Wo * g.Cout, P, g.Cout, g.Cout);
+        depthwise_tile_nhwc(g, x_ptr, dw, tile.row0, tile.rows, z);
+        y_tile = matrix(y_ptr + tile.row0 * g.Wo * g.Cout, P, g.Cout, g.Cout);
         out = kGemmIntoOutput ? y_tile : matrix(y_buf.mutable_data_ptr<acc_t>(), P, g.Cout, g.Cout);
         const at::Tensor zm = matrix(z, P, g.Cmid, g.Cmid);
         if (bias_acc.defined()) {
