@@ -95,6 +95,10 @@ void check_grad_out(const char* fn, const SepConvGeometry& g, const at::Tensor& 
                    grad_out.device(), " and ", x.scalar_type(), " on ", x.device());
 }
 
+at::Tensor like_weight(const at::Tensor& grad, const at::Tensor& weight) {
+  return grad.to(weight.scalar_type()).contiguous(weight.suggest_memory_format());
+}
+
 at::MemoryFormat output_memory_format(const at::Tensor& x) { return x.suggest_memory_format(); }
 
 }  // namespace xsep

@@ -35,4 +35,8 @@ void check_grad_out(const char* fn, const SepConvGeometry& g, const at::Tensor& 
 // The memory format the op's output (and grad_x) takes: x's own, by PyTorch's rule.
 at::MemoryFormat output_memory_format(const at::Tensor& x);
 
+// A weight's gradient in the weight's dtype and memory format (so that it lands in optimizers'
+// and DDP's buckets without a relayout).
+at::Tensor like_weight(const at::Tensor& grad, const at::Tensor& weight);
+
 }  // namespace xsep

@@ -143,11 +143,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> separable_conv2d_back
     }
     grad_x = want.x ? gx_acc.to(x_in.scalar_type()) : not_wanted();
     grad_dw = !want.dw ? not_wanted()
-              : gdw_acc.defined() ? gdw_acc.view({g.Cmid, 1, g.kh, g.kw}).to(dw_weight.scalar_type())
-                                  : at::zeros_like(dw_weight, at::MemoryFormat::Contiguous);
+              : gdw_acc.defined() ? like_weight(gdw_acc.view({g.Cmid, 1, g.kh, g.kw}), dw_weight)
+                                  : at::zeros_like(dw_weight);
     grad_pw = !want.pw ? not_wanted()
-              : gpw_acc.defined() ? gpw_acc.view({g.Cout, g.Cmid, 1, 1}).to(pw_weight.scalar_type())
-                                  : at::zeros_like(pw_weight, at::MemoryFormat::Contiguous);
+              : gpw_acc.defined() ? like_weight(gpw_acc.view({g.Cout, g.Cmid, 1, 1}), pw_weight)
+                                  : at::zeros_like(pw_weight);
     grad_bias = want.bias ? grad_out_in.sum({0, 2, 3}, false, acc).to(x_in.scalar_type()) : not_wanted();
   });
   return {grad_x, grad_dw, grad_pw, grad_bias};

@@ -33,13 +33,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> separable_conv2d_back
     const bool want_z = want_x || want_dw;
     auto [grad_z, gpw, unused_pw_bias] = at::convolution_backward(
         grad_out, z, pw_weight, std::nullopt, {1, 1}, {0, 0}, {1, 1}, false, {0, 0}, 1, {want_z, want_pw, false});
-    if (want_pw) grad_pw = gpw.contiguous();
+    if (want_pw) grad_pw = like_weight(gpw, pw_weight);
     if (want_z) {
       auto [grad_padded, gdw, unused_dw_bias] =
           at::convolution_backward(grad_z, padded, dw_weight, std::nullopt, {g.sh, g.sw}, {0, 0}, {g.dh, g.dw}, false,
                                    {0, 0}, g.C, {want_x, want_dw, false});
       if (want_x) grad_x = grad_padded.narrow(2, g.pt, g.H).narrow(3, g.pl, g.W).contiguous(output_memory_format(x));
-      if (want_dw) grad_dw = gdw.contiguous();
+      if (want_dw) grad_dw = like_weight(gdw, dw_weight);
     }
   }
   if (want_bias) {

@@ -37,8 +37,8 @@ def _separable_conv2d_backward_fake(grad_out, x, dw_weight, pw_weight, stride, p
 
     return (
         wanted(0, x, suggest_memory_format(x)),
-        wanted(1, dw_weight, torch.contiguous_format),
-        wanted(2, pw_weight, torch.contiguous_format),
+        wanted(1, dw_weight, suggest_memory_format(dw_weight)),
+        wanted(2, pw_weight, suggest_memory_format(pw_weight)),
         x.new_empty((pw_weight.shape[0],)) if output_mask[3] else x.new_empty((0,)),
     )
 

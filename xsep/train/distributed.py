@@ -47,14 +47,16 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        xf = x.float()
-        count = torch.tensor([x.numel() // x.shape[1]], dtype=torch.float32, device=x.device)
-        stats = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count])
-        stats = differentiable_all_reduce(stats)
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # statistics in at least fp32
         c = x.shape[1]
-        total = stats[-1]
-        mean = stats[:c] / total
-        var = (stats[c : 2 * c] / total - mean * mean).clamp_min(0)
+        # Two passes, as BatchNorm2d itself: the mean, then the mean squared deviation from it
+        # (sum(x^2) - n mean^2 would cancel catastrophically in fp32).
+        count = torch.tensor([x.numel() // c], dtype=xf.dtype, device=x.device)
+        sums = differentiable_all_reduce(torch.cat([xf.sum((0, 2, 3)), count]))
+        total = sums[-1]
+        mean = sums[:c] / total
+        centered = xf - mean[None, :, None, None]
+        var = differentiable_all_reduce((centered * centered).sum((0, 2, 3))) / total
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
@@ -62,9 +64,9 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
                 unbiased = var * total / (total - 1).clamp_min(1)
                 self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
-        y = (xf - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
+        y = centered * torch.rsqrt(var + self.eps)[None, :, None, None]
         if self.affine:
-            y = y * self.weight.float()[None, :, None, None] + self.bias.float()[None, :, None, None]
+            y = y * self.weight.to(xf.dtype)[None, :, None, None] + self.bias.to(xf.dtype)[None, :, None, None]
         return y.to(x.dtype)
 
 

@@ -176,6 +176,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     model = model.to(device=device, dtype=dtype)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if d.world > 1:  # before the optimizer is made: it must hold the replaced BNs' parameters
+        convert_batchnorm(model)
     optimizer = _optimizer(cfg, model)
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, total_steps))
@@ -346,6 +348,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         in_sync = _params_in_sync(model)
         if d.is_main:
             (out / "summary.json").write_text(json.dumps({"world_size": d.world, "params_in_sync": in_sync}) + "\n")
+        dist.destroy_process_group()
         if not in_sync:
             raise RuntimeError("xsep train: the processes' parameters differ: data-parallel training went wrong")
     result.model = model
