@@ -36,7 +36,8 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
   const int64_t min_rows = want.x ? std::max<int64_t>(1, ((g.kh - 1) * g.dh) / g.sh) : 1;
   const int64_t row_bytes =
       g.Wo * (g.Cmid * (int64_t(want.pw) + int64_t(want_dz)) + (kDirectGrad ? 0 : g.Cout)) * int64_t(sizeof(acc_t));
-  const TilePlan plan = make_tile_plan(g, row_bytes, min_rows, /*across_images=*/nhwc);
+  // Two waves, each with a tile for every thread.
+  const TilePlan plan = make_tile_plan(g, row_bytes, min_rows, /*across_images=*/nhwc, 2 * at::get_num_threads());
   std::vector<int64_t> waves[2];
   for (int64_t t = 0; t < plan.count; ++t) waves[plan.tile(t, g).wave].push_back(t);
 

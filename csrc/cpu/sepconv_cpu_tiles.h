@@ -40,13 +40,17 @@ struct TilePlan {
 };
 
 // Rows per tile so that the tile's buffers (bytes_per_output_row each row) stay within about
-// a core's L2 while the GEMM reads them; at least min_rows; rows split evenly (no thin last
-// tile). Depends on the shapes only, never on the thread count.
+// a core's L2 while the GEMM reads them, and so that there are at least min_tiles tiles to share
+// between the threads (when the rows allow); at least min_rows; rows split evenly (no thin last
+// tile).
 inline TilePlan make_tile_plan(const SepConvGeometry& g, int64_t bytes_per_output_row, int64_t min_rows,
-                               bool across_images) {
+                               bool across_images, int64_t min_tiles) {
   constexpr int64_t kTileBytes = 2 << 20;
   const int64_t total = std::max<int64_t>(across_images ? g.N * g.Ho : g.Ho, 1);
+  const int64_t images = across_images ? 1 : std::max<int64_t>(g.N, 1);
   int64_t rows = std::max<int64_t>(1, kTileBytes / std::max<int64_t>(1, bytes_per_output_row));
+  const int64_t tiles_wanted_per_image = (min_tiles + images - 1) / images;
+  rows = std::min(rows, (total + tiles_wanted_per_image - 1) / tiles_wanted_per_image);
   rows = std::min(std::max(rows, min_rows), total);
   const int64_t tiles = (total + rows - 1) / rows;
   rows = std::max((total + tiles - 1) / tiles, std::min(min_rows, total));
