@@ -41,8 +41,8 @@ struct TilePlan {
 
 // Rows per tile so that the tile's buffers (bytes_per_output_row each row) stay within about
 // a core's L2 while the GEMM reads them, and so that there are at least min_tiles tiles to share
-// between the threads (when the rows allow); at least min_rows; rows split evenly (no thin last
-// tile).
+// between the threads (when the rows allow; NHWC: a multiple of min_tiles, so the threads get equal
+// shares); at least min_rows; rows split evenly (no thin last tile).
 inline TilePlan make_tile_plan(const SepConvGeometry& g, int64_t bytes_per_output_row, int64_t min_rows,
                                bool across_images, int64_t min_tiles) {
   constexpr int64_t kTileBytes = 2 << 20;
@@ -52,7 +52,8 @@ inline TilePlan make_tile_plan(const SepConvGeometry& g, int64_t bytes_per_outpu
   const int64_t tiles_wanted_per_image = (min_tiles + images - 1) / images;
   rows = std::min(rows, (total + tiles_wanted_per_image - 1) / tiles_wanted_per_image);
   rows = std::min(std::max(rows, min_rows), total);
-  const int64_t tiles = (total + rows - 1) / rows;
+  int64_t tiles = (total + rows - 1) / rows;
+  if (across_images) tiles = (tiles + min_tiles - 1) / min_tiles * min_tiles;  // no thread left idle
   rows = std::max((total + tiles - 1) / tiles, std::min(min_rows, total));
   const int64_t per_image = (total + rows - 1) / rows;
   return {rows, across_images ? per_image : g.N * per_image, per_image, across_images};
