@@ -84,30 +84,25 @@ def test_offsets_past_2_pow_31():
     assert_close_to_reference(y[-1:, :, -33:, -33:], unfused, exact)
 
 
-def test_float64_falls_back_visibly():
+def dispatch_log(dtype: str, memory_format: str) -> str:
+    """stderr of one op call in a fresh process with XSEP_LOG_DISPATCH=1 (the log is set up once)."""
     code = (
         "import torch, xsep.ops as o;"
-        "x = torch.randn(1, 3, 8, 8, dtype=torch.float64, device='cuda');"
-        "o.separable_conv2d(x, torch.randn(3, 1, 3, 3, dtype=x.dtype, device='cuda'),"
-        " torch.randn(4, 3, 1, 1, dtype=x.dtype, device='cuda'), padding=1);"
-        "torch.cuda.synchronize()"
-    )
-    env = dict(os.environ, XSEP_LOG_DISPATCH="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert "xsep dispatch: separable_conv2d: forward float64 fallback" in out.stderr
-
-
-def test_dispatch_log_names_the_fused_kernel():
-    code = (
-        "import torch, xsep.ops as o;"
-        "x = torch.randn(2, 8, 9, 9, dtype=torch.bfloat16, device='cuda').to(memory_format=torch.channels_last);"
+        f"x = torch.randn(2, 8, 9, 9, dtype=torch.{dtype}, device='cuda').to(memory_format=torch.{memory_format});"
         "o.separable_conv2d(x, torch.randn(8, 1, 3, 3, dtype=x.dtype, device='cuda'),"
         " torch.randn(16, 8, 1, 1, dtype=x.dtype, device='cuda'), padding=1);"
         "torch.cuda.synchronize()"
     )
     env = dict(os.environ, XSEP_LOG_DISPATCH="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert "separable_conv2d: forward bfloat16 mma channels_last 3x3" in out.stderr
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stderr
+
+
+def test_float64_falls_back_visibly():
+    assert "xsep dispatch: separable_conv2d: forward float64 fallback" in dispatch_log("float64", "contiguous_format")
+
+
+def test_dispatch_log_names_the_fused_kernel():
+    assert "separable_conv2d: forward bfloat16 mma channels_last 3x3" in dispatch_log("bfloat16", "channels_last")
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
