@@ -1,13 +1,19 @@
 """`xsep bench` smoke test on the CPU (nothing timed is asserted) and the csrc/ tree hash."""
 
+import csv
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from xsep.bench.__main__ import main as bench_main
 from xsep.bench.metadata import REPO, git_tree_hash
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from compare import compare
+from compare import main as compare_main
 
 
 def test_smoke_bench_writes_well_formed_files(tmp_path):
@@ -26,6 +32,17 @@ def test_smoke_bench_writes_well_formed_files(tmp_path):
         assert all(t > 0 for t in row["ms"].values())
         assert row["speedup"] == pytest.approx(row["baseline_ms"] / row["xsep_ms"])
     assert "| 8->16 @9 | 2 | fp32 | forward |" in (tmp_path / "smoke.md").read_text()
+    with open(tmp_path / "smoke.csv") as f:
+        assert [r["direction"] for r in csv.DictReader(f)] == ["forward", "backward", "forward_backward"]
+    assert (tmp_path / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The regression check flags a row that got slower, and only that one.
+    slower = json.loads(json.dumps(result))
+    slower["rows"][1]["xsep_ms"] *= 1.2
+    (tmp_path / "slower.json").write_text(json.dumps(slower))
+    assert compare_main([str(tmp_path / "smoke.json"), str(tmp_path / "smoke.json")]) == 0
+    assert compare_main([str(tmp_path / "smoke.json"), str(tmp_path / "slower.json")]) == 1
+    assert len(compare(result, slower, 0.05)) == 1
 
 
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs a git checkout")

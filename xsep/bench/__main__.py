@@ -13,6 +13,7 @@ interleaved with CUDA events (or perf_counter), rotating input sets so caches do
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import sys
@@ -96,6 +97,46 @@ def markdown_table(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+CSV_COLUMNS = [
+    "shape", "N", "C", "H", "W", "Cout", "kernel", "stride", "mode", "direction", "status", "xsep_ms", "baseline_ms",
+    "speedup", "speedup_channels_last", "bound_ms", "pct_of_bound", "tflops", "gbs", "max_error", "max_error_unfused",
+]  # fmt: skip
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_speedups(rows: list[dict], path: Path) -> None:
+    """Speed-up per layer: one bar group per (shape, N), one bar per (mode, direction)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    layers = list(dict.fromkeys(f"{r['shape']}\nN={r['N']}" for r in ok))
+    series = list(dict.fromkeys(f"{r['mode']} {r['direction']}" for r in ok))
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(layers) + 2), 4.5))
+    for i, name in enumerate(series):
+        values = {f"{r['shape']}\nN={r['N']}": r["speedup"] for r in ok if f"{r['mode']} {r['direction']}" == name}
+        xs = [j + (i - (len(series) - 1) / 2) * width for j, layer in enumerate(layers) if layer in values]
+        ax.bar(xs, [values[layer] for layer in layers if layer in values], width, label=name)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(layers)), layers, fontsize=8)
+    ax.set_ylabel("speed-up over the baseline (x)")
+    ax.set_title("xsep vs the faster of PyTorch's two memory formats")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -107,22 +148,24 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(f"{m} {p:.1f} TFLOP/s" for m, p in machine.peak_tflops.items()),
         flush=True,
     )
-    total = len(args.cases) * len(args.modes) * len(args.directions)
+    from tqdm import tqdm
+
+    jobs = [(m, d, c) for m in args.modes for d in args.directions for c in args.cases]
     rows = []
-    for i, (mode, direction, (shape, n)) in enumerate(
-        (m, d, c) for m in args.modes for d in args.directions for c in args.cases
-    ):
-        row = measure_row(shape, n, mode, direction, device, machine, args.reps, args.input_sets)
-        rows.append(row)
-        done = f"[{i + 1}/{total}]"
-        if row["status"] == "ok":
-            print(
-                f"{done:9s} {row['shape']:16s} N={n:<4d} {mode:9s} {direction:16s} xsep {row['xsep_ms']:8.3f} ms  "
-                f"baseline {row['baseline_ms']:8.3f} ms  {row['speedup']:5.2f}x  {row['pct_of_bound']:5.1f}% of bound",
-                flush=True,
-            )
-        else:
-            print(f"{done:9s} {row['shape']:16s} N={n:<4d} {mode:9s} {direction:16s} {row['status']}", flush=True)
+    with tqdm(total=len(jobs), unit="row", dynamic_ncols=True, leave=False) as progress:
+        for mode, direction, (shape, n) in jobs:
+            progress.set_description(f"{shape.name} N={n} {mode} {direction}")
+            row = measure_row(shape, n, mode, direction, device, machine, args.reps, args.input_sets)
+            rows.append(row)
+            head = f"{row['shape']:16s} N={n:<4d} {mode:9s} {direction:16s}"
+            if row["status"] == "ok":
+                progress.write(
+                    f"{head} xsep {row['xsep_ms']:8.3f} ms  baseline {row['baseline_ms']:8.3f} ms  "
+                    f"{row['speedup']:5.2f}x  {row['pct_of_bound']:5.1f}% of bound"
+                )
+            else:
+                progress.write(f"{head} {row['status']}")
+            progress.update()
     means = geometric_means(rows)
     print("\ngeometric mean speed-up over the shapes:")
     for key, value in means.items():
@@ -149,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     md += [markdown_table(rows), "Geometric mean speed-up over the shapes:", ""]
     md += [f"- {k}: {v:.2f}x" for k, v in means.items()]
     stem.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print(f"\nwrote {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
+    write_csv(rows, stem.with_suffix(".csv"))
+    plot_speedups(rows, stem.with_suffix(".png"))
+    print(f"\nwrote {stem}.json, .md, .csv and .png")
     if any(r["status"] != "ok" for r in rows):
         sys.exit(1)
 

@@ -55,6 +55,18 @@ def _candidate(fn, shape: LayerShape, direction: str, inputs: list[tuple], grads
     return run
 
 
+def _peak_mib(fn, device: torch.device) -> float | None:
+    """GPU memory allocated at the peak of one call, above what was allocated before (None on CPU)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
 def check_correct(shape: LayerShape, n: int, mode: str, device: torch.device) -> dict:
     """Max error of xsep and of the unfused op vs fp64 on up to 4 images; status ok or failed."""
     dtype, tf32 = math_mode(mode)
@@ -122,8 +134,10 @@ def measure_row(
                 times[f"{impl}_{fmt_name}"] = None
                 fns.append(_candidate(fn, shape, direction, inputs, grads))
         medians = median_ms(fns, device, warmup=3, reps=reps)
+        peaks = [_peak_mib(fn, device) for fn in fns]
     times = dict(zip(times, medians, strict=True))
     row["ms"] = times
+    row["peak_mib"] = dict(zip(times, peaks, strict=True))
     xsep_best = min(times["xsep_nchw"], times["xsep_channels_last"])
     base_best = min(times["pytorch_nchw"], times["pytorch_channels_last"])
     bytes_, flops = layer_cost(n, shape.C, shape.H, shape.Cout, shape.kernel, shape.stride, dtype.itemsize, direction)
