@@ -98,8 +98,12 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
           } else {
             at::Tensor dz_tile = matrix(dz, g.Cmid, P, P);
             at::mm_out(dz_tile, w.pw.t(), dy);
-            if (want.dw) depthwise_weight_grad_tile_nchw(g, x_n, dz, r0, tile.rows, gdw_part);
-            if (want.x) depthwise_transpose_tile_nchw(g, dz, dw, r0, tile.rows, gx_n);
+            if (g.sh == 1 && g.sw == 1) {
+              depthwise_backward_tile_nchw_stride1(g, x_n, dz, dw, r0, tile.rows, gdw_part, gx_n);
+            } else {
+              if (want.dw) depthwise_weight_grad_tile_nchw(g, x_n, dz, r0, tile.rows, gdw_part);
+              if (want.x) depthwise_transpose_tile_nchw(g, dz, dw, r0, tile.rows, gx_n);
+            }
           }
         }
       }

@@ -143,6 +143,77 @@ void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const ac
   }
 }
 
+// Stride 1, both depthwise gradients of one tile at once, over the same padded planes as the
+// forward: dz goes onto the Wp-wide grid (zeros in the extra columns), then each tap is one long
+// loop: a dot product with the x plane for grad_dw, an axpy into a grad_x plane for grad_x, whose
+// real rows and columns are added into gx_n at the end. Either of gw and gx_n may be null.
+template <typename scalar_t, typename acc_t>
+void depthwise_backward_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* dz,
+                                          const acc_t* w, int64_t r0, int64_t rows, acc_t* gw, acc_t* gx_n) {
+  const int64_t Wp = g.Wo + (g.kw - 1) * g.dw;
+  const int64_t rows_in = rows + (g.kh - 1) * g.dh;
+  const int64_t wide = (rows - 1) * Wp + g.Wo;
+  const int64_t taps = g.kh * g.kw;
+  thread_local std::vector<acc_t> plane, gplane, dz_wide;
+  dz_wide.assign(wide, acc_t(0));  // only the row segments are written below: the gaps stay 0
+  if (gw != nullptr) plane.resize(rows_in * Wp);
+  if (gx_n != nullptr) gplane.resize(rows_in * Wp);
+  int64_t col_lo, col_hi;  // the padded columns that hold real input
+  valid_columns(-g.pl, 1, g.W, Wp, col_lo, col_hi);
+  for (int64_t c = 0; c < g.C; ++c) {
+    if (gw != nullptr) {
+      const scalar_t* xc = x_n + c * g.H * g.W;
+      for (int64_t i = 0; i < rows_in; ++i) {
+        const int64_t iy = r0 - g.pt + i;
+        acc_t* dst = plane.data() + i * Wp;
+        std::fill(dst, dst + Wp, acc_t(0));
+        if (iy < 0 || iy >= g.H) continue;
+        const scalar_t* src = xc + iy * g.W - g.pl;
+        XSEP_SIMD
+        for (int64_t j = col_lo; j < col_hi; ++j) dst[j] = static_cast<acc_t>(src[j]);
+      }
+    }
+    if (gx_n != nullptr) std::fill(gplane.begin(), gplane.end(), acc_t(0));
+    for (int64_t m = 0; m < g.M; ++m) {
+      const int64_t cm = c * g.M + m;
+      for (int64_t r = 0; r < rows; ++r) {
+        std::copy(dz + cm * rows * g.Wo + r * g.Wo, dz + cm * rows * g.Wo + (r + 1) * g.Wo, dz_wide.data() + r * Wp);
+      }
+      const acc_t* d = dz_wide.data();
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+          const int64_t off = ky * g.dh * Wp + kx * g.dw;
+          const int64_t tap = ky * g.kw + kx;
+          if (gw != nullptr) {
+            const acc_t* xs = plane.data() + off;
+            acc_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t j = 0; j < wide; ++j) sum += xs[j] * d[j];
+            gw[cm * taps + tap] += sum;
+          }
+          if (gx_n != nullptr) {
+            const acc_t wv = w[cm * taps + tap];
+            acc_t* gs = gplane.data() + off;
+            XSEP_SIMD
+            for (int64_t j = 0; j < wide; ++j) gs[j] += wv * d[j];
+          }
+        }
+      }
+    }
+    if (gx_n != nullptr) {
+      acc_t* gxc = gx_n + c * g.H * g.W;
+      for (int64_t i = 0; i < rows_in; ++i) {
+        const int64_t iy = r0 - g.pt + i;
+        if (iy < 0 || iy >= g.H) continue;
+        acc_t* dst = gxc + iy * g.W - g.pl;
+        const acc_t* src = gplane.data() + i * Wp;
+        XSEP_SIMD
+        for (int64_t j = col_lo; j < col_hi; ++j) dst[j] += src[j];
+      }
+    }
+  }
+}
+
 // gx_n (C, H, W) += depthwise-transpose(dz): each tile scatters into the input rows it read.
 template <typename acc_t>
 void depthwise_transpose_tile_nchw(const SepConvGeometry& g, const acc_t* dz, const acc_t* w, int64_t r0,
