@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from xsep.reference import separable_conv2d_reference
+from xsep.reference import check_error, separable_conv2d_reference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,25 +77,14 @@ def make_inputs(
     return x, dw, pw, b
 
 
-# Error of the fused op against fp64 may be at most FACTOR x the unfused op's error in the same
-# dtype, plus a floor (relative to the output's scale) for cases where that error is ~0.
-FACTOR = 2.0
-FLOOR = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
-
-
 def assert_close_to_reference(
     actual: torch.Tensor, unfused: torch.Tensor, exact: torch.Tensor, what: str = "output"
 ) -> None:
-    """actual, unfused: same dtype; exact: the fp64 reference."""
+    """actual, unfused: same dtype; exact: the fp64 reference (rule: xsep.reference.check_error)."""
     assert actual.shape == exact.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(exact.shape)}"
     assert actual.dtype == unfused.dtype, f"{what}: dtype {actual.dtype} != {unfused.dtype}"
-    if exact.numel() == 0:
-        return
-    err = (actual.double() - exact).abs().max().item()
-    err_unfused = (unfused.double() - exact).abs().max().item()
-    scale = max(exact.abs().max().item(), 1e-30)
-    bound = FACTOR * err_unfused + FLOOR[actual.dtype] * scale
-    assert err <= bound, f"{what}: max error {err:.3e} > bound {bound:.3e} (unfused op: {err_unfused:.3e})"
+    c = check_error(actual, unfused, exact)
+    assert c.ok, f"{what}: max error {c.error:.3e} > bound {c.bound:.3e} (unfused op: {c.error_unfused:.3e})"
 
 
 def reference_outputs_and_grads(inputs, conv_args, grad_out, dtype):

@@ -8,6 +8,8 @@ exact), then PyTorch's two convolutions, whose intermediate goes to memory.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -35,3 +37,31 @@ def separable_conv2d_reference(
     x = F.pad(x, (left, right, top, bottom))
     z = F.conv2d(x, dw_weight, None, stride, 0, dilation, groups=x.shape[1])
     return F.conv2d(z, pw_weight, bias)
+
+
+# How close the fused op must be to the exact (fp64) result: at most ERROR_FACTOR x the error the
+# unfused op makes in the same dtype, plus a floor (relative to the output's scale) for when that
+# error is ~0. One rule for the tests, the benchmarks' correctness check and the demo.
+ERROR_FACTOR = 2.0
+ERROR_FLOOR = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+@dataclass(frozen=True)
+class ErrorCheck:
+    error: float  # max |actual - exact|
+    error_unfused: float  # max |unfused - exact|
+    bound: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error <= self.bound
+
+
+def check_error(actual: torch.Tensor, unfused: torch.Tensor, exact: torch.Tensor) -> ErrorCheck:
+    """actual and unfused in one dtype; exact the fp64 reference of the same inputs."""
+    if exact.numel() == 0:
+        return ErrorCheck(0.0, 0.0, 0.0)
+    error = (actual.double() - exact).abs().max().item()
+    error_unfused = (unfused.double() - exact).abs().max().item()
+    scale = max(exact.abs().max().item(), 1e-30)
+    return ErrorCheck(error, error_unfused, ERROR_FACTOR * error_unfused + ERROR_FLOOR[actual.dtype] * scale)

@@ -12,11 +12,9 @@ from xsep._timing import median_ms
 from xsep.bench.roofline import Machine, bound_ms, layer_cost, math_mode, tf32_enabled
 from xsep.bench.shapes import LayerShape
 from xsep.ops import separable_conv2d
-from xsep.reference import separable_conv2d_reference
+from xsep.reference import check_error, separable_conv2d_reference
 
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
-# Error bound of the fused op vs fp64: at most 2x the unfused op's error + this floor x scale.
-_FLOOR = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 
 def _unfused(x, dw, pw, stride, padding):
@@ -80,13 +78,11 @@ def check_correct(shape: LayerShape, n: int, mode: str, device: torch.device) ->
         y = separable_conv2d(x.contiguous(memory_format=torch.channels_last), dw, pw, None, shape.stride, pad)
         unfused = separable_conv2d_reference(x, dw, pw, None, shape.stride, pad)
     exact = separable_conv2d_reference(x.double(), dw.double(), pw.double(), None, shape.stride, pad)
-    err = (y.double() - exact).abs().max().item()
-    err_unfused = (unfused.double() - exact).abs().max().item()
-    ok = err <= 2 * err_unfused + _FLOOR[dtype] * exact.abs().max().item()
+    c = check_error(y, unfused, exact)
     return {
-        "max_error": err,
-        "max_error_unfused": err_unfused,
-        "status": "ok" if ok else "failed: output differs from the fp64 reference",
+        "max_error": c.error,
+        "max_error_unfused": c.error_unfused,
+        "status": "ok" if c.ok else "failed: output differs from the fp64 reference",
     }
 
 
