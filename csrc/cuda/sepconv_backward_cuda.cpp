@@ -1,35 +1,35 @@
-// CUDA backward, for now a composite of ATen ops (cuDNN): Z is recomputed from x (the forward
-// saved nothing else), then the two convolutions' backward. Logged as a fallback. The fused
-// backward kernels (issue "CUDA fused backward kernels") replace it.
+// CUDA glue of the backward: checks, device guard, current stream, the plan and its fp32
+// workspace, dtype dispatch to the fused kernels in csrc/kernels, launch check. float64 and the
+// shapes the plan cannot take (a depth multiplier above 64, a halo larger than a tile) go
+// through a composite of ATen ops instead, logged as a fallback.
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 #include <torch/library.h>
 
 #include "../common/dispatch_log.h"
 #include "../common/sepconv_geometry.h"
+#include "../kernels/sepconv_bwd.h"
 #include "sepconv_cuda_common.h"
 
 namespace xsep::cuda {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> separable_conv2d_backward_cuda(
-    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& dw_weight, const at::Tensor& pw_weight,
-    c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, std::array<bool, 4> output_mask) {
-  const char* fn = "separable_conv2d_backward";
-  const SepConvGeometry g =
-      check_separable_conv2d_args(fn, x, dw_weight, pw_weight, std::nullopt, stride, padding, dilation);
-  check_cuda_inputs(fn, g, x);
-  check_grad_out(fn, g, grad_out, x);
-  const c10::cuda::CUDAGuard guard(x.device());
-  log_dispatch("separable_conv2d_backward", "composite of ATen convolution_backward (no fused CUDA backward yet)");
+using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
+// Z recomputed from x with ATen (cuDNN), then the two convolutions' backward.
+Grads composite_backward(const SepConvGeometry& g, const at::Tensor& grad_out, const at::Tensor& x,
+                         const at::Tensor& dw_weight, const at::Tensor& pw_weight, std::array<bool, 4> output_mask) {
   const auto [want_x, want_dw, want_pw, want_bias] = output_mask;
   const auto not_wanted = [&] { return at::empty({0}, x.options()); };
   at::Tensor grad_x = not_wanted(), grad_dw = not_wanted(), grad_pw = not_wanted(), grad_bias = not_wanted();
   if (want_x || want_dw || want_pw) {
     const at::Tensor padded = at::constant_pad_nd(x, {g.pl, g.pr, g.pt, g.pb});
     const at::Tensor z = at::conv2d(padded, dw_weight, std::nullopt, at::IntArrayRef{g.sh, g.sw}, at::IntArrayRef{0, 0},
-                                     at::IntArrayRef{g.dh, g.dw}, g.C);
+                                    at::IntArrayRef{g.dh, g.dw}, g.C);
     const bool want_z = want_x || want_dw;
     auto [grad_z, gpw, unused_pw_bias] = at::convolution_backward(
         grad_out, z, pw_weight, std::nullopt, {1, 1}, {0, 0}, {1, 1}, false, {0, 0}, 1, {want_z, want_pw, false});
@@ -47,6 +47,76 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> separable_conv2d_back
     grad_bias = grad_out.sum({0, 2, 3}, false, acc).to(x.scalar_type());
   }
   return {grad_x, grad_dw, grad_pw, grad_bias};
+}
+
+Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& dw_weight,
+                                     const at::Tensor& pw_weight, c10::IntArrayRef stride, c10::IntArrayRef padding,
+                                     c10::IntArrayRef dilation, std::array<bool, 4> output_mask) {
+  const char* fn = "separable_conv2d_backward";
+  const SepConvGeometry g =
+      check_separable_conv2d_args(fn, x, dw_weight, pw_weight, std::nullopt, stride, padding, dilation);
+  check_cuda_inputs(fn, g, x);
+  check_grad_out(fn, g, grad_out, x);
+  const c10::cuda::CUDAGuard guard(x.device());
+
+  if (x.scalar_type() == at::kDouble) {
+    log_dispatch("separable_conv2d_backward", "backward float64 fallback (ATen convolution_backward)");
+    return composite_backward(g, grad_out, x, dw_weight, pw_weight, output_mask);
+  }
+  const auto [want_x, want_dw, want_pw, want_bias] = output_mask;
+  const at::MemoryFormat fmt = output_memory_format(x);
+  const auto not_wanted = [&] { return at::empty({0}, x.options()); };
+  // Outputs in x's dtype; the weight gradients take the weights' layout at the end (like_weight).
+  at::Tensor grad_x = want_x ? at::empty(x.sizes(), x.options().memory_format(fmt)) : not_wanted();
+  at::Tensor grad_dw = want_dw ? at::empty({g.Cmid, 1, g.kh, g.kw}, x.options()) : not_wanted();
+  at::Tensor grad_pw = want_pw ? at::empty({g.Cout, g.Cmid, 1, 1}, x.options()) : not_wanted();
+  at::Tensor grad_bias = want_bias ? at::empty({g.Cout}, x.options()) : not_wanted();
+  const auto finish = [&] {
+    if (want_dw) grad_dw = like_weight(grad_dw, dw_weight);
+    if (want_pw) grad_pw = like_weight(grad_pw, pw_weight);
+    return Grads{grad_x, grad_dw, grad_pw, grad_bias};
+  };
+  if (grad_out.numel() == 0 || x.numel() == 0) {  // nothing flows: every gradient is zero
+    for (at::Tensor* t : {&grad_x, &grad_dw, &grad_pw, &grad_bias}) t->zero_();
+    return finish();
+  }
+
+  const at::Tensor dw = dw_weight.contiguous();
+  const at::Tensor pw = pw_weight.contiguous();
+  SepConvBwdParams p{};
+  p.fwd = make_params(g, x, grad_out, fmt);  // y's strides are grad_out's
+  p.fwd.dw_weight = dw.const_data_ptr();
+  p.fwd.pw_weight = pw.const_data_ptr();
+  p.fwd.allow_tf32 = at::globalContext().allowTF32CuDNN();
+  p.grad_y = grad_out.const_data_ptr();
+  int num_sms = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, x.device().index()));
+  if (!plan_backward(p, num_sms)) {
+    log_dispatch("separable_conv2d_backward",
+                 "backward fallback (ATen convolution_backward): no fused tile fits this depth multiplier / halo");
+    return composite_backward(g, grad_out, x, dw_weight, pw_weight, output_mask);
+  }
+  if (want_x) {
+    p.grad_x = grad_x.mutable_data_ptr();
+    for (int d = 0; d < 4; ++d) p.gx_stride[d] = grad_x.stride(d);
+  }
+  p.grad_dw = want_dw ? grad_dw.mutable_data_ptr() : nullptr;
+  p.grad_pw = want_pw ? grad_pw.mutable_data_ptr() : nullptr;
+  p.grad_bias = want_bias ? grad_bias.mutable_data_ptr() : nullptr;
+  const at::Tensor workspace = at::empty({backward_workspace_floats(p)}, x.options().dtype(at::kFloat));
+  p.workspace = workspace.mutable_data_ptr<float>();
+
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  LaunchResult r{};
+  switch (x.scalar_type()) {
+    case at::kHalf: r = sepconv_backward_fp16(p, stream); break;
+    case at::kBFloat16: r = sepconv_backward_bf16(p, stream); break;
+    case at::kFloat: r = sepconv_backward_fp32(p, stream); break;
+    default: TORCH_CHECK_TYPE(false, fn, ": no CUDA kernel for dtype ", x.scalar_type());
+  }
+  C10_CUDA_CHECK(static_cast<cudaError_t>(r.error));
+  log_dispatch("separable_conv2d_backward", r.variant);
+  return finish();
 }
 
 }  // namespace

@@ -46,7 +46,6 @@ SepConvParams make_params(const SepConvGeometry& g, const at::Tensor& x, const a
     p.y_stride[d] = y.stride(d);
   }
   p.x = x.const_data_ptr();
-  p.y = y.mutable_data_ptr();
   p.channels_last = fmt == at::MemoryFormat::ChannelsLast;
   return p;
 }

@@ -14,7 +14,8 @@ namespace xsep::cuda {
 // The device is CUDA, of compute capability 8.0 or newer, and every size fits the kernels' ints.
 void check_cuda_inputs(const char* fn, const SepConvGeometry& g, const at::Tensor& x);
 
-// Sizes and element strides of x and y; pointers to x and y. Weights and flags are the caller's.
+// Sizes, element strides of x and y (or of grad_y), the pointer to x. The output pointer, the
+// weights and the flags are the caller's.
 SepConvParams make_params(const SepConvGeometry& g, const at::Tensor& x, const at::Tensor& y, at::MemoryFormat fmt);
 
 // The unfused op from ATen convolutions (cuDNN): explicit (possibly asymmetric) padding, then the

@@ -39,6 +39,7 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weigh
   const at::Tensor pw = pw_weight.contiguous();
   const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
   SepConvParams p = make_params(g, x, y, fmt);
+  p.y = y.mutable_data_ptr();
   p.dw_weight = dw.const_data_ptr();
   p.pw_weight = pw.const_data_ptr();
   p.bias = b.defined() ? b.const_data_ptr() : nullptr;

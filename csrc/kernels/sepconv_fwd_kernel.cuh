@@ -16,68 +16,31 @@
 // and wgmma/TMA on sm_90a.
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <mma.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <type_traits>
 
+#include "element_types.cuh"
+#include "mma_tile.cuh"
 #include "sepconv_params.h"
 
 namespace xsep {
 
-// ---- element types -------------------------------------------------------------------------
-
-template <typename T>
-__device__ __forceinline__ float to_float(T v);
-template <>
-__device__ __forceinline__ float to_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
 // ---- compile-time configuration -------------------------------------------------------------
 
-enum class Math { kTensorCore, kFFMA };
-
 template <typename T_, Math kMath_, bool kChannelsLast_, int kKH_, int kKW_>
-struct FwdTraits {
+struct FwdTraits : GemmTile<T_, /*BM=*/64, /*BN=*/128, /*BK=*/32, /*kWarpsM=*/2, /*kWarpsN=*/4> {
+  // BM output pixels x BN output channels per CTA, BK depthwise channels per chunk.
   using T = T_;                            // x, weights, y
   static constexpr Math kMath = kMath_;
   static constexpr bool kChannelsLast = kChannelsLast_;
   static constexpr int kKH = kKH_;         // 0: kernel size known at run time only
   static constexpr int kKW = kKW_;
-  static constexpr int BM = 64;            // output pixels per CTA
-  static constexpr int BN = 128;           // output channels per CTA
-  static constexpr int BK = 32;            // depthwise channels per chunk
   // Depthwise elements in flight per thread: two for 16-bit types; fp32 operands (TF32 or FFMA)
   // take twice the registers, which leaves room for one under the 128-register cap.
   static constexpr int kDepthwiseUnroll = std::is_same_v<T_, float> ? 1 : 2;
-  static constexpr int kWarpsM = 2, kWarpsN = 4;
-  static constexpr int kThreads = 32 * kWarpsM * kWarpsN;
-  static constexpr int WM = BM / kWarpsM;  // 32x32 of the tile per warp
-  static constexpr int WN = BN / kWarpsN;
-  // MMA operands in shared memory: the 16-bit type itself, or fp32 (rounded to TF32 in registers).
-  using Operand = std::conditional_t<std::is_same_v<T, float>, float, T>;
-  static constexpr int kMmaK = std::is_same_v<T, float> ? 8 : 16;  // WMMA k: tf32 m16n16k8, else m16n16k16
-  // Row pads of 16 bytes keep WMMA's 32-byte alignment and break shared-memory bank conflicts.
-  static constexpr int kPad = 16 / sizeof(Operand);
-  static constexpr int kLdAB = BK + kPad;
-  static constexpr int kLdC = BN + 4;
-  static_assert(BK % kMmaK == 0 && WM % 16 == 0 && WN % 16 == 0, "tile must be whole WMMA fragments");
-  static_assert(kThreads % BK == 0 && kThreads % BM == 0, "thread mappings below assume this");
+  static_assert(FwdTraits::kThreads % FwdTraits::BK == 0 && FwdTraits::kThreads % FwdTraits::BM == 0,
+                "thread mappings below assume this");
 };
 
 template <class Traits>
@@ -164,105 +127,6 @@ __device__ __forceinline__ void load_pointwise_chunk(const SepConvParams& p, Fwd
   }
 }
 
-// Tensor cores: each warp owns a WM x WN block of the tile as (WM/16) x (WN/16) fragments.
-template <class Traits>
-struct TensorCoreMma {
-  using Operand = typename Traits::Operand;
-  static constexpr int kFm = Traits::WM / 16, kFn = Traits::WN / 16, kK = Traits::kMmaK;
-  using InT = std::conditional_t<std::is_same_v<Operand, float>, nvcuda::wmma::precision::tf32, Operand>;
-  using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, kK, InT, nvcuda::wmma::row_major>;
-  using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, kK, InT, nvcuda::wmma::col_major>;
-  using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, kK, float>;
-  FragC acc[kFm][kFn];
-
-  __device__ __forceinline__ void zero() {
-#pragma unroll
-    for (int i = 0; i < kFm; ++i)
-#pragma unroll
-      for (int j = 0; j < kFn; ++j) nvcuda::wmma::fill_fragment(acc[i][j], 0.f);
-  }
-
-  template <typename Frag>
-  __device__ __forceinline__ static void round_to_tf32(Frag& f) {
-    if constexpr (std::is_same_v<Operand, float>) {
-#pragma unroll
-      for (int t = 0; t < f.num_elements; ++t) f.x[t] = nvcuda::wmma::__float_to_tf32(f.x[t]);
-    }
-  }
-
-  __device__ __forceinline__ void step(FwdSharedStorage<Traits>& s, int warp_m, int warp_n) {
-#pragma unroll
-    for (int kk = 0; kk < Traits::BK; kk += kK) {
-      FragA a[kFm];
-      FragB b[kFn];
-#pragma unroll
-      for (int i = 0; i < kFm; ++i) {
-        nvcuda::wmma::load_matrix_sync(a[i], &s.ops.z[warp_m * Traits::WM + i * 16][kk], Traits::kLdAB);
-        round_to_tf32(a[i]);
-      }
-#pragma unroll
-      for (int j = 0; j < kFn; ++j) {
-        // W is stored [n][k]: as the K x N operand B that is column-major with leading dimension kLdAB.
-        nvcuda::wmma::load_matrix_sync(b[j], &s.ops.w[warp_n * Traits::WN + j * 16][kk], Traits::kLdAB);
-        round_to_tf32(b[j]);
-      }
-#pragma unroll
-      for (int i = 0; i < kFm; ++i)
-#pragma unroll
-        for (int j = 0; j < kFn; ++j) nvcuda::wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
-    }
-  }
-
-  __device__ __forceinline__ void stage(FwdSharedStorage<Traits>& s, int warp_m, int warp_n) {
-#pragma unroll
-    for (int i = 0; i < kFm; ++i)
-#pragma unroll
-      for (int j = 0; j < kFn; ++j)
-        nvcuda::wmma::store_matrix_sync(&s.c[warp_m * Traits::WM + i * 16][warp_n * Traits::WN + j * 16], acc[i][j],
-                                        Traits::kLdC, nvcuda::wmma::mem_row_major);
-  }
-};
-
-// Exact float32: each thread owns a 4 x 8 block of the tile and accumulates with FFMA.
-template <class Traits>
-struct FfmaMma {
-  static constexpr int kTm = 4, kTn = 8;
-  static constexpr int kThreadsN = Traits::BN / kTn;
-  static_assert(Traits::BM / kTm * kThreadsN == Traits::kThreads, "one 4x8 block per thread");
-  float acc[kTm][kTn];
-
-  __device__ __forceinline__ void zero() {
-#pragma unroll
-    for (int i = 0; i < kTm; ++i)
-#pragma unroll
-      for (int j = 0; j < kTn; ++j) acc[i][j] = 0.f;
-  }
-
-  __device__ __forceinline__ void step(FwdSharedStorage<Traits>& s, int, int) {
-    const int m0 = (threadIdx.x / kThreadsN) * kTm, n0 = (threadIdx.x % kThreadsN) * kTn;
-#pragma unroll 2
-    for (int k = 0; k < Traits::BK; ++k) {
-      float a[kTm], b[kTn];
-#pragma unroll
-      for (int i = 0; i < kTm; ++i) a[i] = s.ops.z[m0 + i][k];
-#pragma unroll
-      for (int j = 0; j < kTn; ++j) b[j] = s.ops.w[n0 + j][k];
-#pragma unroll
-      for (int i = 0; i < kTm; ++i)
-#pragma unroll
-        for (int j = 0; j < kTn; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-    }
-  }
-
-  __device__ __forceinline__ void stage(FwdSharedStorage<Traits>& s, int, int) {
-    const int m0 = (threadIdx.x / kThreadsN) * kTm, n0 = (threadIdx.x % kThreadsN) * kTn;
-#pragma unroll
-    for (int i = 0; i < kTm; ++i)
-#pragma unroll
-      for (int j = 0; j < kTn; ++j) s.c[m0 + i][n0 + j] = acc[i][j];
-  }
-};
-
 // ---- the kernel ---------------------------------------------------------------------------------
 
 template <class Traits>
@@ -297,18 +161,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 2) sepconv_fwd_kernel(const 
   }
   __syncthreads();
 
-  const int warp = threadIdx.x / 32;
-  const int warp_m = warp / Traits::kWarpsN, warp_n = warp % Traits::kWarpsN;
-  std::conditional_t<Traits::kMath == Math::kTensorCore, TensorCoreMma<Traits>, FfmaMma<Traits>> mma;
-  mma.zero();
+  BlockMma<Traits, Traits::kMath> mma;
   for (int k0 = 0; k0 < p.Cmid; k0 += BK) {
     depthwise_chunk<Traits>(p, s, k0);
     load_pointwise_chunk<Traits>(p, s, co0, k0);
     __syncthreads();  // Z and W of this chunk are complete
-    mma.step(s, warp_m, warp_n);
+    mma.step(s.ops.z, s.ops.w);
     __syncthreads();  // everyone is done reading them before the next chunk overwrites them
   }
-  mma.stage(s, warp_m, warp_n);  // s.c aliases the operands: safe after the barrier above
+  mma.stage(s.c);  // s.c aliases the operands: safe after the barrier above
   __syncthreads();
 
   // Epilogue: bias, round once, write. channels_last: neighbours along Cout; NCHW: along pixels.

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "sepconv_bwd_plan.h"
+
 namespace xsep {
 
 struct SepConvParams {
@@ -27,6 +29,26 @@ struct SepConvParams {
   void* y;                // (N, Cout, Ho, Wo)
   bool channels_last;     // which coalescing pattern to use (the strides say where things are)
   bool allow_tf32;        // float32 only: TF32 tensor cores (true) or exact FFMA (false)
+};
+
+// The backward: the forward's description (x, weights, geometry; y_stride are grad_y's strides)
+// plus the gradients wanted (nullptr: not wanted), the fp32 workspace for the deterministic
+// cross-CTA sums, and the launch plan (plan_backward in sepconv_bwd.h fills it).
+struct SepConvBwdParams {
+  SepConvParams fwd;
+  const void* grad_y;       // (N, Cout, Ho, Wo), element strides fwd.y_stride
+  void* grad_x;             // (N, C, H, W), element strides gx_stride
+  int64_t gx_stride[4];
+  void* grad_dw;            // (Cmid, kh * kw), contiguous
+  void* grad_pw;            // (Cout, Cmid), contiguous
+  void* grad_bias;          // (Cout,)
+  float* workspace;         // workspace_floats of the plan
+  // Plan.
+  BwdTilePlan tiles;        // input-gradient kernel: input tiles with their halo of outputs
+  int channels_per_cta;     // input channels per CTA of the input-gradient kernel (x M = GEMM N)
+  int pw_splits;            // split-K over pixels of the pointwise-weight gradient
+  int64_t pw_pixels_per_split;
+  int64_t dw_partials;      // N * tiles: rows of the grad_dw partial sums
 };
 
 enum class DType { kFloat16, kBFloat16, kFloat32 };

@@ -1,0 +1,178 @@
+"""CUDA-only checks of the fused backward (the shared grid in test_op_vs_reference.py checks every
+gradient on CUDA too): partial tiles and many tiles, bitwise determinism, output masks, a
+34-layer stack of Xception's shapes in bf16, 64-bit offsets, the dispatch log."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sample_inputs import Case, assert_close_to_reference, make_inputs, reference_outputs_and_grads
+
+from xsep.bench.shapes import XCEPTION
+from xsep.nn import SeparableConv2d, UnfusedSeparableConv2d
+from xsep.ops import separable_conv2d
+from xsep.reference import check_error
+
+pytestmark = pytest.mark.cuda
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32]
+# Partial GEMM tiles (C*M not a multiple of 64, Cout not of 128, pixels not of 32), maps of many
+# input tiles (more than 64 partial sums: the grad_dw reduction takes two passes), big kernels.
+BACKWARD_CASES = [
+    Case("partial_3x3_mult2", N=3, C=37, H=13, W=11, Cout=131, multiplier=2),
+    Case("many_tiles_74", N=2, C=20, H=74, W=74, Cout=40),
+    Case("s2_same_5x5", N=2, C=19, H=17, W=23, Cout=70, kernel=(5, 5), stride=2, padding="same"),
+    Case("d2_k7x1", N=1, C=33, H=29, W=9, Cout=129, kernel=(7, 1), dilation=(2, 1), padding=(6, 0)),
+    Case("mult3_s3", N=2, C=22, H=20, W=19, Cout=33, multiplier=3, stride=3, padding="same"),
+]
+
+
+def grads_of(inputs, conv_args, grad_out, wanted=(True, True, True, True)):
+    leaves = [t.detach().requires_grad_(w) if t is not None else None for t, w in zip(inputs, wanted, strict=True)]
+    separable_conv2d(*leaves, **conv_args).backward(grad_out)
+    return [t.grad if t is not None else None for t in leaves]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", BACKWARD_CASES, ids=lambda c: c.id)
+def test_every_gradient_matches_reference(case, dtype, layout):
+    inputs = make_inputs(case, dtype, layout, device="cuda")
+    y_shape = separable_conv2d(*inputs, **case.conv_args).shape
+    grad_out = torch.randn(y_shape, dtype=torch.float64, device="cuda")
+    grads = grads_of(inputs, case.conv_args, grad_out.to(dtype))
+    _, exact = reference_outputs_and_grads(inputs, case.conv_args, grad_out, torch.float64)
+    _, unfused = reference_outputs_and_grads(inputs, case.conv_args, grad_out, dtype)
+    for name, g, u, e in zip(["x", "dw_weight", "pw_weight", "bias"], grads, unfused, exact, strict=True):
+        assert g.isfinite().all(), f"grad of {name} has non-finite elements (an unwritten element?)"
+        assert_close_to_reference(g, u, e, what=f"grad of {name}")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_bitwise_deterministic(dtype, layout):
+    # 728 -> 728 at 19x19: several pw splits and input tiles, so every cross-CTA sum is exercised.
+    case = Case("xception_middle", N=4, C=728, H=19, W=19, Cout=728)
+    inputs = make_inputs(case, dtype, layout, device="cuda")
+    grad_out = torch.randn(4, 728, 19, 19, dtype=dtype, device="cuda")
+    first = grads_of(inputs, case.conv_args, grad_out)
+    for _ in range(2):
+        again = grads_of(inputs, case.conv_args, grad_out)
+        for a, b in zip(first, again, strict=True):
+            assert torch.equal(a, b), "the backward is not bitwise reproducible"
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        (True, False, False, False),
+        (False, True, False, False),
+        (False, False, True, False),
+        (False, False, False, True),
+        (False, True, True, True),
+        (True, False, True, False),
+    ],
+    ids=lambda w: "".join("1" if v else "0" for v in w),
+)
+def test_output_mask(wanted):
+    case = BACKWARD_CASES[0]
+    inputs = make_inputs(case, torch.bfloat16, "channels_last", device="cuda")
+    grad_out = torch.randn(3, 131, 13, 11, dtype=torch.float64, device="cuda")
+    grads = grads_of(inputs, case.conv_args, grad_out.bfloat16(), wanted)
+    _, exact = reference_outputs_and_grads(inputs, case.conv_args, grad_out, torch.float64)
+    _, unfused = reference_outputs_and_grads(inputs, case.conv_args, grad_out, torch.bfloat16)
+    for w, g, u, e in zip(wanted, grads, unfused, exact, strict=True):
+        assert (g is not None) == w
+        if w:
+            assert_close_to_reference(g, u, e)
+
+
+def xception_stack(module_cls, dtype):
+    """Xception's 34 separable convs in order, with ReLU between and pooling where the map shrinks."""
+    torch.manual_seed(0)
+    layers = [(s.C, s.Cout, s.H) for s in XCEPTION for _ in range(s.count)]
+    modules = [module_cls(cin, cout, 3, padding=1, bias=False) for cin, cout, _ in layers]
+    sizes = [hw for _, _, hw in layers]
+    return torch.nn.ModuleList(modules).to("cuda", dtype).to(memory_format=torch.channels_last), sizes
+
+
+def run_stack(modules, sizes, x):
+    for module, hw in zip(modules, sizes, strict=True):
+        if x.shape[-1] != hw:
+            x = F.adaptive_max_pool2d(x, hw)
+        x = F.relu(module(x))
+    return x.float().square().mean()
+
+
+def test_xception_stack_gradients_bf16():
+    fused, sizes = xception_stack(SeparableConv2d, torch.bfloat16)
+    unfused, _ = xception_stack(UnfusedSeparableConv2d, torch.bfloat16)
+    exact, _ = xception_stack(UnfusedSeparableConv2d, torch.float64)
+    for other in (unfused, exact):
+        other.load_state_dict({k: v.to(other[0].pointwise_weight.dtype) for k, v in fused.state_dict().items()})
+    x = torch.randn(2, 64, 147, 147, device="cuda").to(memory_format=torch.channels_last)
+    for net in (fused, unfused, exact):
+        run_stack(net, sizes, x.to(net[0].pointwise_weight.dtype)).backward()
+    for (name, p_fused), p_unfused, p_exact in zip(
+        fused.named_parameters(), unfused.parameters(), exact.parameters(), strict=True
+    ):
+        c = check_error(p_fused.grad, p_unfused.grad, p_exact.grad)
+        assert c.ok, f"{name}: error {c.error:.3e} > bound {c.bound:.3e} (unfused {c.error_unfused:.3e})"
+
+
+def test_offsets_past_2_pow_31():
+    n, c, h, w = 2, 64, 4100, 4100
+    assert n * c * h * w > 2**31
+    x = torch.randn(n, c, h, w, dtype=torch.bfloat16, device="cuda")
+    dw = torch.randn(c, 1, 3, 3, dtype=torch.bfloat16, device="cuda") / 3
+    pw = torch.randn(8, c, 1, 1, dtype=torch.bfloat16, device="cuda") / 8
+    # grad_out is zero but for the last image's bottom-right 33x33 corner: every gradient then
+    # equals the gradient of the op on a crop of x holding that corner and its halo.
+    grad_out = torch.zeros(n, 8, h, w, dtype=torch.bfloat16, device="cuda")
+    grad_out[-1, :, -33:, -33:] = torch.randn(8, 33, 33, dtype=torch.bfloat16, device="cuda")
+    args = {"stride": 1, "padding": 1}
+    grads = grads_of((x, dw, pw, None), args, grad_out)
+    # Those outputs read x's last 34 rows and columns only, through real pixels or the image's own
+    # bottom/right padding; the crop's top/left padding meets zero gradient only.
+    crop = x[-1:, :, -34:, -34:]
+    crop_grad = torch.zeros(1, 8, 34, 34, dtype=torch.float64, device="cuda")
+    crop_grad[..., 1:, 1:] = grad_out[-1:, :, -33:, -33:].double()
+    _, exact = reference_outputs_and_grads((crop, dw, pw, None), args, crop_grad, torch.float64)
+    _, unfused = reference_outputs_and_grads((crop, dw, pw, None), args, crop_grad, torch.bfloat16)
+    assert_close_to_reference(grads[0][-1:, :, -34:, -34:], unfused[0], exact[0], what="grad of x")
+    assert not grads[0][0].any() and not grads[0][:, :, : h - 34].any() and not grads[0][..., : w - 34].any()
+    for name, g, u, e in zip(["dw_weight", "pw_weight"], grads[1:3], unfused[1:3], exact[1:3], strict=True):
+        assert_close_to_reference(g, u, e, what=f"grad of {name}")
+
+
+def backward_log(code_x: str, multiplier: int = 1) -> str:
+    """stderr of one forward + backward in a fresh process with XSEP_LOG_DISPATCH=1."""
+    code = (
+        "import torch, xsep.ops as o;"
+        f"x = ({code_x}).requires_grad_();"
+        f"dw = torch.randn(8 * {multiplier}, 1, 3, 3, dtype=x.dtype, device='cuda', requires_grad=True);"
+        f"pw = torch.randn(16, 8 * {multiplier}, 1, 1, dtype=x.dtype, device='cuda', requires_grad=True);"
+        "o.separable_conv2d(x, dw, pw, padding=1).sum().backward();"
+        "torch.cuda.synchronize()"
+    )
+    env = dict(os.environ, XSEP_LOG_DISPATCH="1")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stderr
+
+
+def test_dispatch_log_names_the_fused_backward():
+    x = "torch.randn(2, 8, 9, 9, dtype=torch.bfloat16, device='cuda').to(memory_format=torch.channels_last)"
+    log = backward_log(x)
+    assert "separable_conv2d_backward: backward bfloat16 mma channels_last 3x3" in log
+
+
+def test_unplannable_multiplier_falls_back_visibly():
+    log = backward_log("torch.randn(1, 8, 9, 9, dtype=torch.float16, device='cuda')", multiplier=65)
+    assert "separable_conv2d_backward: backward fallback" in log
+
+
+def test_float64_backward_falls_back_visibly():
+    log = backward_log("torch.randn(1, 8, 9, 9, dtype=torch.float64, device='cuda')")
+    assert "backward float64 fallback" in log
