@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,9 +29,13 @@ def test_smoke_bench_writes_well_formed_files(tmp_path):
     for row in rows:
         assert row["status"] == "ok"
         assert row["max_error"] <= 1e-4
-        assert set(row["ms"]) == {"xsep_nchw", "xsep_channels_last", "pytorch_nchw", "pytorch_channels_last"}
+        impls = ("xsep", "pytorch", "reference")
+        assert set(row["ms"]) == {f"{i}_{f}" for i in impls for f in ("nchw", "channels_last")}
         assert all(t > 0 for t in row["ms"].values())
         assert row["speedup"] == pytest.approx(row["baseline_ms"] / row["xsep_ms"])
+        assert row["speedup_vs"]["pytorch"] == pytest.approx(row["speedup"])
+        best_reference = min(row["ms"]["reference_nchw"], row["ms"]["reference_channels_last"])
+        assert row["speedup_vs"]["reference"] == pytest.approx(best_reference / row["xsep_ms"])
     assert "| 8->16 @9 | 2 | fp32 | forward |" in (tmp_path / "smoke.md").read_text()
     with open(tmp_path / "smoke.csv") as f:
         assert [r["direction"] for r in csv.DictReader(f)] == ["forward", "backward", "forward_backward"]
@@ -43,6 +48,44 @@ def test_smoke_bench_writes_well_formed_files(tmp_path):
     assert compare_main([str(tmp_path / "smoke.json"), str(tmp_path / "smoke.json")]) == 0
     assert compare_main([str(tmp_path / "smoke.json"), str(tmp_path / "slower.json")]) == 1
     assert len(compare(result, slower, 0.05)) == 1
+
+
+def test_smoke_network_bench(tmp_path):
+    # The 34-layer stack's training step, Xception's inference and training step, at 71x71.
+    args = ["--device", "cpu", "--suite", "stack,xception", "--image-size", "71", "--batch", "1"]
+    bench_main([*args, "--reps", "1", "--input-sets", "1", "--out", str(tmp_path), "--name", "nets"])
+    result = json.loads((tmp_path / "nets.json").read_text())
+    assert result["rows"] == []
+    rows = result["network_rows"]
+    steps = [(r["suite"], r["direction"], r["compiled"]) for r in rows]
+    want = [("stack", "train_step", False), ("xception", "inference", False), ("xception", "train_step", False)]
+    assert steps == want
+    for row in rows:
+        assert row["status"] == "ok" and row["max_error"] <= 2 * row["max_error_unfused"] + 1e-5
+        assert row["xsep_ms"] > 0 and row["baseline_ms"] > 0
+        assert row["xsep_images_per_s"] == pytest.approx(1 / (row["xsep_ms"] * 1e-3))
+    assert "| stack | 1 | 71 | train_step | eager |" in (tmp_path / "nets.md").read_text()
+    with open(tmp_path / "nets-networks.csv") as f:
+        assert [r["suite"] for r in csv.DictReader(f)] == ["stack", "xception", "xception"]
+
+
+def test_pytest_benchmark_smoke(tmp_path):
+    # benchmarks/test_layers.py through pytest-benchmark on one tiny CPU shape: the cases run, pass
+    # their correctness check and land in a well-formed JSON (no time is asserted).
+    pytest.importorskip("pytest_benchmark")
+    out = tmp_path / "pb.json"
+    command = [sys.executable, "-m", "pytest", str(REPO / "benchmarks"), "--benchmark-only", "-q", "-p"]
+    command += ["no:cacheprovider", f"--benchmark-json={out}"]
+    env = dict(os.environ, XSEP_BENCH_SMOKE="1")
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    benchmarks = json.loads(out.read_text())["benchmarks"]
+    names = {b["name"] for b in benchmarks}
+    for impl in ("xsep", "pytorch"):
+        assert f"test_layer[8->16@9-N2-fp32-forward-{impl}-channels_last]" in names
+    assert len(benchmarks) == 8
+    for b in benchmarks:
+        assert b["group"].startswith("8->16 @9 N=2 fp32") and b["stats"]["rounds"] == 1 and b["stats"]["min"] > 0
 
 
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs a git checkout")

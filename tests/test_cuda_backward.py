@@ -8,11 +8,9 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 from sample_inputs import Case, assert_close_to_reference, make_inputs, reference_outputs_and_grads
 
-from xsep.bench.shapes import XCEPTION
-from xsep.nn import SeparableConv2d, UnfusedSeparableConv2d
+from xsep.bench.models import SeparableStack
 from xsep.ops import separable_conv2d
 from xsep.reference import check_error
 
@@ -90,37 +88,25 @@ def test_output_mask(wanted):
             assert_close_to_reference(g, u, e)
 
 
-def xception_stack(module_cls, dtype):
-    """Xception's 34 separable convs in order, with ReLU between and pooling where the map shrinks."""
-    torch.manual_seed(0)
-    layers = [(s.C, s.Cout, s.H) for s in XCEPTION for _ in range(s.count)]
-    modules = [module_cls(cin, cout, 3, padding=1, bias=False) for cin, cout, _ in layers]
-    sizes = [hw for _, _, hw in layers]
-    return torch.nn.ModuleList(modules).to("cuda", dtype).to(memory_format=torch.channels_last), sizes
-
-
-def run_stack(modules, sizes, x):
-    for module, hw in zip(modules, sizes, strict=True):
-        if x.shape[-1] != hw:
-            x = F.adaptive_max_pool2d(x, hw)
-        x = F.relu(module(x))
-    return x.float().square().mean()
-
-
 def test_xception_stack_gradients_bf16():
-    fused, sizes = xception_stack(SeparableConv2d, torch.bfloat16)
-    unfused, _ = xception_stack(UnfusedSeparableConv2d, torch.bfloat16)
-    exact, _ = xception_stack(UnfusedSeparableConv2d, torch.float64)
-    for other in (unfused, exact):
-        other.load_state_dict({k: v.to(other[0].pointwise_weight.dtype) for k, v in fused.state_dict().items()})
+    # The 34 separable convs of Xception at their real sizes (batch 2), as fused modules and as
+    # nn.Conv2d pairs (bf16 and fp64), same weights: every weight gradient within the dtype rule.
+    torch.manual_seed(0)
+    fused = SeparableStack(fused=True)
+    unfused, exact = SeparableStack(fused=False), SeparableStack(fused=False)
+    unfused.load_from(fused)
+    exact.load_from(fused)
     x = torch.randn(2, 64, 147, 147, device="cuda").to(memory_format=torch.channels_last)
-    for net in (fused, unfused, exact):
-        run_stack(net, sizes, x.to(net[0].pointwise_weight.dtype)).backward()
-    for (name, p_fused), p_unfused, p_exact in zip(
-        fused.named_parameters(), unfused.parameters(), exact.parameters(), strict=True
-    ):
-        c = check_error(p_fused.grad, p_unfused.grad, p_exact.grad)
-        assert c.ok, f"{name}: error {c.error:.3e} > bound {c.bound:.3e} (unfused {c.error_unfused:.3e})"
+    for net, dtype in ((fused, torch.bfloat16), (unfused, torch.bfloat16), (exact, torch.float64)):
+        net.to("cuda", dtype, memory_format=torch.channels_last)
+        net(x.to(dtype)).float().square().mean().backward()
+    for i, (f, u, e) in enumerate(zip(fused.layers, unfused.layers, exact.layers, strict=True)):
+        for name, g, gu, ge in (
+            ("depthwise", f.depthwise_weight.grad, u[0].weight.grad, e[0].weight.grad),
+            ("pointwise", f.pointwise_weight.grad, u[1].weight.grad, e[1].weight.grad),
+        ):
+            c = check_error(g, gu, ge)
+            assert c.ok, f"layer {i} {name}: error {c.error:.3e} > bound {c.bound:.3e} (unfused {c.error_unfused:.3e})"
 
 
 def test_offsets_past_2_pow_31():

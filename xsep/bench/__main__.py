@@ -8,6 +8,12 @@ interleaved with CUDA events (or perf_counter), rotating input sets so caches do
     xsep bench                                  # GPU: Xception's shapes, N=32,128, all modes, forward
     xsep bench --device cpu                     # CPU: the foundation shapes, fp32
     xsep bench --shape 8,728,19,19,728,3,1 --modes bf16 --directions forward,backward
+    xsep bench --baselines pytorch,reference,compile   # more baselines (compile: ~30 s per row on a CPU)
+    xsep bench --suite stack,xception           # whole networks: see xsep/bench/models.py
+
+Suites: `layers` (the per-layer table above), `stack` (Xception's 34 separable convs: training
+step time and peak memory vs nn.Conv2d pairs), `xception` (the network: inference and a training
+step, AMP bf16, channels_last, eager and compiled, vs backend="reference").
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from pathlib import Path
 
 import torch
 
+from xsep.bench import models
 from xsep.bench.metadata import REPO, run_metadata
 from xsep.bench.roofline import measure_machine
-from xsep.bench.run import measure_row
+from xsep.bench.run import BASELINES, measure_row
 from xsep.bench.shapes import FOUNDATION_CPU, XCEPTION, parse_shape
 
 DIRECTIONS = ("forward", "backward", "forward_backward")
@@ -44,6 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", default=None, help="batch sizes for the preset shapes, e.g. 32,128")
     parser.add_argument("--modes", default=None, help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--directions", default="forward", help=f"comma-separated, of {', '.join(DIRECTIONS)}")
+    parser.add_argument("--suite", default="layers", help="comma-separated, of layers, " + ", ".join(models.SUITES))
+    parser.add_argument(
+        "--baselines", default=None, help=f"layer baselines, of {', '.join(BASELINES)} (default: pytorch,reference)"
+    )
+    parser.add_argument("--image-size", type=int, default=299, help="networks: input size (299 = the paper's)")
+    parser.add_argument("--graph", default=None, help="networks: eager,compiled (default: both on a GPU, eager on CPU)")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--input-sets", type=int, default=3, help="input sets rotated between calls")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="folder for the files")
@@ -52,12 +65,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cuda = args.device.startswith("cuda")
     args.modes = _csv(args.modes) if args.modes else (list(MODES) if cuda else ["fp32"])
     args.directions = _csv(args.directions)
-    for value, allowed, what in ((args.modes, MODES, "--modes"), (args.directions, DIRECTIONS, "--directions")):
+    args.suite = _csv(args.suite)
+    args.baselines = _csv(args.baselines or "pytorch,reference")
+    args.graph = _csv(args.graph or ("eager,compiled" if cuda else "eager"))
+    for value, allowed, what in (
+        (args.modes, MODES, "--modes"),
+        (args.directions, DIRECTIONS, "--directions"),
+        (args.suite, ("layers", *models.SUITES), "--suite"),
+        (args.baselines, BASELINES, "--baselines"),
+        (args.graph, ("eager", "compiled"), "--graph"),
+    ):
         bad = [v for v in value if v not in allowed]
         if bad:
             parser.error(f"{what}: unknown {bad}; choose from {', '.join(allowed)}")
     if not cuda and any(m != "fp32" and m != "bf16" for m in args.modes):
         parser.error("--modes: on the CPU only fp32 and bf16 are meaningful")
+    if "xception" in args.suite and args.image_size < 71:
+        parser.error(f"--image-size: Xception needs at least 71 pixels; got {args.image_size}")
+    args.network_batches = [int(b) for b in _csv(args.batch or ("32,128" if cuda else "2"))]
     if args.shape:
         args.cases = [parse_shape(s) for s in args.shape]
     elif cuda:
@@ -81,18 +106,19 @@ def geometric_means(rows: list[dict]) -> dict[str, float]:
 
 def markdown_table(rows: list[dict]) -> str:
     head = (
-        "| shape | N | mode | direction | xsep ms | baseline ms | speed-up | TFLOP/s | GB/s | % of bound | max err |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| shape | N | mode | direction | xsep ms | baseline ms | speed-up | TFLOP/s | GB/s | % of bound | max err "
+        "| vs other baselines |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['shape']} | {r['N']} | {r['mode']} | {r['direction']} | {r['status']} ||||||")
+            lines.append(f"| {r['shape']} | {r['N']} | {r['mode']} | {r['direction']} | {r['status']} |||||||")
             continue
+        others = ", ".join(f"{b} {v:.2f}x" for b, v in r["speedup_vs"].items() if b != "pytorch")
         lines.append(
             f"| {r['shape']} | {r['N']} | {r['mode']} | {r['direction']} | {r['xsep_ms']:.3f} | {r['baseline_ms']:.3f} "
             f"| {r['speedup']:.2f}x | {r['tflops']:.3g} | {r['gbs']:.3g} | {r['pct_of_bound']:.0f}% "
-            f"| {r['max_error']:.1e} |"
+            f"| {r['max_error']:.1e} | {others} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -103,9 +129,16 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
+NETWORK_CSV_COLUMNS = [
+    "suite", "N", "image_size", "direction", "compiled", "precision", "memory_format", "status", "xsep_ms",
+    "baseline_ms", "speedup", "xsep_images_per_s", "baseline_images_per_s", "xsep_peak_mib", "baseline_peak_mib",
+    "memory_ratio", "max_error", "max_error_unfused",
+]  # fmt: skip
+
+
+def write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -148,29 +181,67 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(f"{m} {p:.1f} TFLOP/s" for m, p in machine.peak_tflops.items()),
         flush=True,
     )
+    rows = run_layers(args, device, machine) if "layers" in args.suite else []
+    network_rows = run_networks(args, device)
+    means = geometric_means(rows)
+    if means:
+        print("\ngeometric mean speed-up over the shapes:")
+        for key, value in means.items():
+            print(f"  {key:32s} {value:.2f}x")
+    write_results(args, device, machine, rows, network_rows, means)
+    if any(r["status"] != "ok" for r in rows + network_rows):
+        sys.exit(1)
+
+
+def run_layers(args: argparse.Namespace, device: torch.device, machine) -> list[dict]:
     from tqdm import tqdm
 
     jobs = [(m, d, c) for m in args.modes for d in args.directions for c in args.cases]
     rows = []
+    baselines = tuple(args.baselines)
     with tqdm(total=len(jobs), unit="row", dynamic_ncols=True, leave=False) as progress:
         for mode, direction, (shape, n) in jobs:
             progress.set_description(f"{shape.name} N={n} {mode} {direction}")
-            row = measure_row(shape, n, mode, direction, device, machine, args.reps, args.input_sets)
+            row = measure_row(shape, n, mode, direction, device, machine, args.reps, args.input_sets, baselines)
             rows.append(row)
             head = f"{row['shape']:16s} N={n:<4d} {mode:9s} {direction:16s}"
             if row["status"] == "ok":
+                others = "  ".join(f"vs {b} {v:.2f}x" for b, v in row["speedup_vs"].items() if b != "pytorch")
                 progress.write(
                     f"{head} xsep {row['xsep_ms']:8.3f} ms  baseline {row['baseline_ms']:8.3f} ms  "
-                    f"{row['speedup']:5.2f}x  {row['pct_of_bound']:5.1f}% of bound"
+                    f"{row['speedup']:5.2f}x  {row['pct_of_bound']:5.1f}% of bound  {others}"
                 )
             else:
                 progress.write(f"{head} {row['status']}")
             progress.update()
-    means = geometric_means(rows)
-    print("\ngeometric mean speed-up over the shapes:")
-    for key, value in means.items():
-        print(f"  {key:32s} {value:.2f}x")
+    return rows
 
+
+def run_networks(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    rows = []
+    for suite in (s for s in args.suite if s in models.SUITES):
+        directions = models.DIRECTIONS if suite == "xception" else ("train_step",)
+        for n in args.network_batches:
+            for direction in directions:
+                for graph in args.graph:
+                    row = models.measure_network(
+                        suite, n, args.image_size, direction, graph == "compiled", device, args.reps, args.input_sets
+                    )
+                    rows.append(row)
+                    head = f"{suite} N={n} {args.image_size}px {direction} {graph}"
+                    if row["status"] != "ok":
+                        print(f"{head}: {row['status']}", flush=True)
+                        continue
+                    memory = f", peak memory {row['memory_ratio']:.2f}x" if row["memory_ratio"] is not None else ""
+                    print(
+                        f"{head}: xsep {row['xsep_ms']:.1f} ms ({row['xsep_images_per_s']:.1f} img/s), "
+                        f"baseline {row['baseline_ms']:.1f} ms, {row['speedup']:.2f}x{memory}",
+                        flush=True,
+                    )
+    return rows
+
+
+def write_results(args, device, machine, rows, network_rows, means) -> None:
     meta = run_metadata(device) | {
         "bandwidth_gbs": machine.bandwidth_gbs,
         "peak_tflops": machine.peak_tflops,
@@ -179,9 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / (args.name or f"bench-{device.type}")
-    stem.with_suffix(".json").write_text(
-        json.dumps({"metadata": meta, "geomean_speedup": means, "rows": rows}, indent=2) + "\n"
-    )
+    result = {"metadata": meta, "geomean_speedup": means, "rows": rows, "network_rows": network_rows}
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
         f"# xsep bench: {meta['device_name']}",
         "",
@@ -189,14 +259,20 @@ def main(argv: list[str] | None = None) -> None:
         f"commit {meta['git_commit']}, csrc tree {meta['csrc_tree']}, torch {meta['torch']}",
         "",
     ]
-    md += [markdown_table(rows), "Geometric mean speed-up over the shapes:", ""]
-    md += [f"- {k}: {v:.2f}x" for k, v in means.items()]
+    written = [".json", ".md"]
+    if rows:
+        md += [markdown_table(rows), "Geometric mean speed-up over the shapes:", ""]
+        md += [f"- {k}: {v:.2f}x" for k, v in means.items()]
+        write_csv(rows, stem.with_suffix(".csv"), CSV_COLUMNS)
+        plot_speedups(rows, stem.with_suffix(".png"))
+        written += [".csv", ".png"]
+    if network_rows:
+        md += ["", "Networks (xsep vs the same network on PyTorch's two convolutions):", ""]
+        md += [models.markdown_table(network_rows)]
+        write_csv(network_rows, stem.parent / f"{stem.name}-networks.csv", NETWORK_CSV_COLUMNS)
+        written.append("-networks.csv")
     stem.with_suffix(".md").write_text("\n".join(md) + "\n")
-    write_csv(rows, stem.with_suffix(".csv"))
-    plot_speedups(rows, stem.with_suffix(".png"))
-    print(f"\nwrote {stem}.json, .md, .csv and .png")
-    if any(r["status"] != "ok" for r in rows):
-        sys.exit(1)
+    print(f"\nwrote {stem}: " + ", ".join(written))
 
 
 if __name__ == "__main__":

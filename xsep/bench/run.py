@@ -1,5 +1,12 @@
-"""Measures one benchmark row: the fused op against PyTorch's two convolutions, same shapes, dtype,
-memory format and process, after checking the fused output against the fp64 reference."""
+"""Measures one benchmark row: the fused op against the baselines, same shapes, dtype, memory
+format and process, after checking the fused output against the fp64 reference.
+
+Baselines (each in NCHW and channels_last, the faster counting):
+  pytorch    PyTorch's two convolutions (cuDNN / oneDNN) — the one the headline speed-up is against
+  reference  xsep's own unfused path (xsep.reference: explicit padding, then the two convolutions),
+             what `backend="reference"` models run
+  compile    torch.compile of PyTorch's two convolutions (compiled afresh per row)
+"""
 
 from __future__ import annotations
 
@@ -25,7 +32,27 @@ def _xsep(x, dw, pw, stride, padding):
     return separable_conv2d(x, dw, pw, None, stride, padding)
 
 
-def _candidate(fn, shape: LayerShape, direction: str, inputs: list[tuple], grads: list[torch.Tensor]):
+def _reference(x, dw, pw, stride, padding):
+    return separable_conv2d_reference(x, dw, pw, None, stride, padding)
+
+
+BASELINES = ("pytorch", "reference", "compile")
+
+
+def baseline_fn(name: str):
+    if name == "pytorch":
+        return _unfused
+    if name == "reference":
+        return _reference
+    if name == "compile":
+        # A fresh cache per row: dynamo would otherwise hit its recompile limit across the shapes
+        # and fall back to eager without saying so.
+        torch._dynamo.reset()
+        return torch.compile(_unfused, dynamic=False)
+    raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+
+
+def layer_step(fn, shape: LayerShape, direction: str, inputs: list[tuple], grads: list[torch.Tensor]):
     """A zero-argument callable that runs `direction` of `fn` on the next input set each call."""
     geometry = (shape.stride, shape.kernel // 2)
     if direction == "forward":
@@ -51,6 +78,29 @@ def _candidate(fn, shape: LayerShape, direction: str, inputs: list[tuple], grads
             torch.autograd.grad(y, leaves, g, retain_graph=True)
 
     return run
+
+
+def layer_inputs(
+    shape: LayerShape,
+    n: int,
+    dtype: torch.dtype,
+    memory_format: torch.memory_format,
+    device: torch.device,
+    grad_needed: bool,
+    input_sets: int,
+) -> tuple[list[tuple], list[torch.Tensor]]:
+    """`input_sets` sets of (x, dw, pw), and as many output gradients, in `memory_format`."""
+    inputs, grads = [], []
+    ho = -(-shape.H // shape.stride)
+    for _ in range(input_sets):
+        x = torch.randn(n, shape.C, shape.H, shape.H, device=device, dtype=dtype)
+        x = x.contiguous(memory_format=memory_format).requires_grad_(grad_needed)
+        dw = torch.randn(shape.C, 1, shape.kernel, shape.kernel, device=device, dtype=dtype) / 3
+        pw = torch.randn(shape.Cout, shape.C, 1, 1, device=device, dtype=dtype)
+        inputs.append((x, dw.requires_grad_(grad_needed), pw.requires_grad_(grad_needed)))
+        g = torch.randn(n, shape.Cout, ho, ho, device=device, dtype=dtype)
+        grads.append(g.contiguous(memory_format=memory_format))
+    return inputs, grads
 
 
 def _peak_mib(fn, device: torch.device) -> float | None:
@@ -95,8 +145,12 @@ def measure_row(
     machine: Machine,
     reps: int,
     input_sets: int,
+    baselines: tuple[str, ...] = ("pytorch",),
 ) -> dict:
-    """One row: correctness, then medians of xsep and the baseline in both memory formats."""
+    """One row: correctness, then medians of xsep and each baseline in both memory formats.
+    `speedup` is against PyTorch's two convolutions; `speedup_vs` against every baseline."""
+    if "pytorch" not in baselines:
+        baselines = ("pytorch", *baselines)
     dtype, tf32 = math_mode(mode)
     row = {"shape": shape.name, "N": n, "C": shape.C, "H": shape.H, "W": shape.H, "Cout": shape.Cout}
     row |= {"kernel": shape.kernel, "stride": shape.stride, "count": shape.count}
@@ -110,25 +164,10 @@ def measure_row(
     with tf32_enabled(tf32):
         fns = []
         for fmt_name, fmt in FORMATS.items():
-
-            def make_inputs(fmt=fmt):
-                x = torch.randn(n, shape.C, shape.H, shape.H, device=device, dtype=dtype)
-                x = x.contiguous(memory_format=fmt).requires_grad_(grad_needed)
-                dw = (
-                    torch.randn(shape.C, 1, shape.kernel, shape.kernel, device=device, dtype=dtype) / 3
-                ).requires_grad_(grad_needed)
-                pw = torch.randn(shape.Cout, shape.C, 1, 1, device=device, dtype=dtype).requires_grad_(grad_needed)
-                return x, dw, pw
-
-            inputs = [make_inputs() for _ in range(input_sets)]
-            ho = -(-shape.H // shape.stride)
-            grads = [
-                torch.randn(n, shape.Cout, ho, ho, device=device, dtype=dtype).contiguous(memory_format=fmt)
-                for _ in range(input_sets)
-            ]
-            for impl, fn in (("xsep", _xsep), ("pytorch", _unfused)):
+            inputs, grads = layer_inputs(shape, n, dtype, fmt, device, grad_needed, input_sets)
+            for impl, fn in (("xsep", _xsep), *((b, baseline_fn(b)) for b in baselines)):
                 times[f"{impl}_{fmt_name}"] = None
-                fns.append(_candidate(fn, shape, direction, inputs, grads))
+                fns.append(layer_step(fn, shape, direction, inputs, grads))
         medians = median_ms(fns, device, warmup=3, reps=reps)
         peaks = [_peak_mib(fn, device) for fn in fns]
     times = dict(zip(times, medians, strict=True))
@@ -136,6 +175,7 @@ def measure_row(
     row["peak_mib"] = dict(zip(times, peaks, strict=True))
     xsep_best = min(times["xsep_nchw"], times["xsep_channels_last"])
     base_best = min(times["pytorch_nchw"], times["pytorch_channels_last"])
+    row["speedup_vs"] = {b: min(times[f"{b}_nchw"], times[f"{b}_channels_last"]) / xsep_best for b in baselines}
     bytes_, flops = layer_cost(n, shape.C, shape.H, shape.Cout, shape.kernel, shape.stride, dtype.itemsize, direction)
     bound = bound_ms(bytes_, flops, machine, mode)
     row |= {
