@@ -76,6 +76,15 @@ class SeparableConv2d(nn.Module):
             x, self.depthwise_weight, self.pointwise_weight, self.bias, self.stride, self.padding, self.dilation
         )
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """torch.jit.script compiles this stand-in (same parameters, scriptable forward)."""
+        from xsep.nn._scriptable import ScriptableSeparableConv2d
+
+        fused = {SeparableConv2d.forward: True, UnfusedSeparableConv2d.forward: False}.get(type(self).forward)
+        if fused is None:  # a subclass with a forward of its own: scripted as written
+            return self
+        return ScriptableSeparableConv2d(self, fused)
+
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding not in ((0, 0), "valid"):
