@@ -78,12 +78,17 @@ def make_inputs(
 
 
 def assert_close_to_reference(
-    actual: torch.Tensor, unfused: torch.Tensor, exact: torch.Tensor, what: str = "output"
+    actual: torch.Tensor,
+    unfused: torch.Tensor,
+    exact: torch.Tensor,
+    what: str = "output",
+    magnitude: torch.Tensor | None = None,
 ) -> None:
-    """actual, unfused: same dtype; exact: the fp64 reference (rule: xsep.reference.check_error)."""
+    """actual, unfused: same dtype; exact: the fp64 reference (rule: xsep.reference.check_error,
+    `magnitude` as there)."""
     assert actual.shape == exact.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(exact.shape)}"
     assert actual.dtype == unfused.dtype, f"{what}: dtype {actual.dtype} != {unfused.dtype}"
-    c = check_error(actual, unfused, exact)
+    c = check_error(actual, unfused, exact, magnitude)
     assert c.ok, f"{what}: max error {c.error:.3e} > bound {c.bound:.3e} (unfused op: {c.error_unfused:.3e})"
 
 

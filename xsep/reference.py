@@ -57,11 +57,18 @@ class ErrorCheck:
         return self.error <= self.bound
 
 
-def check_error(actual: torch.Tensor, unfused: torch.Tensor, exact: torch.Tensor) -> ErrorCheck:
-    """actual and unfused in one dtype; exact the fp64 reference of the same inputs."""
+def check_error(
+    actual: torch.Tensor, unfused: torch.Tensor, exact: torch.Tensor, magnitude: torch.Tensor | None = None
+) -> ErrorCheck:
+    """actual and unfused in one dtype; exact the fp64 reference of the same inputs.
+
+    The floor is relative to the largest |exact|, or, when given, to the largest `magnitude`: the
+    same computation on absolute values (sum of |terms|), which is what rounding errors scale with
+    when the terms cancel (a result near 0 made of terms near 1 is exact only to ~eps of the terms).
+    """
     if exact.numel() == 0:
         return ErrorCheck(0.0, 0.0, 0.0)
     error = (actual.double() - exact).abs().max().item()
     error_unfused = (unfused.double() - exact).abs().max().item()
-    scale = max(exact.abs().max().item(), 1e-30)
+    scale = max(exact.abs().max().item(), magnitude.abs().max().item() if magnitude is not None else 0.0, 1e-30)
     return ErrorCheck(error, error_unfused, ERROR_FACTOR * error_unfused + ERROR_FLOOR[actual.dtype] * scale)

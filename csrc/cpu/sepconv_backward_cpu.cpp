@@ -52,6 +52,7 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
   const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
   const scalar_t* dy_ptr = grad_out.const_data_ptr<scalar_t>();
   const acc_t* dw = w.dw.const_data_ptr<acc_t>();
+  const bool padded_planes = all_finite(w.dw);  // see depthwise_tile_nchw
   acc_t* gx_ptr = want.x ? gx_acc.mutable_data_ptr<acc_t>() : nullptr;
 
   for (const std::vector<int64_t>& wave : waves) {
@@ -82,9 +83,11 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
             acc_t* z = z_buf.mutable_data_ptr<acc_t>();
             if (nhwc) {
               depthwise_tile_nhwc(g, x_ptr, dw, tile.row0, tile.rows, z);
+              round_like_input<scalar_t>(z, P * g.Cmid);
               gpw_part.addmm_(dy.t(), matrix(z, P, g.Cmid, g.Cmid));
             } else {
-              depthwise_tile_nchw(g, x_n, dw, r0, tile.rows, z);
+              depthwise_tile_nchw(g, x_n, dw, r0, tile.rows, z, padded_planes);
+              round_like_input<scalar_t>(z, P * g.Cmid);
               gpw_part.addmm_(dy, matrix(z, g.Cmid, P, P).t());
             }
           }
@@ -93,12 +96,14 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
           if (nhwc) {
             at::Tensor dz_tile = matrix(dz, P, g.Cmid, g.Cmid);
             at::mm_out(dz_tile, dy, w.pw);
+            round_like_input<scalar_t>(dz, P * g.Cmid);
             if (want.dw) depthwise_weight_grad_tile_nhwc(g, x_ptr, dz, tile.row0, tile.rows, gdw_part);
             if (want.x) depthwise_transpose_tile_nhwc(g, dz, dw, tile.row0, tile.rows, gx_ptr);
           } else {
             at::Tensor dz_tile = matrix(dz, g.Cmid, P, P);
             at::mm_out(dz_tile, w.pw.t(), dy);
-            if (g.sh == 1 && g.sw == 1) {
+            round_like_input<scalar_t>(dz, P * g.Cmid);
+            if (g.sh == 1 && g.sw == 1 && padded_planes) {
               depthwise_backward_tile_nchw_stride1(g, x_n, dz, dw, r0, tile.rows, gdw_part, gx_n);
             } else {
               if (want.dw) depthwise_weight_grad_tile_nchw(g, x_n, dz, r0, tile.rows, gdw_part);

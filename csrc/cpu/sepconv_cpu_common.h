@@ -18,6 +18,19 @@ constexpr at::ScalarType scalar_type_of() {
   return c10::CppTypeToScalarType<std::remove_const_t<T>>::value;
 }
 
+// Rounds an fp32 intermediate (Z, or dZ in the backward) to the input dtype and back, as the
+// unfused op stores it: a 16-bit intermediate then overflows to inf exactly where the unfused
+// op's does (and the CUDA kernels do the same). A no-op for float and double.
+template <typename scalar_t, typename acc_t>
+inline void round_like_input(acc_t* v, int64_t count) {
+  if constexpr (!std::is_same_v<scalar_t, acc_t>) {
+    for (int64_t i = 0; i < count; ++i) v[i] = static_cast<acc_t>(static_cast<scalar_t>(v[i]));
+  }
+}
+
+// Whether every depthwise weight is finite (see depthwise_tile_nchw's padded_planes).
+inline bool all_finite(const at::Tensor& t) { return at::isfinite(t).all().item<bool>(); }
+
 // A (rows x cols) row-major matrix over p whose rows are ld elements apart; no copy.
 template <typename T>
 at::Tensor matrix(T* p, int64_t rows, int64_t cols, int64_t ld) {

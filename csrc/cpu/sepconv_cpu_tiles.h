@@ -115,10 +115,13 @@ void depthwise_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, 
   }
 }
 
+// padded_planes: take the stride-1 fast path, which multiplies the weights with the zero padding.
+// Callers pass false when a weight is not finite: inf * 0 would turn a border output into NaN where
+// taps outside the image contribute nothing elsewhere (NHWC, the CUDA kernels, oneDNN/cuDNN in fp32).
 template <typename scalar_t, typename acc_t>
 void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* w, int64_t r0,
-                         int64_t rows, acc_t* z) {
-  if (g.sh == 1 && g.sw == 1) return depthwise_tile_nchw_stride1(g, x_n, w, r0, rows, z);
+                         int64_t rows, acc_t* z, bool padded_planes = true) {
+  if (g.sh == 1 && g.sw == 1 && padded_planes) return depthwise_tile_nchw_stride1(g, x_n, w, r0, rows, z);
   const int64_t P = rows * g.Wo;
   for (int64_t cm = 0; cm < g.Cmid; ++cm) {
     const scalar_t* xc = x_n + (cm / g.M) * g.H * g.W;

@@ -24,6 +24,7 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
   const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
   scalar_t* y_ptr = y.mutable_data_ptr<scalar_t>();
   const acc_t* dw = w.dw.const_data_ptr<acc_t>();
+  const bool padded_planes = all_finite(w.dw);
 
   at::parallel_for(0, plan.count, 1, [&](int64_t begin, int64_t end) {
     at::Tensor z_buf = at::empty({plan.rows * g.Wo * g.Cmid}, acc_opts);
@@ -36,7 +37,8 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
       if (!nhwc) {
         // Y tile (Cout x P) = Wpw (Cout x Cmid) . Z (Cmid x P); output rows are Ho*Wo apart.
         const int64_t n = tile.row0 / g.Ho, r0 = tile.row0 % g.Ho;
-        depthwise_tile_nchw(g, x_ptr + n * g.C * g.H * g.W, dw, r0, tile.rows, z);
+        depthwise_tile_nchw(g, x_ptr + n * g.C * g.H * g.W, dw, r0, tile.rows, z, padded_planes);
+        round_like_input<scalar_t>(z, P * g.Cmid);
         y_tile = matrix(y_ptr + n * g.Cout * g.Ho * g.Wo + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo);
         out = kGemmIntoOutput ? y_tile : matrix(y_buf.mutable_data_ptr<acc_t>(), g.Cout, P, P);
         const at::Tensor zm = matrix(z, g.Cmid, P, P);
@@ -48,6 +50,7 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
       } else {
         // Y tile (P x Cout) = Z (P x Cmid) . Wpw^T (Cmid x Cout); the tile is contiguous in y.
         depthwise_tile_nhwc(g, x_ptr, dw, tile.row0, tile.rows, z);
+        round_like_input<scalar_t>(z, P * g.Cmid);
         y_tile = matrix(y_ptr + tile.row0 * g.Wo * g.Cout, P, g.Cout, g.Cout);
         out = kGemmIntoOutput ? y_tile : matrix(y_buf.mutable_data_ptr<acc_t>(), P, g.Cout, g.Cout);
         const at::Tensor zm = matrix(z, P, g.Cmid, g.Cmid);

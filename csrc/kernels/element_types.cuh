@@ -25,6 +25,11 @@ __device__ __forceinline__ __half from_float<__half>(float v) { return __float2h
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
+// v rounded to the storage type and back: an fp32 intermediate rounded as the unfused op stores
+// it (a 16-bit intermediate overflows to inf where the unfused op's does). Identity for float.
+template <typename T>
+__device__ __forceinline__ float round_like_storage(float v) { return to_float(from_float<T>(v)); }
+
 // Tensor cores (fp16 / bf16 WMMA, or TF32 for float32) or exact float32 FFMA on CUDA cores.
 enum class Math { kTensorCore, kFFMA };
 

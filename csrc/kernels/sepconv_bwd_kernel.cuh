@@ -131,6 +131,12 @@ __global__ void __launch_bounds__(Traits::InputTile::kThreads, Traits::kMinBlock
   }
   mma.stage(s.dz);  // s.dz aliases the operands: safe after the barrier above
   __syncthreads();
+  if constexpr (!std::is_same_v<T, float>) {  // dZ rounded as the unfused op stores it (see round_like_storage)
+    for (int i = threadIdx.x; i < BM * BN; i += kThreads) {
+      s.dz[i / BN][i % BN] = round_like_storage<T>(s.dz[i / BN][i % BN]);
+    }
+    __syncthreads();
+  }
 
   const T* __restrict__ x = static_cast<const T*>(f.x);
   const T* __restrict__ wdw = static_cast<const T*>(f.dw_weight);
