@@ -81,6 +81,14 @@ BAD = [
     ),
     ("sparse_x", {"x": torch.randn(2, 4, 9, 9).to_sparse()}, TypeError, r"x must be a dense \(strided\) tensor"),
     ("not_a_tensor", {"pw_weight": [[1.0]]}, TypeError, r"pw_weight must be a torch.Tensor; got list"),
+    ("mkldnn_x", {"x": torch.randn(2, 4, 9, 9).to_mkldnn()}, TypeError, r"x must be a dense \(strided\) tensor"),
+    (
+        "csr_pw",
+        {"pw_weight": torch.randn(5, 8).to_sparse_csr()},
+        TypeError,
+        r"pw_weight must be a dense \(strided\) tensor; got layout torch.sparse_csr",
+    ),
+    ("uint8_x", {"x": torch.ones(2, 4, 9, 9, dtype=torch.uint8)}, TypeError, r"x must be float16.*got torch.uint8"),
     (
         "device_mix",
         {"bias": torch.randn(5, device="meta")},
@@ -124,3 +132,29 @@ def test_backward_op_checks_grad_shape():
         torch.ops.xsep.separable_conv2d_backward(
             torch.randn(2, 5, 9), g["x"], g["dw_weight"], g["pw_weight"], [1, 1], [1, 1, 1, 1], [1, 1], [True] * 4
         )
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor.*deprecated:UserWarning")
+def test_quantized_tensors_are_refused():
+    q = torch.quantize_per_tensor(good()["x"], 0.1, 0, torch.quint8)
+    with pytest.raises(TypeError, match=r"x must be a floating-point tensor, not quantized; got torch.quint8"):
+        separable_conv2d(**(good() | {"x": q}))
+    # Past the Python checks, the dispatcher has no quantized kernel of the op and says so.
+    g = good()
+    with pytest.raises(NotImplementedError, match=r"Could not run 'xsep::separable_conv2d' .*'QuantizedCPU'"):
+        torch.ops.xsep.separable_conv2d(q, g["dw_weight"], g["pw_weight"], None, [1, 1], [1, 1, 1, 1], [1, 1])
+
+
+@pytest.mark.cuda
+def test_cpu_and_cuda_tensors_mixed():
+    with pytest.raises(ValueError, match=r"all tensors must be on one device; got x on cuda:0, dw_weight on cpu"):
+        separable_conv2d(**(good() | {"x": good()["x"].cuda()}))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_tensors_on_two_gpus():
+    g = {k: (v.to("cuda:0") if isinstance(v, torch.Tensor) else v) for k, v in good().items()}
+    g["pw_weight"] = g["pw_weight"].to("cuda:1")
+    with pytest.raises(ValueError, match=r"all tensors must be on one device; .*pw_weight on cuda:1"):
+        separable_conv2d(**g)

@@ -49,6 +49,11 @@ for stage in "${stages[@]}"; do
           && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
         tail -3 "$OUT/sanitizer-$tool.log"
       done
+      # The hostile-call and hostile-value tests under memcheck: no call may touch memory it does not own.
+      compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q -p no:cacheprovider -m cuda \
+        tests/test_bad_inputs.py tests/test_hostile_values.py > "$OUT/sanitizer-memcheck-hostile.log" 2>&1 \
+        && echo "memcheck (hostile calls and values): clean" || { echo "memcheck (hostile calls and values): FAILED"; status=1; }
+      tail -3 "$OUT/sanitizer-memcheck-hostile.log"
       ;;
     bench)
       step "layer benchmarks"

@@ -15,8 +15,12 @@ _FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def _check_tensor(fn: str, name: str, t: object) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{fn}: {name} must be a torch.Tensor; got {type(t).__name__}")
-    if t.layout != torch.strided or t.is_quantized:
+    if t.is_quantized:
+        raise TypeError(f"{fn}: {name} must be a floating-point tensor, not quantized; got {t.dtype} (dequantize it)")
+    if t.layout != torch.strided:
         raise TypeError(f"{fn}: {name} must be a dense (strided) tensor; got layout {t.layout}")
+    if t.is_nested:
+        raise TypeError(f"{fn}: {name} must be a dense tensor; got a nested tensor")
     if t.dtype not in _FLOATING:
         raise TypeError(f"{fn}: {name} must be float16, bfloat16, float32 or float64; got {t.dtype}")
     return t
