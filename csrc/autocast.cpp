@@ -11,7 +11,7 @@ template <c10::DeviceType kDevice, c10::DispatchKey kAutocastKey>
 at::Tensor separable_conv2d_autocast(
     const at::Tensor& x, const at::Tensor& dw_weight, const at::Tensor& pw_weight,
     const std::optional<at::Tensor>& bias, c10::IntArrayRef stride, c10::IntArrayRef padding,
-    c10::IntArrayRef dilation) {
+    c10::IntArrayRef dilation, c10::string_view intermediate_activation) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(kAutocastKey);
   const auto dtype = at::autocast::get_autocast_dtype(kDevice);
   static auto op = c10::Dispatcher::singleton()
@@ -20,7 +20,7 @@ at::Tensor separable_conv2d_autocast(
   return op.call(
       at::autocast::cached_cast(dtype, x, kDevice), at::autocast::cached_cast(dtype, dw_weight, kDevice),
       at::autocast::cached_cast(dtype, pw_weight, kDevice), at::autocast::cached_cast(dtype, bias, kDevice),
-      stride, padding, dilation);
+      stride, padding, dilation, intermediate_activation);
 }
 
 }  // namespace

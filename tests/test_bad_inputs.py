@@ -33,10 +33,10 @@ BAD = [
         r"dw_weight must have shape \(C\*M, 1, kh, kw\); got \(8, 3, 3\)",
     ),
     (
-        "dw_second_dim",
-        {"dw_weight": torch.randn(8, 2, 3, 3)},
+        "dw_second_dim",  # (C*M, C/S, ...) needs S segments dividing C; 3 does not divide 4
+        {"dw_weight": torch.randn(8, 3, 3, 3)},
         ValueError,
-        r"dw_weight must have shape \(C\*M, 1, kh, kw\); got \(8, 2, 3, 3\)",
+        r"dw_weight must have shape \(C\*M, C/S, kh, kw\) for S segments dividing C=4 and C\*M; got \(8, 3, 3, 3\)",
     ),
     (
         "pw_channels",
@@ -130,7 +130,15 @@ def test_backward_op_checks_grad_shape():
     g = good()
     with pytest.raises(ValueError, match=r"grad_out must have the output's shape \(2, 5, 9, 9\); got \[2, 5, 9\]"):
         torch.ops.xsep.separable_conv2d_backward(
-            torch.randn(2, 5, 9), g["x"], g["dw_weight"], g["pw_weight"], [1, 1], [1, 1, 1, 1], [1, 1], [True] * 4
+            torch.randn(2, 5, 9),
+            g["x"],
+            g["dw_weight"],
+            g["pw_weight"],
+            [1, 1],
+            [1, 1, 1, 1],
+            [1, 1],
+            "none",
+            [True] * 4,
         )
 
 

@@ -38,7 +38,7 @@ def test_opcheck_backward(layout, mask):
     x_, dw_, pw_, _, stride, pad, dilation = op_args(case, x, dw, pw, None)
     torch.library.opcheck(
         torch.ops.xsep.separable_conv2d_backward.default,
-        (torch.randn_like(y), x_, dw_, pw_, stride, pad, dilation, mask),
+        (torch.randn_like(y), x_, dw_, pw_, stride, pad, dilation, "none", mask),
     )
 
 

@@ -1,7 +1,8 @@
 """Property-based tests (hypothesis): the op against the unfused reference on random geometries —
 kernel sizes 1-7, strides and dilations 1-3, every padding form (asymmetric 'same' included),
-depth multipliers, bias on and off, NCHW / channels_last / strided views / expanded (stride-0)
-inputs, and batch, channel and spatial sizes of 0 or 1 — forward and every gradient.
+depth multipliers, bias on and off, the intermediate activations, NCHW / channels_last / strided
+views / expanded (stride-0) inputs, and batch, channel and spatial sizes of 0 or 1 — forward and
+every gradient.
 
 Runs derandomized (the same examples every run, so CI is reproducible); `XSEP_HYPOTHESIS_EXAMPLES`
 raises the count for a longer local search. The CUDA variant runs where there is a GPU.
@@ -52,6 +53,7 @@ def geometries(draw):
         "kernel": kernel,
         "args": {"stride": stride, "padding": padding, "dilation": dilation},
         "layout": draw(st.sampled_from(["nchw", "channels_last", "strided", "expanded"])),
+        "activation": draw(st.sampled_from(["none", "none", "relu", "elu"])),
         "bias": draw(st.booleans()),
     }
 
@@ -81,6 +83,10 @@ def make_case(g, dtype, device):
     return leaves
 
 
+def op_args(g):
+    return g["args"] | {"intermediate_activation": g["activation"]}
+
+
 def as_inputs(g, leaves):
     x = leaves[0]
     if g["layout"] == "expanded":
@@ -93,7 +99,7 @@ def as_inputs(g, leaves):
 def run(fn, g, leaves, absolute=False):
     """y and the gradients of every leaf for a fixed random grad_out (|grad_out| if absolute)."""
     leaves = [t.detach().requires_grad_() if t is not None else None for t in leaves]
-    y = fn(*as_inputs(g, leaves), **g["args"])
+    y = fn(*as_inputs(g, leaves), **op_args(g))
     grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     y.backward((grad_out.abs() if absolute else grad_out).to(y.device, y.dtype))
     return y.detach(), [t.grad if t is not None else None for t in leaves]

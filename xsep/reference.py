@@ -1,7 +1,9 @@
 """The unfused definition of the op in plain PyTorch: the oracle every test compares against.
 
-    y = conv2d(conv2d(x, dw_weight, stride, padding, dilation, groups=C), pw_weight, bias)
+    y = conv2d(act(conv2d(x, dw_weight, stride, padding, dilation, groups=S)), pw_weight, bias)
 
+with S = C / dw_weight.shape[1] segments (S = C: the depthwise conv, the default and the fused
+case) and act the intermediate activation ("none", the default and Xception's; "relu"; "elu").
 Deliberately simple: explicit padding with F.pad (so TensorFlow-style asymmetric "same" is
 exact), then PyTorch's two convolutions, whose intermediate goes to memory.
 """
@@ -15,6 +17,19 @@ import torch.nn.functional as F
 
 from xsep._conv_args import Padding, pair, resolve_padding
 
+INTERMEDIATE_ACTIVATIONS = ("none", "relu", "elu")
+
+
+def intermediate_activation_fn(fn: str, name: str):
+    """The activation called `name` (one of INTERMEDIATE_ACTIVATIONS) as a function of a tensor."""
+    if name == "none":
+        return lambda z: z
+    if name == "relu":
+        return F.relu
+    if name == "elu":
+        return F.elu
+    raise ValueError(f"{fn}: intermediate_activation must be 'none', 'relu' or 'elu'; got {name!r}")
+
 
 def separable_conv2d_reference(
     x: torch.Tensor,
@@ -24,19 +39,21 @@ def separable_conv2d_reference(
     stride: int | tuple[int, int] = 1,
     padding: Padding = 0,
     dilation: int | tuple[int, int] = 1,
+    intermediate_activation: str = "none",
 ) -> torch.Tensor:
-    """Depthwise KxK conv then pointwise 1x1 conv, unfused.
+    """Spatial KxK conv (depthwise, or in segments), optional activation, then pointwise 1x1 conv.
 
-    x: (N, C, H, W); dw_weight: (C*M, 1, kh, kw); pw_weight: (Cout, C*M, 1, 1);
+    x: (N, C, H, W); dw_weight: (C*M, C/S, kh, kw) (C/S = 1: depthwise); pw_weight: (Cout, C*M, 1, 1);
     bias: (Cout,) or None. Returns (N, Cout, Ho, Wo).
     """
     fn = "separable_conv2d_reference"
+    act = intermediate_activation_fn(fn, intermediate_activation)
     stride, dilation = pair(fn, "stride", stride), pair(fn, "dilation", dilation)
     kernel = (dw_weight.shape[2], dw_weight.shape[3])
     top, bottom, left, right = resolve_padding(fn, padding, (x.shape[2], x.shape[3]), kernel, stride, dilation)
     x = F.pad(x, (left, right, top, bottom))
-    z = F.conv2d(x, dw_weight, None, stride, 0, dilation, groups=x.shape[1])
-    return F.conv2d(z, pw_weight, bias)
+    z = F.conv2d(x, dw_weight, None, stride, 0, dilation, groups=x.shape[1] // max(1, dw_weight.shape[1]))
+    return F.conv2d(act(z), pw_weight, bias)
 
 
 # How close the fused op must be to the exact (fp64) result: at most ERROR_FACTOR x the error the

@@ -95,6 +95,13 @@ void check_grad_out(const char* fn, const SepConvGeometry& g, const at::Tensor& 
                    grad_out.device(), " and ", x.scalar_type(), " on ", x.device());
 }
 
+Activation parse_activation(const char* fn, c10::string_view name) {
+  if (name == "none") return Activation::kNone;
+  if (name == "relu") return Activation::kRelu;
+  if (name == "elu") return Activation::kElu;
+  TORCH_CHECK_VALUE(false, fn, ": intermediate_activation must be 'none', 'relu' or 'elu'; got '", name, "'");
+}
+
 at::Tensor like_weight(const at::Tensor& grad, const at::Tensor& weight) {
   return grad.to(weight.scalar_type()).contiguous(weight.suggest_memory_format());
 }

@@ -4,8 +4,11 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
+#include <c10/util/string_view.h>
 
 #include <optional>
+
+#include "../kernels/activation.h"
 
 namespace xsep {
 
@@ -34,6 +37,10 @@ void check_grad_out(const char* fn, const SepConvGeometry& g, const at::Tensor& 
 
 // The memory format the op's output (and grad_x) takes: x's own, by PyTorch's rule.
 at::MemoryFormat output_memory_format(const at::Tensor& x);
+
+// The op's intermediate_activation argument: "none", "relu" or "elu"; anything else raises a
+// ValueError naming it.
+Activation parse_activation(const char* fn, c10::string_view name);
 
 // A weight's gradient in the weight's dtype and memory format (so that it lands in optimizers'
 // and DDP's buckets without a relayout).

@@ -1,6 +1,7 @@
 // Fused CPU backward. Per tile of output rows: Z is recomputed from x (never saved), dZ =
-// Wpw^T . dY is one GEMM, and both stay in cache-sized buffers:
-//   grad_pw   += dY . Z^T                 (GEMM, per-group partial)
+// (Wpw^T . dY) * act'(Z) is one GEMM (and, with an intermediate activation, its derivative), and
+// both stay in cache-sized buffers:
+//   grad_pw   += dY . act(Z)^T            (GEMM, per-group partial)
 //   grad_dw   += sum_pixels x (.) dZ      (per-group partial)
 //   grad_x    += depthwise-transpose(dZ)  (scattered into the rows the tile read)
 // Determinism: tiles are split into one group per thread, each group sums its tiles in a fixed
@@ -28,14 +29,17 @@ struct WantedGrads {
 
 template <typename scalar_t>
 void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWeights& w, const SepConvGeometry& g,
-                    bool nhwc, WantedGrads want, at::Tensor& gx_acc, at::Tensor& gdw_acc, at::Tensor& gpw_acc) {
+                    bool nhwc, Activation act, WantedGrads want, at::Tensor& gx_acc, at::Tensor& gdw_acc,
+                    at::Tensor& gpw_acc) {
   using acc_t = acc_type<scalar_t>;
   constexpr bool kDirectGrad = std::is_same_v<scalar_t, acc_t>;  // dY readable as acc_t in place
   const auto acc_opts = x.options().dtype(scalar_type_of<acc_t>());
   const bool want_dz = want.x || want.dw;
+  // Z (pre-activation) is recomputed for grad_pw, and for dZ's activation derivative.
+  const bool want_z = want.pw || (want_dz && act != Activation::kNone);
   const int64_t min_rows = want.x ? std::max<int64_t>(1, ((g.kh - 1) * g.dh) / g.sh) : 1;
   const int64_t row_bytes =
-      g.Wo * (g.Cmid * (int64_t(want.pw) + int64_t(want_dz)) + (kDirectGrad ? 0 : g.Cout)) * int64_t(sizeof(acc_t));
+      g.Wo * (g.Cmid * (int64_t(want_z) + int64_t(want_dz)) + (kDirectGrad ? 0 : g.Cout)) * int64_t(sizeof(acc_t));
   // Two waves, each with a tile for every thread.
   const TilePlan plan = make_tile_plan(g, row_bytes, min_rows, /*across_images=*/nhwc, 2 * at::get_num_threads());
   std::vector<int64_t> waves[2];
@@ -59,7 +63,7 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
     const int64_t wave_tiles = static_cast<int64_t>(wave.size());
     at::parallel_for(0, groups, 1, [&](int64_t group_begin, int64_t group_end) {
       const int64_t P_max = plan.rows * g.Wo;
-      at::Tensor z_buf = want.pw ? at::empty({P_max * g.Cmid}, acc_opts) : at::Tensor();
+      at::Tensor z_buf = want_z ? at::empty({P_max * g.Cmid}, acc_opts) : at::Tensor();
       at::Tensor dz_buf = want_dz ? at::empty({P_max * g.Cmid}, acc_opts) : at::Tensor();
       at::Tensor dy_buf = kDirectGrad ? at::Tensor() : at::empty({P_max * g.Cout}, acc_opts);
       for (int64_t group = group_begin; group < group_end; ++group) {
@@ -79,30 +83,41 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
           }
           const scalar_t* x_n = x_ptr + n * g.C * g.H * g.W;
           acc_t* gx_n = want.x ? gx_ptr + n * g.C * g.H * g.W : nullptr;
-          if (want.pw) {
-            acc_t* z = z_buf.mutable_data_ptr<acc_t>();
+          acc_t* z = want_z ? z_buf.mutable_data_ptr<acc_t>() : nullptr;
+          if (want_z) {  // Z before the activation, rounded as the unfused op stores it
             if (nhwc) {
               depthwise_tile_nhwc(g, x_ptr, dw, tile.row0, tile.rows, z);
-              round_like_input<scalar_t>(z, P * g.Cmid);
-              gpw_part.addmm_(dy.t(), matrix(z, P, g.Cmid, g.Cmid));
             } else {
               depthwise_tile_nchw(g, x_n, dw, r0, tile.rows, z, padded_planes);
-              round_like_input<scalar_t>(z, P * g.Cmid);
+            }
+            round_like_input<scalar_t>(z, P * g.Cmid);
+          }
+          // dZ (of the activation's input) before Z is overwritten by the activation below.
+          acc_t* dz = want_dz ? dz_buf.mutable_data_ptr<acc_t>() : nullptr;
+          if (want_dz) {
+            if (nhwc) {
+              at::Tensor dz_tile = matrix(dz, P, g.Cmid, g.Cmid);
+              at::mm_out(dz_tile, dy, w.pw);
+            } else {
+              at::Tensor dz_tile = matrix(dz, g.Cmid, P, P);
+              at::mm_out(dz_tile, w.pw.t(), dy);
+            }
+            round_like_input<scalar_t>(dz, P * g.Cmid);
+            backprop_activation<scalar_t>(act, z, dz, P * g.Cmid);
+          }
+          if (want.pw) {  // grad_pw += dY . act(Z)^T
+            activate_like_input<scalar_t>(act, z, P * g.Cmid);
+            if (nhwc) {
+              gpw_part.addmm_(dy.t(), matrix(z, P, g.Cmid, g.Cmid));
+            } else {
               gpw_part.addmm_(dy, matrix(z, g.Cmid, P, P).t());
             }
           }
           if (!want_dz) continue;
-          acc_t* dz = dz_buf.mutable_data_ptr<acc_t>();
           if (nhwc) {
-            at::Tensor dz_tile = matrix(dz, P, g.Cmid, g.Cmid);
-            at::mm_out(dz_tile, dy, w.pw);
-            round_like_input<scalar_t>(dz, P * g.Cmid);
             if (want.dw) depthwise_weight_grad_tile_nhwc(g, x_ptr, dz, tile.row0, tile.rows, gdw_part);
             if (want.x) depthwise_transpose_tile_nhwc(g, dz, dw, tile.row0, tile.rows, gx_ptr);
           } else {
-            at::Tensor dz_tile = matrix(dz, g.Cmid, P, P);
-            at::mm_out(dz_tile, w.pw.t(), dy);
-            round_like_input<scalar_t>(dz, P * g.Cmid);
             if (g.sh == 1 && g.sw == 1 && padded_planes) {
               depthwise_backward_tile_nchw_stride1(g, x_n, dz, dw, r0, tile.rows, gdw_part, gx_n);
             } else {
@@ -129,8 +144,9 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> separable_conv2d_backward_cpu(
     const at::Tensor& grad_out_in, const at::Tensor& x_in, const at::Tensor& dw_weight, const at::Tensor& pw_weight,
     c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
-    std::array<bool, 4> output_mask) {
+    c10::string_view intermediate_activation, std::array<bool, 4> output_mask) {
   const char* fn = "separable_conv2d_backward";
+  const Activation act = parse_activation(fn, intermediate_activation);
   const SepConvGeometry g =
       check_separable_conv2d_args(fn, x_in, dw_weight, pw_weight, std::nullopt, stride, padding, dilation);
   TORCH_CHECK_VALUE(x_in.device().is_cpu(), fn, ": the CPU kernel got x on ", x_in.device());
@@ -148,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> separable_conv2d_back
     if (grad_out_in.numel() > 0 && g.C > 0) {
       const at::Tensor x = x_in.contiguous(fmt);
       const at::Tensor grad_out = grad_out_in.contiguous(fmt);
-      backward_tiles<scalar_t>(grad_out, x, to_acc_weights(dw_weight, pw_weight, g, nhwc, acc), g, nhwc, want,
+      backward_tiles<scalar_t>(grad_out, x, to_acc_weights(dw_weight, pw_weight, g, nhwc, acc), g, nhwc, act, want,
                                gx_acc, gdw_acc, gpw_acc);
     }
     grad_x = want.x ? gx_acc.to(x_in.scalar_type()) : not_wanted();

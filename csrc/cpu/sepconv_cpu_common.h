@@ -28,6 +28,23 @@ inline void round_like_input(acc_t* v, int64_t count) {
   }
 }
 
+// The intermediate activation over a buffer, in place, rounded like the unfused op's stored
+// activation for 16-bit inputs. No-op for Activation::kNone.
+template <typename scalar_t, typename acc_t>
+inline void activate_like_input(Activation a, acc_t* v, int64_t count) {
+  if (a == Activation::kNone) return;
+  for (int64_t i = 0; i < count; ++i) v[i] = activate(a, v[i]);
+  round_like_input<scalar_t>(v, count);
+}
+
+// grad *= activate'(pre), in place, rounded like the unfused op's stored gradient. No-op for kNone.
+template <typename scalar_t, typename acc_t>
+inline void backprop_activation(Activation a, const acc_t* pre, acc_t* grad, int64_t count) {
+  if (a == Activation::kNone) return;
+  for (int64_t i = 0; i < count; ++i) grad[i] *= activation_grad(a, pre[i]);
+  round_like_input<scalar_t>(grad, count);
+}
+
 // Whether every depthwise weight is finite (see depthwise_tile_nchw's padded_planes).
 inline bool all_finite(const at::Tensor& t) { return at::isfinite(t).all().item<bool>(); }
 

@@ -13,7 +13,7 @@ namespace {
 
 template <typename scalar_t>
 void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional<at::Tensor>& bias,
-                   const SepConvGeometry& g, bool nhwc, at::Tensor& y) {
+                   const SepConvGeometry& g, bool nhwc, Activation act, at::Tensor& y) {
   using acc_t = acc_type<scalar_t>;
   // fp32/fp64 outputs take the GEMM result in place; 16-bit ones go through an fp32 buffer.
   constexpr bool kGemmIntoOutput = std::is_same_v<scalar_t, acc_t>;
@@ -39,6 +39,7 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
         const int64_t n = tile.row0 / g.Ho, r0 = tile.row0 % g.Ho;
         depthwise_tile_nchw(g, x_ptr + n * g.C * g.H * g.W, dw, r0, tile.rows, z, padded_planes);
         round_like_input<scalar_t>(z, P * g.Cmid);
+        activate_like_input<scalar_t>(act, z, P * g.Cmid);
         y_tile = matrix(y_ptr + n * g.Cout * g.Ho * g.Wo + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo);
         out = kGemmIntoOutput ? y_tile : matrix(y_buf.mutable_data_ptr<acc_t>(), g.Cout, P, P);
         const at::Tensor zm = matrix(z, g.Cmid, P, P);
@@ -51,6 +52,7 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
         // Y tile (P x Cout) = Z (P x Cmid) . Wpw^T (Cmid x Cout); the tile is contiguous in y.
         depthwise_tile_nhwc(g, x_ptr, dw, tile.row0, tile.rows, z);
         round_like_input<scalar_t>(z, P * g.Cmid);
+        activate_like_input<scalar_t>(act, z, P * g.Cmid);
         y_tile = matrix(y_ptr + tile.row0 * g.Wo * g.Cout, P, g.Cout, g.Cout);
         out = kGemmIntoOutput ? y_tile : matrix(y_buf.mutable_data_ptr<acc_t>(), P, g.Cout, g.Cout);
         const at::Tensor zm = matrix(z, P, g.Cmid, g.Cmid);
@@ -67,8 +69,10 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
 
 at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_weight, const at::Tensor& pw_weight,
                                 const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                                c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+                                c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                c10::string_view intermediate_activation) {
   const char* fn = "separable_conv2d";
+  const Activation act = parse_activation(fn, intermediate_activation);
   const SepConvGeometry g =
       check_separable_conv2d_args(fn, x_in, dw_weight, pw_weight, bias, stride, padding, dilation);
   TORCH_CHECK_VALUE(x_in.device().is_cpu(), fn, ": the CPU kernel got x on ", x_in.device());
@@ -82,7 +86,7 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
   const at::Tensor x = x_in.contiguous(fmt);  // a no-op unless x is a strided view
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "separable_conv2d_cpu", [&] {
     const AccWeights w = to_acc_weights(dw_weight, pw_weight, g, nhwc, scalar_type_of<acc_type<scalar_t>>());
-    forward_tiles<scalar_t>(x, w, bias, g, nhwc, y);
+    forward_tiles<scalar_t>(x, w, bias, g, nhwc, act, y);
   });
   return y;
 }

@@ -20,9 +20,19 @@ namespace {
 
 using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
+// d act(z) / dz times grad, with ATen ops.
+at::Tensor activation_backward(const at::Tensor& grad, const at::Tensor& z, Activation act) {
+  switch (act) {
+    case Activation::kRelu: return grad * (z > 0);
+    case Activation::kElu: return grad * at::where(z <= 0, z.exp(), at::ones_like(z));
+    default: return grad;
+  }
+}
+
 // Z recomputed from x with ATen (cuDNN), then the two convolutions' backward.
 Grads composite_backward(const SepConvGeometry& g, const at::Tensor& grad_out, const at::Tensor& x,
-                         const at::Tensor& dw_weight, const at::Tensor& pw_weight, std::array<bool, 4> output_mask) {
+                         const at::Tensor& dw_weight, const at::Tensor& pw_weight, Activation act,
+                         std::array<bool, 4> output_mask) {
   const auto [want_x, want_dw, want_pw, want_bias] = output_mask;
   const auto not_wanted = [&] { return at::empty({0}, x.options()); };
   at::Tensor grad_x = not_wanted(), grad_dw = not_wanted(), grad_pw = not_wanted(), grad_bias = not_wanted();
@@ -31,10 +41,12 @@ Grads composite_backward(const SepConvGeometry& g, const at::Tensor& grad_out, c
     const at::Tensor z = at::conv2d(padded, dw_weight, std::nullopt, at::IntArrayRef{g.sh, g.sw}, at::IntArrayRef{0, 0},
                                     at::IntArrayRef{g.dh, g.dw}, g.C);
     const bool want_z = want_x || want_dw;
-    auto [grad_z, gpw, unused_pw_bias] = at::convolution_backward(
-        grad_out, z, pw_weight, std::nullopt, {1, 1}, {0, 0}, {1, 1}, false, {0, 0}, 1, {want_z, want_pw, false});
+    auto [grad_a, gpw, unused_pw_bias] = at::convolution_backward(grad_out, apply_activation(z, act), pw_weight,
+                                                                  std::nullopt, {1, 1}, {0, 0}, {1, 1}, false, {0, 0},
+                                                                  1, {want_z, want_pw, false});
     if (want_pw) grad_pw = like_weight(gpw, pw_weight);
     if (want_z) {
+      const at::Tensor grad_z = activation_backward(grad_a, z, act);
       auto [grad_padded, gdw, unused_dw_bias] =
           at::convolution_backward(grad_z, padded, dw_weight, std::nullopt, {g.sh, g.sw}, {0, 0}, {g.dh, g.dw}, false,
                                    {0, 0}, g.C, {want_x, want_dw, false});
@@ -51,8 +63,10 @@ Grads composite_backward(const SepConvGeometry& g, const at::Tensor& grad_out, c
 
 Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& dw_weight,
                                      const at::Tensor& pw_weight, c10::IntArrayRef stride, c10::IntArrayRef padding,
-                                     c10::IntArrayRef dilation, std::array<bool, 4> output_mask) {
+                                     c10::IntArrayRef dilation, c10::string_view intermediate_activation,
+                                     std::array<bool, 4> output_mask) {
   const char* fn = "separable_conv2d_backward";
+  const Activation act = parse_activation(fn, intermediate_activation);
   const SepConvGeometry g =
       check_separable_conv2d_args(fn, x, dw_weight, pw_weight, std::nullopt, stride, padding, dilation);
   check_cuda_inputs(fn, g, x);
@@ -61,7 +75,7 @@ Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tenso
 
   if (x.scalar_type() == at::kDouble) {
     log_dispatch("separable_conv2d_backward", "backward float64 fallback (ATen convolution_backward)");
-    return composite_backward(g, grad_out, x, dw_weight, pw_weight, output_mask);
+    return composite_backward(g, grad_out, x, dw_weight, pw_weight, act, output_mask);
   }
   const auto [want_x, want_dw, want_pw, want_bias] = output_mask;
   const at::MemoryFormat fmt = output_memory_format(x);
@@ -88,13 +102,14 @@ Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tenso
   p.fwd.dw_weight = dw.const_data_ptr();
   p.fwd.pw_weight = pw.const_data_ptr();
   p.fwd.allow_tf32 = at::globalContext().allowTF32CuDNN();
+  p.fwd.activation = act;
   p.grad_y = grad_out.const_data_ptr();
   int num_sms = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, x.device().index()));
   if (!plan_backward(p, num_sms)) {
     log_dispatch("separable_conv2d_backward",
                  "backward fallback (ATen convolution_backward): no fused tile fits this depth multiplier / halo");
-    return composite_backward(g, grad_out, x, dw_weight, pw_weight, output_mask);
+    return composite_backward(g, grad_out, x, dw_weight, pw_weight, act, output_mask);
   }
   if (want_x) {
     p.grad_x = grad_x.mutable_data_ptr();

@@ -50,12 +50,20 @@ SepConvParams make_params(const SepConvGeometry& g, const at::Tensor& x, const a
   return p;
 }
 
+at::Tensor apply_activation(const at::Tensor& z, Activation act) {
+  switch (act) {
+    case Activation::kRelu: return at::relu(z);
+    case Activation::kElu: return at::elu(z);
+    default: return z;
+  }
+}
+
 at::Tensor composite_forward(const SepConvGeometry& g, const at::Tensor& x, const at::Tensor& dw_weight,
-                             const at::Tensor& pw_weight, const std::optional<at::Tensor>& bias) {
+                             const at::Tensor& pw_weight, const std::optional<at::Tensor>& bias, Activation act) {
   const at::Tensor padded = at::constant_pad_nd(x, {g.pl, g.pr, g.pt, g.pb});
   const at::Tensor z = at::conv2d(padded, dw_weight, std::nullopt, at::IntArrayRef{g.sh, g.sw}, at::IntArrayRef{0, 0},
-                                     at::IntArrayRef{g.dh, g.dw}, g.C);
-  return at::conv2d(z, pw_weight, bias).contiguous(output_memory_format(x));
+                                  at::IntArrayRef{g.dh, g.dw}, g.C);
+  return at::conv2d(apply_activation(z, act), pw_weight, bias).contiguous(output_memory_format(x));
 }
 
 }  // namespace xsep::cuda

@@ -19,8 +19,11 @@ void check_cuda_inputs(const char* fn, const SepConvGeometry& g, const at::Tenso
 SepConvParams make_params(const SepConvGeometry& g, const at::Tensor& x, const at::Tensor& y, at::MemoryFormat fmt);
 
 // The unfused op from ATen convolutions (cuDNN): explicit (possibly asymmetric) padding, then the
-// depthwise and the pointwise convolution. Output in x's memory format.
+// depthwise convolution, the activation, and the pointwise convolution. Output in x's memory format.
 at::Tensor composite_forward(const SepConvGeometry& g, const at::Tensor& x, const at::Tensor& dw_weight,
-                             const at::Tensor& pw_weight, const std::optional<at::Tensor>& bias);
+                             const at::Tensor& pw_weight, const std::optional<at::Tensor>& bias, Activation act);
+
+// The intermediate activation with ATen ops (the composite paths).
+at::Tensor apply_activation(const at::Tensor& z, Activation act);
 
 }  // namespace xsep::cuda

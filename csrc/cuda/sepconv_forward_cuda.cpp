@@ -18,15 +18,17 @@ namespace {
 
 at::Tensor separable_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weight, const at::Tensor& pw_weight,
                                  const std::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                                 c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+                                 c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                 c10::string_view intermediate_activation) {
   const char* fn = "separable_conv2d";
+  const Activation act = parse_activation(fn, intermediate_activation);
   const SepConvGeometry g = check_separable_conv2d_args(fn, x, dw_weight, pw_weight, bias, stride, padding, dilation);
   check_cuda_inputs(fn, g, x);
   const c10::cuda::CUDAGuard guard(x.device());
 
   if (x.scalar_type() == at::kDouble) {
     log_dispatch("separable_conv2d", "forward float64 fallback (ATen convolutions)");
-    return composite_forward(g, x, dw_weight, pw_weight, bias);
+    return composite_forward(g, x, dw_weight, pw_weight, bias, act);
   }
   const at::MemoryFormat fmt = output_memory_format(x);
   at::Tensor y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, x.options().memory_format(fmt));
@@ -44,6 +46,7 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weigh
   p.pw_weight = pw.const_data_ptr();
   p.bias = b.defined() ? b.const_data_ptr() : nullptr;
   p.allow_tf32 = at::globalContext().allowTF32CuDNN();
+  p.activation = act;
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   LaunchResult r{};

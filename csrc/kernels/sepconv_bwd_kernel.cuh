@@ -141,6 +141,31 @@ __global__ void __launch_bounds__(Traits::InputTile::kThreads, Traits::kMinBlock
   const T* __restrict__ x = static_cast<const T*>(f.x);
   const T* __restrict__ wdw = static_cast<const T*>(f.dw_weight);
 
+  // With an intermediate activation, dZ above is the gradient of its output: times act'(Z), with
+  // Z (the pre-activation) recomputed from x at each ext pixel.
+  if (f.activation != Activation::kNone) {
+    for (int i = threadIdx.x; i < ext_count * cm_count; i += kThreads) {
+      const int e = i / cm_count, cl_m = i % cm_count;
+      const int oy = t.ey0 + e / ext_w, ox = t.ex0 + e % ext_w;
+      const int64_t xc = t.n * f.x_stride[0] + static_cast<int64_t>(c0 + cl_m / f.M) * f.x_stride[1];
+      const T* __restrict__ wc = wdw + static_cast<int64_t>(cm0 + cl_m) * taps;
+      float z = 0.f;
+      for (int ky = 0; ky < kh; ++ky) {
+        const int iy = oy * f.sh - f.pt + ky * f.dh;
+        if (iy < 0 || iy >= f.H) continue;
+        for (int kx = 0; kx < kw; ++kx) {
+          const int ix = ox * f.sw - f.pl + kx * f.dw;
+          if (ix < 0 || ix >= f.W) continue;
+          z = fmaf(to_float(__ldg(x + xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3])),
+                   to_float(__ldg(wc + ky * kw + kx)), z);
+        }
+      }
+      const float grad = s.dz[e][cl_m] * activation_grad(f.activation, round_like_storage<T>(z));
+      s.dz[e][cl_m] = round_like_storage<T>(grad);
+    }
+    __syncthreads();
+  }
+
   // grad_x of the tile's own pixels: every output that reads pixel (iy, ix) through a tap is in
   // the ext, so the sum is complete here and each element is written exactly once.
   if (p.grad_x != nullptr) {
@@ -287,6 +312,7 @@ __global__ void __launch_bounds__(Traits::PwTile::kThreads, Traits::kMinBlocks) 
             }
           }
         }
+        if (f.activation != Activation::kNone) acc = activate(f.activation, round_like_storage<T>(acc));
         s.ops.z[m][k] = static_cast<Operand>(from_float<T>(acc));
       }
     }

@@ -12,11 +12,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define XSEP_HD __host__ __device__ __forceinline__
-#else
-#define XSEP_HD inline
-#endif
+#include "host_device.h"
 
 namespace xsep {
 

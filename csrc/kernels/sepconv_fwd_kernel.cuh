@@ -4,7 +4,7 @@
 // A CTA owns a tile of BM pixels x BN output channels. For each chunk of BK depthwise channels it
 //   1. computes Z[BM x BK] (the depthwise conv of its pixels, halo read from x, zero padding,
 //      any stride / dilation / depth multiplier) in fp32 on CUDA cores, rounded to the MMA input
-//      type, into shared memory;
+//      type, into shared memory (then the intermediate activation, if any, in place);
 //   2. loads the matching W[BN x BK] chunk of the pointwise weight;
 //   3. accumulates Z . W^T on tensor cores (WMMA: fp16 / bf16, or TF32 for float32) or, for exact
 //      float32, with FFMA.
@@ -110,6 +110,19 @@ __device__ __forceinline__ void depthwise_chunk(const SepConvParams& p, FwdShare
   }
 }
 
+// The intermediate activation over the chunk's Z in shared memory: on Z as the unfused op stores
+// it (rounded to the input dtype, as the operand already is), rounded again. A pass of its own,
+// after the depthwise one, so the depthwise loop keeps its registers.
+template <class Traits>
+__device__ __forceinline__ void activate_chunk(const SepConvParams& p, FwdSharedStorage<Traits>& s) {
+  using Operand = typename Traits::Operand;
+#pragma unroll 1
+  for (int idx = threadIdx.x; idx < Traits::BM * Traits::BK; idx += Traits::kThreads) {
+    Operand& z = s.ops.z[idx / Traits::BK][idx % Traits::BK];
+    z = from_float<Operand>(activate(p.activation, to_float(z)));
+  }
+}
+
 // W[n][k] = pw_weight[co0 + n, k0 + k], zero outside the matrix.
 template <class Traits>
 __device__ __forceinline__ void load_pointwise_chunk(const SepConvParams& p, FwdSharedStorage<Traits>& s, int co0,
@@ -165,6 +178,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 2) sepconv_fwd_kernel(const 
   for (int k0 = 0; k0 < p.Cmid; k0 += BK) {
     depthwise_chunk<Traits>(p, s, k0);
     load_pointwise_chunk<Traits>(p, s, co0, k0);
+    if (p.activation != Activation::kNone) {
+      __syncthreads();  // Z of this chunk is complete
+      activate_chunk<Traits>(p, s);
+    }
     __syncthreads();  // Z and W of this chunk are complete
     mma.step(s.ops.z, s.ops.w);
     __syncthreads();  // everyone is done reading them before the next chunk overwrites them

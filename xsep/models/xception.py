@@ -55,7 +55,8 @@ class MaxPool3x3(nn.Module):
 
 
 class Block(nn.Module):
-    """reps x ([ReLU] -> SeparableConv2d 3x3 -> BN), then [MaxPool 3x3/stride], plus the skip."""
+    """reps x ([ReLU] -> SeparableConv2d 3x3 -> BN), then [MaxPool 3x3/stride], plus the skip (unless
+    residual=False, the paper's ablation: then no skip path and no skip convolution)."""
 
     def __init__(
         self,
@@ -67,9 +68,11 @@ class Block(nn.Module):
         start_with_relu: bool,
         grow_first: bool,
         pooled: bool,
-        separable: type[SeparableConv2d],
+        separable,
+        residual: bool = True,
     ) -> None:
         super().__init__()
+        self.residual = residual
         layers: list[nn.Module] = []
         for i in range(reps):
             if grow_first:
@@ -85,13 +88,15 @@ class Block(nn.Module):
         if pooled:
             layers.append(MaxPool3x3(stride, "same"))
         self.rep = nn.Sequential(*layers)
-        if out_channels != in_channels or stride != 1:
+        if residual and (out_channels != in_channels or stride != 1):
             self.skip = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
             self.skipbn = nn.BatchNorm2d(out_channels)
         else:
             self.skip = self.skipbn = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.residual:
+            return self.rep(x)
         skip = x if self.skip is None else self.skipbn(self.skip(x))
         return self.rep(x) + skip
 
@@ -113,6 +118,9 @@ class Xception(nn.Module):
         compat: str = "keras",
         features_only: bool = False,
         out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
+        residual: bool = True,
+        intermediate_activation: str = "none",
+        segment_channels: int = 1,
     ) -> None:
         super().__init__()
         fn = "xception"
@@ -130,7 +138,26 @@ class Xception(nn.Module):
             raise ValueError(f"{fn}: drop_rate must be in [0, 1); got {drop_rate!r}")
         if not set(out_indices) <= set(range(5)):
             raise ValueError(f"{fn}: out_indices must be within 0..4; got {out_indices!r}")
-        separable = _BACKENDS[backend]
+        if not isinstance(segment_channels, int) or segment_channels < 1 or 8 % segment_channels != 0:
+            # Every separable conv's input channels (64, 128, 256, 728, 1024, 1536) must split evenly.
+            raise ValueError(
+                f"{fn}: segment_channels must divide every layer's channels (1, 2, 4 or 8); got {segment_channels!r}"
+            )
+        separable_cls = _BACKENDS[backend]
+
+        def separable(cin, cout, kernel, **kwargs):
+            return separable_cls(
+                cin,
+                cout,
+                kernel,
+                intermediate_activation=intermediate_activation,
+                segments=cin // segment_channels,
+                **kwargs,
+            )
+
+        self.residual = residual
+        self.intermediate_activation = intermediate_activation
+        self.segment_channels = segment_channels
         self.num_classes = num_classes if include_top else 0
         self.include_top = include_top
         self.pooling = pooling
@@ -154,7 +181,7 @@ class Xception(nn.Module):
         def block(cin, cout, reps, downsample, start_with_relu=True, grow_first=True):
             nonlocal stride_so_far, dilation
             stride = 2 if downsample and stride_so_far < output_stride else 1
-            b = Block(cin, cout, reps, stride, dilation, start_with_relu, grow_first, downsample, separable)
+            b = Block(cin, cout, reps, stride, dilation, start_with_relu, grow_first, downsample, separable, residual)
             if downsample:
                 if stride == 2:
                     stride_so_far *= 2
@@ -265,6 +292,9 @@ def xception(
     compat: str = "keras",
     features_only: bool = False,
     out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
+    residual: bool = True,
+    intermediate_activation: str = "none",
+    segment_channels: int = 1,
 ) -> Xception:
     """Xception, as in the paper, on the fused separable convolution.
 
@@ -279,6 +309,14 @@ def xception(
         backend: "xsep" (fused op) or "reference" (PyTorch's two convs; same parameter names).
         compat: "keras" (BN eps 1e-3, TF "same" max-pools) or "timm" (BN eps 1e-5, pools padded 1).
         features_only / out_indices: return the maps at strides 2, 4, 8, 16, 32 (indices 0..4).
+        residual: False drops the skip paths of the 12 blocks (the paper's residual ablation); the
+            four 1x1 skip convolutions and their BNs go too: 19,829,880 parameters without the top
+            instead of 20,806,952.
+        intermediate_activation: "none" (the paper's choice), "relu" or "elu" between the depthwise
+            and pointwise part of every separable conv (the paper's Figure 10), fused.
+        segment_channels: channels per segment of the spatial convs: 1 = depthwise (Xception); 2, 4
+            or 8 move along the paper's spectrum towards regular convolutions (unfused: PyTorch's
+            grouped convolutions).
 
     Input: (N, in_chans, H, W), H and W >= 71, NCHW or channels_last.
     """
@@ -293,4 +331,7 @@ def xception(
         compat,
         features_only,
         out_indices,
+        residual,
+        intermediate_activation,
+        segment_channels,
     )

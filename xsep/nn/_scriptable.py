@@ -29,7 +29,9 @@ class ScriptableSeparableConv2d(nn.Module):
 
     def __init__(self, module: nn.Module, fused: bool) -> None:
         super().__init__()
-        self.fused = fused
+        self.fused = fused and module.segments == module.in_channels  # the fused op is depthwise only
+        self.groups = module.segments
+        self.intermediate_activation = module.intermediate_activation
         self.depthwise_weight = module.depthwise_weight
         self.pointwise_weight = module.pointwise_weight
         self.bias = module.bias
@@ -48,8 +50,19 @@ class ScriptableSeparableConv2d(nn.Module):
             padding = [top, bottom, left, right]
         if self.fused:
             return torch.ops.xsep.separable_conv2d(
-                x, self.depthwise_weight, self.pointwise_weight, self.bias, self.stride, padding, self.dilation
+                x,
+                self.depthwise_weight,
+                self.pointwise_weight,
+                self.bias,
+                self.stride,
+                padding,
+                self.dilation,
+                self.intermediate_activation,
             )
         x = F.pad(x, [padding[2], padding[3], padding[0], padding[1]])
-        z = F.conv2d(x, self.depthwise_weight, None, self.stride, 0, self.dilation, x.shape[1])
+        z = F.conv2d(x, self.depthwise_weight, None, self.stride, 0, self.dilation, self.groups)
+        if self.intermediate_activation == "relu":
+            z = F.relu(z)
+        elif self.intermediate_activation == "elu":
+            z = F.elu(z)
         return F.conv2d(z, self.pointwise_weight, self.bias)

@@ -9,7 +9,7 @@ from torch import nn
 
 from xsep._conv_args import Padding, pair
 from xsep.ops import separable_conv2d
-from xsep.reference import separable_conv2d_reference
+from xsep.reference import INTERMEDIATE_ACTIVATIONS, separable_conv2d_reference
 
 
 class SeparableConv2d(nn.Module):
@@ -21,8 +21,12 @@ class SeparableConv2d(nn.Module):
 
     Input (N, C, H, W), NCHW or channels_last; output (N, Cout, Ho, Wo) in the same format.
 
+    For the Xception paper's experiments: ``intermediate_activation`` ("none", "relu", "elu")
+    between the two parts, fused; ``segments`` = S splits the spatial conv into S groups (S = C,
+    the default, is the depthwise conv; S = 1 a regular KxK conv; only S = C is fused).
+
     Parameters:
-        depthwise_weight: (C*M, 1, kh, kw)
+        depthwise_weight: (C*M, C/S, kh, kw); (C*M, 1, kh, kw) by default
         pointwise_weight: (Cout, C*M, 1, 1)
         bias: (Cout,) or None
     """
@@ -39,9 +43,26 @@ class SeparableConv2d(nn.Module):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        intermediate_activation: str = "none",
+        segments: int | None = None,
     ) -> None:
         super().__init__()
         fn = "SeparableConv2d"
+        if intermediate_activation not in INTERMEDIATE_ACTIVATIONS:
+            raise ValueError(
+                f"{fn}: intermediate_activation must be 'none', 'relu' or 'elu'; got {intermediate_activation!r}"
+            )
+        segments = in_channels if segments is None else segments
+        if (
+            not isinstance(segments, int)
+            or segments < 1
+            or in_channels % segments != 0
+            or (in_channels * depth_multiplier) % segments != 0
+        ):
+            raise ValueError(
+                f"{fn}: segments must divide in_channels={in_channels} (and in_channels * depth_multiplier); "
+                f"got {segments!r}"
+            )
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{fn}: {name} must be a positive int; got {value!r}")
@@ -56,9 +77,12 @@ class SeparableConv2d(nn.Module):
         self.dilation = pair(fn, "dilation", dilation)
         self.padding = padding if isinstance(padding, str) else pair_padding(fn, padding)
         self.depth_multiplier = depth_multiplier
+        self.intermediate_activation = intermediate_activation
+        self.segments = segments
         factory = {"device": device, "dtype": dtype}
         mid = in_channels * depth_multiplier
-        self.depthwise_weight = nn.Parameter(torch.empty(mid, 1, *self.kernel_size, **factory))
+        per_segment = in_channels // segments  # 1: depthwise
+        self.depthwise_weight = nn.Parameter(torch.empty(mid, per_segment, *self.kernel_size, **factory))
         self.pointwise_weight = nn.Parameter(torch.empty(out_channels, mid, 1, 1, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.reset_parameters()
@@ -73,7 +97,14 @@ class SeparableConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return separable_conv2d(
-            x, self.depthwise_weight, self.pointwise_weight, self.bias, self.stride, self.padding, self.dilation
+            x,
+            self.depthwise_weight,
+            self.pointwise_weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.intermediate_activation,
         )
 
     def __prepare_scriptable__(self) -> nn.Module:
@@ -93,6 +124,10 @@ class SeparableConv2d(nn.Module):
             s += f", dilation={self.dilation}"
         if self.depth_multiplier != 1:
             s += f", depth_multiplier={self.depth_multiplier}"
+        if self.segments != self.in_channels:
+            s += f", segments={self.segments}"
+        if self.intermediate_activation != "none":
+            s += f", intermediate_activation={self.intermediate_activation!r}"
         if self.bias is None:
             s += ", bias=False"
         return s
@@ -182,5 +217,12 @@ class UnfusedSeparableConv2d(SeparableConv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return separable_conv2d_reference(
-            x, self.depthwise_weight, self.pointwise_weight, self.bias, self.stride, self.padding, self.dilation
+            x,
+            self.depthwise_weight,
+            self.pointwise_weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.intermediate_activation,
         )

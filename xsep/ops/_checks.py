@@ -34,10 +34,13 @@ def check_tensors(
     bias: torch.Tensor | None,
     *,
     same_dtype: bool = True,
+    segments: bool = False,
 ) -> None:
     """Checks ranks, shapes, dtypes and devices of the op's tensors.
 
     same_dtype=False skips the dtype agreement check (under autocast, which casts them).
+    segments=True also accepts a spatial weight (C*M, C/S, kh, kw) of S segments (S divides C and
+    C*M); otherwise it must be depthwise, (C*M, 1, kh, kw).
     """
     named = [("x", x), ("dw_weight", dw_weight), ("pw_weight", pw_weight)]
     if bias is not None:
@@ -47,10 +50,18 @@ def check_tensors(
     if x.dim() != 4:
         raise ValueError(f"{fn}: x must have shape (N, C, H, W); got {tuple(x.shape)}")
     channels = x.shape[1]
-    if dw_weight.dim() != 4 or dw_weight.shape[1] != 1:
+    if segments and dw_weight.dim() == 4 and dw_weight.shape[1] != 1:
+        per_segment = dw_weight.shape[1]
+        if per_segment < 1 or channels % per_segment != 0 or dw_weight.shape[0] % (channels // per_segment) != 0:
+            raise ValueError(
+                f"{fn}: dw_weight must have shape (C*M, C/S, kh, kw) for S segments dividing C={channels} and "
+                f"C*M; got {tuple(dw_weight.shape)}"
+            )
+    elif dw_weight.dim() != 4 or dw_weight.shape[1] != 1:
         raise ValueError(f"{fn}: dw_weight must have shape (C*M, 1, kh, kw); got {tuple(dw_weight.shape)}")
     mid = dw_weight.shape[0]
-    if not ((channels > 0 and mid > 0 and mid % channels == 0) or (channels == 0 and mid == 0)):
+    depthwise_ok = (channels > 0 and mid > 0 and mid % channels == 0) or (channels == 0 and mid == 0)
+    if dw_weight.shape[1] == 1 and not depthwise_ok:
         raise ValueError(
             f"{fn}: dw_weight must have shape (C*M, 1, kh, kw) with C*M divisible by C={channels}; "
             f"got {tuple(dw_weight.shape)}"

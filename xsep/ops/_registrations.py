@@ -1,7 +1,8 @@
 """What torch.library needs besides the C++ kernels: fake (meta) kernels for tracing and
 torch.compile, and the autograd formula that routes gradients to the fused backward op.
 
-Autograd saves x and the two weights only; the depthwise intermediate is recomputed.
+Autograd saves x and the two weights only; the depthwise intermediate (and, with an
+intermediate activation, its pre-activation value) is recomputed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ _BACKWARD = "xsep::separable_conv2d_backward"
 
 
 @torch.library.register_fake(_FORWARD)
-def _separable_conv2d_fake(x, dw_weight, pw_weight, bias, stride, padding, dilation):
+def _separable_conv2d_fake(x, dw_weight, pw_weight, bias, stride, padding, dilation, intermediate_activation="none"):
     fn = "separable_conv2d"
     check_tensors(fn, x, dw_weight, pw_weight, bias)
     kernel = (dw_weight.shape[2], dw_weight.shape[3])
@@ -27,7 +28,9 @@ def _separable_conv2d_fake(x, dw_weight, pw_weight, bias, stride, padding, dilat
 
 
 @torch.library.register_fake(_BACKWARD)
-def _separable_conv2d_backward_fake(grad_out, x, dw_weight, pw_weight, stride, padding, dilation, output_mask):
+def _separable_conv2d_backward_fake(
+    grad_out, x, dw_weight, pw_weight, stride, padding, dilation, intermediate_activation, output_mask
+):
     check_tensors("separable_conv2d_backward", x, dw_weight, pw_weight, None)
 
     def wanted(i: int, like: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
@@ -44,9 +47,9 @@ def _separable_conv2d_backward_fake(grad_out, x, dw_weight, pw_weight, stride, p
 
 
 def _setup_context(ctx, inputs, output):
-    x, dw_weight, pw_weight, bias, stride, padding, dilation = inputs
+    x, dw_weight, pw_weight, bias, stride, padding, dilation, intermediate_activation = inputs
     ctx.save_for_backward(x, dw_weight, pw_weight)
-    ctx.geometry = (stride, padding, dilation)
+    ctx.geometry = (stride, padding, dilation, intermediate_activation)
     ctx.has_bias = bias is not None
 
 
@@ -55,9 +58,9 @@ def _backward(ctx, grad_out):
     needs = ctx.needs_input_grad
     mask = [needs[0], needs[1], needs[2], ctx.has_bias and needs[3]]
     if not any(mask):
-        return (None,) * 7
+        return (None,) * 8
     grads = torch.ops.xsep.separable_conv2d_backward(grad_out, x, dw_weight, pw_weight, *ctx.geometry, mask)
-    return (*(g if wanted else None for g, wanted in zip(grads, mask, strict=True)), None, None, None)
+    return (*(g if wanted else None for g, wanted in zip(grads, mask, strict=True)), None, None, None, None)
 
 
 torch.library.register_autograd(_FORWARD, _backward, setup_context=_setup_context)
