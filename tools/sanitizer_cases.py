@@ -1,8 +1,9 @@
 """Representative calls of the CUDA op for compute-sanitizer (memcheck, racecheck, initcheck): every
 dtype, both memory formats, a strided view, partial tiles, 3x3 and general kernels, stride,
-dilation, depth multiplier, forward and backward with every gradient and with partial output
-masks, exact fp32 (TF32 off), a map of many tiles (two-pass reduction). Every gradient is read
-after the call (summed), so initcheck also catches an element a kernel forgot to write.
+dilation, depth multiplier, intermediate activations, forward and backward with every gradient
+and with partial output masks, exact fp32 (TF32 off), a map of many tiles (two-pass reduction).
+Every gradient is read after the call (summed), so initcheck also catches an element a kernel
+forgot to write.
 
     compute-sanitizer --tool memcheck python tools/sanitizer_cases.py
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool initcheck python tools/sanitizer_cases.py
@@ -16,7 +17,8 @@ CASES = [
     dict(N=2, C=37, H=13, W=11, Cout=131, k=3, M=2, stride=1, padding=1, dilation=1),
     dict(N=1, C=19, H=17, W=23, Cout=70, k=5, M=1, stride=2, padding="same", dilation=1),
     dict(N=3, C=64, H=19, W=19, Cout=128, k=3, M=1, stride=1, padding=1, dilation=1),
-    dict(N=2, C=10, H=21, W=18, Cout=9, k=3, M=3, stride=1, padding="same", dilation=2),
+    dict(N=2, C=10, H=21, W=18, Cout=9, k=3, M=3, stride=1, padding="same", dilation=2, act="elu"),
+    dict(N=2, C=33, H=15, W=15, Cout=70, k=3, M=1, stride=1, padding=1, dilation=1, act="relu"),
     dict(N=4, C=8, H=74, W=74, Cout=16, k=3, M=1, stride=1, padding=1, dilation=1),  # > 64 grad_dw partials
 ]
 MASKS = [(True, True, True, True), (True, False, False, False), (False, True, True, False), (False, False, False, True)]
@@ -32,7 +34,13 @@ def run(c: dict, dtype: torch.dtype, layout: str, mask: tuple[bool, ...]) -> Non
     pw = torch.randn(c["Cout"], c["C"] * c["M"], 1, 1, device="cuda", dtype=dtype)
     b = torch.randn(c["Cout"], device="cuda", dtype=dtype)
     leaves = [t.requires_grad_(m) for t, m in zip((x, dw, pw, b), mask, strict=True)]
-    y = separable_conv2d(*leaves, stride=c["stride"], padding=c["padding"], dilation=c["dilation"])
+    y = separable_conv2d(
+        *leaves,
+        stride=c["stride"],
+        padding=c["padding"],
+        dilation=c["dilation"],
+        intermediate_activation=c.get("act", "none"),
+    )
     y.float().sum().backward()
     for t in leaves:
         if t.grad is not None:

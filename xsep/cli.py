@@ -1,4 +1,4 @@
-"""The `xsep` command: `xsep demo` (more subcommands come with training and benchmarks)."""
+"""The `xsep` command: train, demo, bench, ablate."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ _COMMANDS = {
     "train": ("xsep.train.__main__", "train Xception on the fused ops (default: the digits, on this machine)"),
     "demo": ("xsep.demo", "the fused op against PyTorch's two convs on one Xception layer"),
     "bench": ("xsep.bench.__main__", "benchmark the fused op against cuDNN / oneDNN, with result files"),
+    "ablate": ("xsep.ablate", "the Xception paper's ablations (activation, residuals, segments), trained"),
 }
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from xsep.train.config import TrainConfig
 
 FORMAT = "xsep-train-checkpoint"
 VERSION = 1
@@ -65,7 +68,10 @@ def load_checkpoint(path: Path, config: dict[str, Any], must_match: tuple[str, .
             f"xsep train: --resume: {path} has checkpoint version {state.get('version')}, expected {VERSION}"
         )
     saved = state["config"]
-    diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {config[k]!r}" for k in must_match if saved.get(k) != config[k]]
+    # A setting the checkpoint predates had its default value then.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    saved = {k: saved.get(k, defaults.get(k)) for k in must_match}
+    diffs = [f"{k}: checkpoint {saved[k]!r}, now {config[k]!r}" for k in must_match if saved[k] != config[k]]
     if diffs:
         raise ValueError(
             "xsep train: --resume: the checkpoint was made with other settings, so it cannot continue "

@@ -25,6 +25,9 @@ class TrainConfig:
     channels_last: bool = True  # the faster layout for both xsep and oneDNN/cuDNN
     compile: bool = False
     backend: str = "xsep"  # "xsep" | "reference"
+    intermediate_activation: str = "none"  # the paper's ablations: "none" | "relu" | "elu"
+    residual: bool = True
+    segment_channels: int = 1  # channels per segment of the spatial convs: 1 (depthwise), 2, 4, 8
     seed: int = 0
     out: str = "xsep-train-out"
     resume: str | None = None  # a checkpoint path, or "auto" for <out>/last.pt
@@ -53,6 +56,9 @@ RESUME_MUST_MATCH = (
     "dtype",
     "seed",
     "synthetic_size",
+    "intermediate_activation",
+    "residual",
+    "segment_channels",
 )
 
 _CHOICES = {
@@ -61,6 +67,8 @@ _CHOICES = {
     "dtype": ("float32", "float64"),
     "backend": ("xsep", "reference"),
     "device": ("auto", "cpu", "cuda"),
+    "intermediate_activation": ("none", "relu", "elu"),
+    "segment_channels": (1, 2, 4, 8),
 }
 _HELP = {
     "data": "'default' (scikit-learn's handwritten digits, shipped with it: no download), 'synthetic', "
@@ -71,6 +79,9 @@ _HELP = {
     "max_steps": "stop after N optimizer steps in all (0: no limit)",
     "warmup_epochs": "linear learning-rate warm-up, then cosine decay to 0",
     "dtype": "float64 trains in double precision (for exactness checks on the CPU)",
+    "intermediate_activation": "activation between the depthwise and pointwise convs (the paper's Figure 10)",
+    "residual": "the blocks' skip paths (--no-residual: the paper's residual ablation)",
+    "segment_channels": "channels per segment of the spatial convs (1: depthwise; more: unfused grouped convs)",
 }
 
 

@@ -169,7 +169,15 @@ def train(cfg: TrainConfig) -> TrainResult:
         )
     total_steps = steps_per_epoch * cfg.epochs
 
-    model = xception(data.num_classes, data.in_chans, drop_rate=cfg.drop_rate, backend=cfg.backend)
+    model = xception(
+        data.num_classes,
+        data.in_chans,
+        drop_rate=cfg.drop_rate,
+        backend=cfg.backend,
+        residual=cfg.residual,
+        intermediate_activation=cfg.intermediate_activation,
+        segment_channels=cfg.segment_channels,
+    )
     for m in model.modules():  # Keras's BN momentum (0.99) suits long ImageNet runs, not a few hundred steps
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = 0.1
