@@ -24,6 +24,7 @@ from torch import nn
 
 from xsep._timing import median_ms
 from xsep.bench.roofline import tf32_enabled
+from xsep.bench.run import peak_mib
 from xsep.bench.shapes import XCEPTION
 from xsep.models import xception
 from xsep.nn import SeparableConv2d
@@ -136,17 +137,6 @@ def _step_fn(net: nn.Module, direction: str, batches: list[tuple[torch.Tensor, t
     return run
 
 
-def _peak_mib(fn, device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    torch.cuda.synchronize(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-
-
 def measure_network(
     suite: str,
     n: int,
@@ -173,7 +163,7 @@ def measure_network(
     ]
     fns = [_step_fn(net, direction, batches, device, compiled) for net in (fused, baseline)]
     xsep_ms, base_ms = median_ms(fns, device, warmup=3 if compiled else 2, reps=reps)
-    xsep_peak, base_peak = (_peak_mib(fn, device) for fn in fns)
+    xsep_peak, base_peak = (peak_mib(fn, device) for fn in fns)
     row |= {
         "xsep_ms": xsep_ms,
         "baseline_ms": base_ms,

@@ -103,7 +103,7 @@ def layer_inputs(
     return inputs, grads
 
 
-def _peak_mib(fn, device: torch.device) -> float | None:
+def peak_mib(fn, device: torch.device) -> float | None:
     """GPU memory allocated at the peak of one call, above what was allocated before (None on CPU)."""
     if device.type != "cuda":
         return None
@@ -169,7 +169,7 @@ def measure_row(
                 times[f"{impl}_{fmt_name}"] = None
                 fns.append(layer_step(fn, shape, direction, inputs, grads))
         medians = median_ms(fns, device, warmup=3, reps=reps)
-        peaks = [_peak_mib(fn, device) for fn in fns]
+        peaks = [peak_mib(fn, device) for fn in fns]
     times = dict(zip(times, medians, strict=True))
     row["ms"] = times
     row["peak_mib"] = dict(zip(times, peaks, strict=True))
