@@ -20,15 +20,16 @@ from xsep._conv_args import Padding, pair, resolve_padding
 INTERMEDIATE_ACTIVATIONS = ("none", "relu", "elu")
 
 
+def check_intermediate_activation(fn: str, name: object) -> str:
+    """`name` if it is one of INTERMEDIATE_ACTIVATIONS; a ValueError naming `fn` otherwise."""
+    if name not in INTERMEDIATE_ACTIVATIONS:
+        raise ValueError(f"{fn}: intermediate_activation must be 'none', 'relu' or 'elu'; got {name!r}")
+    return name
+
+
 def intermediate_activation_fn(fn: str, name: str):
     """The activation called `name` (one of INTERMEDIATE_ACTIVATIONS) as a function of a tensor."""
-    if name == "none":
-        return lambda z: z
-    if name == "relu":
-        return F.relu
-    if name == "elu":
-        return F.elu
-    raise ValueError(f"{fn}: intermediate_activation must be 'none', 'relu' or 'elu'; got {name!r}")
+    return {"none": lambda z: z, "relu": F.relu, "elu": F.elu}[check_intermediate_activation(fn, name)]
 
 
 def separable_conv2d_reference(

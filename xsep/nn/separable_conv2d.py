@@ -9,7 +9,7 @@ from torch import nn
 
 from xsep._conv_args import Padding, pair
 from xsep.ops import separable_conv2d
-from xsep.reference import INTERMEDIATE_ACTIVATIONS, separable_conv2d_reference
+from xsep.reference import check_intermediate_activation, separable_conv2d_reference
 
 
 class SeparableConv2d(nn.Module):
@@ -48,10 +48,7 @@ class SeparableConv2d(nn.Module):
     ) -> None:
         super().__init__()
         fn = "SeparableConv2d"
-        if intermediate_activation not in INTERMEDIATE_ACTIVATIONS:
-            raise ValueError(
-                f"{fn}: intermediate_activation must be 'none', 'relu' or 'elu'; got {intermediate_activation!r}"
-            )
+        check_intermediate_activation(fn, intermediate_activation)
         segments = in_channels if segments is None else segments
         if (
             not isinstance(segments, int)

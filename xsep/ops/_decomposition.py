@@ -3,8 +3,8 @@
 Exporters that lower unknown operators through that table — `torch.onnx.export` (the dynamo
 exporter) does — then see a depthwise `convolution` (after a `constant_pad_nd` when the padding is
 asymmetric), the intermediate activation if any, and a 1x1 `convolution`: standard ONNX nodes
-(`Conv`, `Relu`/`Elu`), no custom domain. torch.compile's
-inductor uses its own, curated table, so it keeps calling the fused kernels.
+(`Conv`, `Relu`/`Elu`), no custom domain. torch.compile's inductor uses its own, curated table,
+so it keeps calling the fused kernels.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from torch._prims_common import suggest_memory_format
 
 from xsep._conv_args import output_hw
 from xsep.ops._checks import check_tensors
+from xsep.reference import check_intermediate_activation
 
 _FORWARD = "xsep::separable_conv2d"
 _BACKWARD = "xsep::separable_conv2d_backward"
@@ -20,6 +21,7 @@ _BACKWARD = "xsep::separable_conv2d_backward"
 @torch.library.register_fake(_FORWARD)
 def _separable_conv2d_fake(x, dw_weight, pw_weight, bias, stride, padding, dilation, intermediate_activation="none"):
     fn = "separable_conv2d"
+    check_intermediate_activation(fn, intermediate_activation)  # as the C++ kernels do, so tracing fails alike
     check_tensors(fn, x, dw_weight, pw_weight, bias)
     kernel = (dw_weight.shape[2], dw_weight.shape[3])
     ho, wo = output_hw(fn, (x.shape[2], x.shape[3]), kernel, tuple(stride), tuple(padding), tuple(dilation))

@@ -7,7 +7,7 @@ import torch
 from xsep._conv_args import Padding, output_hw, pair, resolve_padding
 from xsep._dispatch_log import log_dispatch
 from xsep.ops._checks import check_tensors
-from xsep.reference import INTERMEDIATE_ACTIVATIONS, separable_conv2d_reference
+from xsep.reference import check_intermediate_activation, separable_conv2d_reference
 
 
 def separable_conv2d(
@@ -48,10 +48,7 @@ def separable_conv2d(
         autocast dtype.
     """
     fn = "separable_conv2d"
-    if intermediate_activation not in INTERMEDIATE_ACTIVATIONS:
-        raise ValueError(
-            f"{fn}: intermediate_activation must be 'none', 'relu' or 'elu'; got {intermediate_activation!r}"
-        )
+    check_intermediate_activation(fn, intermediate_activation)
     stride, dilation = pair(fn, "stride", stride), pair(fn, "dilation", dilation)
     autocast = isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type)
     check_tensors(fn, x, dw_weight, pw_weight, bias, same_dtype=not autocast, segments=True)
