@@ -11,12 +11,15 @@ import torch
 from sample_inputs import Case, assert_close_to_reference, make_inputs, reference_outputs_and_grads
 
 from xsep.bench.models import SeparableStack
+from xsep.bench.roofline import math_mode, tf32_enabled
 from xsep.ops import separable_conv2d
 from xsep.reference import check_error
 
 pytestmark = pytest.mark.cuda
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32]
+# The backward grid in every math mode: float32 with TF32 (PyTorch's default) and exact (FFMA kernels).
+MODES = ["fp16", "bf16", "fp32-tf32", "fp32"]
 # Partial GEMM tiles (C*M not a multiple of 64, Cout not of 128, pixels not of 32), maps of many
 # input tiles (more than 64 partial sums: the grad_dw reduction takes two passes), big kernels.
 BACKWARD_CASES = [
@@ -35,18 +38,20 @@ def grads_of(inputs, conv_args, grad_out, wanted=(True, True, True, True)):
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", BACKWARD_CASES, ids=lambda c: c.id)
-def test_every_gradient_matches_reference(case, dtype, layout):
+def test_every_gradient_matches_reference(case, mode, layout):
+    dtype, tf32 = math_mode(mode)
     inputs = make_inputs(case, dtype, layout, device="cuda")
-    y_shape = separable_conv2d(*inputs, **case.conv_args).shape
-    grad_out = torch.randn(y_shape, dtype=torch.float64, device="cuda")
-    grads = grads_of(inputs, case.conv_args, grad_out.to(dtype))
-    _, exact = reference_outputs_and_grads(inputs, case.conv_args, grad_out, torch.float64)
-    _, unfused = reference_outputs_and_grads(inputs, case.conv_args, grad_out, dtype)
-    for name, g, u, e in zip(["x", "dw_weight", "pw_weight", "bias"], grads, unfused, exact, strict=True):
-        assert g.isfinite().all(), f"grad of {name} has non-finite elements (an unwritten element?)"
-        assert_close_to_reference(g, u, e, what=f"grad of {name}")
+    with tf32_enabled(tf32):
+        y_shape = separable_conv2d(*inputs, **case.conv_args).shape
+        grad_out = torch.randn(y_shape, dtype=torch.float64, device="cuda")
+        grads = grads_of(inputs, case.conv_args, grad_out.to(dtype))
+        _, exact = reference_outputs_and_grads(inputs, case.conv_args, grad_out, torch.float64)
+        _, unfused = reference_outputs_and_grads(inputs, case.conv_args, grad_out, dtype)
+        for name, g, u, e in zip(["x", "dw_weight", "pw_weight", "bias"], grads, unfused, exact, strict=True):
+            assert g.isfinite().all(), f"grad of {name} has non-finite elements (an unwritten element?)"
+            assert_close_to_reference(g, u, e, what=f"grad of {name}")
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])

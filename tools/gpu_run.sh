@@ -28,7 +28,7 @@ for stage in "${stages[@]}"; do
     build)
       step "build (CUDA kernels for this GPU)"
       start=$SECONDS
-      pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+      python3 -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
       echo "built in $((SECONDS - start)) s"
       python3 tools/check_kernels.py --archs "80-real;90-real" --skip-glue > "$OUT/check_kernels.log" 2>&1 || status=1
       tail -3 "$OUT/check_kernels.log"
