@@ -181,8 +181,15 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(f"{m} {p:.1f} TFLOP/s" for m, p in machine.peak_tflops.items()),
         flush=True,
     )
-    rows = run_layers(args, device, machine) if "layers" in args.suite else []
-    network_rows = run_networks(args, device)
+    # Results are rewritten as rows come in, so a run cut short still leaves what it measured.
+    rows, network_rows = [], []
+
+    def save_so_far() -> None:
+        write_results(args, device, machine, rows, network_rows, geometric_means(rows), complete=False)
+
+    if "layers" in args.suite:
+        run_layers(args, device, machine, rows, save_so_far)
+    run_networks(args, device, network_rows, save_so_far)
     means = geometric_means(rows)
     if means:
         print("\ngeometric mean speed-up over the shapes:")
@@ -193,11 +200,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-def run_layers(args: argparse.Namespace, device: torch.device, machine) -> list[dict]:
+SAVE_EVERY = 10  # rows between partial writes of the result files (a plot takes ~0.5 s)
+
+
+def run_layers(args: argparse.Namespace, device: torch.device, machine, rows: list[dict], save_so_far) -> None:
+    """Measures every (mode, direction, shape) into `rows`."""
     from tqdm import tqdm
 
     jobs = [(m, d, c) for m in args.modes for d in args.directions for c in args.cases]
-    rows = []
     baselines = tuple(args.baselines)
     with tqdm(total=len(jobs), unit="row", dynamic_ncols=True, leave=False) as progress:
         for mode, direction, (shape, n) in jobs:
@@ -214,11 +224,12 @@ def run_layers(args: argparse.Namespace, device: torch.device, machine) -> list[
             else:
                 progress.write(f"{head} {row['status']}")
             progress.update()
-    return rows
+            if len(rows) % SAVE_EVERY == 0:
+                save_so_far()
 
 
-def run_networks(args: argparse.Namespace, device: torch.device) -> list[dict]:
-    rows = []
+def run_networks(args: argparse.Namespace, device: torch.device, rows: list[dict], save_so_far) -> None:
+    """Measures every network row into `rows`."""
     for suite in (s for s in args.suite if s in models.SUITES):
         directions = models.DIRECTIONS if suite == "xception" else ("train_step",)
         for n in args.network_batches:
@@ -228,6 +239,7 @@ def run_networks(args: argparse.Namespace, device: torch.device) -> list[dict]:
                         suite, n, args.image_size, direction, graph == "compiled", device, args.reps, args.input_sets
                     )
                     rows.append(row)
+                    save_so_far()
                     head = f"{suite} N={n} {args.image_size}px {direction} {graph}"
                     if row["status"] != "ok":
                         print(f"{head}: {row['status']}", flush=True)
@@ -238,15 +250,16 @@ def run_networks(args: argparse.Namespace, device: torch.device) -> list[dict]:
                         f"baseline {row['baseline_ms']:.1f} ms, {row['speedup']:.2f}x{memory}",
                         flush=True,
                     )
-    return rows
 
 
-def write_results(args, device, machine, rows, network_rows, means) -> None:
+def write_results(args, device, machine, rows, network_rows, means, complete: bool = True) -> None:
+    """The .json/.md (and .csv/.png) files; `complete` False while rows are still coming in."""
     meta = run_metadata(device) | {
         "bandwidth_gbs": machine.bandwidth_gbs,
         "peak_tflops": machine.peak_tflops,
         "reps": args.reps,
         "input_sets": args.input_sets,
+        "complete": complete,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / (args.name or f"bench-{device.type}")
@@ -259,6 +272,8 @@ def write_results(args, device, machine, rows, network_rows, means) -> None:
         f"commit {meta['git_commit']}, csrc tree {meta['csrc_tree']}, torch {meta['torch']}",
         "",
     ]
+    if not complete:
+        md += ["**Partial**: the run stopped before every row was measured.", ""]
     written = [".json", ".md"]
     if rows:
         md += [markdown_table(rows), "Geometric mean speed-up over the shapes:", ""]
@@ -272,7 +287,8 @@ def write_results(args, device, machine, rows, network_rows, means) -> None:
         write_csv(network_rows, stem.parent / f"{stem.name}-networks.csv", NETWORK_CSV_COLUMNS)
         written.append("-networks.csv")
     stem.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print(f"\nwrote {stem}: " + ", ".join(written))
+    if complete:
+        print(f"\nwrote {stem}: " + ", ".join(written))
 
 
 if __name__ == "__main__":
