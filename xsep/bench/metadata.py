@@ -62,13 +62,14 @@ def run_metadata(device: torch.device) -> dict:
     """Device, versions, git commit and the tree hash of the csrc/ that was measured.
 
     csrc_tree is computed from the files (equal to `git rev-parse HEAD:csrc` when they are
-    committed), so it is right also in a copy without .git; git_commit then comes from the
-    XSEP_GIT_COMMIT variable, if the caller set it.
+    committed), so it is right also in a copy without .git; git_commit is the XSEP_GIT_COMMIT
+    variable where the caller set it, else the checkout's HEAD.
     """
     meta = {
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
-        "git_commit": _git("rev-parse", "HEAD") or os.environ.get("XSEP_GIT_COMMIT"),
+        # The variable wins: a copy's .git can lag behind the tree it was sent with.
+        "git_commit": os.environ.get("XSEP_GIT_COMMIT") or _git("rev-parse", "HEAD"),
         "csrc_tree": git_tree_hash(REPO / "csrc") if (REPO / "csrc").is_dir() else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
