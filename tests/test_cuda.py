@@ -125,3 +125,65 @@ def test_torch_compile_on_cuda():
     _, ref_grads = reference_outputs_and_grads(inputs, case.conv_args, grad_out, torch.bfloat16)
     for leaf, ref in zip(leaves, ref_grads, strict=True):
         torch.testing.assert_close(leaf.grad.float(), ref.float(), rtol=5e-2, atol=5e-2 * ref.abs().max().item())
+
+
+# Every forward kernel on the same cases: the choice (XSEP_FWD_KERNEL) is read once per process.
+FORCED_KERNEL_CHECK = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from sample_inputs import Case, make_inputs, assert_close_to_reference
+from xsep.bench.roofline import math_mode, tf32_enabled
+from xsep.ops import separable_conv2d
+from xsep.reference import separable_conv2d_reference
+cases = [
+    Case("partial_3x3_mult2", N=3, C=37, H=13, W=11, Cout=131, multiplier=2),
+    Case("s2_5x5_same", N=2, C=19, H=17, W=23, Cout=70, kernel=(5, 5), stride=2, padding="same"),
+    Case("d2_k7x1", N=1, C=33, H=29, W=9, Cout=129, kernel=(7, 1), dilation=(2, 1), padding=(6, 0)),
+    Case("wide_aligned", N=2, C=160, H=9, W=10, Cout=300),
+]
+for case in cases:
+    for mode in ["bf16", "fp16", "fp32-tf32", "fp32"]:
+        dtype, tf32 = math_mode(mode)
+        for layout in ["nchw", "channels_last", "strided"]:
+            for act in ["none", "elu"]:
+                inputs = make_inputs(case, dtype, layout, device="cuda")
+                args = dict(case.conv_args, intermediate_activation=act)
+                with tf32_enabled(tf32):
+                    y = separable_conv2d(*inputs, **args)
+                    unfused = separable_conv2d_reference(*inputs, **args)
+                    exact = separable_conv2d_reference(*[t.double() for t in inputs], **args)
+                    assert_close_to_reference(y, unfused, exact, what=f"{{case.id}} {{mode}} {{layout}} {{act}}")
+torch.cuda.synchronize()
+print("checked")
+"""
+
+
+@pytest.mark.parametrize("kernel", ["resident64", "resident32", "tiled"])
+def test_every_forward_kernel_matches_reference(kernel):
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, XSEP_FWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1")
+    result = subprocess.run(
+        [sys.executable, "-c", FORCED_KERNEL_CHECK.format(tests=tests)], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "checked" in result.stdout
+    name = {"resident64": "resident-bm64", "resident32": "resident-bm32", "tiled": "tiled"}[kernel]
+    assert f" {name}" in result.stderr, "the dispatch log does not name the forced kernel"
+
+
+def test_intermediate_too_wide_for_shared_memory_uses_the_tiled_kernel():
+    # 2000 fp32 channels x 32 pixels do not fit in one CTA's shared memory: the tiled kernel runs.
+    case = Case("wide_fp32", N=1, C=2000, H=5, W=6, Cout=40)
+    inputs = make_inputs(case, torch.float32, "channels_last", device="cuda")
+    y = separable_conv2d(*inputs, **case.conv_args)
+    exact = separable_conv2d_reference(*[t.double() for t in inputs], **case.conv_args)
+    assert_close_to_reference(y, separable_conv2d_reference(*inputs, **case.conv_args), exact)
+    code = (
+        "import torch, xsep.ops as o;"
+        "x = torch.randn(1, 2000, 5, 6, device='cuda').to(memory_format=torch.channels_last);"
+        "o.separable_conv2d(x, torch.randn(2000, 1, 3, 3, device='cuda'), torch.randn(40, 2000, 1, 1, device='cuda'),"
+        " padding=1); torch.cuda.synchronize()"
+    )
+    env = dict(os.environ, XSEP_LOG_DISPATCH="1")
+    log = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stderr
+    assert "tiled" in log, log

@@ -50,6 +50,10 @@ struct TensorCoreMma {
     const int warp = threadIdx.x / 32;
     warp_m = warp / Tile::kWarpsN;
     warp_n = warp % Tile::kWarpsN;
+    zero();
+  }
+
+  __device__ __forceinline__ void zero() {
 #pragma unroll
     for (int i = 0; i < kFm; ++i)
 #pragma unroll
@@ -64,20 +68,24 @@ struct TensorCoreMma {
     }
   }
 
-  __device__ __forceinline__ void step(const ARow* a, const ARow* b) {
+  __device__ __forceinline__ void step(const ARow* a, const ARow* b) { step(&a[0][0], Tile::kLdAB, &b[0][0], Tile::kLdAB); }
+
+  // The same with explicit leading dimensions (elements; multiples of 16 bytes, rows of 16 x 32-byte
+  // aligned as WMMA needs), for an A that is a column slice of a wider array.
+  __device__ __forceinline__ void step(const Operand* a, int lda, const Operand* b, int ldb) {
 #pragma unroll
     for (int kk = 0; kk < Tile::BK; kk += kK) {
       FragA fa[kFm];
       FragB fb[kFn];
 #pragma unroll
       for (int i = 0; i < kFm; ++i) {
-        nvcuda::wmma::load_matrix_sync(fa[i], &a[warp_m * Tile::WM + i * 16][kk], Tile::kLdAB);
+        nvcuda::wmma::load_matrix_sync(fa[i], a + (warp_m * Tile::WM + i * 16) * lda + kk, lda);
         round_to_tf32(fa[i]);
       }
 #pragma unroll
       for (int j = 0; j < kFn; ++j) {
-        // B is stored [n][k]: as the K x N operand that is column-major with leading dimension kLdAB.
-        nvcuda::wmma::load_matrix_sync(fb[j], &b[warp_n * Tile::WN + j * 16][kk], Tile::kLdAB);
+        // B is stored [n][k]: as the K x N operand that is column-major with leading dimension ldb.
+        nvcuda::wmma::load_matrix_sync(fb[j], b + (warp_n * Tile::WN + j * 16) * ldb + kk, ldb);
         round_to_tf32(fb[j]);
       }
 #pragma unroll
@@ -110,20 +118,26 @@ struct FfmaMma {
   __device__ __forceinline__ FfmaMma() {
     m0 = (threadIdx.x / kThreadsN) * kTm;
     n0 = (threadIdx.x % kThreadsN) * kTn;
+    zero();
+  }
+
+  __device__ __forceinline__ void zero() {
 #pragma unroll
     for (int i = 0; i < kTm; ++i)
 #pragma unroll
       for (int j = 0; j < kTn; ++j) acc[i][j] = 0.f;
   }
 
-  __device__ __forceinline__ void step(const ARow* a, const ARow* b) {
+  __device__ __forceinline__ void step(const ARow* a, const ARow* b) { step(&a[0][0], Tile::kLdAB, &b[0][0], Tile::kLdAB); }
+
+  __device__ __forceinline__ void step(const float* a, int lda, const float* b, int ldb) {
 #pragma unroll 2
     for (int k = 0; k < Tile::BK; ++k) {
       float fa[kTm], fb[kTn];
 #pragma unroll
-      for (int i = 0; i < kTm; ++i) fa[i] = a[m0 + i][k];
+      for (int i = 0; i < kTm; ++i) fa[i] = a[(m0 + i) * lda + k];
 #pragma unroll
-      for (int j = 0; j < kTn; ++j) fb[j] = b[n0 + j][k];
+      for (int j = 0; j < kTn; ++j) fb[j] = b[(n0 + j) * ldb + k];
 #pragma unroll
       for (int i = 0; i < kTm; ++i)
 #pragma unroll

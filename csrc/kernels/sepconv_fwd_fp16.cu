@@ -1,5 +1,5 @@
 #include "sepconv_fwd.h"
-#include "sepconv_fwd_kernel.cuh"
+#include "sepconv_fwd_launch.cuh"
 
 namespace xsep {
 

@@ -11,9 +11,9 @@
 // The epilogue stages the fp32 accumulators in shared memory, adds the bias and writes each
 // output element once, coalesced for the output's memory format.
 //
-// Not yet here (next steps, measured on the H100 first): cp.async double buffering of x and W,
-// vectorised 16-byte loads, a wider BN so the depthwise part is recomputed for fewer Cout tiles,
-// and wgmma/TMA on sm_90a.
+// This is the fallback for intermediates too wide for shared memory; the resident kernel
+// (sepconv_fwd_resident_kernel.cuh) computes each depthwise value once and runs everything else.
+// sepconv_fwd_launch.cuh chooses.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +22,7 @@
 
 #include "element_types.cuh"
 #include "mma_tile.cuh"
+#include "sepconv_fwd_pixels.cuh"
 #include "sepconv_params.h"
 
 namespace xsep {
@@ -54,11 +55,7 @@ struct FwdSharedStorage {
     Operands ops;
     float c[Traits::BM][Traits::kLdC];      // accumulators, staged for the epilogue
   };
-  // Per pixel of the tile, computed once: where its receptive field starts and where it goes.
-  int64_t x_base[Traits::BM];   // offset of x[n, 0, iy0, ix0] (iy0/ix0 may be negative: padding)
-  int64_t y_base[Traits::BM];   // offset of y[n, 0, oy, ox]; -1 past the last pixel
-  int iy0[Traits::BM];
-  int ix0[Traits::BM];
+  FwdPixelTable<Traits::BM> px;  // per pixel of the tile: where its receptive field starts, where it goes
 };
 
 // ---- the three phases ------------------------------------------------------------------------
@@ -84,11 +81,11 @@ __device__ __forceinline__ void depthwise_chunk(const SepConvParams& p, FwdShare
     const int k = Traits::kChannelsLast ? idx % BK : idx / BM;
     const int cm = k0 + k;
     float acc = 0.f;
-    if (cm < p.Cmid && s.y_base[m] >= 0) {
-      const int64_t xc = s.x_base[m] + static_cast<int64_t>(cm / p.M) * p.x_stride[1];
+    if (cm < p.Cmid && s.px.y_base[m] >= 0) {
+      const int64_t xc = s.px.x_base[m] + static_cast<int64_t>(cm / p.M) * p.x_stride[1];
       const T* __restrict__ wc = wdw + static_cast<int64_t>(cm) * kh * kw;
       auto tap = [&](int ky, int kx) {
-        const int iy = s.iy0[m] + ky * p.dh, ix = s.ix0[m] + kx * p.dw;
+        const int iy = s.px.iy0[m] + ky * p.dh, ix = s.px.ix0[m] + kx * p.dw;
         if (iy < 0 || iy >= p.H || ix < 0 || ix >= p.W) return;
         const int64_t off =
             xc + static_cast<int64_t>(ky) * p.dh * p.x_stride[2] + static_cast<int64_t>(kx) * p.dw * p.x_stride[3];
@@ -143,35 +140,17 @@ __device__ __forceinline__ void load_pointwise_chunk(const SepConvParams& p, Fwd
 // ---- the kernel ---------------------------------------------------------------------------------
 
 template <class Traits>
-__global__ void __launch_bounds__(Traits::kThreads, 2) sepconv_fwd_kernel(const SepConvParams p) {
+// Two CTAs per SM (128 registers); one for float32, whose operands take twice the registers.
+__global__ void __launch_bounds__(Traits::kThreads, std::is_same_v<typename Traits::T, float> ? 1 : 2)
+    sepconv_fwd_kernel(const SepConvParams p) {
   using T = typename Traits::T;
   constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kThreads = Traits::kThreads;
   __shared__ __align__(128) FwdSharedStorage<Traits> s;
 
-  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   const int64_t p0 = static_cast<int64_t>(blockIdx.x) * BM;
   const int co0 = blockIdx.y * BN;
 
-  // Where each pixel of the tile reads from and writes to: one 64-bit division per pixel per CTA.
-  if (threadIdx.x < BM) {
-    const int m = threadIdx.x;
-    const int64_t pix = p0 + m;
-    if (pix < pixels) {
-      const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
-      const int64_t n = pix / hw;
-      const int rem = static_cast<int>(pix - n * hw);
-      const int oy = rem / p.Wo, ox = rem % p.Wo;
-      const int iy0 = oy * p.sh - p.pt, ix0 = ox * p.sw - p.pl;
-      s.iy0[m] = iy0;
-      s.ix0[m] = ix0;
-      s.x_base[m] = n * p.x_stride[0] + static_cast<int64_t>(iy0) * p.x_stride[2] + static_cast<int64_t>(ix0) * p.x_stride[3];
-      s.y_base[m] = n * p.y_stride[0] + static_cast<int64_t>(oy) * p.y_stride[2] + static_cast<int64_t>(ox) * p.y_stride[3];
-    } else {
-      s.iy0[m] = s.ix0[m] = 0;
-      s.x_base[m] = 0;
-      s.y_base[m] = -1;
-    }
-  }
+  s.px.fill(p, p0);
   __syncthreads();
 
   BlockMma<Traits, Traits::kMath> mma;
@@ -198,38 +177,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 2) sepconv_fwd_kernel(const 
     const int m = Traits::kChannelsLast ? idx / BN : idx % BM;
     const int n = Traits::kChannelsLast ? idx % BN : idx / BM;
     const int co = co0 + n;
-    if (co >= p.Cout || s.y_base[m] < 0) continue;
+    if (co >= p.Cout || s.px.y_base[m] < 0) continue;
     float v = s.c[m][n];
     if (bias != nullptr) v += to_float(__ldg(bias + co));
-    y[s.y_base[m] + static_cast<int64_t>(co) * p.y_stride[1]] = from_float<T>(v);
+    y[s.px.y_base[m] + static_cast<int64_t>(co) * p.y_stride[1]] = from_float<T>(v);
   }
-}
-
-// ---- launch ---------------------------------------------------------------------------------------
-
-template <typename T, Math kMath>
-LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, const char* dtype_name) {
-  const bool k3x3 = p.kh == 3 && p.kw == 3;
-  auto launch = [&](auto traits) -> LaunchResult {
-    using Traits = decltype(traits);
-    const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-    const dim3 grid(static_cast<unsigned>((pixels + Traits::BM - 1) / Traits::BM),
-                    static_cast<unsigned>((p.Cout + Traits::BN - 1) / Traits::BN));
-    sepconv_fwd_kernel<Traits><<<grid, Traits::kThreads, 0, stream>>>(p);
-    return {static_cast<int>(cudaGetLastError()), nullptr};
-  };
-  LaunchResult r;
-  if (p.channels_last) {
-    r = k3x3 ? launch(FwdTraits<T, kMath, true, 3, 3>{}) : launch(FwdTraits<T, kMath, true, 0, 0>{});
-  } else {
-    r = k3x3 ? launch(FwdTraits<T, kMath, false, 3, 3>{}) : launch(FwdTraits<T, kMath, false, 0, 0>{});
-  }
-  static thread_local char name[96];
-  snprintf(name, sizeof(name), "forward %s %s %s %s", dtype_name,
-           kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
-           p.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel");
-  r.variant = name;
-  return r;
 }
 
 }  // namespace xsep

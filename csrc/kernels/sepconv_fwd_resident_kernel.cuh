@@ -1,0 +1,297 @@
+// The fused forward for layers whose intermediate rows fit in shared memory (every Xception layer
+// in 16-bit types): a CTA owns BM output pixels and *all* output channels, so each depthwise value
+// is computed once. (The tiled kernel, sepconv_fwd_kernel.cuh, recomputes the depthwise part for
+// every 128 output channels: 6x for a 728-channel layer; it remains for what does not fit here.)
+//
+//   1. Z[BM x Cmid] = depthwise(x) of the CTA's pixels into shared memory, rounded to the MMA input
+//      type (then the intermediate activation, in place). Every tap's load is issued before the
+//      FMAs that use it (out-of-image taps read a valid address and are masked), several elements
+//      per thread, so the loads overlap instead of waiting one by one.
+//   2. For each tile of BN output channels: Y = Z . W^T over Cmid in chunks of BK, the weight chunk
+//      k+1 copied (cp.async) while the tensor cores (or FFMA) work on chunk k.
+//   3. Epilogue per tile: accumulators staged in shared memory, bias, one rounding, coalesced writes.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "element_types.cuh"
+#include "mma_tile.cuh"
+#include "sepconv_fwd_pixels.cuh"
+#include "sepconv_params.h"
+
+namespace xsep {
+
+// BM = 64 (8 warps) or 32 (4 warps) pixels; BN = 128 output channels; BK = 32 channels per step.
+template <typename T_, Math kMath_, bool kChannelsLast_, int kKH_, int kKW_, int BM_>
+struct ResidentFwdTraits : GemmTile<T_, BM_, /*BN=*/128, /*BK=*/32, /*kWarpsM=*/BM_ / 32, /*kWarpsN=*/4> {
+  using T = T_;
+  static constexpr Math kMath = kMath_;
+  static constexpr bool kChannelsLast = kChannelsLast_;
+  static constexpr int kKH = kKH_;  // 0: kernel size known at run time only
+  static constexpr int kKW = kKW_;
+  // Depthwise elements per thread whose loads are in flight together (x taps for 3x3 at 2:
+  // 18 loads, and as many weights); fp32 values take twice the registers.
+  static constexpr int kBatch = std::is_same_v<T_, float> ? 1 : 2;
+  // 512 threads per SM at least (two CTAs of 64 pixels, four of 32): at most 128 registers; TF32
+  // with 32 pixels needs a few more (three CTAs of 32: 170).
+  static constexpr int kMinBlocks =
+      std::is_same_v<T_, float> && kMath_ == Math::kTensorCore && BM_ == 32 ? 3 : 512 / (BM_ / 32 * 4 * 32);
+};
+
+// Shared memory, dynamic: Z (BM rows of ldz operands), then the two weight-chunk buffers, which the
+// fp32 accumulator staging aliases (it is used between the last MMA step of a tile and the next
+// tile's first weight chunk).
+template <class Traits>
+struct ResidentFwdLayout {
+  using Operand = typename Traits::Operand;
+  static constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK;
+  static __host__ __device__ int kpad(int cmid) { return (cmid + BK - 1) / BK * BK; }
+  static __host__ __device__ int ldz(int cmid) { return kpad(cmid) + Traits::kPad; }
+  static __host__ __device__ size_t z_bytes(int cmid) {
+    return (static_cast<size_t>(BM) * ldz(cmid) * sizeof(Operand) + 127) / 128 * 128;
+  }
+  static constexpr size_t kWBytes = 2 * static_cast<size_t>(BN) * Traits::kLdAB * sizeof(Operand);
+  static constexpr size_t kCBytes = static_cast<size_t>(BM) * Traits::kLdC * sizeof(float);
+  static __host__ __device__ size_t bytes(int cmid) { return z_bytes(cmid) + (kWBytes > kCBytes ? kWBytes : kCBytes); }
+};
+
+// Z[m][k] for every pixel m of the tile and depthwise channel k < kpad (zero past Cmid and past
+// the last pixel).
+template <class Traits>
+__device__ __forceinline__ void resident_depthwise(const SepConvParams& p, const FwdPixelTable<Traits::BM>& px,
+                                                   typename Traits::Operand* z, int ldz, int kpad) {
+  using T = typename Traits::T;
+  using Operand = typename Traits::Operand;
+  constexpr int BM = Traits::BM, kThreads = Traits::kThreads, kBatch = Traits::kBatch;
+  constexpr bool kFixed = Traits::kKH > 0 && Traits::kKW > 0;
+  const int kh = kFixed ? Traits::kKH : p.kh;
+  const int kw = kFixed ? Traits::kKW : p.kw;
+  const T* __restrict__ x = static_cast<const T*>(p.x);
+  const T* __restrict__ wdw = static_cast<const T*>(p.dw_weight);
+  const int total = BM * kpad;
+  // channels_last: neighbouring threads take neighbouring channels (contiguous in x);
+  // NCHW: neighbouring threads take neighbouring pixels (contiguous along a row of x).
+  auto element = [&](int idx, int& m, int& k) {
+    m = Traits::kChannelsLast ? idx / kpad : idx % BM;
+    k = Traits::kChannelsLast ? idx % kpad : idx / BM;
+  };
+#pragma unroll 1
+  for (int base = threadIdx.x; base < total; base += kThreads * kBatch) {
+    float acc[kBatch];
+    if constexpr (kFixed) {
+      // All kBatch x taps loads first, then the FMAs.
+      T xv[kBatch][Traits::kKH * Traits::kKW];
+      T wv[kBatch][Traits::kKH * Traits::kKW];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int raw = base + b * kThreads;
+        int m, k;
+        element(raw < total ? raw : 0, m, k);  // m, k in range even for the batch's tail
+        const bool live = raw < total && k < p.Cmid && px.y_base[m] >= 0;
+        const int64_t xc = live ? px.x_base[m] + static_cast<int64_t>(k / p.M) * p.x_stride[1] : 0;
+        const T* wc = wdw + (live ? static_cast<int64_t>(k) * kh * kw : 0);
+#pragma unroll
+        for (int ky = 0; ky < Traits::kKH; ++ky)
+#pragma unroll
+          for (int kx = 0; kx < Traits::kKW; ++kx) {
+            const int iy = px.iy0[m] + ky * p.dh, ix = px.ix0[m] + kx * p.dw;
+            const bool inside = live && iy >= 0 && iy < p.H && ix >= 0 && ix < p.W;
+            const int64_t off = static_cast<int64_t>(ky) * p.dh * p.x_stride[2] +
+                                static_cast<int64_t>(kx) * p.dw * p.x_stride[3];
+            // Unconditional loads (a tap outside reads x[0], w[0]), masked after: a tap outside the
+            // image contributes exactly nothing, also when its weight is not finite.
+            const T xl = __ldg(x + (inside ? xc + off : 0));
+            const T wl = __ldg(wc + ky * Traits::kKW + kx);
+            xv[b][ky * Traits::kKW + kx] = inside ? xl : from_float<T>(0.f);
+            wv[b][ky * Traits::kKW + kx] = inside ? wl : from_float<T>(0.f);
+          }
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        acc[b] = 0.f;
+#pragma unroll
+        for (int t = 0; t < Traits::kKH * Traits::kKW; ++t) acc[b] = fmaf(to_float(xv[b][t]), to_float(wv[b][t]), acc[b]);
+      }
+    } else {
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int raw = base + b * kThreads;
+        acc[b] = 0.f;
+        if (raw >= total) continue;
+        int m, k;
+        element(raw, m, k);
+        if (k >= p.Cmid || px.y_base[m] < 0) continue;
+        const int64_t xc = px.x_base[m] + static_cast<int64_t>(k / p.M) * p.x_stride[1];
+        const T* wc = wdw + static_cast<int64_t>(k) * kh * kw;
+#pragma unroll 1
+        for (int ky = 0; ky < kh; ++ky) {
+          const int iy = px.iy0[m] + ky * p.dh;
+          if (iy < 0 || iy >= p.H) continue;
+#pragma unroll 1
+          for (int kx = 0; kx < kw; ++kx) {
+            const int ix = px.ix0[m] + kx * p.dw;
+            if (ix < 0 || ix >= p.W) continue;
+            const int64_t off = static_cast<int64_t>(ky) * p.dh * p.x_stride[2] +
+                                static_cast<int64_t>(kx) * p.dw * p.x_stride[3];
+            acc[b] = fmaf(to_float(__ldg(x + xc + off)), to_float(__ldg(wc + ky * kw + kx)), acc[b]);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int idx = base + b * kThreads;
+      if (idx >= total) break;
+      int m, k;
+      element(idx, m, k);
+      z[m * ldz + k] = from_float<Operand>(acc[b]);  // fp32 operands: exact; 16-bit: rounded as stored
+    }
+  }
+}
+
+// The intermediate activation over Z in place (its own pass: the depthwise loop keeps its registers).
+template <class Traits>
+__device__ __forceinline__ void resident_activate(const SepConvParams& p, typename Traits::Operand* z, int ldz,
+                                                  int kpad) {
+  using Operand = typename Traits::Operand;
+#pragma unroll 1
+  for (int idx = threadIdx.x; idx < Traits::BM * kpad; idx += Traits::kThreads) {
+    Operand& v = z[(idx / kpad) * ldz + idx % kpad];
+    v = from_float<Operand>(activate(p.activation, to_float(v)));
+  }
+}
+
+// One BN x BK chunk of the pointwise weight into shared memory (zero outside the matrix).
+// Where every 16-byte piece of a row is whole and aligned (Cmid a multiple of 16 bytes' worth of
+// elements, an aligned base: every Xception layer), cp.async copies it without registers, and the
+// copy of chunk k+1 overlaps the MMA of chunk k; else a plain load-store, one chunk at a time.
+template <class Traits>
+struct PointwiseChunks {
+  using T = typename Traits::T;
+  using Operand = typename Traits::Operand;
+  static_assert(sizeof(Operand) == sizeof(T), "the chunk is copied as stored");
+  static constexpr int BN = Traits::BN, BK = Traits::BK, kThreads = Traits::kThreads;
+  static constexpr int kVec = 16 / sizeof(T);  // elements per 16-byte copy
+  static constexpr int kVecsPerRow = BK / kVec;
+
+  __device__ __forceinline__ static bool can_copy_async(const SepConvParams& p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    return p.Cmid % kVec == 0 && reinterpret_cast<uintptr_t>(p.pw_weight) % 16 == 0;
+#else
+    return false;  // cp.async is sm_80+
+#endif
+  }
+
+  __device__ __forceinline__ static void copy_async(const SepConvParams& p, Operand* w, int co0, int k0) {
+    const T* __restrict__ wpw = static_cast<const T*>(p.pw_weight);
+#pragma unroll
+    for (int i = 0; i < BN * kVecsPerRow / kThreads; ++i) {
+      const int v = threadIdx.x + i * kThreads;
+      const int n = v / kVecsPerRow, k = (v % kVecsPerRow) * kVec;
+      const int co = co0 + n, cm = k0 + k;
+      const bool inside = co < p.Cout && cm < p.Cmid;  // whole 16 bytes in or out (Cmid % kVec == 0)
+      const T* src = inside ? wpw + static_cast<int64_t>(co) * p.Cmid + cm : wpw;
+      const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(w + n * Traits::kLdAB + k));
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+      // src-size 0: nothing is read and the 16 bytes are zero-filled.
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(inside ? 16 : 0));
+#endif
+    }
+  }
+
+  __device__ __forceinline__ static void commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+  }
+  // Every group but the most recent one has landed (this thread's copies).
+  __device__ __forceinline__ static void wait_all_but_last() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+#endif
+  }
+
+  __device__ __forceinline__ static void copy_sync(const SepConvParams& p, Operand* w, int co0, int k0) {
+    const T* __restrict__ wpw = static_cast<const T*>(p.pw_weight);
+#pragma unroll 2
+    for (int i = 0; i < BN * BK / kThreads; ++i) {
+      const int idx = threadIdx.x + i * kThreads;
+      const int n = idx / BK, k = idx % BK;  // neighbouring threads read along a row of W
+      const int co = co0 + n, cm = k0 + k;
+      w[n * Traits::kLdAB + k] =
+          (co < p.Cout && cm < p.Cmid) ? __ldg(wpw + static_cast<int64_t>(co) * p.Cmid + cm) : from_float<T>(0.f);
+    }
+  }
+};
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_fwd_resident_kernel(const SepConvParams p) {
+  using T = typename Traits::T;
+  using Operand = typename Traits::Operand;
+  using Layout = ResidentFwdLayout<Traits>;
+  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kThreads = Traits::kThreads;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ FwdPixelTable<BM> px;
+
+  const int kpad = Layout::kpad(p.Cmid), ldz = Layout::ldz(p.Cmid);
+  Operand* z = reinterpret_cast<Operand*>(smem);
+  Operand* w_buf = reinterpret_cast<Operand*>(smem + Layout::z_bytes(p.Cmid));
+  float* c = reinterpret_cast<float*>(smem + Layout::z_bytes(p.Cmid));  // aliases w_buf (see Layout)
+
+  px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
+  __syncthreads();
+  resident_depthwise<Traits>(p, px, z, ldz, kpad);
+  if (p.activation != Activation::kNone) {
+    __syncthreads();
+    resident_activate<Traits>(p, z, ldz, kpad);
+  }
+  // (The barrier before the first MMA step below also completes Z.)
+
+  T* __restrict__ y = static_cast<T*>(p.y);
+  const T* __restrict__ bias = static_cast<const T*>(p.bias);
+  BlockMma<Traits, Traits::kMath> mma;
+  using Chunks = PointwiseChunks<Traits>;
+  const bool async = Chunks::can_copy_async(p);
+  const int steps = kpad / BK;
+#pragma unroll 1
+  for (int co0 = 0; co0 < p.Cout; co0 += BN) {
+    mma.zero();
+    if (async) {
+      Chunks::copy_async(p, w_buf, co0, 0);
+      Chunks::commit();
+    }
+#pragma unroll 1
+    for (int step = 0; step < steps; ++step) {
+      Operand* w_now = w_buf + (step & 1) * BN * Traits::kLdAB;
+      if (async) {
+        // Chunk step+1 into the other buffer (last read in step-1, before the trailing barrier).
+        if (step + 1 < steps) Chunks::copy_async(p, w_buf + ((step + 1) & 1) * BN * Traits::kLdAB, co0, (step + 1) * BK);
+        Chunks::commit();  // possibly empty: keeps "all but the last group" meaning "chunk step"
+        Chunks::wait_all_but_last();
+      } else {
+        Chunks::copy_sync(p, w_now, co0, step * BK);
+      }
+      __syncthreads();  // chunk step (and, the first time, Z) complete for everyone
+      mma.step(z + step * BK, ldz, w_now, Traits::kLdAB);
+      __syncthreads();  // everyone done with w_now before it is refilled (or aliased by c)
+    }
+    mma.stage(reinterpret_cast<float(*)[Traits::kLdC]>(c));
+    __syncthreads();
+    // Epilogue: bias, round once, write. channels_last: neighbours along Cout; NCHW: along pixels.
+#pragma unroll 4
+    for (int i = 0; i < BM * BN / kThreads; ++i) {
+      const int idx = threadIdx.x + i * kThreads;
+      const int m = Traits::kChannelsLast ? idx / BN : idx % BM;
+      const int n = Traits::kChannelsLast ? idx % BN : idx / BM;
+      const int co = co0 + n;
+      if (co >= p.Cout || px.y_base[m] < 0) continue;
+      float v = c[m * Traits::kLdC + n];
+      if (bias != nullptr) v += to_float(__ldg(bias + co));
+      y[px.y_base[m] + static_cast<int64_t>(co) * p.y_stride[1]] = from_float<T>(v);
+    }
+    __syncthreads();  // the next tile's first chunk overwrites c
+  }
+}
+
+}  // namespace xsep
