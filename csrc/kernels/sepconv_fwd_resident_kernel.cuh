@@ -39,11 +39,9 @@ struct ResidentFwdTraits : GemmTile<T_, BM_, /*BN=*/128, /*BK=*/32, /*kWarpsM=*/
       std::is_same_v<T_, float> && kMath_ == Math::kTensorCore && BM_ == 32 ? 3 : 512 / (BM_ / 32 * 4 * 32);
 };
 
-// Shared memory, dynamic: Z (BM rows of ldz operands); for the specialised kernel sizes the
-// depthwise weights transposed to [tap][channel] (read from global memory per channel they would
-// be kh*kw elements apart across a warp: a dozen sectors per load); then the two weight-chunk
-// buffers, which the fp32 accumulator staging aliases (it is used between the last MMA step of a
-// tile and the next tile's first weight chunk).
+// Shared memory, dynamic: Z (BM rows of ldz operands), then the two weight-chunk buffers, which the
+// fp32 accumulator staging aliases (it is used between the last MMA step of a tile and the next
+// tile's first weight chunk).
 template <class Traits>
 struct ResidentFwdLayout {
   using Operand = typename Traits::Operand;
@@ -53,23 +51,16 @@ struct ResidentFwdLayout {
   static __host__ __device__ size_t z_bytes(int cmid) {
     return (static_cast<size_t>(BM) * ldz(cmid) * sizeof(Operand) + 127) / 128 * 128;
   }
-  static constexpr int kTaps = Traits::kKH * Traits::kKW;  // 0: kernel size known at run time only
-  static __host__ __device__ size_t dw_bytes(int cmid) {
-    return (static_cast<size_t>(kTaps) * kpad(cmid) * sizeof(typename Traits::T) + 127) / 128 * 128;
-  }
   static constexpr size_t kWBytes = 2 * static_cast<size_t>(BN) * Traits::kLdAB * sizeof(Operand);
   static constexpr size_t kCBytes = static_cast<size_t>(BM) * Traits::kLdC * sizeof(float);
-  static __host__ __device__ size_t bytes(int cmid) {
-    return z_bytes(cmid) + dw_bytes(cmid) + (kWBytes > kCBytes ? kWBytes : kCBytes);
-  }
+  static __host__ __device__ size_t bytes(int cmid) { return z_bytes(cmid) + (kWBytes > kCBytes ? kWBytes : kCBytes); }
 };
 
 // Z[m][k] for every pixel m of the tile and depthwise channel k < kpad (zero past Cmid and past
 // the last pixel).
 template <class Traits>
 __device__ __forceinline__ void resident_depthwise(const SepConvParams& p, const FwdPixelTable<Traits::BM>& px,
-                                                   const typename Traits::T* w_taps, typename Traits::Operand* z,
-                                                   int ldz, int kpad) {
+                                                   typename Traits::Operand* z, int ldz, int kpad) {
   using T = typename Traits::T;
   using Operand = typename Traits::Operand;
   constexpr int BM = Traits::BM, kThreads = Traits::kThreads, kBatch = Traits::kBatch;
@@ -99,6 +90,7 @@ __device__ __forceinline__ void resident_depthwise(const SepConvParams& p, const
         element(raw < total ? raw : 0, m, k);  // m, k in range even for the batch's tail
         const bool live = raw < total && k < p.Cmid && px.y_base[m] >= 0;
         const int64_t xc = live ? px.x_base[m] + static_cast<int64_t>(k / p.M) * p.x_stride[1] : 0;
+        const T* wc = wdw + (live ? static_cast<int64_t>(k) * kh * kw : 0);
 #pragma unroll
         for (int ky = 0; ky < Traits::kKH; ++ky)
 #pragma unroll
@@ -107,10 +99,10 @@ __device__ __forceinline__ void resident_depthwise(const SepConvParams& p, const
             const bool inside = live && iy >= 0 && iy < p.H && ix >= 0 && ix < p.W;
             const int64_t off = static_cast<int64_t>(ky) * p.dh * p.x_stride[2] +
                                 static_cast<int64_t>(kx) * p.dw * p.x_stride[3];
-            // Unconditional loads (a tap outside reads x[0]), masked after: a tap outside the
+            // Unconditional loads (a tap outside reads x[0], w[0]), masked after: a tap outside the
             // image contributes exactly nothing, also when its weight is not finite.
             const T xl = __ldg(x + (inside ? xc + off : 0));
-            const T wl = w_taps[(ky * Traits::kKW + kx) * kpad + k];
+            const T wl = __ldg(wc + ky * Traits::kKW + kx);
             xv[b][ky * Traits::kKW + kx] = inside ? xl : from_float<T>(0.f);
             wv[b][ky * Traits::kKW + kx] = inside ? wl : from_float<T>(0.f);
           }
@@ -244,22 +236,12 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_
 
   const int kpad = Layout::kpad(p.Cmid), ldz = Layout::ldz(p.Cmid);
   Operand* z = reinterpret_cast<Operand*>(smem);
-  T* w_taps = reinterpret_cast<T*>(smem + Layout::z_bytes(p.Cmid));
-  unsigned char* after_taps = smem + Layout::z_bytes(p.Cmid) + Layout::dw_bytes(p.Cmid);
-  Operand* w_buf = reinterpret_cast<Operand*>(after_taps);
-  float* c = reinterpret_cast<float*>(after_taps);  // aliases w_buf (see Layout)
+  Operand* w_buf = reinterpret_cast<Operand*>(smem + Layout::z_bytes(p.Cmid));
+  float* c = reinterpret_cast<float*>(smem + Layout::z_bytes(p.Cmid));  // aliases w_buf (see Layout)
 
   px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
-  if constexpr (Layout::kTaps > 0) {  // w_taps[tap][k] = dw_weight[k][tap], zero past Cmid
-    const T* __restrict__ wdw = static_cast<const T*>(p.dw_weight);
-#pragma unroll 1
-    for (int idx = threadIdx.x; idx < Layout::kTaps * kpad; idx += kThreads) {
-      const int k = idx / Layout::kTaps, tap = idx % Layout::kTaps;  // reads along dw_weight
-      w_taps[tap * kpad + k] = k < p.Cmid ? __ldg(wdw + idx) : from_float<T>(0.f);
-    }
-  }
   __syncthreads();
-  resident_depthwise<Traits>(p, px, w_taps, z, ldz, kpad);
+  resident_depthwise<Traits>(p, px, z, ldz, kpad);
   if (p.activation != Activation::kNone) {
     __syncthreads();
     resident_activate<Traits>(p, z, ldz, kpad);
