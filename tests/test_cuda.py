@@ -158,7 +158,7 @@ print("checked")
 """
 
 
-@pytest.mark.parametrize("kernel", ["resident64", "resident32", "tiled"])
+@pytest.mark.parametrize("kernel", ["resident", "tiled"])
 def test_every_forward_kernel_matches_reference(kernel):
     tests = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, XSEP_FWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1")
@@ -167,8 +167,7 @@ def test_every_forward_kernel_matches_reference(kernel):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
-    name = {"resident64": "resident-bm64", "resident32": "resident-bm32", "tiled": "tiled"}[kernel]
-    assert f" {name}" in result.stderr, "the dispatch log does not name the forced kernel"
+    assert f" {kernel}" in result.stderr, "the dispatch log does not name the forced kernel"
 
 
 def test_intermediate_too_wide_for_shared_memory_uses_the_tiled_kernel():

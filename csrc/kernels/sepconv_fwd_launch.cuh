@@ -1,9 +1,12 @@
-// Which forward kernel runs, and its launch: the resident kernel (BM = 64 or 32 pixels, all output
-// channels per CTA) where its shared memory fits, else the tiled kernel. Included by the per-dtype
-// .cu files.
+// Which forward kernel runs, and its launch: the resident kernel (32 pixels and all output channels
+// per CTA) where its shared memory fits, else the tiled kernel. Included by the per-dtype .cu files.
 //
-// XSEP_FWD_KERNEL=resident64 | resident32 | tiled forces a choice (where it fits) for benchmarking;
-// unset or auto: the rule in choose_forward_kernel.
+// 32 pixels rather than 64: on the H100 (benchmarks/results/gpu-forward-bf16-resident*.md) 32 was
+// as fast or faster on every Xception layer at N=32 and 128 (up to 1.5x on 728-channel layers:
+// three CTAs per SM instead of one), and it fits intermediates twice as wide.
+//
+// XSEP_FWD_KERNEL=resident | tiled forces a choice (resident only where it fits), for benchmarks
+// and tests; unset or auto: resident where it fits.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -19,54 +22,19 @@
 
 namespace xsep {
 
-enum class FwdKernel { kResident64, kResident32, kTiled };
+enum class FwdKernel { kResident, kTiled };
+constexpr int kResidentPixels = 32;
 
-inline FwdKernel forced_forward_kernel(bool& forced) {
-  static const char* env = std::getenv("XSEP_FWD_KERNEL");
-  forced = env != nullptr && std::strcmp(env, "auto") != 0 && env[0] != '\0';
-  if (!forced) return FwdKernel::kResident64;
-  if (std::strcmp(env, "resident32") == 0) return FwdKernel::kResident32;
-  if (std::strcmp(env, "tiled") == 0) return FwdKernel::kTiled;
-  return FwdKernel::kResident64;
-}
-
-// CTAs of `smem` dynamic bytes and `threads` threads that one SM holds at once.
-inline int ctas_per_sm(size_t smem, int threads, int smem_per_sm) {
-  const size_t per_cta = smem + 1024;  // the runtime reserves 1 KB per CTA
-  const int by_smem = static_cast<int>(static_cast<size_t>(smem_per_sm) / per_cta);
-  const int by_threads = 2048 / threads;
-  return by_smem < by_threads ? by_smem : by_threads;
-}
-
-// BM = 64 where it fits at two or more CTAs per SM and fills the GPU (half the weight traffic per
-// pixel of BM = 32); else BM = 32 (more CTAs per SM, more CTAs for small batches); else BM = 64 at
-// one CTA per SM; else the tiled kernel.
 template <typename T, Math kMath>
 FwdKernel choose_forward_kernel(const SepConvParams& p) {
-  using L64 = ResidentFwdLayout<ResidentFwdTraits<T, kMath, true, 3, 3, 64>>;
-  using L32 = ResidentFwdLayout<ResidentFwdTraits<T, kMath, true, 3, 3, 32>>;
-  int device = 0, sms = 0, smem_optin = 0, smem_per_sm = 0;
+  using Layout = ResidentFwdLayout<ResidentFwdTraits<T, kMath, true, 3, 3, kResidentPixels>>;
+  int device = 0, smem_optin = 0;
   cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
-  const size_t static64 = sizeof(FwdPixelTable<64>), static32 = sizeof(FwdPixelTable<32>);
-  const size_t bytes64 = L64::bytes(p.Cmid), bytes32 = L32::bytes(p.Cmid);
-  const bool fit64 = bytes64 + static64 <= static_cast<size_t>(smem_optin);
-  const bool fit32 = bytes32 + static32 <= static_cast<size_t>(smem_optin);
-  bool forced = false;
-  const FwdKernel wanted = forced_forward_kernel(forced);
-  if (forced) {
-    if (wanted == FwdKernel::kResident64 && fit64) return wanted;
-    if (wanted == FwdKernel::kResident32 && fit32) return wanted;
-    if (wanted == FwdKernel::kTiled) return wanted;
-  }
-  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  const int per_sm64 = ctas_per_sm(bytes64 + static64, 256, smem_per_sm);
-  if (fit64 && per_sm64 >= 2 && (pixels + 63) / 64 >= static_cast<int64_t>(sms) * per_sm64) return FwdKernel::kResident64;
-  if (fit32) return FwdKernel::kResident32;
-  if (fit64) return FwdKernel::kResident64;
-  return FwdKernel::kTiled;
+  const bool fits = Layout::bytes(p.Cmid) + sizeof(FwdPixelTable<kResidentPixels>) <= static_cast<size_t>(smem_optin);
+  static const char* forced = std::getenv("XSEP_FWD_KERNEL");
+  if (forced != nullptr && std::strcmp(forced, "tiled") == 0) return FwdKernel::kTiled;
+  return fits ? FwdKernel::kResident : FwdKernel::kTiled;
 }
 
 template <class Traits>
@@ -93,14 +61,9 @@ int launch_tiled(const SepConvParams& p, cudaStream_t stream) {
 // One memory format and kernel size (KH = KW = 0: any size) of the chosen kernel.
 template <typename T, Math kMath, bool kChannelsLast, int KH, int KW>
 int launch_forward_variant(const SepConvParams& p, cudaStream_t stream, FwdKernel which) {
-  switch (which) {
-    case FwdKernel::kResident64:
-      return launch_resident<ResidentFwdTraits<T, kMath, kChannelsLast, KH, KW, 64>>(p, stream);
-    case FwdKernel::kResident32:
-      return launch_resident<ResidentFwdTraits<T, kMath, kChannelsLast, KH, KW, 32>>(p, stream);
-    default:
-      return launch_tiled<FwdTraits<T, kMath, kChannelsLast, KH, KW>>(p, stream);
-  }
+  if (which == FwdKernel::kResident)
+    return launch_resident<ResidentFwdTraits<T, kMath, kChannelsLast, KH, KW, kResidentPixels>>(p, stream);
+  return launch_tiled<FwdTraits<T, kMath, kChannelsLast, KH, KW>>(p, stream);
 }
 
 template <typename T, Math kMath>
@@ -116,9 +79,7 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
                  : launch_forward_variant<T, kMath, false, 0, 0>(p, stream, which);
   }
   static thread_local char name[112];
-  const char* kernel = which == FwdKernel::kResident64 ? "resident-bm64"
-                       : which == FwdKernel::kResident32 ? "resident-bm32"
-                                                         : "tiled";
+  const char* kernel = which == FwdKernel::kResident ? "resident" : "tiled";
   snprintf(name, sizeof(name), "forward %s %s %s %s %s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
            p.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", kernel);

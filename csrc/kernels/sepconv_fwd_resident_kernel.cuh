@@ -22,7 +22,8 @@
 
 namespace xsep {
 
-// BM = 64 (8 warps) or 32 (4 warps) pixels; BN = 128 output channels; BK = 32 channels per step.
+// BM pixels (32 per warp row: the launcher uses 32, 4 warps); BN = 128 output channels; BK = 32
+// channels per step.
 template <typename T_, Math kMath_, bool kChannelsLast_, int kKH_, int kKW_, int BM_>
 struct ResidentFwdTraits : GemmTile<T_, BM_, /*BN=*/128, /*BK=*/32, /*kWarpsM=*/BM_ / 32, /*kWarpsN=*/4> {
   using T = T_;
