@@ -226,29 +226,19 @@ struct PointwiseChunks {
   }
 };
 
+// Phase 2 and 3, shared with the halo kernel: Y[m, :] = Z[m, :] . W^T + bias for the BM pixels
+// whose y offsets are y_base (-1: none), every output channel, from Z complete in shared memory
+// (after a barrier this function's first one provides). `after_z` is the shared memory past Z
+// and whatever else the caller keeps there: the weight-chunk buffers, aliased by the staging.
 template <class Traits>
-__global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_fwd_resident_kernel(const SepConvParams p) {
+__device__ __forceinline__ void resident_pointwise(const SepConvParams& p, const int64_t* y_base,
+                                                   const typename Traits::Operand* z, int ldz, int kpad,
+                                                   unsigned char* after_z) {
   using T = typename Traits::T;
   using Operand = typename Traits::Operand;
-  using Layout = ResidentFwdLayout<Traits>;
   constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kThreads = Traits::kThreads;
-  extern __shared__ __align__(128) unsigned char smem[];
-  __shared__ FwdPixelTable<BM> px;
-
-  const int kpad = Layout::kpad(p.Cmid), ldz = Layout::ldz(p.Cmid);
-  Operand* z = reinterpret_cast<Operand*>(smem);
-  Operand* w_buf = reinterpret_cast<Operand*>(smem + Layout::z_bytes(p.Cmid));
-  float* c = reinterpret_cast<float*>(smem + Layout::z_bytes(p.Cmid));  // aliases w_buf (see Layout)
-
-  px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
-  __syncthreads();
-  resident_depthwise<Traits>(p, px, z, ldz, kpad);
-  if (p.activation != Activation::kNone) {
-    __syncthreads();
-    resident_activate<Traits>(p, z, ldz, kpad);
-  }
-  // (The barrier before the first MMA step below also completes Z.)
-
+  Operand* w_buf = reinterpret_cast<Operand*>(after_z);
+  float* c = reinterpret_cast<float*>(after_z);  // aliases w_buf (see ResidentFwdLayout)
   T* __restrict__ y = static_cast<T*>(p.y);
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
   BlockMma<Traits, Traits::kMath> mma;
@@ -286,13 +276,32 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_
       const int m = Traits::kChannelsLast ? idx / BN : idx % BM;
       const int n = Traits::kChannelsLast ? idx % BN : idx / BM;
       const int co = co0 + n;
-      if (co >= p.Cout || px.y_base[m] < 0) continue;
+      if (co >= p.Cout || y_base[m] < 0) continue;
       float v = c[m * Traits::kLdC + n];
       if (bias != nullptr) v += to_float(__ldg(bias + co));
-      y[px.y_base[m] + static_cast<int64_t>(co) * p.y_stride[1]] = from_float<T>(v);
+      y[y_base[m] + static_cast<int64_t>(co) * p.y_stride[1]] = from_float<T>(v);
     }
     __syncthreads();  // the next tile's first chunk overwrites c
   }
+}
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_fwd_resident_kernel(const SepConvParams p) {
+  using Operand = typename Traits::Operand;
+  using Layout = ResidentFwdLayout<Traits>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ FwdPixelTable<Traits::BM> px;
+
+  const int kpad = Layout::kpad(p.Cmid), ldz = Layout::ldz(p.Cmid);
+  Operand* z = reinterpret_cast<Operand*>(smem);
+  px.fill(p, static_cast<int64_t>(blockIdx.x) * Traits::BM);
+  __syncthreads();
+  resident_depthwise<Traits>(p, px, z, ldz, kpad);
+  if (p.activation != Activation::kNone) {
+    __syncthreads();
+    resident_activate<Traits>(p, z, ldz, kpad);
+  }
+  resident_pointwise<Traits>(p, px.y_base, z, ldz, kpad, smem + Layout::z_bytes(p.Cmid));
 }
 
 }  // namespace xsep
