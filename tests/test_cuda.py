@@ -140,6 +140,8 @@ cases = [
     Case("s2_5x5_same", N=2, C=19, H=17, W=23, Cout=70, kernel=(5, 5), stride=2, padding="same"),
     Case("d2_k7x1", N=1, C=33, H=29, W=9, Cout=129, kernel=(7, 1), dilation=(2, 1), padding=(6, 0)),
     Case("wide_aligned", N=2, C=160, H=9, W=10, Cout=300),
+    Case("aligned_s2_same", N=2, C=64, H=37, W=37, Cout=96, stride=2, padding="same"),
+    Case("aligned_d2_5x5", N=1, C=24, H=20, W=21, Cout=40, kernel=(5, 5), dilation=2, padding=4),
 ]
 for case in cases:
     for mode in ["bf16", "fp16", "fp32-tf32", "fp32"]:
@@ -158,7 +160,8 @@ print("checked")
 """
 
 
-@pytest.mark.parametrize("kernel", ["resident", "tiled"])
+# halo: experimental, forced only here; it applies to the channels_last cases with C % 8 == 0.
+@pytest.mark.parametrize("kernel", ["resident", "tiled", "halo"])
 def test_every_forward_kernel_matches_reference(kernel):
     tests = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, XSEP_FWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1")

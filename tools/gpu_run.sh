@@ -9,12 +9,19 @@
 #   bash tools/gpu_run.sh build networks         # 34-layer stack + Xception, eager and compiled
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels
 #
-# No stage named: build tests sanitizer. Logs and result files go to $OUT (the device tool brings
-# that folder back) or to benchmarks/results/gpu-run. Bench result files are rewritten as rows come
+# No stage named: build tests sanitizer. Logs and result files go to $OUT/gpu-run.tgz (the device
+# tool brings $OUT back) or to benchmarks/results/gpu-run. Bench result files are rewritten as rows come
 # in, so a call cut short keeps what it measured. Exit status 1 if any stage failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-benchmarks/results/gpu-run}"
+# Under the device tool ($OUT set), which brings back at most 8 files, everything is packed into
+# $OUT/gpu-run.tgz on exit; elsewhere the files stay in benchmarks/results/gpu-run.
+if [ -n "${OUT:-}" ]; then
+  DEVICE_OUT="$OUT"; OUT="$DEVICE_OUT/gpu-run"
+  trap 'tar czf "$DEVICE_OUT/gpu-run.tgz" -C "$DEVICE_OUT" gpu-run && rm -rf "$OUT"' EXIT
+else
+  OUT=benchmarks/results/gpu-run
+fi
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 stages=("$@")
@@ -51,6 +58,11 @@ for stage in "${stages[@]}"; do
           python3 tools/sanitizer_cases.py > "$OUT/sanitizer-$tool.log" 2>&1 \
           && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
         tail -3 "$OUT/sanitizer-$tool.log"
+      done
+      # The experimental halo forward kernel (forced: it is not chosen automatically yet).
+      for tool in memcheck racecheck; do
+        XSEP_FWD_KERNEL=halo compute-sanitizer --tool "$tool" --error-exitcode 1 python3 tools/sanitizer_cases.py \
+          > "$OUT/sanitizer-halo-$tool.log" 2>&1 && echo "$tool (halo forward): clean" || { echo "$tool (halo forward): FAILED"; status=1; }
       done
       # The hostile-call and hostile-value tests under memcheck: no call may touch memory it does not own.
       compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q -p no:cacheprovider -m cuda \

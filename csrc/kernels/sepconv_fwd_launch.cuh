@@ -6,34 +6,52 @@
 // three CTAs per SM instead of one), and it fits intermediates twice as wide.
 //
 // XSEP_FWD_KERNEL=resident | tiled forces a choice (resident only where it fits), for benchmarks
-// and tests; unset or auto: resident where it fits.
+// and tests; unset or auto: resident where it fits. XSEP_FWD_KERNEL=halo runs the experimental
+// halo kernel (sepconv_fwd_halo_kernel.cuh) where it applies, the usual choice elsewhere.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
 #include "sepconv_fwd.h"
 #include "sepconv_fwd_kernel.cuh"
+#include "sepconv_fwd_halo_kernel.cuh"
 #include "sepconv_fwd_resident_kernel.cuh"
 
 namespace xsep {
 
-enum class FwdKernel { kResident, kTiled };
+enum class FwdKernel { kResident, kTiled, kHalo };
 constexpr int kResidentPixels = 32;
+
+// Where the halo kernel can run: see sepconv_fwd_halo_kernel.cuh.
+template <typename T, Math kMath>
+bool halo_applies(const SepConvParams& p, int smem_optin, int major) {
+  using Traits = ResidentFwdTraits<T, kMath, true, 3, 3, kHaloTile * kHaloTile>;
+  constexpr int kVec = HaloFwdLayout<Traits>::kVec;
+  const bool aligned = p.x_stride[0] % kVec == 0 && p.x_stride[2] % kVec == 0 && p.x_stride[3] % kVec == 0 &&
+                       reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.C % kVec == 0;
+  const int64_t tiles = static_cast<int64_t>(p.N) * ((p.Ho + kHaloTile - 1) / kHaloTile) * ((p.Wo + kHaloTile - 1) / kHaloTile);
+  return major >= 8 && p.channels_last && p.x_stride[1] == 1 && aligned && p.M == 1 && p.kh * p.kw <= kHaloMaxTaps &&
+         tiles <= INT32_MAX && HaloFwdLayout<Traits>::bytes(p) + 64 * sizeof(int64_t) <= static_cast<size_t>(smem_optin);
+}
 
 template <typename T, Math kMath>
 FwdKernel choose_forward_kernel(const SepConvParams& p) {
   using Layout = ResidentFwdLayout<ResidentFwdTraits<T, kMath, true, 3, 3, kResidentPixels>>;
-  int device = 0, smem_optin = 0;
+  int device = 0, smem_optin = 0, major = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
   const bool fits = Layout::bytes(p.Cmid) + sizeof(FwdPixelTable<kResidentPixels>) <= static_cast<size_t>(smem_optin);
   static const char* forced = std::getenv("XSEP_FWD_KERNEL");
   if (forced != nullptr && std::strcmp(forced, "tiled") == 0) return FwdKernel::kTiled;
+  if (forced != nullptr && std::strcmp(forced, "halo") == 0 && halo_applies<T, kMath>(p, smem_optin, major))
+    return FwdKernel::kHalo;
   return fits ? FwdKernel::kResident : FwdKernel::kTiled;
 }
 
@@ -46,6 +64,17 @@ int launch_resident(const SepConvParams& p, cudaStream_t stream) {
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   const dim3 grid(static_cast<unsigned>((pixels + Traits::BM - 1) / Traits::BM));
   kernel<<<grid, Traits::kThreads, bytes, stream>>>(p);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <class Traits>
+int launch_halo(const SepConvParams& p, cudaStream_t stream) {
+  const size_t bytes = HaloFwdLayout<Traits>::bytes(p);
+  const auto kernel = sepconv_fwd_halo_kernel<Traits>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (err != cudaSuccess) return static_cast<int>(err);
+  const int64_t tiles = static_cast<int64_t>(p.N) * ((p.Ho + kHaloTile - 1) / kHaloTile) * ((p.Wo + kHaloTile - 1) / kHaloTile);
+  kernel<<<static_cast<unsigned>(tiles), Traits::kThreads, bytes, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -63,6 +92,10 @@ template <typename T, Math kMath, bool kChannelsLast, int KH, int KW>
 int launch_forward_variant(const SepConvParams& p, cudaStream_t stream, FwdKernel which) {
   if (which == FwdKernel::kResident)
     return launch_resident<ResidentFwdTraits<T, kMath, kChannelsLast, KH, KW, kResidentPixels>>(p, stream);
+  if constexpr (kChannelsLast) {
+    if (which == FwdKernel::kHalo)
+      return launch_halo<ResidentFwdTraits<T, kMath, true, KH, KW, kHaloTile * kHaloTile>>(p, stream);
+  }
   return launch_tiled<FwdTraits<T, kMath, kChannelsLast, KH, KW>>(p, stream);
 }
 
@@ -79,7 +112,7 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
                  : launch_forward_variant<T, kMath, false, 0, 0>(p, stream, which);
   }
   static thread_local char name[112];
-  const char* kernel = which == FwdKernel::kResident ? "resident" : "tiled";
+  const char* kernel = which == FwdKernel::kResident ? "resident" : which == FwdKernel::kHalo ? "halo" : "tiled";
   snprintf(name, sizeof(name), "forward %s %s %s %s %s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
            p.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", kernel);
