@@ -45,7 +45,7 @@ IMPLS = ["xsep", "pytorch"]
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: f"{layer[0].name.replace(' ', '')}-N{layer[1]}")
 def test_layer(benchmark, layer, mode, direction, impl, memory_format):
     shape, n = layer
-    check = check_correct(shape, n, mode, DEVICE)
+    check = check_correct(shape, n, mode, DEVICE, direction)
     assert check["status"] == "ok", f"{check['status']} (error {check['max_error']:.3e})"
     dtype, tf32 = math_mode(mode)
     inputs, grads = layer_inputs(shape, n, dtype, FORMATS[memory_format], DEVICE, direction != "forward", 3)

@@ -8,9 +8,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from xsep.bench import run
 from xsep.bench.__main__ import main as bench_main
 from xsep.bench.metadata import REPO, git_tree_hash
+from xsep.bench.shapes import parse_shape
+from xsep.ops import separable_conv2d
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from compare import compare
@@ -95,3 +99,32 @@ def test_csrc_tree_hash_matches_git():
         pytest.skip("csrc/ has uncommitted changes")
     head = subprocess.run(["git", "rev-parse", "HEAD:csrc"], cwd=REPO, capture_output=True, text=True, check=True)
     assert git_tree_hash(REPO / "csrc") == head.stdout.strip()
+
+
+class _WrongGradX(torch.autograd.Function):
+    """The fused op's forward, with grad_x doubled: a backward a benchmark row must refuse to time."""
+
+    @staticmethod
+    def forward(ctx, x, dw, pw, b, stride, padding):
+        ctx.save_for_backward(x, dw, pw, b)
+        ctx.conv = (stride, padding)
+        return separable_conv2d(x, dw, pw, b, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        leaves = [t.detach().requires_grad_() for t in ctx.saved_tensors]
+        with torch.enable_grad():
+            separable_conv2d(*leaves, *ctx.conv).backward(grad_y)
+        grad_x, *rest = [t.grad for t in leaves]
+        return (2 * grad_x, *rest, None, None)
+
+
+def test_backward_rows_check_every_gradient(monkeypatch):
+    shape, n = parse_shape("2,8,7,7,12,3,1")
+    ok = run.check_correct(shape, n, "fp32", torch.device("cpu"), "backward")
+    assert ok["status"] == "ok"
+    assert set(ok["grad_errors"]) == {"grad x", "grad dw_weight", "grad pw_weight", "grad bias"}
+    monkeypatch.setattr(run, "separable_conv2d", lambda x, dw, pw, b, s, p: _WrongGradX.apply(x, dw, pw, b, s, p))
+    assert run.check_correct(shape, n, "fp32", torch.device("cpu"), "forward")["status"] == "ok"
+    wrong = run.check_correct(shape, n, "fp32", torch.device("cpu"), "backward")
+    assert wrong["status"].startswith("failed") and "grad x" in wrong["status"]

@@ -1,5 +1,6 @@
 """Measures one benchmark row: the fused op against the baselines, same shapes, dtype, memory
-format and process, after checking the fused output against the fp64 reference.
+format and process, after checking the fused output (and, for rows that time the backward, every
+gradient) against the fp64 reference.
 
 Baselines (each in NCHW and channels_last, the faster counting):
   pytorch    PyTorch's two convolutions (cuDNN / oneDNN) — the one the headline speed-up is against
@@ -115,25 +116,53 @@ def peak_mib(fn, device: torch.device) -> float | None:
     return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
-def check_correct(shape: LayerShape, n: int, mode: str, device: torch.device) -> dict:
-    """Max error of xsep and of the unfused op vs fp64 on up to 4 images; status ok or failed."""
+def check_correct(shape: LayerShape, n: int, mode: str, device: torch.device, direction: str = "forward") -> dict:
+    """Max error of xsep and of the unfused op vs fp64 on up to 4 images; status ok or failed.
+    Rows that time the backward also check all four gradients (`grad_errors`)."""
     dtype, tf32 = math_mode(mode)
     n_check = max(1, min(n, 4))
     gen = torch.Generator(device="cpu").manual_seed(1)
     x = torch.randn(n_check, shape.C, shape.H, shape.H, generator=gen).to(device, dtype)
     dw = (torch.randn(shape.C, 1, shape.kernel, shape.kernel, generator=gen) / shape.kernel).to(device, dtype)
     pw = (torch.randn(shape.Cout, shape.C, 1, 1, generator=gen) / shape.C**0.5).to(device, dtype)
+    b = (torch.randn(shape.Cout, generator=gen) / 10).to(device, dtype)
     pad = shape.kernel // 2
+    backward = direction != "forward"
+
+    def run(fn, tensors):
+        leaves = [t.detach().requires_grad_(backward) for t in tensors]
+        y = fn(*leaves, shape.stride, pad)
+        if not backward:
+            return y.detach(), []
+        y_shape = (n_check, shape.Cout, *y.shape[2:])
+        grad_out = torch.randn(y_shape, generator=torch.Generator(device="cpu").manual_seed(2)).to(device, y.dtype)
+        y.backward(grad_out)
+        return y.detach(), [t.grad for t in leaves]
+
+    x_cl = x.contiguous(memory_format=torch.channels_last)
     with tf32_enabled(tf32):
-        y = separable_conv2d(x.contiguous(memory_format=torch.channels_last), dw, pw, None, shape.stride, pad)
-        unfused = separable_conv2d_reference(x, dw, pw, None, shape.stride, pad)
-        exact = separable_conv2d_reference(x.double(), dw.double(), pw.double(), None, shape.stride, pad)
-        c = check_error(y, unfused, exact)  # under the TF32 setting y was made with: it sets the floor
-    return {
-        "max_error": c.error,
-        "max_error_unfused": c.error_unfused,
-        "status": "ok" if c.ok else "failed: output differs from the fp64 reference",
+        y, grads = run(separable_conv2d, (x_cl, dw, pw, b))
+        unfused, unfused_grads = run(separable_conv2d_reference, (x, dw, pw, b))
+        exact, exact_grads = run(separable_conv2d_reference, [t.double() for t in (x, dw, pw, b)])
+        # Under the TF32 setting y was made with: it sets the error floor.
+        checks = {"output": check_error(y, unfused, exact)}
+        if backward:
+            names = ("x", "dw_weight", "pw_weight", "bias")
+            for name, g, u, e in zip(names, grads, unfused_grads, exact_grads, strict=True):
+                checks[f"grad {name}"] = check_error(g, u, e)
+    wrong = [name for name, c in checks.items() if not c.ok]
+    row = {
+        "max_error": checks["output"].error,
+        "max_error_unfused": checks["output"].error_unfused,
+        "status": "ok" if not wrong else f"failed: {', '.join(wrong)} differ(s) from the fp64 reference",
     }
+    if backward:
+        row["grad_errors"] = {
+            name: {"error": c.error, "error_unfused": c.error_unfused, "bound": c.bound}
+            for name, c in checks.items()
+            if name != "output"
+        }
+    return row
 
 
 def measure_row(
@@ -155,7 +184,7 @@ def measure_row(
     row = {"shape": shape.name, "N": n, "C": shape.C, "H": shape.H, "W": shape.H, "Cout": shape.Cout}
     row |= {"kernel": shape.kernel, "stride": shape.stride, "count": shape.count}
     row |= {"mode": mode, "direction": direction}
-    row |= check_correct(shape, n, mode, device)
+    row |= check_correct(shape, n, mode, device, direction)
     if row["status"] != "ok":
         return row
 
