@@ -22,21 +22,20 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "sepconv_fwd_halo_plan.h"
 #include "sepconv_fwd_resident_kernel.cuh"
 
 namespace xsep {
 
-constexpr int kHaloTile = 8;       // output rows and columns per CTA: BM = 64 pixels
-constexpr int kHaloChunk = 32;     // channels staged per step (= the GEMM's BK, so Z's padding matches)
-constexpr int kHaloMaxTaps = 64;   // registers for one chunk's weights per thread
+constexpr int kHaloMaxTaps = 64;  // registers for one chunk's weights per thread
 
 template <class Traits>
 struct HaloFwdLayout {
   using T = typename Traits::T;
   static_assert(Traits::BM == kHaloTile * kHaloTile && Traits::BK == kHaloChunk && Traits::kChannelsLast);
   static constexpr int kVec = 16 / sizeof(T);  // channels per 16-byte copy
-  static __host__ __device__ int halo_h(const SepConvParams& p) { return (kHaloTile - 1) * p.sh + (p.kh - 1) * p.dh + 1; }
-  static __host__ __device__ int halo_w(const SepConvParams& p) { return (kHaloTile - 1) * p.sw + (p.kw - 1) * p.dw + 1; }
+  static __host__ __device__ int halo_h(const SepConvParams& p) { return halo_extent(p.sh, p.kh, p.dh); }
+  static __host__ __device__ int halo_w(const SepConvParams& p) { return halo_extent(p.sw, p.kw, p.dw); }
   static __host__ __device__ size_t round128(size_t b) { return (b + 127) / 128 * 128; }
   // Two halo buffers [pixel][32 channels], two weight buffers [tap][32 channels].
   static __host__ __device__ size_t x_bytes(const SepConvParams& p) {
@@ -72,7 +71,7 @@ __device__ __forceinline__ void halo_depthwise(const SepConvParams& p, int64_t n
   const int kh = kFixed ? Traits::kKH : p.kh, kw = kFixed ? Traits::kKW : p.kw;
   const int taps = kh * kw;
   const int hh = Layout::halo_h(p), hw = Layout::halo_w(p), halo_px = hh * hw;
-  const int iy_org = oy0 * p.sh - p.pt, ix_org = ox0 * p.sw - p.pl;
+  const int iy_org = halo_origin(oy0, p.sh, p.pt), ix_org = halo_origin(ox0, p.sw, p.pl);
   const T* __restrict__ x = static_cast<const T*>(p.x);
   const T* __restrict__ wdw = static_cast<const T*>(p.dw_weight);
   // Two buffers each (chunk c uses buffer c & 1), addressed by offset (no arrays of pointers:
@@ -98,9 +97,9 @@ __device__ __forceinline__ void halo_depthwise(const SepConvParams& p, int64_t n
       T* dst = buf + hp * kHaloChunk + g * kVec;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
       // src-size 0: nothing is read and the 16 bytes are zero-filled.
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(static_cast<unsigned>(
-                       __cvta_generic_to_shared(dst))),
-                   "l"(src), "r"(inside ? 16 : 0));
+      asm volatile(
+          "cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(static_cast<unsigned>(__cvta_generic_to_shared(dst))),
+          "l"(src), "r"(inside ? 16 : 0));
 #else
       *reinterpret_cast<uint4*>(dst) = inside ? *reinterpret_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
 #endif
@@ -123,7 +122,7 @@ __device__ __forceinline__ void halo_depthwise(const SepConvParams& p, int64_t n
 #pragma unroll
     for (int i = 0; i < kWPerThread; ++i) {
       const int idx = threadIdx.x + i * kThreads;
-      if (idx < kHaloChunk * taps) buf[(idx % taps) * kHaloChunk + idx / taps] = w_next[i];
+      if (idx < kHaloChunk * taps) buf[halo_weight_slot(idx, taps)] = w_next[i];
     }
   };
 
@@ -134,8 +133,9 @@ __device__ __forceinline__ void halo_depthwise(const SepConvParams& p, int64_t n
 #pragma unroll 1
   for (int c = 0; c < chunks; ++c) {
     const bool more = c + 1 < chunks;
-    if (more) stage_x(c + 1, xs0 + ((c + 1) & 1) * x_buf);  // that buffer was last read in c-1, before the barrier below
-    Copies::commit();  // possibly empty: "all but the last group" = chunk c
+    if (more)
+      stage_x(c + 1, xs0 + ((c + 1) & 1) * x_buf);  // that buffer was last read in c-1, before the barrier below
+    Copies::commit();                               // possibly empty: "all but the last group" = chunk c
     if (more) fetch_w(c + 1);
     Copies::wait_all_but_last();
     __syncthreads();  // chunk c's halo and weights visible to every thread
@@ -150,7 +150,7 @@ __device__ __forceinline__ void halo_depthwise(const SepConvParams& p, int64_t n
 #pragma unroll
       for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
       auto tap = [&](int ky, int kx) {
-        const int hp = (r * p.sh + ky * p.dh) * hw + col * p.sw + kx * p.dw;
+        const int hp = halo_index(r, col, ky, kx, p.sh, p.sw, p.dh, p.dw, hw);
         Vec16<T> xv, wv;  // 16-byte shared loads, taken apart in registers
         xv.u = *reinterpret_cast<const uint4*>(xb + hp * kHaloChunk + g * kVec);
         wv.u = *reinterpret_cast<const uint4*>(wb + (ky * kw + kx) * kHaloChunk + g * kVec);
@@ -176,7 +176,7 @@ __device__ __forceinline__ void halo_depthwise(const SepConvParams& p, int64_t n
       *reinterpret_cast<uint4*>(z + m * ldz + c * kHaloChunk + g * kVec) = out.u;
     }
     if (more) store_w(ws0 + ((c + 1) & 1) * w_buf);  // last read in c-1, before the barrier below
-    __syncthreads();  // done with chunk c's buffers before they are refilled
+    __syncthreads();                                 // done with chunk c's buffers before they are refilled
   }
 }
 
@@ -189,13 +189,12 @@ __global__ void __launch_bounds__(Traits::kThreads, std::is_same_v<typename Trai
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int64_t y_base[Traits::BM];
 
-  const int tiles_x = (p.Wo + kHaloTile - 1) / kHaloTile, tiles_y = (p.Ho + kHaloTile - 1) / kHaloTile;
-  const int64_t tile = blockIdx.x;
-  const int tx = static_cast<int>(tile % tiles_x), ty = static_cast<int>((tile / tiles_x) % tiles_y);
-  const int64_t n = tile / (static_cast<int64_t>(tiles_x) * tiles_y);
-  const int oy0 = ty * kHaloTile, ox0 = tx * kHaloTile;
+  const HaloTile tile = halo_tile(blockIdx.x, p.Ho, p.Wo);
+  const int64_t n = tile.n;
+  const int oy0 = tile.oy0, ox0 = tile.ox0;
   if (threadIdx.x < Traits::BM) {
-    const int oy = oy0 + static_cast<int>(threadIdx.x) / kHaloTile, ox = ox0 + static_cast<int>(threadIdx.x) % kHaloTile;
+    const int oy = oy0 + static_cast<int>(threadIdx.x) / kHaloTile,
+              ox = ox0 + static_cast<int>(threadIdx.x) % kHaloTile;
     y_base[threadIdx.x] = oy < p.Ho && ox < p.Wo ? n * p.y_stride[0] + static_cast<int64_t>(oy) * p.y_stride[2] +
                                                        static_cast<int64_t>(ox) * p.y_stride[3]
                                                  : -1;

@@ -12,15 +12,15 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
 #include "sepconv_fwd.h"
-#include "sepconv_fwd_kernel.cuh"
 #include "sepconv_fwd_halo_kernel.cuh"
+#include "sepconv_fwd_kernel.cuh"
 #include "sepconv_fwd_resident_kernel.cuh"
 
 namespace xsep {
@@ -35,9 +35,10 @@ bool halo_applies(const SepConvParams& p, int smem_optin, int major) {
   constexpr int kVec = HaloFwdLayout<Traits>::kVec;
   const bool aligned = p.x_stride[0] % kVec == 0 && p.x_stride[2] % kVec == 0 && p.x_stride[3] % kVec == 0 &&
                        reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.C % kVec == 0;
-  const int64_t tiles = static_cast<int64_t>(p.N) * ((p.Ho + kHaloTile - 1) / kHaloTile) * ((p.Wo + kHaloTile - 1) / kHaloTile);
+  const int64_t tiles = halo_tile_count(p.N, p.Ho, p.Wo);
   return major >= 8 && p.channels_last && p.x_stride[1] == 1 && aligned && p.M == 1 && p.kh * p.kw <= kHaloMaxTaps &&
-         tiles <= INT32_MAX && HaloFwdLayout<Traits>::bytes(p) + 64 * sizeof(int64_t) <= static_cast<size_t>(smem_optin);
+         tiles <= INT32_MAX &&
+         HaloFwdLayout<Traits>::bytes(p) + 64 * sizeof(int64_t) <= static_cast<size_t>(smem_optin);
 }
 
 template <typename T, Math kMath>
@@ -73,7 +74,7 @@ int launch_halo(const SepConvParams& p, cudaStream_t stream) {
   const auto kernel = sepconv_fwd_halo_kernel<Traits>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   if (err != cudaSuccess) return static_cast<int>(err);
-  const int64_t tiles = static_cast<int64_t>(p.N) * ((p.Ho + kHaloTile - 1) / kHaloTile) * ((p.Wo + kHaloTile - 1) / kHaloTile);
+  const int64_t tiles = halo_tile_count(p.N, p.Ho, p.Wo);
   kernel<<<static_cast<unsigned>(tiles), Traits::kThreads, bytes, stream>>>(p);
   return static_cast<int>(cudaGetLastError());
 }

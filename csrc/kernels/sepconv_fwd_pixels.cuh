@@ -29,8 +29,10 @@ struct FwdPixelTable {
       const int iy = oy * p.sh - p.pt, ix = ox * p.sw - p.pl;
       iy0[m] = iy;
       ix0[m] = ix;
-      x_base[m] = n * p.x_stride[0] + static_cast<int64_t>(iy) * p.x_stride[2] + static_cast<int64_t>(ix) * p.x_stride[3];
-      y_base[m] = n * p.y_stride[0] + static_cast<int64_t>(oy) * p.y_stride[2] + static_cast<int64_t>(ox) * p.y_stride[3];
+      x_base[m] =
+          n * p.x_stride[0] + static_cast<int64_t>(iy) * p.x_stride[2] + static_cast<int64_t>(ix) * p.x_stride[3];
+      y_base[m] =
+          n * p.y_stride[0] + static_cast<int64_t>(oy) * p.y_stride[2] + static_cast<int64_t>(ox) * p.y_stride[3];
     } else {
       iy0[m] = ix0[m] = 0;
       x_base[m] = 0;

@@ -98,8 +98,8 @@ __device__ __forceinline__ void resident_depthwise(const SepConvParams& p, const
           for (int kx = 0; kx < Traits::kKW; ++kx) {
             const int iy = px.iy0[m] + ky * p.dh, ix = px.ix0[m] + kx * p.dw;
             const bool inside = live && iy >= 0 && iy < p.H && ix >= 0 && ix < p.W;
-            const int64_t off = static_cast<int64_t>(ky) * p.dh * p.x_stride[2] +
-                                static_cast<int64_t>(kx) * p.dw * p.x_stride[3];
+            const int64_t off =
+                static_cast<int64_t>(ky) * p.dh * p.x_stride[2] + static_cast<int64_t>(kx) * p.dw * p.x_stride[3];
             // Unconditional loads (a tap outside reads x[0], w[0]), masked after: a tap outside the
             // image contributes exactly nothing, also when its weight is not finite.
             const T xl = __ldg(x + (inside ? xc + off : 0));
@@ -112,7 +112,8 @@ __device__ __forceinline__ void resident_depthwise(const SepConvParams& p, const
       for (int b = 0; b < kBatch; ++b) {
         acc[b] = 0.f;
 #pragma unroll
-        for (int t = 0; t < Traits::kKH * Traits::kKW; ++t) acc[b] = fmaf(to_float(xv[b][t]), to_float(wv[b][t]), acc[b]);
+        for (int t = 0; t < Traits::kKH * Traits::kKW; ++t)
+          acc[b] = fmaf(to_float(xv[b][t]), to_float(wv[b][t]), acc[b]);
       }
     } else {
 #pragma unroll
@@ -133,8 +134,8 @@ __device__ __forceinline__ void resident_depthwise(const SepConvParams& p, const
           for (int kx = 0; kx < kw; ++kx) {
             const int ix = px.ix0[m] + kx * p.dw;
             if (ix < 0 || ix >= p.W) continue;
-            const int64_t off = static_cast<int64_t>(ky) * p.dh * p.x_stride[2] +
-                                static_cast<int64_t>(kx) * p.dw * p.x_stride[3];
+            const int64_t off =
+                static_cast<int64_t>(ky) * p.dh * p.x_stride[2] + static_cast<int64_t>(kx) * p.dw * p.x_stride[3];
             acc[b] = fmaf(to_float(__ldg(x + xc + off)), to_float(__ldg(wc + ky * kw + kx)), acc[b]);
           }
         }
@@ -257,7 +258,8 @@ __device__ __forceinline__ void resident_pointwise(const SepConvParams& p, const
       Operand* w_now = w_buf + (step & 1) * BN * Traits::kLdAB;
       if (async) {
         // Chunk step+1 into the other buffer (last read in step-1, before the trailing barrier).
-        if (step + 1 < steps) Chunks::copy_async(p, w_buf + ((step + 1) & 1) * BN * Traits::kLdAB, co0, (step + 1) * BK);
+        if (step + 1 < steps)
+          Chunks::copy_async(p, w_buf + ((step + 1) & 1) * BN * Traits::kLdAB, co0, (step + 1) * BK);
         Chunks::commit();  // possibly empty: keeps "all but the last group" meaning "chunk step"
         Chunks::wait_all_but_last();
       } else {
@@ -267,7 +269,7 @@ __device__ __forceinline__ void resident_pointwise(const SepConvParams& p, const
       mma.step(z + step * BK, ldz, w_now, Traits::kLdAB);
       __syncthreads();  // everyone done with w_now before it is refilled (or aliased by c)
     }
-    mma.stage(reinterpret_cast<float(*)[Traits::kLdC]>(c));
+    mma.stage(reinterpret_cast<float (*)[Traits::kLdC]>(c));
     __syncthreads();
     // Epilogue: bias, round once, write. channels_last: neighbours along Cout; NCHW: along pixels.
 #pragma unroll 4
@@ -286,7 +288,8 @@ __device__ __forceinline__ void resident_pointwise(const SepConvParams& p, const
 }
 
 template <class Traits>
-__global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_fwd_resident_kernel(const SepConvParams p) {
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
+    sepconv_fwd_resident_kernel(const SepConvParams p) {
   using Operand = typename Traits::Operand;
   using Layout = ResidentFwdLayout<Traits>;
   extern __shared__ __align__(128) unsigned char smem[];
