@@ -7,6 +7,7 @@
 #   bash tools/gpu_run.sh build bench            # every Xception layer, bf16 + TF32, 3 directions (~7 min)
 #   bash tools/gpu_run.sh build bench-more       # the same in fp16 and exact fp32 (~7 min)
 #   bash tools/gpu_run.sh build networks         # 34-layer stack + Xception, eager and compiled
+#   bash tools/gpu_run.sh build forward-kernels  # the forward kernels against each other (~3 min)
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels
 #
 # No stage named: build tests sanitizer. Logs and result files go to $OUT/gpu-run.tgz (the device
@@ -77,6 +78,13 @@ for stage in "${stages[@]}"; do
         --out "$OUT" --name "gpu-layers-${modes//,/-}" 2>&1 | grep -v "row/s" | tail -40
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
+    forward-kernels)
+      step "forward kernels compared: resident (default), halo (experimental), tiled; bf16 and TF32"
+      for kernel in resident halo tiled; do
+        XSEP_FWD_KERNEL=$kernel python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 \
+          --out "$OUT" --name "gpu-forward-$kernel" 2>&1 | grep -E "geometric|  (bf16|fp32)" || status=1
+      done
+      ;;
     profile)
       step "Nsight Compute: the forward and backward kernels of 728->728 @19, N=32, bf16"
       ncu --set full -k regex:sepconv --launch-skip 4 --launch-count 4 -f -o "$OUT/profile" \
@@ -90,7 +98,7 @@ for stage in "${stages[@]}"; do
       python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
-    *) echo "unknown stage $stage (build, tests, sanitizer, bench, bench-more, networks, profile)"; exit 2 ;;
+    *) echo "unknown stage $stage (build, tests, sanitizer, bench, bench-more, networks, forward-kernels, profile)"; exit 2 ;;
   esac
 done
 exit $status
