@@ -84,13 +84,14 @@ def test_offsets_past_2_pow_31():
     assert_close_to_reference(y[-1:, :, -33:, -33:], unfused, exact)
 
 
-def dispatch_log(dtype: str, memory_format: str) -> str:
+def dispatch_log(dtype: str, memory_format: str, channels: int = 8, out_channels: int = 16) -> str:
     """stderr of one op call in a fresh process with XSEP_LOG_DISPATCH=1 (the log is set up once)."""
     code = (
         "import torch, xsep.ops as o;"
-        f"x = torch.randn(2, 8, 9, 9, dtype=torch.{dtype}, device='cuda').to(memory_format=torch.{memory_format});"
-        "o.separable_conv2d(x, torch.randn(8, 1, 3, 3, dtype=x.dtype, device='cuda'),"
-        " torch.randn(16, 8, 1, 1, dtype=x.dtype, device='cuda'), padding=1);"
+        f"x = torch.randn(2, {channels}, 9, 9, dtype=torch.{dtype}, device='cuda')"
+        f".to(memory_format=torch.{memory_format});"
+        f"o.separable_conv2d(x, torch.randn({channels}, 1, 3, 3, dtype=x.dtype, device='cuda'),"
+        f" torch.randn({out_channels}, {channels}, 1, 1, dtype=x.dtype, device='cuda'), padding=1);"
         "torch.cuda.synchronize()"
     )
     env = dict(os.environ, XSEP_LOG_DISPATCH="1")
@@ -180,12 +181,5 @@ def test_intermediate_too_wide_for_shared_memory_uses_the_tiled_kernel():
     y = separable_conv2d(*inputs, **case.conv_args)
     exact = separable_conv2d_reference(*[t.double() for t in inputs], **case.conv_args)
     assert_close_to_reference(y, separable_conv2d_reference(*inputs, **case.conv_args), exact)
-    code = (
-        "import torch, xsep.ops as o;"
-        "x = torch.randn(1, 2000, 5, 6, device='cuda').to(memory_format=torch.channels_last);"
-        "o.separable_conv2d(x, torch.randn(2000, 1, 3, 3, device='cuda'), torch.randn(40, 2000, 1, 1, device='cuda'),"
-        " padding=1); torch.cuda.synchronize()"
-    )
-    env = dict(os.environ, XSEP_LOG_DISPATCH="1")
-    log = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stderr
+    log = dispatch_log("float32", "channels_last", channels=2000, out_channels=40)
     assert "tiled" in log, log

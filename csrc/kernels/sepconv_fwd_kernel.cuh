@@ -22,6 +22,7 @@
 
 #include "element_types.cuh"
 #include "mma_tile.cuh"
+#include "sepconv_fwd_epilogue.cuh"
 #include "sepconv_fwd_pixels.cuh"
 #include "sepconv_params.h"
 
@@ -32,10 +33,10 @@ namespace xsep {
 template <typename T_, Math kMath_, bool kChannelsLast_, int kKH_, int kKW_>
 struct FwdTraits : GemmTile<T_, /*BM=*/64, /*BN=*/128, /*BK=*/32, /*kWarpsM=*/2, /*kWarpsN=*/4> {
   // BM output pixels x BN output channels per CTA, BK depthwise channels per chunk.
-  using T = T_;                            // x, weights, y
+  using T = T_;  // x, weights, y
   static constexpr Math kMath = kMath_;
   static constexpr bool kChannelsLast = kChannelsLast_;
-  static constexpr int kKH = kKH_;         // 0: kernel size known at run time only
+  static constexpr int kKH = kKH_;  // 0: kernel size known at run time only
   static constexpr int kKW = kKW_;
   // Depthwise elements in flight per thread: two for 16-bit types; fp32 operands (TF32 or FFMA)
   // take twice the registers, which leaves room for one under the 128-register cap.
@@ -48,12 +49,12 @@ template <class Traits>
 struct FwdSharedStorage {
   using Operand = typename Traits::Operand;
   struct Operands {
-    Operand z[Traits::BM][Traits::kLdAB];   // A: depthwise result, row = pixel
-    Operand w[Traits::BN][Traits::kLdAB];   // B^T: pointwise weight, row = output channel
+    Operand z[Traits::BM][Traits::kLdAB];  // A: depthwise result, row = pixel
+    Operand w[Traits::BN][Traits::kLdAB];  // B^T: pointwise weight, row = output channel
   };
   union {
     Operands ops;
-    float c[Traits::BM][Traits::kLdC];      // accumulators, staged for the epilogue
+    float c[Traits::BM][Traits::kLdC];  // accumulators, staged for the epilogue
   };
   FwdPixelTable<Traits::BM> px;  // per pixel of the tile: where its receptive field starts, where it goes
 };
@@ -139,12 +140,11 @@ __device__ __forceinline__ void load_pointwise_chunk(const SepConvParams& p, Fwd
 
 // ---- the kernel ---------------------------------------------------------------------------------
 
-template <class Traits>
 // Two CTAs per SM (128 registers); one for float32, whose operands take twice the registers.
+template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads, std::is_same_v<typename Traits::T, float> ? 1 : 2)
     sepconv_fwd_kernel(const SepConvParams p) {
-  using T = typename Traits::T;
-  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kThreads = Traits::kThreads;
+  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK;
   __shared__ __align__(128) FwdSharedStorage<Traits> s;
 
   const int64_t p0 = static_cast<int64_t>(blockIdx.x) * BM;
@@ -168,20 +168,7 @@ __global__ void __launch_bounds__(Traits::kThreads, std::is_same_v<typename Trai
   mma.stage(s.c);  // s.c aliases the operands: safe after the barrier above
   __syncthreads();
 
-  // Epilogue: bias, round once, write. channels_last: neighbours along Cout; NCHW: along pixels.
-  T* __restrict__ y = static_cast<T*>(p.y);
-  const T* __restrict__ bias = static_cast<const T*>(p.bias);
-#pragma unroll 4
-  for (int i = 0; i < BM * BN / kThreads; ++i) {
-    const int idx = threadIdx.x + i * kThreads;
-    const int m = Traits::kChannelsLast ? idx / BN : idx % BM;
-    const int n = Traits::kChannelsLast ? idx % BN : idx / BM;
-    const int co = co0 + n;
-    if (co >= p.Cout || s.px.y_base[m] < 0) continue;
-    float v = s.c[m][n];
-    if (bias != nullptr) v += to_float(__ldg(bias + co));
-    y[s.px.y_base[m] + static_cast<int64_t>(co) * p.y_stride[1]] = from_float<T>(v);
-  }
+  store_output_tile<Traits>(p, s.px.y_base, &s.c[0][0], co0);
 }
 
 }  // namespace xsep

@@ -17,6 +17,7 @@
 
 #include "element_types.cuh"
 #include "mma_tile.cuh"
+#include "sepconv_fwd_epilogue.cuh"
 #include "sepconv_fwd_pixels.cuh"
 #include "sepconv_params.h"
 
@@ -235,13 +236,10 @@ template <class Traits>
 __device__ __forceinline__ void resident_pointwise(const SepConvParams& p, const int64_t* y_base,
                                                    const typename Traits::Operand* z, int ldz, int kpad,
                                                    unsigned char* after_z) {
-  using T = typename Traits::T;
   using Operand = typename Traits::Operand;
-  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kThreads = Traits::kThreads;
+  constexpr int BN = Traits::BN, BK = Traits::BK;
   Operand* w_buf = reinterpret_cast<Operand*>(after_z);
   float* c = reinterpret_cast<float*>(after_z);  // aliases w_buf (see ResidentFwdLayout)
-  T* __restrict__ y = static_cast<T*>(p.y);
-  const T* __restrict__ bias = static_cast<const T*>(p.bias);
   BlockMma<Traits, Traits::kMath> mma;
   using Chunks = PointwiseChunks<Traits>;
   const bool async = Chunks::can_copy_async(p);
@@ -271,18 +269,7 @@ __device__ __forceinline__ void resident_pointwise(const SepConvParams& p, const
     }
     mma.stage(reinterpret_cast<float (*)[Traits::kLdC]>(c));
     __syncthreads();
-    // Epilogue: bias, round once, write. channels_last: neighbours along Cout; NCHW: along pixels.
-#pragma unroll 4
-    for (int i = 0; i < BM * BN / kThreads; ++i) {
-      const int idx = threadIdx.x + i * kThreads;
-      const int m = Traits::kChannelsLast ? idx / BN : idx % BM;
-      const int n = Traits::kChannelsLast ? idx % BN : idx / BM;
-      const int co = co0 + n;
-      if (co >= p.Cout || y_base[m] < 0) continue;
-      float v = c[m * Traits::kLdC + n];
-      if (bias != nullptr) v += to_float(__ldg(bias + co));
-      y[y_base[m] + static_cast<int64_t>(co) * p.y_stride[1]] = from_float<T>(v);
-    }
+    store_output_tile<Traits>(p, y_base, c, co0);
     __syncthreads();  // the next tile's first chunk overwrites c
   }
 }
