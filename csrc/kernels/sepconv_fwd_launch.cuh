@@ -2,8 +2,8 @@
 // per CTA) where its shared memory fits, else the tiled kernel. Included by the per-dtype .cu files.
 //
 // 32 pixels rather than 64: on the H100 (benchmarks/results/gpu-forward-bf16-resident*.md) 32 was
-// as fast or faster on every Xception layer at N=32 and 128 (up to 1.5x on 728-channel layers:
-// three CTAs per SM instead of one), and it fits intermediates twice as wide.
+// faster on most Xception layers at N=32 and 128 (up to 1.5x on 728-channel layers: three CTAs per
+// SM instead of one) and within 2% on the rest, and it fits intermediates twice as wide.
 //
 // XSEP_FWD_KERNEL=resident | tiled forces a choice (resident only where it fits), for benchmarks
 // and tests; unset or auto: resident where it fits. XSEP_FWD_KERNEL=halo runs the experimental

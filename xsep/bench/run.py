@@ -134,8 +134,7 @@ def check_correct(shape: LayerShape, n: int, mode: str, device: torch.device, di
         y = fn(*leaves, shape.stride, pad)
         if not backward:
             return y.detach(), []
-        y_shape = (n_check, shape.Cout, *y.shape[2:])
-        grad_out = torch.randn(y_shape, generator=torch.Generator(device="cpu").manual_seed(2)).to(device, y.dtype)
+        grad_out = torch.randn(y.shape, generator=torch.Generator(device="cpu").manual_seed(2)).to(device, y.dtype)
         y.backward(grad_out)
         return y.detach(), [t.grad for t in leaves]
 
