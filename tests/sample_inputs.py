@@ -98,3 +98,14 @@ def reference_outputs_and_grads(inputs, conv_args, grad_out, dtype):
     y = separable_conv2d_reference(*leaves, **conv_args)
     y.backward(grad_out.to(dtype))
     return y.detach(), [t.grad if t is not None else None for t in leaves]
+
+
+def inputs_past_2_pow_31(device: str = "cuda"):
+    """(x, dw_weight, pw_weight) in bf16, 3x3, 64 -> 8 channels, with x of 2 x 64 x 4100 x 4100
+    elements (> 2^31): the last image's last rows sit past 32-bit offsets."""
+    n, c, h, w = 2, 64, 4100, 4100
+    assert n * c * h * w > 2**31
+    x = torch.randn(n, c, h, w, dtype=torch.bfloat16, device=device)
+    dw = torch.randn(c, 1, 3, 3, dtype=torch.bfloat16, device=device) / 3
+    pw = torch.randn(8, c, 1, 1, dtype=torch.bfloat16, device=device) / 8
+    return x, dw, pw

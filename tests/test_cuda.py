@@ -8,7 +8,13 @@ import sys
 
 import pytest
 import torch
-from sample_inputs import Case, assert_close_to_reference, make_inputs, reference_outputs_and_grads
+from sample_inputs import (
+    Case,
+    assert_close_to_reference,
+    inputs_past_2_pow_31,
+    make_inputs,
+    reference_outputs_and_grads,
+)
 
 from xsep.ops import separable_conv2d
 from xsep.reference import separable_conv2d_reference
@@ -69,12 +75,7 @@ def test_fp32_is_exact_without_tf32(layout):
 
 
 def test_offsets_past_2_pow_31():
-    # x has more than 2^31 elements: the last image's last rows sit past 32-bit offsets.
-    n, c, h, w = 2, 64, 4100, 4100
-    assert n * c * h * w > 2**31
-    x = torch.randn(n, c, h, w, dtype=torch.bfloat16, device="cuda")
-    dw = torch.randn(c, 1, 3, 3, dtype=torch.bfloat16, device="cuda") / 3
-    pw = torch.randn(8, c, 1, 1, dtype=torch.bfloat16, device="cuda") / 8
+    x, dw, pw = inputs_past_2_pow_31()
     y = separable_conv2d(x, dw, pw, None, 1, 1)
     # The bottom-right corner of the last image against the reference on a crop with its halo:
     # crop output [1:, 1:] is exactly y[-33:, -33:] (the crop's own padding is the image's border).

@@ -8,7 +8,13 @@ import sys
 
 import pytest
 import torch
-from sample_inputs import Case, assert_close_to_reference, make_inputs, reference_outputs_and_grads
+from sample_inputs import (
+    Case,
+    assert_close_to_reference,
+    inputs_past_2_pow_31,
+    make_inputs,
+    reference_outputs_and_grads,
+)
 
 from xsep.bench.models import SeparableStack
 from xsep.bench.roofline import math_mode, tf32_enabled
@@ -115,11 +121,8 @@ def test_xception_stack_gradients_bf16():
 
 
 def test_offsets_past_2_pow_31():
-    n, c, h, w = 2, 64, 4100, 4100
-    assert n * c * h * w > 2**31
-    x = torch.randn(n, c, h, w, dtype=torch.bfloat16, device="cuda")
-    dw = torch.randn(c, 1, 3, 3, dtype=torch.bfloat16, device="cuda") / 3
-    pw = torch.randn(8, c, 1, 1, dtype=torch.bfloat16, device="cuda") / 8
+    x, dw, pw = inputs_past_2_pow_31()
+    n, _, h, w = x.shape
     # grad_out is zero but for the last image's bottom-right 33x33 corner: every gradient then
     # equals the gradient of the op on a crop of x holding that corner and its halo.
     grad_out = torch.zeros(n, 8, h, w, dtype=torch.bfloat16, device="cuda")
