@@ -170,3 +170,57 @@ def test_unplannable_multiplier_falls_back_visibly():
 def test_float64_backward_falls_back_visibly():
     log = backward_log("torch.randn(1, 8, 9, 9, dtype=torch.float64, device='cuda')")
     assert "backward float64 fallback" in log
+
+
+# The experimental staged kernels (XSEP_BWD_KERNEL=staged, read once per process): 16-bit, 3x3,
+# channels_last, C*M and Cout multiples of 8 (the pw-gradient one also multiplier 1). Partial Cout
+# chunks (136, 40), a partial channel chunk (C=72: 64 + 8), multiplier 2, stride 2 'same',
+# dilation 2, many tiles, several pw splits (xception_like).
+FORCED_STAGED_BACKWARD_CHECK = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from sample_inputs import Case, make_inputs, assert_close_to_reference, reference_outputs_and_grads
+from xsep.bench.roofline import math_mode
+from xsep.ops import separable_conv2d
+cases = [
+    Case("aligned_partial", N=3, C=40, H=13, W=11, Cout=136),
+    Case("many_tiles_mult2", N=2, C=20, H=40, W=38, Cout=48, multiplier=2),
+    Case("s2_same", N=2, C=72, H=17, W=23, Cout=40, stride=2, padding="same"),
+    Case("d2", N=1, C=24, H=20, W=21, Cout=32, dilation=2, padding=2),
+    Case("xception_like", N=2, C=128, H=19, W=19, Cout=256),
+]
+names = ["x", "dw_weight", "pw_weight", "bias"]
+for case in cases:
+    for mode in ["bf16", "fp16"]:
+        dtype, _ = math_mode(mode)
+        for act in ["none", "elu"]:
+            inputs = make_inputs(case, dtype, "channels_last", device="cuda")
+            args = dict(case.conv_args, intermediate_activation=act)
+            shape = separable_conv2d(*inputs, **args).shape
+            grad_out = torch.randn(shape, dtype=torch.float64, device="cuda").to(memory_format=torch.channels_last)
+            runs = []
+            for _ in range(2):
+                leaves = [t.detach().requires_grad_() for t in inputs]
+                separable_conv2d(*leaves, **args).backward(grad_out.to(dtype))
+                runs.append([t.grad for t in leaves])
+            _, exact = reference_outputs_and_grads(inputs, args, grad_out, torch.float64)
+            _, unfused = reference_outputs_and_grads(inputs, args, grad_out, dtype)
+            for name, g, again, u, e in zip(names, runs[0], runs[1], unfused, exact):
+                what = f"{{case.id}} {{mode}} {{act}} grad of {{name}}"
+                assert torch.equal(g, again), what + ": not bitwise reproducible"
+                assert g.isfinite().all(), what + ": non-finite elements (an unwritten element?)"
+                assert_close_to_reference(g, u, e, what=what)
+torch.cuda.synchronize()
+print("checked")
+"""
+
+
+def test_staged_kernels_match_reference():
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, XSEP_BWD_KERNEL="staged", XSEP_LOG_DISPATCH="1")
+    result = subprocess.run(
+        [sys.executable, "-c", FORCED_STAGED_BACKWARD_CHECK.format(tests=tests)], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "checked" in result.stdout
+    assert "staged-input staged-pw" in result.stderr, "the dispatch log does not name both staged kernels"

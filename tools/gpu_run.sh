@@ -60,10 +60,13 @@ for stage in "${stages[@]}"; do
           && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
         tail -3 "$OUT/sanitizer-$tool.log"
       done
-      # The experimental halo forward kernel (forced: it is not chosen automatically yet).
+      # The experimental kernels, forced (neither is chosen automatically yet): the halo forward and
+      # the staged backward input-gradient kernel.
       for tool in memcheck racecheck; do
-        XSEP_FWD_KERNEL=halo compute-sanitizer --tool "$tool" --error-exitcode 1 python3 tools/sanitizer_cases.py \
-          > "$OUT/sanitizer-halo-$tool.log" 2>&1 && echo "$tool (halo forward): clean" || { echo "$tool (halo forward): FAILED"; status=1; }
+        XSEP_FWD_KERNEL=halo XSEP_BWD_KERNEL=staged compute-sanitizer --tool "$tool" --error-exitcode 1 \
+          python3 tools/sanitizer_cases.py > "$OUT/sanitizer-experimental-$tool.log" 2>&1 \
+          && echo "$tool (halo forward, staged backward): clean" \
+          || { echo "$tool (halo forward, staged backward): FAILED"; status=1; }
       done
       # The hostile-call and hostile-value tests under memcheck: no call may touch memory it does not own.
       compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q -p no:cacheprovider -m cuda \

@@ -30,6 +30,14 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { re
 template <typename T>
 __device__ __forceinline__ float round_like_storage(float v) { return to_float(from_float<T>(v)); }
 
+// 16 bytes as one load or store, or as its elements.
+template <typename T>
+union Vec16 {
+  uint4 u;
+  T v[16 / sizeof(T)];
+  __device__ Vec16() {}
+};
+
 // Tensor cores (fp16 / bf16 WMMA, or TF32 for float32) or exact float32 FFMA on CUDA cores.
 enum class Math { kTensorCore, kFFMA };
 

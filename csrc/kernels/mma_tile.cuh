@@ -1,6 +1,8 @@
 // The block-level GEMM step every kernel shares: C[BM x BN] += A[BM x BK] . B[BK x BN], both
 // operands in shared memory, A stored row-major [m][k] and B stored as [n][k] (so both are read
-// along k), accumulators in registers, staged to shared memory at the end as fp32 [m][n].
+// along k; TensorCoreMma's kAColMajor / kBRowMajor take A as [k][m] / B as [k][n] instead, for
+// operands copied as they lie in global memory or written with 16-byte stores), accumulators in
+// registers, staged to shared memory at the end as fp32 [m][n].
 //
 // TensorCoreMma: WMMA fragments (fp16 / bf16 m16n16k16, TF32 m16n16k8) with fp32 accumulation,
 //                each warp owning a WM x WN block.
@@ -33,15 +35,17 @@ struct GemmTile {
   static_assert(BK % kMmaK == 0 && WM % 16 == 0 && WN % 16 == 0, "tile must be whole WMMA fragments");
 };
 
-template <class Tile>
+template <class Tile, bool kAColMajor = false, bool kBRowMajor = false>
 struct TensorCoreMma {
   using Operand = typename Tile::Operand;
   using ARow = Operand[Tile::kLdAB];
   using CRow = float[Tile::kLdC];
   static constexpr int kFm = Tile::WM / 16, kFn = Tile::WN / 16, kK = Tile::kMmaK;
   using InT = std::conditional_t<std::is_same_v<Operand, float>, nvcuda::wmma::precision::tf32, Operand>;
-  using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, kK, InT, nvcuda::wmma::row_major>;
-  using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, kK, InT, nvcuda::wmma::col_major>;
+  using ALayout = std::conditional_t<kAColMajor, nvcuda::wmma::col_major, nvcuda::wmma::row_major>;
+  using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, kK, InT, ALayout>;
+  using BLayout = std::conditional_t<kBRowMajor, nvcuda::wmma::row_major, nvcuda::wmma::col_major>;
+  using FragB = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, kK, InT, BLayout>;
   using FragC = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, kK, float>;
   FragC acc[kFm][kFn];
   int warp_m, warp_n;
@@ -79,13 +83,16 @@ struct TensorCoreMma {
       FragB fb[kFn];
 #pragma unroll
       for (int i = 0; i < kFm; ++i) {
-        nvcuda::wmma::load_matrix_sync(fa[i], a + (warp_m * Tile::WM + i * 16) * lda + kk, lda);
+        const int m = warp_m * Tile::WM + i * 16;
+        nvcuda::wmma::load_matrix_sync(fa[i], kAColMajor ? a + kk * lda + m : a + m * lda + kk, lda);
         round_to_tf32(fa[i]);
       }
 #pragma unroll
       for (int j = 0; j < kFn; ++j) {
-        // B is stored [n][k]: as the K x N operand that is column-major with leading dimension ldb.
-        nvcuda::wmma::load_matrix_sync(fb[j], b + (warp_n * Tile::WN + j * 16) * ldb + kk, ldb);
+        // B stored [n][k] is the K x N operand column-major with leading dimension ldb; [k][n] is
+        // it row-major.
+        const int n = warp_n * Tile::WN + j * 16;
+        nvcuda::wmma::load_matrix_sync(fb[j], kBRowMajor ? b + kk * ldb + n : b + n * ldb + kk, ldb);
         round_to_tf32(fb[j]);
       }
 #pragma unroll

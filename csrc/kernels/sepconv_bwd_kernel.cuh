@@ -5,17 +5,23 @@
 // workspace and a reduce kernel that adds them in a fixed order, so the same inputs give bitwise
 // the same gradients on every run.
 //
-// Not yet here (to be measured on the H100 first): cp.async double buffering, 16-byte vector
-// loads, wgmma on sm_90a, and a tile shape tuned per layer.
+// These are the first kernels, correct on the H100 and slow (benchmarks/results/gpu-layers-*.md):
+// scalar synchronous operand loads. Their staged successors (cp.async double buffering, 16-byte
+// loads; sepconv_bwd_*_staged_kernel.cuh) run where they apply when XSEP_BWD_KERNEL=staged, until
+// a GPU session has checked and measured them. Not yet anywhere: wgmma on sm_90a, per-layer tiles.
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "element_types.cuh"
 #include "mma_tile.cuh"
 #include "sepconv_bwd.h"
+#include "sepconv_bwd_input_staged_kernel.cuh"
+#include "sepconv_bwd_pw_staged_kernel.cuh"
 
 namespace xsep {
 
@@ -401,6 +407,28 @@ cudaError_t reduce_partials(float* parts, int64_t count, int64_t len, float* scr
 
 // ---- launch --------------------------------------------------------------------------------------
 
+// XSEP_BWD_KERNEL=staged: the experimental staged kernels (sepconv_bwd_input_staged_kernel.cuh,
+// sepconv_bwd_pw_staged_kernel.cuh), each where it applies; unset or `first`: the first kernels.
+struct StagedChoice {
+  bool input = false, pw = false;
+};
+
+template <typename T>
+StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
+  StagedChoice choice;
+  if constexpr (sizeof(T) == 2) {
+    static const char* forced = std::getenv("XSEP_BWD_KERNEL");
+    if (forced != nullptr && std::strcmp(forced, "staged") == 0) {
+      int device = 0, major = 0;
+      cudaGetDevice(&device);
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+      choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) && staged_input_applies(p, major);
+      choice.pw = (p.grad_pw != nullptr || p.grad_bias != nullptr) && staged_pw_applies(p, major);
+    }
+  }
+  return choice;
+}
+
 template <typename T, Math kMath>
 LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, const char* dtype_name) {
   const SepConvParams& f = p.fwd;
@@ -410,13 +438,23 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
   float* ws_pw = ws_dw + p.dw_partials * f.Cmid * taps;
   float* ws_bias = ws_pw + static_cast<int64_t>(p.pw_splits) * f.Cout * f.Cmid;
   float* scratch = ws_bias + static_cast<int64_t>(p.pw_splits) * f.Cout;
+  const StagedChoice staged = choose_staged_kernels<T>(p);
 
   auto run = [&](auto traits) -> cudaError_t {
     using Traits = decltype(traits);
     if (p.grad_pw != nullptr || p.grad_bias != nullptr) {
       const dim3 grid(p.grad_pw != nullptr ? static_cast<unsigned>((f.Cmid + 63) / 64) : 1u,
                       static_cast<unsigned>((f.Cout + 127) / 128), static_cast<unsigned>(p.pw_splits));
-      sepconv_bwd_pw_kernel<Traits><<<grid, Traits::PwTile::kThreads, 0, stream>>>(p);
+      if constexpr (sizeof(T) == 2) {
+        if (staged.pw) {
+          using Staged = StagedPwTraits<T>;
+          sepconv_bwd_pw_staged_kernel<Staged><<<grid, Staged::Tile::kThreads, 0, stream>>>(p);
+        } else {
+          sepconv_bwd_pw_kernel<Traits><<<grid, Traits::PwTile::kThreads, 0, stream>>>(p);
+        }
+      } else {
+        sepconv_bwd_pw_kernel<Traits><<<grid, Traits::PwTile::kThreads, 0, stream>>>(p);
+      }
       if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
       if (p.grad_pw != nullptr) {
         const cudaError_t e = reduce_partials(ws_pw, p.pw_splits, static_cast<int64_t>(f.Cout) * f.Cmid, scratch,
@@ -431,7 +469,16 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
     if (p.grad_x != nullptr || p.grad_dw != nullptr) {
       const dim3 grid(static_cast<unsigned>(p.dw_partials),
                       static_cast<unsigned>((f.C + p.channels_per_cta - 1) / p.channels_per_cta));
-      sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(p);
+      if constexpr (sizeof(T) == 2) {
+        if (staged.input) {
+          using Staged = StagedInputTraits<T>;
+          sepconv_bwd_input_staged_kernel<Staged><<<grid, Staged::Tile::kThreads, 0, stream>>>(p);
+        } else {
+          sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(p);
+        }
+      } else {
+        sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(p);
+      }
       if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
       if (p.grad_dw != nullptr) {
         return reduce_partials(ws_dw, p.dw_partials, f.Cmid * taps, scratch, static_cast<T*>(p.grad_dw), stream);
@@ -446,10 +493,10 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
     e = k3x3 ? run(BwdKernelTraits<T, kMath, false, 3, 3>{}) : run(BwdKernelTraits<T, kMath, false, 0, 0>{});
   }
   static thread_local char name[128];
-  snprintf(name, sizeof(name), "backward %s %s %s %s (tiles %dx%d, pw splits %d)", dtype_name,
+  snprintf(name, sizeof(name), "backward %s %s %s %s (tiles %dx%d, pw splits %d)%s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
            f.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", p.tiles.tih, p.tiles.tiw,
-           p.pw_splits);
+           p.pw_splits, staged.input ? " staged-input" : "", staged.pw ? " staged-pw" : "");
   return {static_cast<int>(e), name};
 }
 

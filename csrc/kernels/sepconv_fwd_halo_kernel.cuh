@@ -49,14 +49,6 @@ struct HaloFwdLayout {
   }
 };
 
-// 16 bytes as one load or store, or as its elements.
-template <typename T>
-union Vec16 {
-  uint4 u;
-  T v[16 / sizeof(T)];
-  __device__ Vec16() {}
-};
-
 // The halo kernel's own part: Z[64 x kpad] of the tile whose first output pixel is (n, oy0, ox0),
 // from x staged 32 channels at a time. Ends with a barrier: Z is complete.
 template <class Traits>
@@ -96,10 +88,7 @@ __device__ __forceinline__ void halo_depthwise(const SepConvParams& p, int64_t n
                             : x;
       T* dst = buf + hp * kHaloChunk + g * kVec;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-      // src-size 0: nothing is read and the 16 bytes are zero-filled.
-      asm volatile(
-          "cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(static_cast<unsigned>(__cvta_generic_to_shared(dst))),
-          "l"(src), "r"(inside ? 16 : 0));
+      cp_async_16(dst, src, inside);
 #else
       *reinterpret_cast<uint4*>(dst) = inside ? *reinterpret_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
 #endif

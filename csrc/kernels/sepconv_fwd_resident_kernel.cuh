@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cp_async.cuh"
 #include "element_types.cuh"
 #include "mma_tile.cuh"
 #include "sepconv_fwd_epilogue.cuh"
@@ -195,25 +196,13 @@ struct PointwiseChunks {
       const int co = co0 + n, cm = k0 + k;
       const bool inside = co < p.Cout && cm < p.Cmid;  // whole 16 bytes in or out (Cmid % kVec == 0)
       const T* src = inside ? wpw + static_cast<int64_t>(co) * p.Cmid + cm : wpw;
-      const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(w + n * Traits::kLdAB + k));
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-      // src-size 0: nothing is read and the 16 bytes are zero-filled.
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(inside ? 16 : 0));
-#endif
+      cp_async_16(w + n * Traits::kLdAB + k, src, inside);
     }
   }
 
-  __device__ __forceinline__ static void commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;\n" ::);
-#endif
-  }
+  __device__ __forceinline__ static void commit() { cp_async_commit(); }
   // Every group but the most recent one has landed (this thread's copies).
-  __device__ __forceinline__ static void wait_all_but_last() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-#endif
-  }
+  __device__ __forceinline__ static void wait_all_but_last() { cp_async_wait<1>(); }
 
   __device__ __forceinline__ static void copy_sync(const SepConvParams& p, Operand* w, int co0, int k0) {
     const T* __restrict__ wpw = static_cast<const T*>(p.pw_weight);

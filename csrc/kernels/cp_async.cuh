@@ -1,0 +1,32 @@
+// 16-byte asynchronous copies from global to shared memory (cp.async, sm_80+), the one place the
+// kernels spell the PTX. Before sm_80 these compile to nothing: callers check can_copy_async-style
+// conditions on the host or device and take a plain load-store path there.
+#pragma once
+
+namespace xsep {
+
+// 16 bytes from src to dst (shared memory) when `valid`; else nothing is read (src may be any
+// valid address) and the 16 bytes are zero-filled.
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+#endif
+}
+
+// Closes the group of this thread's copies issued since the last commit (possibly empty).
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+// Waits until at most `kPending` of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+#endif
+}
+
+}  // namespace xsep

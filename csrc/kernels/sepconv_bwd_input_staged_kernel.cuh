@@ -1,0 +1,260 @@
+// The input-gradient kernel with staged operands, EXPERIMENTAL: written without a GPU, run only
+// when XSEP_BWD_KERNEL=staged asks for it (tests/test_cuda_backward.py forces it), to be measured
+// against sepconv_bwd_input_kernel (sepconv_bwd_kernel.cuh) before it becomes the default.
+//
+// Same tiles, plan, workspace and results as that kernel (grad_x of the tile's own input pixels,
+// grad_dw partial sums over the output pixels it owns); what changes is how the work is fed:
+//   * dZ = dY . W_pw: both operand chunks are copied with 16-byte cp.async (grad_y rows are
+//     contiguous along Cout in channels_last, W_pw rows along Cmid, so W is kept as it lies,
+//     [co][cm], and read as a row-major B), double-buffered: the copy of chunk k+1 is in flight
+//     while the tensor cores work on chunk k. The first kernel loads them element by element,
+//     synchronously, each load waiting its full latency.
+//   * The CTA's depthwise weights are read once into shared memory (fp32), not per tap and pixel.
+//   * grad_dw: every thread keeps the nine tap sums of one channel over a quarter of the ext
+//     pixels (x loads of neighbouring channels coalesced, dZ broadcast), then the four quarters are
+//     added in a fixed order. The first kernel gives each (channel, tap) one thread and walks every
+//     ext pixel serially.
+// Taken only where it applies (staged_input_applies): fp16/bf16, 3x3 kernels (any stride, dilation,
+// padding, multiplier), channels_last grad_y with 16-byte aligned pixels, Cmid and Cout multiples
+// of 8, 16-byte aligned W_pw, sm_80+.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "cp_async.cuh"
+#include "element_types.cuh"
+#include "mma_tile.cuh"
+#include "sepconv_bwd.h"
+
+namespace xsep {
+
+template <typename T_>
+struct StagedInputTraits {
+  using T = T_;
+  static_assert(sizeof(T_) == 2, "16-bit types only: fp32 operands would not fit in static shared memory");
+  // M = ext pixels, N = depthwise channels, K = Cout in chunks of 32; 8 warps of 32 x 32.
+  using Tile = GemmTile<T_, kBwdInputRows, kBwdInputChannels, 32, 4, 2>;
+  static constexpr int kTaps = 9;                          // 3x3
+  static constexpr int kVec = 8;                           // 16-bit elements per 16-byte copy
+  static constexpr int kLdW = Tile::BN + kVec;             // W chunk rows [co][cm], 16-byte pad
+  static constexpr int kParts = Tile::kThreads / Tile::BN; // grad_dw: ext pixels split in 4
+};
+
+template <class Traits>
+struct StagedInputShared {
+  using Tile = typename Traits::Tile;
+  using T = typename Traits::T;
+  struct Stage {
+    T dy[Tile::BM][Tile::kLdAB];  // A: grad_y of the ext pixels, [pixel][co]
+    T w[Tile::BK][Traits::kLdW];  // B: W_pw rows as stored, [co][cm]
+  };
+  union {
+    Stage stage[2];                  // double buffer of the dZ GEMM's operands
+    float dz[Tile::BM][Tile::kLdC];  // then dZ of the ext pixels in fp32, [pixel][cm]
+  };
+  float wdw[Tile::BN][Traits::kTaps];                    // the CTA's depthwise weights
+  float dw_part[Traits::kParts][Tile::BN][Traits::kTaps];  // grad_dw sums per quarter of the ext
+  int64_t gy_base[Tile::BM];  // offset of grad_y[n, 0, oy, ox] of ext pixel e; -1 past the ext
+  bool own_row[Tile::BM];     // does this tile count ext row / column in grad_dw (first_inside_tap)
+  bool own_col[Tile::BM];
+};
+
+// Host side: can the staged kernel take this call? (16-bit types are the launcher's check.)
+inline bool staged_input_applies(const SepConvBwdParams& p, int major) {
+  const SepConvParams& f = p.fwd;
+  constexpr int kVec = 8;
+  return major >= 8 && f.kh == 3 && f.kw == 3 && f.channels_last && f.y_stride[1] == 1 &&
+         f.y_stride[0] % kVec == 0 && f.y_stride[2] % kVec == 0 && f.y_stride[3] % kVec == 0 &&
+         reinterpret_cast<uintptr_t>(p.grad_y) % 16 == 0 && reinterpret_cast<uintptr_t>(f.pw_weight) % 16 == 0 &&
+         f.Cout % kVec == 0 && f.Cmid % kVec == 0 && (p.channels_per_cta * f.M) % kVec == 0;
+}
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_input_staged_kernel(const SepConvBwdParams p) {
+  using T = typename Traits::T;
+  using Tile = typename Traits::Tile;
+  constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, kThreads = Tile::kThreads;
+  constexpr int kTaps = Traits::kTaps, kVec = Traits::kVec, kParts = Traits::kParts;
+  __shared__ __align__(128) StagedInputShared<Traits> s;
+  const SepConvParams& f = p.fwd;
+
+  const BwdGeometry geo{f.N, f.H, f.W, f.Ho, f.Wo, f.kh, f.kw, f.sh, f.sw, f.pt, f.pl, f.dh, f.dw};
+  const BwdTile t = bwd_tile(geo, p.tiles, blockIdx.x);
+  const int ext_h = t.ey1 - t.ey0, ext_w = t.ex1 - t.ex0, ext_count = ext_h * ext_w;  // <= BM (plan)
+  const int c0 = blockIdx.y * p.channels_per_cta;
+  const int c_count = imin(p.channels_per_cta, f.C - c0);
+  const int cm0 = c0 * f.M, cm_count = c_count * f.M;  // a multiple of kVec (staged_input_applies)
+  const T* __restrict__ x = static_cast<const T*>(f.x);
+  const T* __restrict__ wdw = static_cast<const T*>(f.dw_weight);
+  const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
+  const T* __restrict__ wpw = static_cast<const T*>(f.pw_weight);
+
+  for (int e = threadIdx.x; e < BM; e += kThreads) {
+    s.gy_base[e] = -1;
+    if (e < ext_count) {
+      const int oy = t.ey0 + e / ext_w, ox = t.ex0 + e % ext_w;
+      s.gy_base[e] = t.n * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] +
+                     static_cast<int64_t>(ox) * f.y_stride[3];
+    }
+    if (e < ext_h) {
+      const int r = first_inside_tap(t.ey0 + e, f.sh, f.pt, 3, f.dh, f.H);
+      s.own_row[e] = r >= t.iy0 && r < t.iy1;
+    }
+    if (e < ext_w) {
+      const int r = first_inside_tap(t.ex0 + e, f.sw, f.pl, 3, f.dw, f.W);
+      s.own_col[e] = r >= t.ix0 && r < t.ix1;
+    }
+  }
+  for (int i = threadIdx.x; i < BN * kTaps; i += kThreads) {
+    const int cl_m = i / kTaps;
+    s.wdw[cl_m][i % kTaps] = cl_m < cm_count ? to_float(__ldg(wdw + static_cast<int64_t>(cm0) * kTaps + i)) : 0.f;
+  }
+  __syncthreads();
+
+  // dZ[e][cm] = sum over co of grad_y[e][co] * W_pw[co][cm0 + cm]. Chunk `step` into buffer `buf`:
+  // whole 16-byte pieces in or out (Cout, Cmid multiples of 8), zero-filled outside.
+  auto copy_chunk = [&](int step, int buf) {
+    const int k0 = step * BK;
+#pragma unroll
+    for (int i = 0; i < BM * (BK / kVec) / kThreads; ++i) {
+      const int v = threadIdx.x + i * kThreads;
+      const int m = v / (BK / kVec), k = (v % (BK / kVec)) * kVec;
+      const int64_t base = s.gy_base[m];
+      const bool valid = base >= 0 && k0 + k < f.Cout;
+      cp_async_16(&s.stage[buf].dy[m][k], valid ? gy + base + k0 + k : gy, valid);
+    }
+#pragma unroll
+    for (int i = 0; i < BK * (BN / kVec) / kThreads; ++i) {
+      const int v = threadIdx.x + i * kThreads;
+      const int k = v / (BN / kVec), n = (v % (BN / kVec)) * kVec;
+      const int co = k0 + k;
+      const bool valid = co < f.Cout && n < cm_count;
+      cp_async_16(&s.stage[buf].w[k][n], valid ? wpw + static_cast<int64_t>(co) * f.Cmid + cm0 + n : wpw, valid);
+    }
+  };
+  static_assert(BM * (BK / kVec) % kThreads == 0 && BK * (BN / kVec) % kThreads == 0, "whole copies per thread");
+  TensorCoreMma<Tile, /*kAColMajor=*/false, /*kBRowMajor=*/true> mma;
+  const int steps = (f.Cout + BK - 1) / BK;
+  copy_chunk(0, 0);
+  cp_async_commit();
+#pragma unroll 1
+  for (int step = 0; step < steps; ++step) {
+    // Chunk step+1 into the other buffer (last read in step-1, before the trailing barrier).
+    if (step + 1 < steps) copy_chunk(step + 1, (step + 1) & 1);
+    cp_async_commit();  // possibly empty: keeps "all but the last group" meaning "chunk step"
+    cp_async_wait<1>();
+    __syncthreads();  // chunk step complete for everyone
+    mma.step(&s.stage[step & 1].dy[0][0], Tile::kLdAB, &s.stage[step & 1].w[0][0], Traits::kLdW);
+    __syncthreads();  // everyone done with this buffer before it is refilled (or aliased by dz)
+  }
+  mma.stage(s.dz);  // every copy has landed (the last wait left only an empty group)
+  __syncthreads();
+  for (int i = threadIdx.x; i < BM * BN; i += kThreads) {  // rounded as the unfused op stores dZ
+    s.dz[i / BN][i % BN] = round_like_storage<T>(s.dz[i / BN][i % BN]);
+  }
+  __syncthreads();
+
+  // With an intermediate activation, dZ above is the gradient of its output: times act'(Z), with
+  // Z (the pre-activation) recomputed from x at each ext pixel. Taps outside the image are
+  // skipped, as the other kernels do (an infinite weight there contributes nothing).
+  if (f.activation != Activation::kNone) {
+    for (int i = threadIdx.x; i < ext_count * cm_count; i += kThreads) {
+      const int e = i / cm_count, cl_m = i % cm_count;
+      const int oy = t.ey0 + e / ext_w, ox = t.ex0 + e % ext_w;
+      const int64_t xc = t.n * f.x_stride[0] + static_cast<int64_t>(c0 + cl_m / f.M) * f.x_stride[1];
+      float z = 0.f;
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) {
+        const int iy = oy * f.sh - f.pt + ky * f.dh;
+#pragma unroll
+        for (int kx = 0; kx < 3; ++kx) {
+          const int ix = ox * f.sw - f.pl + kx * f.dw;
+          if (iy < 0 || iy >= f.H || ix < 0 || ix >= f.W) continue;
+          z = fmaf(to_float(__ldg(x + xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3])),
+                   s.wdw[cl_m][ky * 3 + kx], z);
+        }
+      }
+      s.dz[e][cl_m] = round_like_storage<T>(s.dz[e][cl_m] * activation_grad(f.activation, round_like_storage<T>(z)));
+    }
+    __syncthreads();
+  }
+
+  // grad_x of the tile's own pixels, neighbouring threads on neighbouring channels (contiguous in
+  // channels_last): the ext row / column of each tap found once per pixel, not once per tap.
+  if (p.grad_x != nullptr) {
+    T* __restrict__ gx = static_cast<T*>(p.grad_x);
+    const int tw = t.ix1 - t.ix0, items = (t.iy1 - t.iy0) * tw * c_count;
+    for (int idx = threadIdx.x; idx < items; idx += kThreads) {
+      const int q = idx / c_count, cl = idx % c_count;
+      const int iy = t.iy0 + q / tw, ix = t.ix0 + q % tw;
+      int ext_row[3], ext_col[3];  // -1: that tap of no output reads this pixel
+#pragma unroll
+      for (int k = 0; k < 3; ++k) {
+        const int oy = output_of_tap(iy, k, f.sh, f.pt, f.dh, f.Ho);
+        const int ox = output_of_tap(ix, k, f.sw, f.pl, f.dw, f.Wo);
+        ext_row[k] = oy < 0 ? -1 : oy - t.ey0;
+        ext_col[k] = ox < 0 ? -1 : ox - t.ex0;
+      }
+      float acc = 0.f;
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) {
+#pragma unroll
+        for (int kx = 0; kx < 3; ++kx) {
+          if (ext_row[ky] < 0 || ext_col[kx] < 0) continue;
+          const int e = ext_row[ky] * ext_w + ext_col[kx];
+          for (int m = 0; m < f.M; ++m) acc = fmaf(s.wdw[cl * f.M + m][ky * 3 + kx], s.dz[e][cl * f.M + m], acc);
+        }
+      }
+      gx[t.n * p.gx_stride[0] + static_cast<int64_t>(c0 + cl) * p.gx_stride[1] + static_cast<int64_t>(iy) * p.gx_stride[2] +
+         static_cast<int64_t>(ix) * p.gx_stride[3]] = from_float<T>(acc);
+    }
+  }
+
+  // grad_dw partial sums over the output pixels this tile owns: thread (part, channel) sums the
+  // nine taps of x * dZ over ext pixels part, part + 4, ...; then the parts in order 0..3.
+  if (p.grad_dw != nullptr) {
+    const int part = threadIdx.x / BN, cl_m = threadIdx.x % BN;
+    float acc[kTaps];
+#pragma unroll
+    for (int tap = 0; tap < kTaps; ++tap) acc[tap] = 0.f;
+    if (cl_m < cm_count) {
+      const int64_t xc = t.n * f.x_stride[0] + static_cast<int64_t>(c0 + cl_m / f.M) * f.x_stride[1];
+#pragma unroll 1
+      for (int e = part; e < ext_count; e += kParts) {
+        const int ey = e / ext_w, ex = e % ext_w;
+        if (!s.own_row[ey] || !s.own_col[ex]) continue;
+        const float dz = s.dz[e][cl_m];
+        const int iy0 = (t.ey0 + ey) * f.sh - f.pt, ix0 = (t.ex0 + ex) * f.sw - f.pl;
+        T xv[kTaps];  // every load issued before the FMAs that use them
+#pragma unroll
+        for (int tap = 0; tap < kTaps; ++tap) {
+          const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
+          const bool inside = iy >= 0 && iy < f.H && ix >= 0 && ix < f.W;
+          xv[tap] = __ldg(x + (inside ? xc + static_cast<int64_t>(iy) * f.x_stride[2] +
+                                            static_cast<int64_t>(ix) * f.x_stride[3]
+                                      : 0));
+        }
+#pragma unroll
+        for (int tap = 0; tap < kTaps; ++tap) {
+          const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
+          const bool inside = iy >= 0 && iy < f.H && ix >= 0 && ix < f.W;
+          if (inside) acc[tap] = fmaf(to_float(xv[tap]), dz, acc[tap]);  // outside: nothing, even for inf dZ
+        }
+      }
+    }
+#pragma unroll
+    for (int tap = 0; tap < kTaps; ++tap) s.dw_part[part][cl_m][tap] = acc[tap];
+    __syncthreads();
+    float* __restrict__ out = p.workspace + static_cast<int64_t>(blockIdx.x) * f.Cmid * kTaps;
+    for (int i = threadIdx.x; i < cm_count * kTaps; i += kThreads) {
+      const int c = i / kTaps, tap = i % kTaps;
+      float sum = 0.f;
+#pragma unroll
+      for (int q = 0; q < kParts; ++q) sum += s.dw_part[q][c][tap];
+      out[static_cast<int64_t>(cm0) * kTaps + i] = sum;
+    }
+  }
+}
+
+}  // namespace xsep

@@ -1,0 +1,199 @@
+// The pw-gradient kernel with staged operands, EXPERIMENTAL: written without a GPU, run only when
+// XSEP_BWD_KERNEL=staged asks for it (tests/test_cuda_backward.py forces it), to be measured
+// against sepconv_bwd_pw_kernel (sepconv_bwd_kernel.cuh) before it becomes the default.
+//
+// Same grid, split-K plan, workspace and results (grad_pw and grad_bias partial sums per split of
+// the pixels); what changes is how each 32-pixel chunk of the GEMM grad_pw = dY^T . Z is fed:
+//   * dY [pixel][co] is copied with 16-byte cp.async as it lies in channels_last memory (read as a
+//     row-major B), one chunk ahead: in flight while Z of the next chunk is computed and the tensor
+//     cores work on this one. The first kernel loads it element by element, synchronously.
+//   * Z (recomputed from x) is computed eight channels per thread from 16-byte loads of x (all
+//     nine taps' loads issued before the arithmetic), weights from shared memory, and stored with one
+//     16-byte store as [pixel][cm] (a column-major A). The first kernel computes one value per
+//     thread per pass, nine scalar loads each.
+//   * One barrier per chunk instead of three (the pixel table is gone: each thread finds its
+//     pixel's coordinates itself).
+// Taken only where it applies (staged_pw_applies): fp16/bf16, 3x3 kernels (any stride, dilation,
+// padding), depth multiplier 1, channels_last x and grad_y with 16-byte aligned pixels, C and Cout
+// multiples of 8, sm_80+.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "cp_async.cuh"
+#include "element_types.cuh"
+#include "mma_tile.cuh"
+#include "sepconv_bwd.h"
+
+namespace xsep {
+
+template <typename T_>
+struct StagedPwTraits {
+  using T = T_;
+  static_assert(sizeof(T_) == 2, "16-bit types only");
+  // M = depthwise channels, N = output channels, K = pixels in chunks of 32; 8 warps of 32 x 32.
+  using Tile = GemmTile<T_, 64, 128, kBwdPwPixels, 2, 4>;
+  static constexpr int kTaps = 9;  // 3x3
+  static constexpr int kVec = 8;   // 16-bit elements per 16-byte load or copy
+  static constexpr int kLdZ = Tile::BM + kVec;   // Z chunk [pixel][cm], 16-byte pad
+  static constexpr int kLdDy = Tile::BN + kVec;  // dY chunk [pixel][co], 16-byte pad
+};
+
+template <class Traits>
+struct StagedPwShared {
+  using Tile = typename Traits::Tile;
+  using T = typename Traits::T;
+  struct Stage {
+    T z[Tile::BK][Traits::kLdZ];    // A (column-major): Z recomputed, [pixel][cm]
+    T dy[Tile::BK][Traits::kLdDy];  // B (row-major): grad_y as it lies, [pixel][co]
+  };
+  union {
+    Stage stage[2];
+    float c[Tile::BM][Tile::kLdC];  // accumulators [cm][co], staged for the partial write
+  };
+  float wdw[Traits::kTaps][Tile::BM];  // the CTA's depthwise weights, [tap][cm]
+};
+
+// Host side: can the staged pw-gradient kernel take this call? (16-bit types: the launcher.)
+inline bool staged_pw_applies(const SepConvBwdParams& p, int major) {
+  const SepConvParams& f = p.fwd;
+  constexpr int kVec = 8;
+  auto aligned_pixels = [](const int64_t* stride, const void* ptr) {
+    return stride[1] == 1 && stride[0] % kVec == 0 && stride[2] % kVec == 0 && stride[3] % kVec == 0 &&
+           reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+  };
+  return major >= 8 && f.kh == 3 && f.kw == 3 && f.M == 1 && f.channels_last && f.C % kVec == 0 &&
+         f.Cout % kVec == 0 && aligned_pixels(f.x_stride, f.x) && aligned_pixels(f.y_stride, p.grad_y);
+}
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_pw_staged_kernel(const SepConvBwdParams p) {
+  using T = typename Traits::T;
+  using Tile = typename Traits::Tile;
+  constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, kThreads = Tile::kThreads;
+  constexpr int kTaps = Traits::kTaps, kVec = Traits::kVec;
+  constexpr int kGroups = BM / kVec;  // 8-channel groups of Z per pixel
+  static_assert(kGroups * BK == kThreads, "one (pixel, 8 channels) of Z per thread per chunk");
+  static_assert(BK * (BN / kVec) % kThreads == 0 && BN <= kThreads, "whole dY copies per thread; bias threads");
+  __shared__ __align__(128) StagedPwShared<Traits> s;
+  const SepConvParams& f = p.fwd;
+
+  const int cm0 = blockIdx.x * BM, co0 = blockIdx.y * BN;
+  const int64_t pixels = static_cast<int64_t>(f.N) * f.Ho * f.Wo;
+  const int64_t begin = static_cast<int64_t>(blockIdx.z) * p.pw_pixels_per_split;
+  const int64_t end = begin + p.pw_pixels_per_split < pixels ? begin + p.pw_pixels_per_split : pixels;
+  const bool want_pw = p.grad_pw != nullptr;
+  const bool want_bias = p.grad_bias != nullptr && blockIdx.x == 0;
+  const int64_t hw = static_cast<int64_t>(f.Ho) * f.Wo;
+  const T* __restrict__ x = static_cast<const T*>(f.x);
+  const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
+
+  for (int i = threadIdx.x; i < kTaps * BM; i += kThreads) {
+    const int tap = i / BM, cm = cm0 + i % BM;
+    s.wdw[tap][i % BM] = cm < f.Cmid ? to_float(__ldg(static_cast<const T*>(f.dw_weight) + static_cast<int64_t>(cm) * kTaps + tap)) : 0.f;
+  }
+
+  // dY of pixels q0 .. q0 + BK into buffer `buf`; zero past the split and past Cout.
+  auto copy_dy = [&](int64_t q0, int buf) {
+#pragma unroll
+    for (int i = 0; i < BK * (BN / kVec) / kThreads; ++i) {
+      const int v = threadIdx.x + i * kThreads;
+      const int k = v / (BN / kVec), n = (v % (BN / kVec)) * kVec;
+      const int64_t q = q0 + k;
+      const bool valid = q < end && co0 + n < f.Cout;
+      int64_t at = 0;
+      if (valid) {
+        const int64_t img = q / hw;
+        const int rem = static_cast<int>(q - img * hw);
+        at = img * f.y_stride[0] + static_cast<int64_t>(rem / f.Wo) * f.y_stride[2] +
+             static_cast<int64_t>(rem % f.Wo) * f.y_stride[3] + co0 + n;
+      }
+      cp_async_16(&s.stage[buf].dy[k][n], gy + at, valid);
+    }
+  };
+
+  // Z of pixel q0 + k, channels cm0 + 8g .. + 8, into buffer `buf` (zero past the split and Cmid).
+  const int g = threadIdx.x % kGroups, k = threadIdx.x / kGroups;  // neighbouring threads: channels
+  auto compute_z = [&](int64_t q0, int buf) {
+    const int64_t q = q0 + k;
+    const int cm = cm0 + g * kVec;
+    float acc[kVec];
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
+    if (q < end && cm < f.Cmid) {
+      const int64_t img = q / hw;
+      const int rem = static_cast<int>(q - img * hw);
+      const int iy0 = (rem / f.Wo) * f.sh - f.pt, ix0 = (rem % f.Wo) * f.sw - f.pl;
+      const int64_t xc = img * f.x_stride[0] + cm;  // channel stride 1, M == 1: cm is the channel
+      Vec16<T> xv[kTaps];  // every tap's load issued before the arithmetic
+#pragma unroll
+      for (int tap = 0; tap < kTaps; ++tap) {
+        const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
+        const bool inside = iy >= 0 && iy < f.H && ix >= 0 && ix < f.W;
+        const int64_t off = inside ? xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3] : 0;
+        xv[tap].u = __ldg(reinterpret_cast<const uint4*>(x + off));
+      }
+#pragma unroll
+      for (int tap = 0; tap < kTaps; ++tap) {
+        const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
+        if (iy < 0 || iy >= f.H || ix < 0 || ix >= f.W) continue;  // nothing, even for an infinite weight
+        const float4 w_lo = *reinterpret_cast<const float4*>(&s.wdw[tap][g * kVec]);
+        const float4 w_hi = *reinterpret_cast<const float4*>(&s.wdw[tap][g * kVec + 4]);
+        const float w[kVec] = {w_lo.x, w_lo.y, w_lo.z, w_lo.w, w_hi.x, w_hi.y, w_hi.z, w_hi.w};
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) acc[j] = fmaf(to_float(xv[tap].v[j]), w[j], acc[j]);
+      }
+      if (f.activation != Activation::kNone) {  // Z rounded as the unfused op stores it, then activated
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) acc[j] = activate(f.activation, round_like_storage<T>(acc[j]));
+      }
+    }
+    Vec16<T> out;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) out.v[j] = from_float<T>(acc[j]);
+    *reinterpret_cast<uint4*>(&s.stage[buf].z[k][g * kVec]) = out.u;
+  };
+
+  TensorCoreMma<Tile, /*kAColMajor=*/true, /*kBRowMajor=*/true> mma;
+  float bias_acc = 0.f;  // thread n < BN: grad_bias[co0 + n] over this split, in pixel order
+  // Chunk i: Z_i written and dY_i landed, one barrier, then dY_{i+1} issued (its buffer was last
+  // read by the MMA of chunk i-1, which every thread finished before this barrier) and chunk i
+  // multiplied. Z_{i+1} goes to the other buffer after the barrier too.
+  copy_dy(begin, 0);
+  cp_async_commit();
+  int buf = 0;
+#pragma unroll 1
+  for (int64_t q0 = begin; q0 < end; q0 += BK, buf ^= 1) {
+    if (want_pw) compute_z(q0, buf);
+    cp_async_wait<0>();
+    __syncthreads();  // Z_i and dY_i complete for everyone; chunk i-1's buffers free
+    if (q0 + BK < end) copy_dy(q0 + BK, buf ^ 1);
+    cp_async_commit();
+    if (want_pw) mma.step(&s.stage[buf].z[0][0], Traits::kLdZ, &s.stage[buf].dy[0][0], Traits::kLdDy);
+    if (want_bias && threadIdx.x < BN) {
+#pragma unroll 8
+      for (int kk = 0; kk < BK; ++kk) bias_acc += to_float(s.stage[buf].dy[kk][threadIdx.x]);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // every MMA and bias read done before the staging aliases the buffers
+
+  float* __restrict__ ws_pw = p.workspace + p.dw_partials * f.Cmid * kTaps;
+  float* __restrict__ ws_bias = ws_pw + static_cast<int64_t>(p.pw_splits) * f.Cout * f.Cmid;
+  if (want_pw) {
+    mma.stage(s.c);
+    __syncthreads();
+    float* __restrict__ part = ws_pw + static_cast<int64_t>(blockIdx.z) * f.Cout * f.Cmid;
+    for (int i = threadIdx.x; i < BM * BN; i += kThreads) {
+      const int m = i % BM, n = i / BM;  // neighbouring threads along cm: contiguous in grad_pw
+      const int cm = cm0 + m, co = co0 + n;
+      if (cm < f.Cmid && co < f.Cout) part[static_cast<int64_t>(co) * f.Cmid + cm] = s.c[m][n];
+    }
+  }
+  if (want_bias && threadIdx.x < BN && co0 + static_cast<int>(threadIdx.x) < f.Cout) {
+    ws_bias[static_cast<int64_t>(blockIdx.z) * f.Cout + co0 + threadIdx.x] = bias_acc;
+  }
+}
+
+}  // namespace xsep
