@@ -1,9 +1,18 @@
 // 16-byte asynchronous copies from global to shared memory (cp.async, sm_80+), the one place the
-// kernels spell the PTX. Before sm_80 these compile to nothing: callers check can_copy_async-style
-// conditions on the host or device and take a plain load-store path there.
+// kernels spell the PTX. Elsewhere: a synchronous copy (before sm_80), or, in the host emulation
+// of the kernels (tests/cpp/cuda_host_emulation.h, XSEP_HOST_EMULATION), copies that land only at
+// the wait, the latest moment the hardware may deliver them.
 #pragma once
 
+#include <vector_types.h>
+
 namespace xsep {
+
+#if defined(XSEP_HOST_EMULATION)
+void emulated_cp_async_16(void* dst, const void* src, bool valid);
+void emulated_cp_async_commit();
+void emulated_cp_async_wait(int pending);
+#endif
 
 // 16 bytes from src to dst (shared memory) when `valid`; else nothing is read (src may be any
 // valid address) and the 16 bytes are zero-filled.
@@ -11,6 +20,10 @@ __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool val
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+#elif defined(XSEP_HOST_EMULATION)
+  emulated_cp_async_16(dst, src, valid);
+#else
+  *static_cast<uint4*>(dst) = valid ? *static_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
 #endif
 }
 
@@ -18,6 +31,8 @@ __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool val
 __device__ __forceinline__ void cp_async_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;\n" ::);
+#elif defined(XSEP_HOST_EMULATION)
+  emulated_cp_async_commit();
 #endif
 }
 
@@ -26,6 +41,8 @@ template <int kPending>
 __device__ __forceinline__ void cp_async_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+#elif defined(XSEP_HOST_EMULATION)
+  emulated_cp_async_wait(kPending);
 #endif
 }
 

@@ -93,6 +93,7 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_pw_stag
     const int tap = i / BM, cm = cm0 + i % BM;
     s.wdw[tap][i % BM] = cm < f.Cmid ? to_float(__ldg(static_cast<const T*>(f.dw_weight) + static_cast<int64_t>(cm) * kTaps + tap)) : 0.f;
   }
+  __syncthreads();  // the weights, before the first chunk's Z reads them
 
   // dY of pixels q0 .. q0 + BK into buffer `buf`; zero past the split and past Cout.
   auto copy_dy = [&](int64_t q0, int buf) {

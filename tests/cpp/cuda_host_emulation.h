@@ -1,0 +1,190 @@
+// Runs the CUDA kernels of csrc/kernels on the host, compiled by g++, so a machine without a GPU
+// checks what they compute (tests/cpp/staged_bwd_emulation.cpp, run by tests/test_kernel_emulation.py).
+//
+// One CTA at a time, one std::thread per CUDA thread; __syncthreads is a std::barrier over them;
+// __shared__ variables are static (one copy, shared by the CTA's threads). Stand-ins that are
+// stricter than the hardware where they can be:
+//   * WMMA: every lane computes the warp's whole 16x16 tile (fp32 products, fp32 sums in k order);
+//     lane 0 stores it. Pointers must be 32-byte aligned and ldm a multiple of 16 bytes, as on the
+//     GPU (a violation aborts).
+//   * cp.async: a copy lands only at the wait that covers it, the latest moment the hardware may
+//     deliver it (a read before the wait sees stale data); 16-byte alignment is checked.
+// Not modelled: warp shuffles and votes, the memory model beyond the barriers, timing. Run it
+// under -fsanitize=thread and a missing barrier shows up as a data race on shared memory.
+#pragma once
+
+// The CUDA headers first: they declare threadIdx / blockIdx, which are redefined below.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <barrier>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#define XSEP_HOST_EMULATION 1
+#define __launch_bounds__(...)
+#undef __shared__
+#define __shared__ static
+#define threadIdx xsep_emulated_thread_idx
+#define blockIdx xsep_emulated_block_idx
+
+inline thread_local uint3 xsep_emulated_thread_idx;
+inline thread_local uint3 xsep_emulated_block_idx;
+
+namespace xsep_emulation {
+
+[[noreturn]] inline void die(const char* what) {
+  std::fprintf(stderr, "emulation: %s\n", what);
+  std::abort();
+}
+inline std::barrier<>* cta_barrier = nullptr;
+
+// One committed group of 16-byte copies of one thread.
+struct Copy {
+  void* dst;
+  const void* src;
+  bool valid;
+};
+inline thread_local std::vector<std::vector<Copy>> committed;
+inline thread_local std::vector<Copy> open_group;
+
+// kernel() once per CTA of `grid`, with `threads` threads each.
+template <class Kernel>
+void run_grid(dim3 grid, int threads, Kernel kernel) {
+  std::barrier<> barrier(threads);
+  cta_barrier = &barrier;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      threadIdx = make_uint3(t, 0, 0);
+      for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+          for (unsigned x = 0; x < grid.x; ++x) {
+            blockIdx = make_uint3(x, y, z);
+            kernel();
+            for (const auto& group : committed)
+              if (!group.empty()) die("a CTA ended with cp.async copies not waited for");
+            if (!open_group.empty()) die("a CTA ended with cp.async copies not committed");
+            committed.clear();  // empty groups (the pipelines' tail) are nothing
+            barrier.arrive_and_wait();  // the next CTA reuses the shared memory
+          }
+    });
+  }
+  for (std::thread& th : pool) th.join();
+  cta_barrier = nullptr;
+}
+
+}  // namespace xsep_emulation
+
+inline void __syncthreads() { xsep_emulation::cta_barrier->arrive_and_wait(); }
+
+template <typename T>
+inline T __ldg(const T* p) {
+  return *p;
+}
+
+namespace xsep {
+
+inline void emulated_cp_async_16(void* dst, const void* src, bool valid) {
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))
+    xsep_emulation::die("cp.async with an address not 16-byte aligned");
+  xsep_emulation::open_group.push_back({dst, src, valid});
+}
+inline void emulated_cp_async_commit() {
+  xsep_emulation::committed.push_back(xsep_emulation::open_group);
+  xsep_emulation::open_group.clear();
+}
+inline void emulated_cp_async_wait(int pending) {
+  auto& groups = xsep_emulation::committed;
+  while (static_cast<int>(groups.size()) > pending) {
+    for (const auto& c : groups.front()) {
+      if (c.valid) {
+        std::memcpy(c.dst, c.src, 16);
+      } else {
+        std::memset(c.dst, 0, 16);
+      }
+    }
+    groups.erase(groups.begin());
+  }
+}
+
+}  // namespace xsep
+
+namespace nvcuda::wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+namespace precision {
+struct tf32 {};
+}  // namespace precision
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  static constexpr int rows = std::is_same_v<Use, matrix_b> ? K : M;
+  static constexpr int cols = std::is_same_v<Use, matrix_a> ? K : N;
+  static constexpr int num_elements = rows * cols;
+  float x[rows * cols];  // the whole tile, [row][col], in every lane
+};
+
+inline float __float_to_tf32(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  bits &= ~uint32_t{0x1fff};  // 10 mantissa bits kept (truncation: the tests only need the shape)
+  std::memcpy(&v, &bits, 4);
+  return v;
+}
+
+template <class P>
+inline void check_operand(const P* p, unsigned ldm) {
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0) xsep_emulation::die("WMMA pointer not 32-byte aligned");
+  if ((ldm * sizeof(P)) % 16 != 0) xsep_emulation::die("WMMA ldm not a multiple of 16 bytes");
+}
+
+template <class Use, int M, int N, int K, class T, class Layout, class P>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
+  check_operand(p, ldm);
+  using F = fragment<Use, M, N, K, T, Layout>;
+  for (int r = 0; r < F::rows; ++r)
+    for (int c = 0; c < F::cols; ++c) {
+      const P v = std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r];
+      f.x[r * F::cols + c] = static_cast<float>(v);
+    }
+}
+
+template <class Use, int M, int N, int K, class T, class Layout>
+inline void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, float v) {
+  for (float& e : f.x) e = v;
+}
+
+template <int M, int N, int K, class TA, class LA, class TB, class LB>
+inline void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
+                     const fragment<matrix_b, M, N, K, TB, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
+  float out[M * N];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      float acc = c.x[i * N + j];
+      for (int k = 0; k < K; ++k) acc += a.x[i * K + k] * b.x[k * N + j];
+      out[i * N + j] = acc;
+    }
+  std::memcpy(d.x, out, sizeof(out));
+}
+
+template <int M, int N, int K>
+inline void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t layout) {
+  check_operand(p, ldm);
+  if (threadIdx.x % 32 != 0) return;  // one lane writes the warp's tile
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) p[layout == mem_row_major ? i * ldm + j : j * ldm + i] = f.x[i * N + j];
+}
+
+}  // namespace nvcuda::wmma
