@@ -1,10 +1,19 @@
-// 16-byte asynchronous copies from global to shared memory (cp.async, sm_80+), the one place the
-// kernels spell the PTX. Elsewhere: a synchronous copy (before sm_80), or, in the host emulation
+// Shared-memory plumbing: 16-byte asynchronous copies from global to shared memory (cp.async,
+// sm_80+; the one place the kernels spell the PTX) and the dynamic shared memory declaration. Elsewhere: a synchronous copy (before sm_80), or, in the host emulation
 // of the kernels (tests/cpp/cuda_host_emulation.h, XSEP_HOST_EMULATION), copies that land only at
 // the wait, the latest moment the hardware may deliver them.
 #pragma once
 
 #include <vector_types.h>
+
+// A kernel's dynamic shared memory as `unsigned char name[]`, 128-byte aligned (in the host
+// emulation: the buffer it allocates per CTA).
+#if defined(XSEP_HOST_EMULATION)
+unsigned char* emulated_dynamic_shared();
+#define XSEP_DYNAMIC_SHARED(name) unsigned char* name = ::xsep::emulated_dynamic_shared()
+#else
+#define XSEP_DYNAMIC_SHARED(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
 
 namespace xsep {
 

@@ -87,11 +87,7 @@ __device__ __forceinline__ void halo_depthwise(const SepConvParams& p, int64_t n
                                   static_cast<int64_t>(ix) * p.x_stride[3] + ch
                             : x;
       T* dst = buf + hp * kHaloChunk + g * kVec;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
       cp_async_16(dst, src, inside);
-#else
-      *reinterpret_cast<uint4*>(dst) = inside ? *reinterpret_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
-#endif
     }
   };
   // One chunk's depthwise weights, [channel][tap] in global memory (contiguous for the chunk),
@@ -175,7 +171,7 @@ __global__ void __launch_bounds__(Traits::kThreads, std::is_same_v<typename Trai
     sepconv_fwd_halo_kernel(const SepConvParams p) {
   using Operand = typename Traits::Operand;
   using Layout = HaloFwdLayout<Traits>;
-  extern __shared__ __align__(128) unsigned char smem[];
+  XSEP_DYNAMIC_SHARED(smem);
   __shared__ int64_t y_base[Traits::BM];
 
   const HaloTile tile = halo_tile(blockIdx.x, p.Ho, p.Wo);

@@ -180,7 +180,7 @@ struct PointwiseChunks {
   static constexpr int kVecsPerRow = BK / kVec;
 
   __device__ __forceinline__ static bool can_copy_async(const SepConvParams& p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(XSEP_HOST_EMULATION)
     return p.Cmid % kVec == 0 && reinterpret_cast<uintptr_t>(p.pw_weight) % 16 == 0;
 #else
     return false;  // cp.async is sm_80+
@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     sepconv_fwd_resident_kernel(const SepConvParams p) {
   using Operand = typename Traits::Operand;
   using Layout = ResidentFwdLayout<Traits>;
-  extern __shared__ __align__(128) unsigned char smem[];
+  XSEP_DYNAMIC_SHARED(smem);
   __shared__ FwdPixelTable<Traits::BM> px;
 
   const int kpad = Layout::kpad(p.Cmid), ldz = Layout::ldz(p.Cmid);

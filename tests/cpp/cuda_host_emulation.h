@@ -1,9 +1,10 @@
 // Runs the CUDA kernels of csrc/kernels on the host, compiled by g++, so a machine without a GPU
-// checks what they compute (tests/cpp/staged_bwd_emulation.cpp, run by tests/test_kernel_emulation.py).
+// checks what they compute (tests/cpp/*_emulation.cpp, run by tests/test_kernel_emulation.py).
 //
 // One CTA at a time, one std::thread per CUDA thread; __syncthreads is a std::barrier over them;
-// __shared__ variables are static (one copy, shared by the CTA's threads). Stand-ins that are
-// stricter than the hardware where they can be:
+// __shared__ variables are static (one copy, shared by the CTA's threads) and dynamic shared
+// memory is one buffer, poisoned with NaN bytes before each CTA. Stand-ins that are stricter than
+// the hardware where they can be:
 //   * WMMA: every lane computes the warp's whole 16x16 tile (fp32 products, fp32 sums in k order);
 //     lane 0 stores it. Pointers must be 32-byte aligned and ldm a multiple of 16 bytes, as on the
 //     GPU (a violation aborts).
@@ -54,11 +55,18 @@ struct Copy {
 inline thread_local std::vector<std::vector<Copy>> committed;
 inline thread_local std::vector<Copy> open_group;
 
-// kernel() once per CTA of `grid`, with `threads` threads each.
+// The CTA's dynamic shared memory (XSEP_DYNAMIC_SHARED), 128-byte aligned.
+inline unsigned char* dynamic_shared = nullptr;
+
+// kernel() once per CTA of `grid`, with `threads` threads each and `shared_bytes` of dynamic
+// shared memory, filled with 0xff bytes (NaN in every float type) before each CTA, so a value
+// read before it is written shows.
 template <class Kernel>
-void run_grid(dim3 grid, int threads, Kernel kernel) {
+void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0) {
   std::barrier<> barrier(threads);
   cta_barrier = &barrier;
+  std::vector<unsigned char> shared_storage(shared_bytes + 128);
+  dynamic_shared = shared_storage.data() + (128 - reinterpret_cast<uintptr_t>(shared_storage.data()) % 128);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
@@ -67,6 +75,8 @@ void run_grid(dim3 grid, int threads, Kernel kernel) {
         for (unsigned y = 0; y < grid.y; ++y)
           for (unsigned x = 0; x < grid.x; ++x) {
             blockIdx = make_uint3(x, y, z);
+            if (t == 0) std::memset(dynamic_shared, 0xff, shared_bytes);
+            barrier.arrive_and_wait();
             kernel();
             for (const auto& group : committed)
               if (!group.empty()) die("a CTA ended with cp.async copies not waited for");
@@ -90,6 +100,8 @@ inline T __ldg(const T* p) {
 }
 
 namespace xsep {
+
+inline unsigned char* emulated_dynamic_shared() { return xsep_emulation::dynamic_shared; }
 
 inline void emulated_cp_async_16(void* dst, const void* src, bool valid) {
   if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))

@@ -1,0 +1,171 @@
+// The forward kernels (csrc/kernels/sepconv_fwd_{resident,halo}_kernel.cuh, sepconv_fwd_kernel.cuh)
+// run on the host through tests/cpp/cuda_host_emulation.h and compared with a direct fp64 forward
+// of the same (rounded) inputs; the output is poisoned with NaN first, so an unwritten element
+// fails. The resident and tiled kernels have passed on the H100, so they also check the emulation;
+// the halo kernel had not run anywhere before. fp16, bf16, fp32 on TF32 tensor cores and exact
+// fp32 (FFMA); 3x3 (the fixed-size path) and 5x5 (the run-time-size path), stride 2 with
+// asymmetric padding, dilation, ELU between the convolutions, depth multiplier 2, channels not a
+// multiple of 8, both memory formats. Prints one line per run; exits 0 when all agree.
+#include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
+
+#include <cmath>
+#include <random>
+
+#include "sepconv_fwd_halo_kernel.cuh"
+#include "sepconv_fwd_kernel.cuh"
+
+using xsep::Activation;
+using xsep::Math;
+
+namespace {
+
+struct Case {
+  const char* name;
+  int N, C, H, W, Cout, M, k, stride, dil, pt, pb, pl, pr;
+  Activation act;
+};
+
+enum class Kernel { kResident, kHalo, kTiled };
+const char* kernel_name(Kernel k) { return k == Kernel::kResident ? "resident" : k == Kernel::kHalo ? "halo" : "tiled"; }
+
+template <typename T, Math kMath>
+const char* mode_name() {
+  if constexpr (std::is_same_v<T, __half>) return "fp16";
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return "bf16";
+  return kMath == Math::kTensorCore ? "fp32-tf32" : "fp32";
+}
+
+// The kernel variant the launcher would pick for this kernel size and layout.
+template <typename T, Math kMath, bool kCL, int KH, int KW>
+void launch(Kernel which, const xsep::SepConvParams& p) {
+  using xsep_emulation::run_grid;
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  if (which == Kernel::kResident) {
+    using Traits = xsep::ResidentFwdTraits<T, kMath, kCL, KH, KW, 32>;
+    run_grid(dim3(static_cast<unsigned>((pixels + 31) / 32)), Traits::kThreads,
+             [&] { xsep::sepconv_fwd_resident_kernel<Traits>(p); }, xsep::ResidentFwdLayout<Traits>::bytes(p.Cmid));
+  } else if (which == Kernel::kHalo) {
+    if constexpr (kCL) {
+      using Traits = xsep::ResidentFwdTraits<T, kMath, true, KH, KW, xsep::kHaloTile * xsep::kHaloTile>;
+      run_grid(dim3(static_cast<unsigned>(xsep::halo_tile_count(p.N, p.Ho, p.Wo))), Traits::kThreads,
+               [&] { xsep::sepconv_fwd_halo_kernel<Traits>(p); }, xsep::HaloFwdLayout<Traits>::bytes(p));
+    }
+  } else {
+    using Traits = xsep::FwdTraits<T, kMath, kCL, KH, KW>;
+    run_grid(dim3(static_cast<unsigned>((pixels + Traits::BM - 1) / Traits::BM),
+                  static_cast<unsigned>((p.Cout + Traits::BN - 1) / Traits::BN)),
+             Traits::kThreads, [&] { xsep::sepconv_fwd_kernel<Traits>(p); });
+  }
+}
+
+template <typename T, Math kMath>
+bool run_case(const Case& c, Kernel which, bool channels_last, std::mt19937& rng, double tol) {
+  const int Cmid = c.C * c.M, K = c.k;
+  const int Ho = (c.H + c.pt + c.pb - c.dil * (K - 1) - 1) / c.stride + 1;
+  const int Wo = (c.W + c.pl + c.pr - c.dil * (K - 1) - 1) / c.stride + 1;
+  std::normal_distribution<double> normal(0.0, 1.0);
+  auto make = [&](size_t n, double scale, std::vector<T>& dev, std::vector<double>& ref) {
+    dev.resize(n);
+    ref.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      dev[i] = static_cast<T>(static_cast<float>(normal(rng) * scale));
+      ref[i] = static_cast<float>(dev[i]);
+    }
+  };
+  std::vector<T> x, wdw, wpw, bias;
+  std::vector<double> xr, wdwr, wpwr, br;
+  make(static_cast<size_t>(c.N) * c.C * c.H * c.W, 1.0, x, xr);
+  make(static_cast<size_t>(Cmid) * K * K, 1.0 / K, wdw, wdwr);
+  make(static_cast<size_t>(c.Cout) * Cmid, 1.0 / std::sqrt(Cmid), wpw, wpwr);
+  make(static_cast<size_t>(c.Cout), 1.0, bias, br);
+  // Element strides (n, c, h, w) of x and y in the layout.
+  auto strides = [&](int ch, int h, int w, int64_t* s) {
+    if (channels_last) {
+      s[0] = static_cast<int64_t>(h) * w * ch, s[1] = 1, s[2] = static_cast<int64_t>(w) * ch, s[3] = ch;
+    } else {
+      s[0] = static_cast<int64_t>(ch) * h * w, s[1] = static_cast<int64_t>(h) * w, s[2] = w, s[3] = 1;
+    }
+  };
+  xsep::SepConvParams p{};
+  p.N = c.N, p.C = c.C, p.H = c.H, p.W = c.W, p.M = c.M, p.Cmid = Cmid, p.Cout = c.Cout;
+  p.kh = p.kw = K, p.sh = p.sw = c.stride, p.pt = c.pt, p.pl = c.pl, p.dh = p.dw = c.dil, p.Ho = Ho, p.Wo = Wo;
+  strides(c.C, c.H, c.W, p.x_stride);
+  strides(c.Cout, Ho, Wo, p.y_stride);
+  std::vector<T> y(static_cast<size_t>(c.N) * c.Cout * Ho * Wo, static_cast<T>(NAN));
+  p.x = x.data(), p.dw_weight = wdw.data(), p.pw_weight = wpw.data(), p.bias = bias.data(), p.y = y.data();
+  p.activation = c.act, p.channels_last = channels_last, p.allow_tf32 = kMath == Math::kTensorCore;
+
+  if (K == 3) {
+    channels_last ? launch<T, kMath, true, 3, 3>(which, p) : launch<T, kMath, false, 3, 3>(which, p);
+  } else {
+    channels_last ? launch<T, kMath, true, 0, 0>(which, p) : launch<T, kMath, false, 0, 0>(which, p);
+  }
+
+  // Reference: fp64 from the same rounded values (the intermediate is not rounded: the tolerance
+  // covers the kernels' rounding of it to the MMA input type).
+  std::vector<double> ref(y.size());
+  double scale = 1e-30, worst = 0.0;
+  bool unwritten = false;
+  for (int n = 0; n < c.N; ++n)
+    for (int oy = 0; oy < Ho; ++oy)
+      for (int ox = 0; ox < Wo; ++ox) {
+        std::vector<double> z(Cmid, 0.0);
+        for (int cm = 0; cm < Cmid; ++cm) {
+          for (int t = 0; t < K * K; ++t) {
+            const int iy = oy * c.stride - c.pt + (t / K) * c.dil, ix = ox * c.stride - c.pl + (t % K) * c.dil;
+            if (iy < 0 || iy >= c.H || ix < 0 || ix >= c.W) continue;
+            z[cm] += xr[n * p.x_stride[0] + (cm / c.M) * p.x_stride[1] + iy * p.x_stride[2] + ix * p.x_stride[3]] *
+                     wdwr[cm * K * K + t];
+          }
+          z[cm] = xsep::activate(c.act, z[cm]);
+        }
+        for (int co = 0; co < c.Cout; ++co) {
+          double v = br[co];
+          for (int cm = 0; cm < Cmid; ++cm) v += wpwr[static_cast<size_t>(co) * Cmid + cm] * z[cm];
+          ref[n * p.y_stride[0] + co * p.y_stride[1] + oy * p.y_stride[2] + ox * p.y_stride[3]] = v;
+          scale = std::max(scale, std::fabs(v));
+        }
+      }
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double got = static_cast<float>(y[i]);
+    if (std::isnan(got)) unwritten = true;
+    worst = std::max(worst, std::fabs(got - ref[i]) / scale);
+  }
+  const bool ok = !unwritten && worst <= tol;
+  std::printf("%s %-9s %-18s %-9s %-13s relative error %.2e%s\n", ok ? "ok    " : "FAILED", kernel_name(which), c.name,
+              mode_name<T, kMath>(), channels_last ? "channels_last" : "nchw", worst,
+              unwritten ? "  (unwritten elements)" : "");
+  return ok;
+}
+
+}  // namespace
+
+int main() {
+  const Case cases[] = {
+      {"partial_3x3", 2, 40, 13, 11, 136, 1, 3, 1, 1, 1, 1, 1, 1, Activation::kNone},
+      {"s2_asymmetric_5x5", 1, 24, 17, 23, 40, 1, 5, 2, 1, 1, 2, 1, 2, Activation::kNone},
+      {"d2_elu", 1, 16, 20, 21, 32, 1, 3, 1, 2, 2, 2, 2, 2, Activation::kElu},
+      {"mult2_odd_channels", 2, 13, 9, 10, 20, 2, 3, 1, 1, 1, 1, 1, 1, Activation::kNone},
+  };
+  std::mt19937 rng(4321);
+  int failed = 0, count = 0;
+  auto all_modes = [&](const Case& c, Kernel which, bool cl) {
+    // Tolerances: a few units of each mode's rounding (16-bit output, TF32 operands); a wrong
+    // index or an unwritten element is O(1).
+    failed += !run_case<__half, Math::kTensorCore>(c, which, cl, rng, 5e-3);
+    failed += !run_case<__nv_bfloat16, Math::kTensorCore>(c, which, cl, rng, 3e-2);
+    failed += !run_case<float, Math::kTensorCore>(c, which, cl, rng, 5e-3);
+    failed += !run_case<float, Math::kFFMA>(c, which, cl, rng, 1e-5);
+    count += 4;
+  };
+  for (const Case& c : cases) {
+    const bool halo_applies = c.M == 1 && c.C % 8 == 0;  // as sepconv_fwd_launch.cuh checks (16-bit and fp32)
+    for (bool cl : {true, false}) {
+      all_modes(c, Kernel::kResident, cl);
+      all_modes(c, Kernel::kTiled, cl);
+    }
+    if (halo_applies) all_modes(c, Kernel::kHalo, true);
+  }
+  std::printf("%d runs, %d failed\n", count, failed);
+  return failed == 0 ? 0 : 1;
+}
