@@ -8,6 +8,7 @@
 #   bash tools/gpu_run.sh build bench-more       # the same in fp16 and exact fp32 (~7 min)
 #   bash tools/gpu_run.sh build networks         # 34-layer stack + Xception, eager and compiled
 #   bash tools/gpu_run.sh build forward-kernels  # the forward kernels against each other (~3 min)
+#   bash tools/gpu_run.sh build backward-kernels # first vs staged backward kernels, bf16 (~4 min)
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels
 #
 # No stage named: build tests sanitizer. Logs and result files go to $OUT/gpu-run.tgz (the device
@@ -88,6 +89,13 @@ for stage in "${stages[@]}"; do
           --out "$OUT" --name "gpu-forward-$kernel" 2>&1 | grep -E "geometric|  (bf16|fp32)" || status=1
       done
       ;;
+    backward-kernels)
+      step "backward kernels compared: first (default) and staged (experimental, XSEP_BWD_KERNEL=staged); bf16"
+      for kernel in first staged; do
+        XSEP_BWD_KERNEL=$kernel python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 \
+          --out "$OUT" --name "gpu-backward-$kernel" 2>&1 | grep -E "geometric|  bf16" || status=1
+      done
+      ;;
     profile)
       step "Nsight Compute: the forward and backward kernels of 728->728 @19, N=32, bf16"
       ncu --set full -k regex:sepconv --launch-skip 4 --launch-count 4 -f -o "$OUT/profile" \
@@ -101,7 +109,7 @@ for stage in "${stages[@]}"; do
       python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
-    *) echo "unknown stage $stage (build, tests, sanitizer, bench, bench-more, networks, forward-kernels, profile)"; exit 2 ;;
+    *) echo "unknown stage $stage (build, tests, sanitizer, bench, bench-more, networks, forward-kernels, backward-kernels, profile)"; exit 2 ;;
   esac
 done
 exit $status
