@@ -218,9 +218,8 @@ print("checked")
 def test_staged_kernels_match_reference():
     tests = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, XSEP_BWD_KERNEL="staged", XSEP_LOG_DISPATCH="1")
-    result = subprocess.run(
-        [sys.executable, "-c", FORCED_STAGED_BACKWARD_CHECK.format(tests=tests)], env=env, capture_output=True, text=True
-    )
+    code = FORCED_STAGED_BACKWARD_CHECK.format(tests=tests)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
     assert "staged-input staged-pw" in result.stderr, "the dispatch log does not name both staged kernels"

@@ -1,7 +1,7 @@
 // Shared-memory plumbing: 16-byte asynchronous copies from global to shared memory (cp.async,
-// sm_80+; the one place the kernels spell the PTX) and the dynamic shared memory declaration. Elsewhere: a synchronous copy (before sm_80), or, in the host emulation
-// of the kernels (tests/cpp/cuda_host_emulation.h, XSEP_HOST_EMULATION), copies that land only at
-// the wait, the latest moment the hardware may deliver them.
+// sm_80+; the one place the kernels spell the PTX) and the dynamic shared memory declaration. Elsewhere: a synchronous
+// copy (before sm_80), or, in the host emulation of the kernels (tests/cpp/cuda_host_emulation.h, XSEP_HOST_EMULATION),
+// copies that land only at the wait, the latest moment the hardware may deliver them.
 #pragma once
 
 #include <vector_types.h>

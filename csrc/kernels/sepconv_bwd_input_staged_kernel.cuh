@@ -35,10 +35,10 @@ struct StagedInputTraits {
   static_assert(sizeof(T_) == 2, "16-bit types only: fp32 operands would not fit in static shared memory");
   // M = ext pixels, N = depthwise channels, K = Cout in chunks of 32; 8 warps of 32 x 32.
   using Tile = GemmTile<T_, kBwdInputRows, kBwdInputChannels, 32, 4, 2>;
-  static constexpr int kTaps = 9;                          // 3x3
-  static constexpr int kVec = 8;                           // 16-bit elements per 16-byte copy
-  static constexpr int kLdW = Tile::BN + kVec;             // W chunk rows [co][cm], 16-byte pad
-  static constexpr int kParts = Tile::kThreads / Tile::BN; // grad_dw: ext pixels split in 4
+  static constexpr int kTaps = 9;                           // 3x3
+  static constexpr int kVec = 8;                            // 16-bit elements per 16-byte copy
+  static constexpr int kLdW = Tile::BN + kVec;              // W chunk rows [co][cm], 16-byte pad
+  static constexpr int kParts = Tile::kThreads / Tile::BN;  // grad_dw: ext pixels split in 4
 };
 
 template <class Traits>
@@ -53,7 +53,7 @@ struct StagedInputShared {
     Stage stage[2];                  // double buffer of the dZ GEMM's operands
     float dz[Tile::BM][Tile::kLdC];  // then dZ of the ext pixels in fp32, [pixel][cm]
   };
-  float wdw[Tile::BN][Traits::kTaps];                    // the CTA's depthwise weights
+  float wdw[Tile::BN][Traits::kTaps];                      // the CTA's depthwise weights
   float dw_part[Traits::kParts][Tile::BN][Traits::kTaps];  // grad_dw sums per quarter of the ext
   int64_t gy_base[Tile::BM];  // offset of grad_y[n, 0, oy, ox] of ext pixel e; -1 past the ext
   bool own_row[Tile::BM];     // does this tile count ext row / column in grad_dw (first_inside_tap)
@@ -64,10 +64,10 @@ struct StagedInputShared {
 inline bool staged_input_applies(const SepConvBwdParams& p, int major) {
   const SepConvParams& f = p.fwd;
   constexpr int kVec = 8;
-  return major >= 8 && f.kh == 3 && f.kw == 3 && f.channels_last && f.y_stride[1] == 1 &&
-         f.y_stride[0] % kVec == 0 && f.y_stride[2] % kVec == 0 && f.y_stride[3] % kVec == 0 &&
-         reinterpret_cast<uintptr_t>(p.grad_y) % 16 == 0 && reinterpret_cast<uintptr_t>(f.pw_weight) % 16 == 0 &&
-         f.Cout % kVec == 0 && f.Cmid % kVec == 0 && (p.channels_per_cta * f.M) % kVec == 0;
+  return major >= 8 && f.kh == 3 && f.kw == 3 && f.channels_last && f.y_stride[1] == 1 && f.y_stride[0] % kVec == 0 &&
+         f.y_stride[2] % kVec == 0 && f.y_stride[3] % kVec == 0 && reinterpret_cast<uintptr_t>(p.grad_y) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(f.pw_weight) % 16 == 0 && f.Cout % kVec == 0 && f.Cmid % kVec == 0 &&
+         (p.channels_per_cta * f.M) % kVec == 0;
 }
 
 template <class Traits>
@@ -94,8 +94,8 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_input_s
     s.gy_base[e] = -1;
     if (e < ext_count) {
       const int oy = t.ey0 + e / ext_w, ox = t.ex0 + e % ext_w;
-      s.gy_base[e] = t.n * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] +
-                     static_cast<int64_t>(ox) * f.y_stride[3];
+      s.gy_base[e] =
+          t.n * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] + static_cast<int64_t>(ox) * f.y_stride[3];
     }
     if (e < ext_h) {
       const int r = first_inside_tap(t.ey0 + e, f.sh, f.pt, 3, f.dh, f.H);
@@ -171,7 +171,8 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_input_s
         for (int kx = 0; kx < 3; ++kx) {
           const int ix = ox * f.sw - f.pl + kx * f.dw;
           if (iy < 0 || iy >= f.H || ix < 0 || ix >= f.W) continue;
-          z = fmaf(to_float(__ldg(x + xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3])),
+          z = fmaf(to_float(__ldg(x + xc + static_cast<int64_t>(iy) * f.x_stride[2] +
+                                  static_cast<int64_t>(ix) * f.x_stride[3])),
                    s.wdw[cl_m][ky * 3 + kx], z);
         }
       }
@@ -206,8 +207,8 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_input_s
           for (int m = 0; m < f.M; ++m) acc = fmaf(s.wdw[cl * f.M + m][ky * 3 + kx], s.dz[e][cl * f.M + m], acc);
         }
       }
-      gx[t.n * p.gx_stride[0] + static_cast<int64_t>(c0 + cl) * p.gx_stride[1] + static_cast<int64_t>(iy) * p.gx_stride[2] +
-         static_cast<int64_t>(ix) * p.gx_stride[3]] = from_float<T>(acc);
+      gx[t.n * p.gx_stride[0] + static_cast<int64_t>(c0 + cl) * p.gx_stride[1] +
+         static_cast<int64_t>(iy) * p.gx_stride[2] + static_cast<int64_t>(ix) * p.gx_stride[3]] = from_float<T>(acc);
     }
   }
 
@@ -231,9 +232,9 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_input_s
         for (int tap = 0; tap < kTaps; ++tap) {
           const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
           const bool inside = iy >= 0 && iy < f.H && ix >= 0 && ix < f.W;
-          xv[tap] = __ldg(x + (inside ? xc + static_cast<int64_t>(iy) * f.x_stride[2] +
-                                            static_cast<int64_t>(ix) * f.x_stride[3]
-                                      : 0));
+          xv[tap] = __ldg(
+              x +
+              (inside ? xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3] : 0));
         }
 #pragma unroll
         for (int tap = 0; tap < kTaps; ++tap) {

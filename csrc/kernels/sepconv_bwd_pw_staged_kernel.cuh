@@ -34,8 +34,8 @@ struct StagedPwTraits {
   static_assert(sizeof(T_) == 2, "16-bit types only");
   // M = depthwise channels, N = output channels, K = pixels in chunks of 32; 8 warps of 32 x 32.
   using Tile = GemmTile<T_, 64, 128, kBwdPwPixels, 2, 4>;
-  static constexpr int kTaps = 9;  // 3x3
-  static constexpr int kVec = 8;   // 16-bit elements per 16-byte load or copy
+  static constexpr int kTaps = 9;                // 3x3
+  static constexpr int kVec = 8;                 // 16-bit elements per 16-byte load or copy
   static constexpr int kLdZ = Tile::BM + kVec;   // Z chunk [pixel][cm], 16-byte pad
   static constexpr int kLdDy = Tile::BN + kVec;  // dY chunk [pixel][co], 16-byte pad
 };
@@ -63,8 +63,8 @@ inline bool staged_pw_applies(const SepConvBwdParams& p, int major) {
     return stride[1] == 1 && stride[0] % kVec == 0 && stride[2] % kVec == 0 && stride[3] % kVec == 0 &&
            reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
   };
-  return major >= 8 && f.kh == 3 && f.kw == 3 && f.M == 1 && f.channels_last && f.C % kVec == 0 &&
-         f.Cout % kVec == 0 && aligned_pixels(f.x_stride, f.x) && aligned_pixels(f.y_stride, p.grad_y);
+  return major >= 8 && f.kh == 3 && f.kw == 3 && f.M == 1 && f.channels_last && f.C % kVec == 0 && f.Cout % kVec == 0 &&
+         aligned_pixels(f.x_stride, f.x) && aligned_pixels(f.y_stride, p.grad_y);
 }
 
 template <class Traits>
@@ -91,7 +91,9 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_pw_stag
 
   for (int i = threadIdx.x; i < kTaps * BM; i += kThreads) {
     const int tap = i / BM, cm = cm0 + i % BM;
-    s.wdw[tap][i % BM] = cm < f.Cmid ? to_float(__ldg(static_cast<const T*>(f.dw_weight) + static_cast<int64_t>(cm) * kTaps + tap)) : 0.f;
+    s.wdw[tap][i % BM] =
+        cm < f.Cmid ? to_float(__ldg(static_cast<const T*>(f.dw_weight) + static_cast<int64_t>(cm) * kTaps + tap))
+                    : 0.f;
   }
   __syncthreads();  // the weights, before the first chunk's Z reads them
 
@@ -127,12 +129,13 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_pw_stag
       const int rem = static_cast<int>(q - img * hw);
       const int iy0 = (rem / f.Wo) * f.sh - f.pt, ix0 = (rem % f.Wo) * f.sw - f.pl;
       const int64_t xc = img * f.x_stride[0] + cm;  // channel stride 1, M == 1: cm is the channel
-      Vec16<T> xv[kTaps];  // every tap's load issued before the arithmetic
+      Vec16<T> xv[kTaps];                           // every tap's load issued before the arithmetic
 #pragma unroll
       for (int tap = 0; tap < kTaps; ++tap) {
         const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
         const bool inside = iy >= 0 && iy < f.H && ix >= 0 && ix < f.W;
-        const int64_t off = inside ? xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3] : 0;
+        const int64_t off =
+            inside ? xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3] : 0;
         xv[tap].u = __ldg(reinterpret_cast<const uint4*>(x + off));
       }
 #pragma unroll

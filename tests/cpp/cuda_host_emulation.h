@@ -81,7 +81,7 @@ void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0) {
             for (const auto& group : committed)
               if (!group.empty()) die("a CTA ended with cp.async copies not waited for");
             if (!open_group.empty()) die("a CTA ended with cp.async copies not committed");
-            committed.clear();  // empty groups (the pipelines' tail) are nothing
+            committed.clear();          // empty groups (the pipelines' tail) are nothing
             barrier.arrive_and_wait();  // the next CTA reuses the shared memory
           }
     });

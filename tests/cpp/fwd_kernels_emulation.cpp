@@ -6,11 +6,11 @@
 // fp32 (FFMA); 3x3 (the fixed-size path) and 5x5 (the run-time-size path), stride 2 with
 // asymmetric padding, dilation, ELU between the convolutions, depth multiplier 2, channels not a
 // multiple of 8, both memory formats. Prints one line per run; exits 0 when all agree.
-#include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
-
 #include <cmath>
 #include <random>
 
+#include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
+#include "emulation_inputs.h"
 #include "sepconv_fwd_halo_kernel.cuh"
 #include "sepconv_fwd_kernel.cuh"
 
@@ -26,7 +26,9 @@ struct Case {
 };
 
 enum class Kernel { kResident, kHalo, kTiled };
-const char* kernel_name(Kernel k) { return k == Kernel::kResident ? "resident" : k == Kernel::kHalo ? "halo" : "tiled"; }
+const char* kernel_name(Kernel k) {
+  return k == Kernel::kResident ? "resident" : k == Kernel::kHalo ? "halo" : "tiled";
+}
 
 template <typename T, Math kMath>
 const char* mode_name() {
@@ -42,13 +44,15 @@ void launch(Kernel which, const xsep::SepConvParams& p) {
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   if (which == Kernel::kResident) {
     using Traits = xsep::ResidentFwdTraits<T, kMath, kCL, KH, KW, 32>;
-    run_grid(dim3(static_cast<unsigned>((pixels + 31) / 32)), Traits::kThreads,
-             [&] { xsep::sepconv_fwd_resident_kernel<Traits>(p); }, xsep::ResidentFwdLayout<Traits>::bytes(p.Cmid));
+    run_grid(
+        dim3(static_cast<unsigned>((pixels + 31) / 32)), Traits::kThreads,
+        [&] { xsep::sepconv_fwd_resident_kernel<Traits>(p); }, xsep::ResidentFwdLayout<Traits>::bytes(p.Cmid));
   } else if (which == Kernel::kHalo) {
     if constexpr (kCL) {
       using Traits = xsep::ResidentFwdTraits<T, kMath, true, KH, KW, xsep::kHaloTile * xsep::kHaloTile>;
-      run_grid(dim3(static_cast<unsigned>(xsep::halo_tile_count(p.N, p.Ho, p.Wo))), Traits::kThreads,
-               [&] { xsep::sepconv_fwd_halo_kernel<Traits>(p); }, xsep::HaloFwdLayout<Traits>::bytes(p));
+      run_grid(
+          dim3(static_cast<unsigned>(xsep::halo_tile_count(p.N, p.Ho, p.Wo))), Traits::kThreads,
+          [&] { xsep::sepconv_fwd_halo_kernel<Traits>(p); }, xsep::HaloFwdLayout<Traits>::bytes(p));
     }
   } else {
     using Traits = xsep::FwdTraits<T, kMath, kCL, KH, KW>;
@@ -61,23 +65,12 @@ void launch(Kernel which, const xsep::SepConvParams& p) {
 template <typename T, Math kMath>
 bool run_case(const Case& c, Kernel which, bool channels_last, std::mt19937& rng, double tol) {
   const int Cmid = c.C * c.M, K = c.k;
-  const int Ho = (c.H + c.pt + c.pb - c.dil * (K - 1) - 1) / c.stride + 1;
-  const int Wo = (c.W + c.pl + c.pr - c.dil * (K - 1) - 1) / c.stride + 1;
-  std::normal_distribution<double> normal(0.0, 1.0);
-  auto make = [&](size_t n, double scale, std::vector<T>& dev, std::vector<double>& ref) {
-    dev.resize(n);
-    ref.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      dev[i] = static_cast<T>(static_cast<float>(normal(rng) * scale));
-      ref[i] = static_cast<float>(dev[i]);
-    }
-  };
-  std::vector<T> x, wdw, wpw, bias;
-  std::vector<double> xr, wdwr, wpwr, br;
-  make(static_cast<size_t>(c.N) * c.C * c.H * c.W, 1.0, x, xr);
-  make(static_cast<size_t>(Cmid) * K * K, 1.0 / K, wdw, wdwr);
-  make(static_cast<size_t>(c.Cout) * Cmid, 1.0 / std::sqrt(Cmid), wpw, wpwr);
-  make(static_cast<size_t>(c.Cout), 1.0, bias, br);
+  const int Ho = conv_out_extent(c.H, c.pt, c.pb, K, c.dil, c.stride);
+  const int Wo = conv_out_extent(c.W, c.pl, c.pr, K, c.dil, c.stride);
+  const auto x = random_rounded<T>(static_cast<size_t>(c.N) * c.C * c.H * c.W, 1.0, rng);
+  const auto wdw = random_rounded<T>(static_cast<size_t>(Cmid) * K * K, 1.0 / K, rng);
+  const auto wpw = random_rounded<T>(static_cast<size_t>(c.Cout) * Cmid, 1.0 / std::sqrt(Cmid), rng);
+  const auto bias = random_rounded<T>(static_cast<size_t>(c.Cout), 1.0, rng);
   // Element strides (n, c, h, w) of x and y in the layout.
   auto strides = [&](int ch, int h, int w, int64_t* s) {
     if (channels_last) {
@@ -92,7 +85,8 @@ bool run_case(const Case& c, Kernel which, bool channels_last, std::mt19937& rng
   strides(c.C, c.H, c.W, p.x_stride);
   strides(c.Cout, Ho, Wo, p.y_stride);
   std::vector<T> y(static_cast<size_t>(c.N) * c.Cout * Ho * Wo, static_cast<T>(NAN));
-  p.x = x.data(), p.dw_weight = wdw.data(), p.pw_weight = wpw.data(), p.bias = bias.data(), p.y = y.data();
+  p.x = x.dev.data(), p.dw_weight = wdw.dev.data(), p.pw_weight = wpw.dev.data(), p.bias = bias.dev.data();
+  p.y = y.data();
   p.activation = c.act, p.channels_last = channels_last, p.allow_tf32 = kMath == Math::kTensorCore;
 
   if (K == 3) {
@@ -114,14 +108,14 @@ bool run_case(const Case& c, Kernel which, bool channels_last, std::mt19937& rng
           for (int t = 0; t < K * K; ++t) {
             const int iy = oy * c.stride - c.pt + (t / K) * c.dil, ix = ox * c.stride - c.pl + (t % K) * c.dil;
             if (iy < 0 || iy >= c.H || ix < 0 || ix >= c.W) continue;
-            z[cm] += xr[n * p.x_stride[0] + (cm / c.M) * p.x_stride[1] + iy * p.x_stride[2] + ix * p.x_stride[3]] *
-                     wdwr[cm * K * K + t];
+            z[cm] += x.ref[n * p.x_stride[0] + (cm / c.M) * p.x_stride[1] + iy * p.x_stride[2] + ix * p.x_stride[3]] *
+                     wdw.ref[cm * K * K + t];
           }
           z[cm] = xsep::activate(c.act, z[cm]);
         }
         for (int co = 0; co < c.Cout; ++co) {
-          double v = br[co];
-          for (int cm = 0; cm < Cmid; ++cm) v += wpwr[static_cast<size_t>(co) * Cmid + cm] * z[cm];
+          double v = bias.ref[co];
+          for (int cm = 0; cm < Cmid; ++cm) v += wpw.ref[static_cast<size_t>(co) * Cmid + cm] * z[cm];
           ref[n * p.y_stride[0] + co * p.y_stride[1] + oy * p.y_stride[2] + ox * p.y_stride[3]] = v;
           scale = std::max(scale, std::fabs(v));
         }

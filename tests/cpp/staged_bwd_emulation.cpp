@@ -4,12 +4,12 @@
 // written), grad_dw, grad_pw, grad_bias. fp16 and bf16; partial Cout chunks, a partial channel
 // chunk, depth multiplier 2 (input-gradient kernel only), stride 2, asymmetric and dilated padding,
 // ELU and ReLU between the convolutions. Prints one line per case and exits 0 when all agree.
-#include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
-
 #include <cmath>
 #include <random>
 #include <string>
 
+#include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
+#include "emulation_inputs.h"
 #include "sepconv_bwd_input_staged_kernel.cuh"
 #include "sepconv_bwd_pw_staged_kernel.cuh"
 
@@ -25,11 +25,6 @@ struct Case {
 
 double act_fn(Activation a, double v) { return xsep::activate(a, v); }
 double act_grad(Activation a, double v) { return xsep::activation_grad(a, v); }
-
-template <typename T>
-double round_to(double v) {
-  return static_cast<float>(static_cast<T>(static_cast<float>(v)));
-}
 
 // Largest |kernel - reference| over a tensor, relative to the reference's largest magnitude.
 struct Compare {
@@ -50,25 +45,17 @@ double max_abs(const std::vector<double>& v) {
 template <typename T>
 bool run_case(const Case& c, std::mt19937& rng, double tol) {
   const int Cmid = c.C * c.M, K = 3;
-  const int Ho = (c.H + c.pt + c.pb - c.dil * (K - 1) - 1) / c.stride + 1;
-  const int Wo = (c.W + c.pl + c.pr - c.dil * (K - 1) - 1) / c.stride + 1;
-  std::normal_distribution<double> normal(0.0, 1.0);
+  const int Ho = conv_out_extent(c.H, c.pt, c.pb, K, c.dil, c.stride);
+  const int Wo = conv_out_extent(c.W, c.pl, c.pr, K, c.dil, c.stride);
   // Inputs rounded to T; the reference computes with exactly these values.
-  auto make = [&](size_t n, double scale, std::vector<T>& dev, std::vector<double>& ref) {
-    dev.resize(n);
-    ref.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      dev[i] = static_cast<T>(static_cast<float>(normal(rng) * scale));
-      ref[i] = static_cast<float>(dev[i]);
-    }
+  const auto x = random_rounded<T>(static_cast<size_t>(c.N) * c.H * c.W * c.C, 1.0, rng);  // [n][h][w][c]
+  const auto wdw = random_rounded<T>(static_cast<size_t>(Cmid) * 9, 1.0 / 3, rng);
+  const auto wpw = random_rounded<T>(static_cast<size_t>(c.Cout) * Cmid, 1.0 / std::sqrt(Cmid), rng);
+  const auto gy = random_rounded<T>(static_cast<size_t>(c.N) * Ho * Wo * c.Cout, 1.0, rng);  // channels_last
+  const std::vector<double>&xr = x.ref, &wdwr = wdw.ref, &wpwr = wpw.ref, &gyr = gy.ref;
+  auto X = [&](int n, int ch, int iy, int ix) {
+    return xr[((static_cast<size_t>(n) * c.H + iy) * c.W + ix) * c.C + ch];
   };
-  std::vector<T> x, wdw, wpw, gy;
-  std::vector<double> xr, wdwr, wpwr, gyr;
-  make(static_cast<size_t>(c.N) * c.H * c.W * c.C, 1.0, x, xr);  // channels_last: [n][h][w][c]
-  make(static_cast<size_t>(Cmid) * 9, 1.0 / 3, wdw, wdwr);
-  make(static_cast<size_t>(c.Cout) * Cmid, 1.0 / std::sqrt(Cmid), wpw, wpwr);
-  make(static_cast<size_t>(c.N) * Ho * Wo * c.Cout, 1.0, gy, gyr);  // channels_last
-  auto X = [&](int n, int ch, int iy, int ix) { return xr[((static_cast<size_t>(n) * c.H + iy) * c.W + ix) * c.C + ch]; };
   auto GY = [&](int n, int co, int oy, int ox) {
     return gyr[((static_cast<size_t>(n) * Ho + oy) * Wo + ox) * c.Cout + co];
   };
@@ -111,10 +98,10 @@ bool run_case(const Case& c, std::mt19937& rng, double tol) {
   const int64_t xs[4] = {static_cast<int64_t>(c.H) * c.W * c.C, 1, static_cast<int64_t>(c.W) * c.C, c.C};
   const int64_t ys[4] = {static_cast<int64_t>(Ho) * Wo * c.Cout, 1, static_cast<int64_t>(Wo) * c.Cout, c.Cout};
   for (int d = 0; d < 4; ++d) f.x_stride[d] = xs[d], f.y_stride[d] = ys[d], p.gx_stride[d] = xs[d];
-  f.x = x.data(), f.dw_weight = wdw.data(), f.pw_weight = wpw.data(), f.bias = nullptr, f.y = nullptr;
+  f.x = x.dev.data(), f.dw_weight = wdw.dev.data(), f.pw_weight = wpw.dev.data(), f.bias = nullptr, f.y = nullptr;
   f.activation = c.act, f.channels_last = true, f.allow_tf32 = false;
-  p.grad_y = gy.data();
-  std::vector<T> gx(x.size(), static_cast<T>(NAN)), gdw(wdw.size()), gpw(wpw.size()), gb(c.Cout);
+  p.grad_y = gy.dev.data();
+  std::vector<T> gx(xr.size(), static_cast<T>(NAN)), gdw(wdwr.size()), gpw(wpwr.size()), gb(c.Cout);
   p.grad_x = gx.data(), p.grad_dw = gdw.data(), p.grad_pw = gpw.data(), p.grad_bias = gb.data();
   if (!xsep::plan_backward(p, /*num_sms=*/4)) return std::printf("FAILED %s: no plan\n", c.name), false;
   std::vector<float> workspace(xsep::backward_workspace_floats(p), NAN);
@@ -145,18 +132,23 @@ bool run_case(const Case& c, std::mt19937& rng, double tol) {
     return s;
   };
   Compare cx, cdw, cpw, cb;
-  for (size_t i = 0; i < gx.size(); ++i) cx.add(static_cast<float>(gx[i]), gx_ref[i], max_abs(gx_ref));
-  for (size_t i = 0; i < gdw_ref.size(); ++i) cdw.add(sum_rows(ws_dw, p.dw_partials, gdw_ref.size(), i), gdw_ref[i], max_abs(gdw_ref));
+  const double sx = max_abs(gx_ref), sdw = max_abs(gdw_ref), spw = max_abs(gpw_ref), sb = max_abs(gb_ref);
+  for (size_t i = 0; i < gx.size(); ++i) cx.add(static_cast<float>(gx[i]), gx_ref[i], sx);
+  for (size_t i = 0; i < gdw_ref.size(); ++i)
+    cdw.add(sum_rows(ws_dw, p.dw_partials, gdw_ref.size(), i), gdw_ref[i], sdw);
   if (pw_applies) {
-    for (size_t i = 0; i < gpw_ref.size(); ++i) cpw.add(sum_rows(ws_pw, p.pw_splits, gpw_ref.size(), i), gpw_ref[i], max_abs(gpw_ref));
-    for (int i = 0; i < c.Cout; ++i) cb.add(sum_rows(ws_b, p.pw_splits, c.Cout, i), gb_ref[i], max_abs(gb_ref));
+    for (size_t i = 0; i < gpw_ref.size(); ++i)
+      cpw.add(sum_rows(ws_pw, p.pw_splits, gpw_ref.size(), i), gpw_ref[i], spw);
+    for (int i = 0; i < c.Cout; ++i) cb.add(sum_rows(ws_b, p.pw_splits, c.Cout, i), gb_ref[i], sb);
   }
   const bool ok = !cx.unwritten && !cdw.unwritten && !cpw.unwritten && !cb.unwritten && cx.worst <= tol &&
                   cdw.worst <= tol && cpw.worst <= tol && cb.worst <= tol;
-  std::printf("%s %-22s %s  relative errors: grad_x %.2e  grad_dw %.2e  grad_pw %.2e  grad_bias %.2e%s  (%lld tiles, %d pw splits)\n",
-              ok ? "ok    " : "FAILED", c.name, std::is_same_v<T, __half> ? "fp16" : "bf16", cx.worst, cdw.worst, cpw.worst,
-              cb.worst, cx.unwritten ? "  grad_x has unwritten elements" : "", static_cast<long long>(p.dw_partials),
-              p.pw_splits);
+  std::printf(
+      "%s %-22s %s  relative errors: grad_x %.2e  grad_dw %.2e  grad_pw %.2e  grad_bias %.2e%s  (%lld tiles, %d pw "
+      "splits)\n",
+      ok ? "ok    " : "FAILED", c.name, std::is_same_v<T, __half> ? "fp16" : "bf16", cx.worst, cdw.worst, cpw.worst,
+      cb.worst, cx.unwritten ? "  grad_x has unwritten elements" : "", static_cast<long long>(p.dw_partials),
+      p.pw_splits);
   return ok;
 }
 
