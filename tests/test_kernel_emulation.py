@@ -4,7 +4,8 @@ alignment rules, copies landing at the wait, shared memory poisoned with NaN), b
 ThreadSanitizer so a missing barrier is a reported data race. Each program runs kernels with the
 launch geometry the CUDA launchers use and compares with a direct fp64 computation:
 
-  fwd_kernels_emulation.cpp   the resident, tiled and halo forward kernels, four math modes
+  fwd_kernels_emulation.cpp   the forward kernels (resident with 2 and 3 stages and a Cout split,
+                              tiled, halo), four math modes
   staged_bwd_emulation.cpp    the staged backward kernels, every gradient, with plan_backward
 
 No GPU needed: kernels written in a session without one are checked here before a GPU runs them
@@ -40,8 +41,9 @@ def build_and_run(source: str, tmp_path: Path) -> str:
 
 def test_forward_kernels_in_host_emulation(tmp_path):
     out = build_and_run("fwd_kernels_emulation.cpp", tmp_path)
-    assert "76 runs, 0 failed" in out, out
-    assert out.count("ok     halo") == 3 * 4, out  # the three channels_last cases with C % 8 == 0, four modes
+    assert "136 runs, 0 failed" in out, out
+    assert out.count("ok     halo") == 4 * 4, out  # the four cases with C % 8 == 0, four modes
+    assert out.count("ok     resident-split") == out.count("ok     resident-3stage") == 5 * 4, out
 
 
 def test_staged_backward_kernels_in_host_emulation(tmp_path):

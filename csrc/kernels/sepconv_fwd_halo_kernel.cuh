@@ -193,7 +193,7 @@ __global__ void __launch_bounds__(Traits::kThreads, std::is_same_v<typename Trai
     resident_activate<Traits>(p, z, ldz, kpad);
     __syncthreads();
   }
-  resident_pointwise<Traits>(p, y_base, z, ldz, kpad, w_smem + Layout::w_bytes(p));
+  resident_pointwise<Traits>(p, y_base, z, ldz, kpad, w_smem + Layout::w_bytes(p), 0, p.Cout);
 }
 
 }  // namespace xsep

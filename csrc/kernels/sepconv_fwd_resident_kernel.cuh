@@ -7,8 +7,10 @@
 //      type (then the intermediate activation, in place). Every tap's load is issued before the
 //      FMAs that use it (out-of-image taps read a valid address and are masked), several elements
 //      per thread, so the loads overlap instead of waiting one by one.
-//   2. For each tile of BN output channels: Y = Z . W^T over Cmid in chunks of BK, the weight chunk
-//      k+1 copied (cp.async) while the tensor cores (or FFMA) work on chunk k.
+//   2. For each tile of BN output channels: Y = Z . W^T over Cmid in chunks of BK, the weight
+//      chunks copied (cp.async) kStages - 1 steps ahead of the tensor cores (or FFMA), one barrier
+//      per step. Where the pixel tiles alone leave SMs idle (deep layers at small batches), the
+//      output channels are split across gridDim.y CTAs, each recomputing the same Z.
 //   3. Epilogue per tile: accumulators staged in shared memory, bias, one rounding, coalesced writes.
 #pragma once
 
@@ -25,11 +27,14 @@
 namespace xsep {
 
 // BM pixels (32 per warp row: the launcher uses 32, 4 warps); BN = 128 output channels; BK = 32
-// channels per step.
-template <typename T_, Math kMath_, bool kChannelsLast_, int kKH_, int kKW_, int BM_>
+// channels per step; kStages weight chunks in shared memory (2: the copy of chunk k+1 overlaps the
+// MMA of chunk k; 3: two chunks ahead, for 50% more shared memory).
+template <typename T_, Math kMath_, bool kChannelsLast_, int kKH_, int kKW_, int BM_, int kStages_ = 2>
 struct ResidentFwdTraits : GemmTile<T_, BM_, /*BN=*/128, /*BK=*/32, /*kWarpsM=*/BM_ / 32, /*kWarpsN=*/4> {
   using T = T_;
   static constexpr Math kMath = kMath_;
+  static constexpr int kStages = kStages_;
+  static_assert(kStages_ >= 2, "one chunk in flight at least");
   static constexpr bool kChannelsLast = kChannelsLast_;
   static constexpr int kKH = kKH_;  // 0: kernel size known at run time only
   static constexpr int kKW = kKW_;
@@ -42,9 +47,9 @@ struct ResidentFwdTraits : GemmTile<T_, BM_, /*BN=*/128, /*BK=*/32, /*kWarpsM=*/
       std::is_same_v<T_, float> && kMath_ == Math::kTensorCore && BM_ == 32 ? 3 : 512 / (BM_ / 32 * 4 * 32);
 };
 
-// Shared memory, dynamic: Z (BM rows of ldz operands), then the two weight-chunk buffers, which the
-// fp32 accumulator staging aliases (it is used between the last MMA step of a tile and the next
-// tile's first weight chunk).
+// Shared memory, dynamic: Z (BM rows of ldz operands), then the kStages weight-chunk buffers, which
+// the fp32 accumulator staging aliases (it is used between the last MMA step of a tile and the
+// next tile's first weight chunk).
 template <class Traits>
 struct ResidentFwdLayout {
   using Operand = typename Traits::Operand;
@@ -54,7 +59,7 @@ struct ResidentFwdLayout {
   static __host__ __device__ size_t z_bytes(int cmid) {
     return (static_cast<size_t>(BM) * ldz(cmid) * sizeof(Operand) + 127) / 128 * 128;
   }
-  static constexpr size_t kWBytes = 2 * static_cast<size_t>(BN) * Traits::kLdAB * sizeof(Operand);
+  static constexpr size_t kWBytes = Traits::kStages * static_cast<size_t>(BN) * Traits::kLdAB * sizeof(Operand);
   static constexpr size_t kCBytes = static_cast<size_t>(BM) * Traits::kLdC * sizeof(float);
   static __host__ __device__ size_t bytes(int cmid) { return z_bytes(cmid) + (kWBytes > kCBytes ? kWBytes : kCBytes); }
 };
@@ -217,16 +222,23 @@ struct PointwiseChunks {
   }
 };
 
-// Phase 2 and 3, shared with the halo kernel: Y[m, :] = Z[m, :] . W^T + bias for the BM pixels
-// whose y offsets are y_base (-1: none), every output channel, from Z complete in shared memory
-// (after a barrier this function's first one provides). `after_z` is the shared memory past Z
-// and whatever else the caller keeps there: the weight-chunk buffers, aliased by the staging.
+// Phase 2 and 3, shared with the halo kernel: Y[m, co] = Z[m, :] . W[co, :]^T + bias for the BM
+// pixels whose y offsets are y_base (-1: none) and the output channels [co_begin, co_end), from Z
+// complete in shared memory (after a barrier this function's first one provides). `after_z` is the
+// shared memory past Z and whatever else the caller keeps there: the weight-chunk buffers, aliased
+// by the staging.
+//
+// The weight chunks run kStages - 1 steps ahead: at step k, after the barrier (chunk k landed for
+// everyone, and everyone is done with chunk k-1's buffer), chunk k + kStages - 1 is copied into
+// that buffer while the MMA works on chunk k. Every step commits one group (possibly empty), so
+// "all but the newest kStages - 2 groups landed" always means "chunk k landed".
 template <class Traits>
 __device__ __forceinline__ void resident_pointwise(const SepConvParams& p, const int64_t* y_base,
                                                    const typename Traits::Operand* z, int ldz, int kpad,
-                                                   unsigned char* after_z) {
+                                                   unsigned char* after_z, int co_begin, int co_end) {
   using Operand = typename Traits::Operand;
-  constexpr int BN = Traits::BN, BK = Traits::BK;
+  constexpr int BN = Traits::BN, BK = Traits::BK, kStages = Traits::kStages;
+  constexpr int kChunk = BN * Traits::kLdAB;  // elements of one weight-chunk buffer
   Operand* w_buf = reinterpret_cast<Operand*>(after_z);
   float* c = reinterpret_cast<float*>(after_z);  // aliases w_buf (see ResidentFwdLayout)
   BlockMma<Traits, Traits::kMath> mma;
@@ -234,33 +246,56 @@ __device__ __forceinline__ void resident_pointwise(const SepConvParams& p, const
   const bool async = Chunks::can_copy_async(p);
   const int steps = kpad / BK;
 #pragma unroll 1
-  for (int co0 = 0; co0 < p.Cout; co0 += BN) {
+  for (int co0 = co_begin; co0 < co_end; co0 += BN) {
     mma.zero();
     if (async) {
-      Chunks::copy_async(p, w_buf, co0, 0);
-      Chunks::commit();
+#pragma unroll
+      for (int s = 0; s < kStages - 1; ++s) {
+        if (s < steps) Chunks::copy_async(p, w_buf + s * kChunk, co0, s * BK);
+        Chunks::commit();
+      }
     }
 #pragma unroll 1
     for (int step = 0; step < steps; ++step) {
-      Operand* w_now = w_buf + (step & 1) * BN * Traits::kLdAB;
+      const int slot = step % kStages;
       if (async) {
-        // Chunk step+1 into the other buffer (last read in step-1, before the trailing barrier).
-        if (step + 1 < steps)
-          Chunks::copy_async(p, w_buf + ((step + 1) & 1) * BN * Traits::kLdAB, co0, (step + 1) * BK);
-        Chunks::commit();  // possibly empty: keeps "all but the last group" meaning "chunk step"
-        Chunks::wait_all_but_last();
+        cp_async_wait<kStages - 2>();  // chunk `step` landed (this thread's copies)
       } else {
-        Chunks::copy_sync(p, w_now, co0, step * BK);
+        Chunks::copy_sync(p, w_buf + slot * kChunk, co0, step * BK);  // its buffer was freed by the last barrier
       }
-      __syncthreads();  // chunk step (and, the first time, Z) complete for everyone
-      mma.step(z + step * BK, ldz, w_now, Traits::kLdAB);
-      __syncthreads();  // everyone done with w_now before it is refilled (or aliased by c)
+      __syncthreads();  // chunk `step` (and, the first time, Z) complete for everyone; chunk step-1 done with
+      if (async) {
+        const int ahead = step + kStages - 1;  // into the buffer chunk step-1 used
+        if (ahead < steps) Chunks::copy_async(p, w_buf + (ahead % kStages) * kChunk, co0, ahead * BK);
+        Chunks::commit();
+      }
+      mma.step(z + step * BK, ldz, w_buf + slot * kChunk, Traits::kLdAB);
     }
+    __syncthreads();  // every MMA done with the weight buffers before the staging aliases them
     mma.stage(reinterpret_cast<float (*)[Traits::kLdC]>(c));
     __syncthreads();
     store_output_tile<Traits>(p, y_base, c, co0);
-    __syncthreads();  // the next tile's first chunk overwrites c
+    __syncthreads();  // the next tile's first chunks overwrite c
   }
+}
+
+// How many CTAs share a pixel tile's output channels (gridDim.y): where the pixel tiles fill at most
+// half of one wave of resident CTAs (`wave` = SMs x CTAs per SM), enough parts to fill it, each
+// recomputing Z (cheap beside the GEMM of the channels it keeps); else 1.
+inline int resident_cout_parts(int64_t pixel_tiles, int64_t wave, int cout, int bn) {
+  const int64_t tiles = (cout + bn - 1) / bn;
+  if (pixel_tiles <= 0 || 2 * pixel_tiles > wave) return 1;
+  const int64_t parts = wave / pixel_tiles;
+  return static_cast<int>(parts < tiles ? parts : tiles);
+}
+
+// Output channels [begin, end) of the CTA with blockIdx.y = part of `parts`: whole BN tiles.
+template <class Traits>
+__device__ __forceinline__ void resident_cout_range(int cout, int part, int parts, int* begin, int* end) {
+  const int tiles = (cout + Traits::BN - 1) / Traits::BN;
+  const int per_part = (tiles + parts - 1) / parts;
+  *begin = part * per_part * Traits::BN;
+  *end = imin(cout, (part + 1) * per_part * Traits::BN);
 }
 
 template <class Traits>
@@ -280,7 +315,9 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     __syncthreads();
     resident_activate<Traits>(p, z, ldz, kpad);
   }
-  resident_pointwise<Traits>(p, px.y_base, z, ldz, kpad, smem + Layout::z_bytes(p.Cmid));
+  int co_begin, co_end;
+  resident_cout_range<Traits>(p.Cout, blockIdx.y, gridDim.y, &co_begin, &co_end);
+  resident_pointwise<Traits>(p, px.y_base, z, ldz, kpad, smem + Layout::z_bytes(p.Cmid), co_begin, co_end);
 }
 
 }  // namespace xsep

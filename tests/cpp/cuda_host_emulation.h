@@ -34,9 +34,13 @@
 #define __shared__ static
 #define threadIdx xsep_emulated_thread_idx
 #define blockIdx xsep_emulated_block_idx
+#define gridDim xsep_emulated_grid_dim
+#define blockDim xsep_emulated_block_dim
 
 inline thread_local uint3 xsep_emulated_thread_idx;
 inline thread_local uint3 xsep_emulated_block_idx;
+inline dim3 xsep_emulated_grid_dim;
+inline dim3 xsep_emulated_block_dim;
 
 namespace xsep_emulation {
 
@@ -65,6 +69,8 @@ template <class Kernel>
 void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0) {
   std::barrier<> barrier(threads);
   cta_barrier = &barrier;
+  gridDim = grid;
+  blockDim = dim3(threads);
   std::vector<unsigned char> shared_storage(shared_bytes + 128);
   dynamic_shared = shared_storage.data() + (128 - reinterpret_cast<uintptr_t>(shared_storage.data()) % 128);
   std::vector<std::thread> pool;

@@ -25,9 +25,23 @@ struct Case {
   Activation act;
 };
 
-enum class Kernel { kResident, kHalo, kTiled };
+// The resident kernel in its default form (two weight chunks in flight, one CTA per pixel tile),
+// with three chunks (XSEP_FWD_STAGES=3), and with the output channels split over two CTAs (as
+// resident_cout_parts chooses for small grids).
+enum class Kernel { kResident, kResident3Stages, kResidentSplit, kHalo, kTiled };
 const char* kernel_name(Kernel k) {
-  return k == Kernel::kResident ? "resident" : k == Kernel::kHalo ? "halo" : "tiled";
+  switch (k) {
+    case Kernel::kResident:
+      return "resident";
+    case Kernel::kResident3Stages:
+      return "resident-3stage";
+    case Kernel::kResidentSplit:
+      return "resident-split";
+    case Kernel::kHalo:
+      return "halo";
+    default:
+      return "tiled";
+  }
 }
 
 template <typename T, Math kMath>
@@ -42,11 +56,18 @@ template <typename T, Math kMath, bool kCL, int KH, int KW>
 void launch(Kernel which, const xsep::SepConvParams& p) {
   using xsep_emulation::run_grid;
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  if (which == Kernel::kResident) {
+  const unsigned pixel_tiles = static_cast<unsigned>((pixels + 31) / 32);
+  if (which == Kernel::kResident || which == Kernel::kResidentSplit) {
     using Traits = xsep::ResidentFwdTraits<T, kMath, kCL, KH, KW, 32>;
+    const unsigned parts = which == Kernel::kResidentSplit ? 2 : 1;
     run_grid(
-        dim3(static_cast<unsigned>((pixels + 31) / 32)), Traits::kThreads,
-        [&] { xsep::sepconv_fwd_resident_kernel<Traits>(p); }, xsep::ResidentFwdLayout<Traits>::bytes(p.Cmid));
+        dim3(pixel_tiles, parts), Traits::kThreads, [&] { xsep::sepconv_fwd_resident_kernel<Traits>(p); },
+        xsep::ResidentFwdLayout<Traits>::bytes(p.Cmid));
+  } else if (which == Kernel::kResident3Stages) {
+    using Traits = xsep::ResidentFwdTraits<T, kMath, kCL, KH, KW, 32, 3>;
+    run_grid(
+        dim3(pixel_tiles), Traits::kThreads, [&] { xsep::sepconv_fwd_resident_kernel<Traits>(p); },
+        xsep::ResidentFwdLayout<Traits>::bytes(p.Cmid));
   } else if (which == Kernel::kHalo) {
     if constexpr (kCL) {
       using Traits = xsep::ResidentFwdTraits<T, kMath, true, KH, KW, xsep::kHaloTile * xsep::kHaloTile>;
@@ -137,6 +158,7 @@ bool run_case(const Case& c, Kernel which, bool channels_last, std::mt19937& rng
 int main() {
   const Case cases[] = {
       {"partial_3x3", 2, 40, 13, 11, 136, 1, 3, 1, 1, 1, 1, 1, 1, Activation::kNone},
+      {"deep_split", 1, 200, 5, 6, 300, 1, 3, 1, 1, 1, 1, 1, 1, Activation::kNone},  // 7 chunks, 3 Cout tiles
       {"s2_asymmetric_5x5", 1, 24, 17, 23, 40, 1, 5, 2, 1, 1, 2, 1, 2, Activation::kNone},
       {"d2_elu", 1, 16, 20, 21, 32, 1, 3, 1, 2, 2, 2, 2, 2, Activation::kElu},
       {"mult2_odd_channels", 2, 13, 9, 10, 20, 2, 3, 1, 1, 1, 1, 1, 1, Activation::kNone},
@@ -158,6 +180,8 @@ int main() {
       all_modes(c, Kernel::kResident, cl);
       all_modes(c, Kernel::kTiled, cl);
     }
+    all_modes(c, Kernel::kResident3Stages, true);
+    all_modes(c, Kernel::kResidentSplit, true);
     if (halo_applies) all_modes(c, Kernel::kHalo, true);
   }
   std::printf("%d runs, %d failed\n", count, failed);
