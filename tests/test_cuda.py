@@ -163,16 +163,20 @@ print("checked")
 
 
 # halo: experimental, forced only here; it applies to the channels_last cases with C % 8 == 0.
-@pytest.mark.parametrize("kernel", ["resident", "tiled", "halo"])
-def test_every_forward_kernel_matches_reference(kernel):
+# resident-3stage: the resident kernel with three weight chunks in flight (XSEP_FWD_STAGES=3).
+@pytest.mark.parametrize("variant", ["resident", "resident-3stage", "tiled", "halo"])
+def test_every_forward_kernel_matches_reference(variant):
     tests = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, XSEP_FWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1")
+    kernel, stages = variant.removesuffix("-3stage"), "3" if variant.endswith("-3stage") else "2"
+    env = dict(os.environ, XSEP_FWD_KERNEL=kernel, XSEP_FWD_STAGES=stages, XSEP_LOG_DISPATCH="1")
     result = subprocess.run(
         [sys.executable, "-c", FORCED_KERNEL_CHECK.format(tests=tests)], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
     assert f" {kernel}" in result.stderr, "the dispatch log does not name the forced kernel"
+    if kernel == "resident":
+        assert f"({stages} stages" in result.stderr, "the dispatch log does not name the stage count"
 
 
 def test_intermediate_too_wide_for_shared_memory_uses_the_tiled_kernel():

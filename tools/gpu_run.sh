@@ -7,7 +7,7 @@
 #   bash tools/gpu_run.sh build bench            # every Xception layer, bf16 + TF32, 3 directions (~7 min)
 #   bash tools/gpu_run.sh build bench-more       # the same in fp16 and exact fp32 (~7 min)
 #   bash tools/gpu_run.sh build networks         # 34-layer stack + Xception, eager and compiled
-#   bash tools/gpu_run.sh build forward-kernels  # the forward kernels against each other (~3 min)
+#   bash tools/gpu_run.sh build forward-kernels  # the forward kernels against each other (~4 min)
 #   bash tools/gpu_run.sh build backward-kernels # first vs staged backward kernels, bf16 (~4 min)
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels
 #
@@ -61,10 +61,10 @@ for stage in "${stages[@]}"; do
           && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
         tail -3 "$OUT/sanitizer-$tool.log"
       done
-      # The experimental kernels, forced (neither is chosen automatically yet): the halo forward and
-      # the staged backward input-gradient kernel.
+      # The experimental variants, forced (none is chosen automatically yet): the halo forward (the
+      # 3-stage resident forward where halo does not apply) and the staged backward kernels.
       for tool in memcheck racecheck; do
-        XSEP_FWD_KERNEL=halo XSEP_BWD_KERNEL=staged compute-sanitizer --tool "$tool" --error-exitcode 1 \
+        XSEP_FWD_KERNEL=halo XSEP_FWD_STAGES=3 XSEP_BWD_KERNEL=staged compute-sanitizer --tool "$tool" --error-exitcode 1 \
           python3 tools/sanitizer_cases.py > "$OUT/sanitizer-experimental-$tool.log" 2>&1 \
           && echo "$tool (halo forward, staged backward): clean" \
           || { echo "$tool (halo forward, staged backward): FAILED"; status=1; }
@@ -83,10 +83,11 @@ for stage in "${stages[@]}"; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     forward-kernels)
-      step "forward kernels compared: resident (default), halo (experimental), tiled; bf16 and TF32"
-      for kernel in resident halo tiled; do
-        XSEP_FWD_KERNEL=$kernel python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 \
-          --out "$OUT" --name "gpu-forward-$kernel" 2>&1 | grep -E "geometric|  (bf16|fp32)" || status=1
+      step "forward kernels compared: resident (default; and with 3 weight stages), halo (experimental), tiled; bf16 and TF32"
+      for variant in resident resident-3stage halo tiled; do
+        kernel=${variant%-3stage}; stages=2; [ "$variant" = resident-3stage ] && stages=3
+        XSEP_FWD_KERNEL=$kernel XSEP_FWD_STAGES=$stages python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward \
+          --reps 10 --out "$OUT" --name "gpu-forward-$variant" 2>&1 | grep -E "geometric|  (bf16|fp32)" || status=1
       done
       ;;
     backward-kernels)

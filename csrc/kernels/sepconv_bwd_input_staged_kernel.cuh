@@ -140,15 +140,14 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_input_s
   cp_async_commit();
 #pragma unroll 1
   for (int step = 0; step < steps; ++step) {
-    // Chunk step+1 into the other buffer (last read in step-1, before the trailing barrier).
-    if (step + 1 < steps) copy_chunk(step + 1, (step + 1) & 1);
-    cp_async_commit();  // possibly empty: keeps "all but the last group" meaning "chunk step"
-    cp_async_wait<1>();
-    __syncthreads();  // chunk step complete for everyone
+    cp_async_wait<0>();
+    __syncthreads();  // chunk `step` landed for everyone, and everyone is done with chunk step-1's buffer
+    if (step + 1 < steps) copy_chunk(step + 1, (step + 1) & 1);  // in flight during this step's MMA
+    cp_async_commit();
     mma.step(&s.stage[step & 1].dy[0][0], Tile::kLdAB, &s.stage[step & 1].w[0][0], Traits::kLdW);
-    __syncthreads();  // everyone done with this buffer before it is refilled (or aliased by dz)
   }
-  mma.stage(s.dz);  // every copy has landed (the last wait left only an empty group)
+  __syncthreads();  // every MMA done with the buffers before dz aliases them
+  mma.stage(s.dz);
   __syncthreads();
   for (int i = threadIdx.x; i < BM * BN; i += kThreads) {  // rounded as the unfused op stores dZ
     s.dz[i / BN][i % BN] = round_like_storage<T>(s.dz[i / BN][i % BN]);
