@@ -41,6 +41,7 @@ def build_and_run(source: str, tmp_path: Path) -> str:
 
 def test_forward_kernels_in_host_emulation(tmp_path):
     out = build_and_run("fwd_kernels_emulation.cpp", tmp_path)
+    assert "ok     output-channel split plans" in out, out
     assert "136 runs, 0 failed" in out, out
     assert out.count("ok     halo") == 4 * 4, out  # the four cases with C % 8 == 0, four modes
     assert out.count("ok     resident-split") == out.count("ok     resident-3stage") == 5 * 4, out

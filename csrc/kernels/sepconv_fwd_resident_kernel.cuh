@@ -282,11 +282,14 @@ __device__ __forceinline__ void resident_pointwise(const SepConvParams& p, const
 // How many CTAs share a pixel tile's output channels (gridDim.y): where the pixel tiles fill at most
 // half of one wave of resident CTAs (`wave` = SMs x CTAs per SM), enough parts to fill it, each
 // recomputing Z (cheap beside the GEMM of the channels it keeps); else 1.
+// Every part gets at least one tile (resident_cout_range gives ceil(tiles / parts) each).
 inline int resident_cout_parts(int64_t pixel_tiles, int64_t wave, int cout, int bn) {
   const int64_t tiles = (cout + bn - 1) / bn;
   if (pixel_tiles <= 0 || 2 * pixel_tiles > wave) return 1;
-  const int64_t parts = wave / pixel_tiles;
-  return static_cast<int>(parts < tiles ? parts : tiles);
+  int64_t parts = wave / pixel_tiles;
+  if (parts > tiles) parts = tiles;
+  const int64_t per_part = (tiles + parts - 1) / parts;
+  return static_cast<int>((tiles + per_part - 1) / per_part);
 }
 
 // Output channels [begin, end) of the CTA with blockIdx.y = part of `parts`: whole BN tiles.

@@ -163,6 +163,30 @@ int main() {
       {"d2_elu", 1, 16, 20, 21, 32, 1, 3, 1, 2, 2, 2, 2, 2, Activation::kElu},
       {"mult2_odd_channels", 2, 13, 9, 10, 20, 2, 3, 1, 1, 1, 1, 1, 1, Activation::kNone},
   };
+  // The output-channel split: every tile in exactly one part, no part without a tile, and only
+  // where the pixel tiles fill at most half a wave.
+  for (int cout = 1; cout <= 2100; cout += 37)
+    for (int64_t pixel_tiles : {1, 7, 50, 100, 132, 133, 400})
+      for (int64_t wave : {132, 264, 396}) {
+        const int parts = xsep::resident_cout_parts(pixel_tiles, wave, cout, 128);
+        if (parts < 1 || (2 * pixel_tiles > wave && parts != 1) || pixel_tiles * parts > wave + pixel_tiles)
+          return std::printf("FAILED: %d Cout parts for %lld pixel tiles, wave %lld\n", parts,
+                             static_cast<long long>(pixel_tiles), static_cast<long long>(wave)),
+                 1;
+        int covered = 0;
+        for (int part = 0; part < parts; ++part) {
+          int begin = 0, end = 0;
+          xsep::resident_cout_range<xsep::ResidentFwdTraits<__half, Math::kTensorCore, true, 3, 3, 32>>(
+              cout, part, parts, &begin, &end);
+          if (begin != covered || end <= begin || (end != cout && (end - begin) % 128 != 0))
+            return std::printf("FAILED: Cout part %d of %d is [%d, %d) for Cout %d\n", part, parts, begin, end, cout),
+                   1;
+          covered = end;
+        }
+        if (covered != cout) return std::printf("FAILED: Cout parts cover %d of %d\n", covered, cout), 1;
+      }
+  std::printf("ok     output-channel split plans\n");
+
   std::mt19937 rng(4321);
   int failed = 0, count = 0;
   auto all_modes = [&](const Case& c, Kernel which, bool cl) {
