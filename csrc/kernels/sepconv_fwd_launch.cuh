@@ -81,7 +81,8 @@ int launch_resident(const SepConvParams& p, cudaStream_t stream, int* parts) {
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   const int64_t pixel_tiles = (pixels + Traits::BM - 1) / Traits::BM;
   *parts = resident_cout_parts(pixel_tiles, static_cast<int64_t>(sms) * per_sm, p.Cout, Traits::BN);
-  kernel<<<dim3(static_cast<unsigned>(pixel_tiles), static_cast<unsigned>(*parts)), Traits::kThreads, bytes, stream>>>(p);
+  kernel<<<dim3(static_cast<unsigned>(pixel_tiles), static_cast<unsigned>(*parts)), Traits::kThreads, bytes, stream>>>(
+      p);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -135,7 +136,8 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
   static thread_local char name[128];
   const char* kernel = which == FwdKernel::kResident ? "resident" : which == FwdKernel::kHalo ? "halo" : "tiled";
   char detail[48] = "";
-  if (which == FwdKernel::kResident) snprintf(detail, sizeof(detail), " (%d stages, cout split %d)", resident_stages(), parts);
+  if (which == FwdKernel::kResident)
+    snprintf(detail, sizeof(detail), " (%d stages, cout split %d)", resident_stages(), parts);
   snprintf(name, sizeof(name), "forward %s %s %s %s %s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
            p.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", kernel, detail);

@@ -64,6 +64,71 @@ struct ResidentFwdLayout {
   static __host__ __device__ size_t bytes(int cmid) { return z_bytes(cmid) + (kWBytes > kCBytes ? kWBytes : kCBytes); }
 };
 
+// Can resident_depthwise_vec take this call? channels_last x with 16-byte aligned pixels (unit
+// channel stride, the other strides and C multiples of a 16-byte vector), multiplier 1, 16-byte
+// aligned depthwise weights, a kernel size fixed at compile time. Uniform over the grid.
+template <class Traits>
+__device__ __forceinline__ bool depthwise_vec_applies(const SepConvParams& p) {
+  constexpr int kVec = 16 / sizeof(typename Traits::T);
+  static_assert(Traits::kChannelsLast && Traits::kKH > 0 && Traits::kKW > 0, "channels_last, fixed kernel size");
+  return p.M == 1 && p.C % kVec == 0 && p.x_stride[1] == 1 && p.x_stride[0] % kVec == 0 && p.x_stride[2] % kVec == 0 &&
+         p.x_stride[3] % kVec == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(p.dw_weight) % 16 == 0;
+}
+
+// resident_depthwise where depthwise_vec_applies: a thread computes kVec neighbouring channels of
+// one pixel (neighbouring threads: neighbouring channel groups, so loads and stores coalesce) from
+// one 16-byte load of x per tap and the group's weights, [channel][tap] contiguous in memory, in
+// taps 16-byte loads; every load of the item is issued before its FMAs. Eight (16-bit) or four
+// (fp32) values per round trip instead of kBatch, with the scalar path's tap order and rounding:
+// the same bits.
+template <class Traits>
+__device__ __forceinline__ void resident_depthwise_vec(const SepConvParams& p, const FwdPixelTable<Traits::BM>& px,
+                                                       typename Traits::Operand* z, int ldz, int kpad) {
+  using T = typename Traits::T;
+  using Operand = typename Traits::Operand;
+  constexpr int BM = Traits::BM, kThreads = Traits::kThreads;
+  constexpr int kVec = 16 / sizeof(T), kTaps = Traits::kKH * Traits::kKW;
+  static_assert(sizeof(Operand) == sizeof(T), "Z is stored as loaded");
+  const T* __restrict__ x = static_cast<const T*>(p.x);
+  const uint4* __restrict__ wdw = static_cast<const uint4*>(p.dw_weight);
+  const int groups = kpad / kVec;  // Cmid % kVec == 0 (C % kVec, M == 1): a group is wholly in or out
+#pragma unroll 1
+  for (int item = threadIdx.x; item < BM * groups; item += kThreads) {
+    const int m = item / groups, g = item % groups, k0 = g * kVec;
+    float acc[kVec];
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
+    if (k0 < p.Cmid && px.y_base[m] >= 0) {
+      Vec16<T> xv[kTaps], wv[kTaps];  // wv: the group's kVec x kTaps weights, [channel][tap]
+#pragma unroll
+      for (int i = 0; i < kTaps; ++i) wv[i].u = __ldg(wdw + static_cast<int64_t>(g) * kTaps + i);
+#pragma unroll
+      for (int t = 0; t < kTaps; ++t) {
+        const int iy = px.iy0[m] + (t / Traits::kKW) * p.dh, ix = px.ix0[m] + (t % Traits::kKW) * p.dw;
+        const bool inside = iy >= 0 && iy < p.H && ix >= 0 && ix < p.W;
+        const int64_t off = px.x_base[m] + k0 + static_cast<int64_t>((t / Traits::kKW) * p.dh) * p.x_stride[2] +
+                            static_cast<int64_t>((t % Traits::kKW) * p.dw) * p.x_stride[3];
+        xv[t].u = __ldg(reinterpret_cast<const uint4*>(x + (inside ? off : 0)));
+      }
+#pragma unroll
+      for (int t = 0; t < kTaps; ++t) {
+        const int iy = px.iy0[m] + (t / Traits::kKW) * p.dh, ix = px.ix0[m] + (t % Traits::kKW) * p.dw;
+        if (iy < 0 || iy >= p.H || ix < 0 || ix >= p.W) continue;  // nothing, even for an infinite weight
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          const int w = j * kTaps + t;  // weight (channel j, tap t) of the group
+          acc[j] = fmaf(to_float(xv[t].v[j]), to_float(wv[w / kVec].v[w % kVec]), acc[j]);
+        }
+      }
+    }
+    Vec16<Operand> out;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) out.v[j] = from_float<Operand>(acc[j]);
+    *reinterpret_cast<uint4*>(z + m * ldz + k0) = out.u;
+  }
+}
+
 // Z[m][k] for every pixel m of the tile and depthwise channel k < kpad (zero past Cmid and past
 // the last pixel).
 template <class Traits>
@@ -313,7 +378,12 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   Operand* z = reinterpret_cast<Operand*>(smem);
   px.fill(p, static_cast<int64_t>(blockIdx.x) * Traits::BM);
   __syncthreads();
-  resident_depthwise<Traits>(p, px, z, ldz, kpad);
+  bool vec = false;
+  if constexpr (Traits::kChannelsLast && Traits::kKH > 0 && Traits::kKW > 0) {
+    vec = depthwise_vec_applies<Traits>(p);
+    if (vec) resident_depthwise_vec<Traits>(p, px, z, ldz, kpad);
+  }
+  if (!vec) resident_depthwise<Traits>(p, px, z, ldz, kpad);
   if (p.activation != Activation::kNone) {
     __syncthreads();
     resident_activate<Traits>(p, z, ldz, kpad);
