@@ -81,7 +81,7 @@ __device__ __forceinline__ bool depthwise_vec_applies(const SepConvParams& p) {
 // one 16-byte load of x per tap and the group's weights, [channel][tap] contiguous in memory, in
 // taps 16-byte loads; every load of the item is issued before its FMAs. Eight (16-bit) or four
 // (fp32) values per round trip instead of kBatch, with the scalar path's tap order and rounding:
-// the same bits.
+// the same values (a skipped out-of-image tap can leave a -0 that the scalar path makes +0).
 template <class Traits>
 __device__ __forceinline__ void resident_depthwise_vec(const SepConvParams& p, const FwdPixelTable<Traits::BM>& px,
                                                        typename Traits::Operand* z, int ldz, int kpad) {
