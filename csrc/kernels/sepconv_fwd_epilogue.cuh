@@ -11,6 +11,16 @@
 
 namespace xsep {
 
+// Where y is channels_last with 16-byte aligned pixels (unit channel stride, the other strides and
+// Cout multiples of a 16-byte vector, an aligned base), each thread writes 16 bytes: one store
+// per eight 16-bit (four fp32) outputs. Uniform over the grid.
+template <class Traits>
+__device__ __forceinline__ bool output_vec_applies(const SepConvParams& p) {
+  constexpr int kVec = 16 / sizeof(typename Traits::T);
+  return Traits::kChannelsLast && p.y_stride[1] == 1 && p.Cout % kVec == 0 && p.y_stride[0] % kVec == 0 &&
+         p.y_stride[2] % kVec == 0 && p.y_stride[3] % kVec == 0 && reinterpret_cast<uintptr_t>(p.y) % 16 == 0;
+}
+
 template <class Traits>
 __device__ __forceinline__ void store_output_tile(const SepConvParams& p, const int64_t* y_base, const float* c,
                                                   int co0) {
@@ -18,6 +28,28 @@ __device__ __forceinline__ void store_output_tile(const SepConvParams& p, const 
   constexpr int BM = Traits::BM, BN = Traits::BN, kThreads = Traits::kThreads;
   T* __restrict__ y = static_cast<T*>(p.y);
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
+  if constexpr (Traits::kChannelsLast) {
+    constexpr int kVec = 16 / sizeof(T), kGroups = BN / kVec;
+    static_assert(BM * kGroups % kThreads == 0, "whole vectors per thread");
+    if (output_vec_applies<Traits>(p)) {
+#pragma unroll 2
+      for (int i = 0; i < BM * kGroups / kThreads; ++i) {
+        const int idx = threadIdx.x + i * kThreads;
+        const int m = idx / kGroups, n = (idx % kGroups) * kVec;  // neighbouring threads: neighbouring vectors
+        const int co = co0 + n;
+        if (co >= p.Cout || y_base[m] < 0) continue;  // Cout % kVec == 0: a vector is wholly in or out
+        Vec16<T> out;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          float v = c[m * Traits::kLdC + n + j];
+          if (bias != nullptr) v += to_float(__ldg(bias + co + j));
+          out.v[j] = from_float<T>(v);
+        }
+        *reinterpret_cast<uint4*>(y + y_base[m] + co) = out.u;
+      }
+      return;
+    }
+  }
 #pragma unroll 4
   for (int i = 0; i < BM * BN / kThreads; ++i) {
     const int idx = threadIdx.x + i * kThreads;
