@@ -6,7 +6,7 @@ launch geometry the CUDA launchers use and compares with a direct fp64 computati
 
   fwd_kernels_emulation.cpp   the forward kernels (resident with 2 and 3 stages and a Cout split,
                               tiled, halo), four math modes
-  staged_bwd_emulation.cpp    the staged backward kernels, every gradient, with plan_backward
+  bwd_kernels_emulation.cpp   the backward kernels, first and staged, every gradient, with plan_backward
 
 No GPU needed: kernels written in a session without one are checked here before a GPU runs them
 (and the kernels that have passed on the H100 check the emulation)."""
@@ -51,6 +51,7 @@ def test_forward_kernels_in_host_emulation(tmp_path):
     assert out.count("ok     resident-split") == out.count("ok     resident-3stage") == 5 * 4, out
 
 
-def test_staged_backward_kernels_in_host_emulation(tmp_path):
-    out = build_and_run("staged_bwd_emulation.cpp", tmp_path)
-    assert "10 cases, 0 failed" in out, out
+def test_backward_kernels_in_host_emulation(tmp_path):
+    out = build_and_run("bwd_kernels_emulation.cpp", tmp_path)
+    assert "20 cases, 0 failed" in out, out
+    assert out.count("ok     staged") == out.count("ok     first ") == 10, out

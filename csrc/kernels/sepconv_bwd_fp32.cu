@@ -1,5 +1,5 @@
 #include "sepconv_bwd.h"
-#include "sepconv_bwd_kernel.cuh"
+#include "sepconv_bwd_launch.cuh"
 
 namespace xsep {
 

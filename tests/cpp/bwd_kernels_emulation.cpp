@@ -1,9 +1,12 @@
-// The staged backward kernels (csrc/kernels/sepconv_bwd_{input,pw}_staged_kernel.cuh) run on the
-// host through tests/cpp/cuda_host_emulation.h, with the real launch plan (plan_backward), and
-// compared with a direct fp64 backward of the same (rounded) inputs: grad_x (every element
-// written), grad_dw, grad_pw, grad_bias. fp16 and bf16; partial Cout chunks, a partial channel
-// chunk, depth multiplier 2 (input-gradient kernel only), stride 2, asymmetric and dilated padding,
-// ELU and ReLU between the convolutions. Prints one line per case and exits 0 when all agree.
+// The backward kernels run on the host through tests/cpp/cuda_host_emulation.h, with the real
+// launch plan (plan_backward) and the kernel choice the launcher makes, and compared with a direct
+// fp64 backward of the same (rounded) inputs: grad_x (every element written), grad_dw, grad_pw,
+// grad_bias. Both kernel sets: the first kernels (sepconv_bwd_kernel.cuh; they have passed on the
+// H100, so they also check the emulation) and the staged ones (sepconv_bwd_*_staged_kernel.cuh,
+// XSEP_BWD_KERNEL=staged; the staged pw-gradient kernel only where the multiplier is 1, as the
+// launcher chooses). fp16 and bf16; partial Cout chunks, a partial channel chunk, depth multiplier
+// 2, stride 2, asymmetric and dilated padding, ELU and ReLU between the convolutions. Prints one
+// line per case and exits 0 when all agree.
 #include <cmath>
 #include <random>
 #include <string>
@@ -11,6 +14,7 @@
 #include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
 #include "emulation_inputs.h"
 #include "sepconv_bwd_input_staged_kernel.cuh"
+#include "sepconv_bwd_kernel.cuh"
 #include "sepconv_bwd_pw_staged_kernel.cuh"
 
 using xsep::Activation;
@@ -43,7 +47,7 @@ double max_abs(const std::vector<double>& v) {
 }
 
 template <typename T>
-bool run_case(const Case& c, std::mt19937& rng, double tol) {
+bool run_case(const Case& c, bool staged, std::mt19937& rng, double tol) {
   const int Cmid = c.C * c.M, K = 3;
   const int Ho = conv_out_extent(c.H, c.pt, c.pb, K, c.dil, c.stride);
   const int Wo = conv_out_extent(c.W, c.pl, c.pr, K, c.dil, c.stride);
@@ -106,20 +110,27 @@ bool run_case(const Case& c, std::mt19937& rng, double tol) {
   if (!xsep::plan_backward(p, /*num_sms=*/4)) return std::printf("FAILED %s: no plan\n", c.name), false;
   std::vector<float> workspace(xsep::backward_workspace_floats(p), NAN);
   p.workspace = workspace.data();
-  const bool pw_applies = xsep::staged_pw_applies(p, 8);
-  if (!xsep::staged_input_applies(p, 8) || pw_applies != (c.M == 1))
+  const bool pw_staged = staged && xsep::staged_pw_applies(p, 8);
+  if (staged && (!xsep::staged_input_applies(p, 8) || pw_staged != (c.M == 1)))
     return std::printf("FAILED %s: the staged kernels do not apply as expected\n", c.name), false;
 
   using xsep_emulation::run_grid;
+  using First = xsep::BwdKernelTraits<T, xsep::Math::kTensorCore, /*channels_last=*/true, 3, 3>;
   const dim3 input_grid(static_cast<unsigned>(p.dw_partials),
                         static_cast<unsigned>((c.C + p.channels_per_cta - 1) / p.channels_per_cta));
-  run_grid(input_grid, xsep::StagedInputTraits<T>::Tile::kThreads,
-           [&] { xsep::sepconv_bwd_input_staged_kernel<xsep::StagedInputTraits<T>>(p); });
-  if (pw_applies) {
-    const dim3 pw_grid(static_cast<unsigned>((Cmid + 63) / 64), static_cast<unsigned>((c.Cout + 127) / 128),
-                       static_cast<unsigned>(p.pw_splits));
+  const dim3 pw_grid(static_cast<unsigned>((Cmid + 63) / 64), static_cast<unsigned>((c.Cout + 127) / 128),
+                     static_cast<unsigned>(p.pw_splits));
+  if (staged) {
+    run_grid(input_grid, xsep::StagedInputTraits<T>::Tile::kThreads,
+             [&] { xsep::sepconv_bwd_input_staged_kernel<xsep::StagedInputTraits<T>>(p); });
+  } else {
+    run_grid(input_grid, First::InputTile::kThreads, [&] { xsep::sepconv_bwd_input_kernel<First>(p); });
+  }
+  if (pw_staged) {
     run_grid(pw_grid, xsep::StagedPwTraits<T>::Tile::kThreads,
              [&] { xsep::sepconv_bwd_pw_staged_kernel<xsep::StagedPwTraits<T>>(p); });
+  } else {
+    run_grid(pw_grid, First::PwTile::kThreads, [&] { xsep::sepconv_bwd_pw_kernel<First>(p); });
   }
 
   // The partial sums, added in row order (the reduce kernel's grouping only regroups fp32 sums).
@@ -136,19 +147,17 @@ bool run_case(const Case& c, std::mt19937& rng, double tol) {
   for (size_t i = 0; i < gx.size(); ++i) cx.add(static_cast<float>(gx[i]), gx_ref[i], sx);
   for (size_t i = 0; i < gdw_ref.size(); ++i)
     cdw.add(sum_rows(ws_dw, p.dw_partials, gdw_ref.size(), i), gdw_ref[i], sdw);
-  if (pw_applies) {
-    for (size_t i = 0; i < gpw_ref.size(); ++i)
-      cpw.add(sum_rows(ws_pw, p.pw_splits, gpw_ref.size(), i), gpw_ref[i], spw);
-    for (int i = 0; i < c.Cout; ++i) cb.add(sum_rows(ws_b, p.pw_splits, c.Cout, i), gb_ref[i], sb);
-  }
+  for (size_t i = 0; i < gpw_ref.size(); ++i) cpw.add(sum_rows(ws_pw, p.pw_splits, gpw_ref.size(), i), gpw_ref[i], spw);
+  for (int i = 0; i < c.Cout; ++i) cb.add(sum_rows(ws_b, p.pw_splits, c.Cout, i), gb_ref[i], sb);
   const bool ok = !cx.unwritten && !cdw.unwritten && !cpw.unwritten && !cb.unwritten && cx.worst <= tol &&
                   cdw.worst <= tol && cpw.worst <= tol && cb.worst <= tol;
   std::printf(
-      "%s %-22s %s  relative errors: grad_x %.2e  grad_dw %.2e  grad_pw %.2e  grad_bias %.2e%s  (%lld tiles, %d pw "
+      "%s %-6s %-22s %s  relative errors: grad_x %.2e  grad_dw %.2e  grad_pw %.2e  grad_bias %.2e%s  (%lld tiles, %d "
+      "pw "
       "splits)\n",
-      ok ? "ok    " : "FAILED", c.name, std::is_same_v<T, __half> ? "fp16" : "bf16", cx.worst, cdw.worst, cpw.worst,
-      cb.worst, cx.unwritten ? "  grad_x has unwritten elements" : "", static_cast<long long>(p.dw_partials),
-      p.pw_splits);
+      ok ? "ok    " : "FAILED", staged ? "staged" : "first", c.name, std::is_same_v<T, __half> ? "fp16" : "bf16",
+      cx.worst, cdw.worst, cpw.worst, cb.worst, cx.unwritten ? "  grad_x has unwritten elements" : "",
+      static_cast<long long>(p.dw_partials), p.pw_splits);
   return ok;
 }
 
@@ -157,7 +166,7 @@ bool run_case(const Case& c, std::mt19937& rng, double tol) {
 int main() {
   const Case cases[] = {
       {"aligned_partial", 2, 40, 13, 11, 136, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},
-      {"mult2_input_only", 2, 16, 20, 19, 48, 2, 1, 1, 1, 1, 1, 1, Activation::kNone},
+      {"mult2", 2, 16, 20, 19, 48, 2, 1, 1, 1, 1, 1, 1, Activation::kNone},
       {"s2_asymmetric_elu", 1, 72, 17, 23, 40, 1, 2, 1, 0, 1, 1, 0, Activation::kElu},
       {"d2_relu", 1, 24, 20, 21, 32, 1, 1, 2, 2, 2, 2, 2, Activation::kRelu},
       {"xception_like", 1, 64, 19, 19, 136, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},
@@ -166,9 +175,11 @@ int main() {
   int failed = 0, count = 0;
   for (const Case& c : cases) {
     // Tolerances: a few units of the 16-bit rounding of dZ and of grad_x; a wrong index is O(1).
-    failed += !run_case<__half>(c, rng, 4e-3);
-    failed += !run_case<__nv_bfloat16>(c, rng, 3e-2);
-    count += 2;
+    for (bool staged : {false, true}) {
+      failed += !run_case<__half>(c, staged, rng, 4e-3);
+      failed += !run_case<__nv_bfloat16>(c, staged, rng, 3e-2);
+      count += 2;
+    }
   }
   std::printf("%d cases, %d failed\n", count, failed);
   return failed == 0 ? 0 : 1;

@@ -1,0 +1,143 @@
+// Which backward kernels run, and their launch (the partial sums' reduction included). Included by
+// the per-dtype .cu files; the kernels themselves include only CUDA headers, so the host emulation
+// (tests/cpp/cuda_host_emulation.h) runs them without this file.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "sepconv_bwd.h"
+#include "sepconv_bwd_input_staged_kernel.cuh"
+#include "sepconv_bwd_kernel.cuh"
+#include "sepconv_bwd_pw_staged_kernel.cuh"
+
+namespace xsep {
+
+// Sums `count` rows of `len` floats into out (len elements of T): while more than kDirect rows
+// are left, in groups of kGroup rows into `scratch` and back (`parts` is reused on the way: its
+// rows are no longer needed), then once into out. scratch holds reduce_scratch_rows(count) rows
+// of len (sepconv_bwd.h).
+inline constexpr int64_t kReduceDirect = 64;  // reduce_scratch_rows in sepconv_bwd.h agrees
+inline constexpr int64_t kReduceGroup = 32;
+
+template <typename T>
+cudaError_t reduce_partials(float* parts, int64_t count, int64_t len, float* scratch, T* out, cudaStream_t stream) {
+  constexpr int64_t kGroup = kReduceGroup;
+  const unsigned blocks = static_cast<unsigned>((len + 255) / 256);
+  float* src = parts;
+  float* dst = scratch;
+  while (count > kReduceDirect) {
+    const int64_t groups = (count + kGroup - 1) / kGroup;
+    sepconv_bwd_reduce_kernel<float><<<dim3(blocks, static_cast<unsigned>(groups)), 256, 0, stream>>>(
+        src, count, len, kGroup, dst);
+    if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+    count = groups;
+    float* tmp = src;
+    src = dst;
+    dst = tmp;
+  }
+  sepconv_bwd_reduce_kernel<T><<<dim3(blocks, 1), 256, 0, stream>>>(src, count, len, count, out);
+  return cudaGetLastError();
+}
+
+// ---- launch --------------------------------------------------------------------------------------
+
+// XSEP_BWD_KERNEL=staged: the experimental staged kernels (sepconv_bwd_input_staged_kernel.cuh,
+// sepconv_bwd_pw_staged_kernel.cuh), each where it applies; unset or `first`: the first kernels.
+struct StagedChoice {
+  bool input = false, pw = false;
+};
+
+template <typename T>
+StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
+  StagedChoice choice;
+  if constexpr (sizeof(T) == 2) {
+    static const char* forced = std::getenv("XSEP_BWD_KERNEL");
+    if (forced != nullptr && std::strcmp(forced, "staged") == 0) {
+      int device = 0, major = 0;
+      cudaGetDevice(&device);
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+      choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) && staged_input_applies(p, major);
+      choice.pw = (p.grad_pw != nullptr || p.grad_bias != nullptr) && staged_pw_applies(p, major);
+    }
+  }
+  return choice;
+}
+
+template <typename T, Math kMath>
+LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, const char* dtype_name) {
+  const SepConvParams& f = p.fwd;
+  const bool k3x3 = f.kh == 3 && f.kw == 3;
+  const int64_t taps = static_cast<int64_t>(f.kh) * f.kw;
+  float* ws_dw = p.workspace;
+  float* ws_pw = ws_dw + p.dw_partials * f.Cmid * taps;
+  float* ws_bias = ws_pw + static_cast<int64_t>(p.pw_splits) * f.Cout * f.Cmid;
+  float* scratch = ws_bias + static_cast<int64_t>(p.pw_splits) * f.Cout;
+  const StagedChoice staged = choose_staged_kernels<T>(p);
+
+  auto run = [&](auto traits) -> cudaError_t {
+    using Traits = decltype(traits);
+    if (p.grad_pw != nullptr || p.grad_bias != nullptr) {
+      const dim3 grid(p.grad_pw != nullptr ? static_cast<unsigned>((f.Cmid + 63) / 64) : 1u,
+                      static_cast<unsigned>((f.Cout + 127) / 128), static_cast<unsigned>(p.pw_splits));
+      if constexpr (sizeof(T) == 2) {
+        if (staged.pw) {
+          using Staged = StagedPwTraits<T>;
+          sepconv_bwd_pw_staged_kernel<Staged><<<grid, Staged::Tile::kThreads, 0, stream>>>(p);
+        } else {
+          sepconv_bwd_pw_kernel<Traits><<<grid, Traits::PwTile::kThreads, 0, stream>>>(p);
+        }
+      } else {
+        sepconv_bwd_pw_kernel<Traits><<<grid, Traits::PwTile::kThreads, 0, stream>>>(p);
+      }
+      if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+      if (p.grad_pw != nullptr) {
+        const cudaError_t e = reduce_partials(ws_pw, p.pw_splits, static_cast<int64_t>(f.Cout) * f.Cmid, scratch,
+                                              static_cast<T*>(p.grad_pw), stream);
+        if (e != cudaSuccess) return e;
+      }
+      if (p.grad_bias != nullptr) {
+        const cudaError_t e = reduce_partials(ws_bias, p.pw_splits, f.Cout, scratch, static_cast<T*>(p.grad_bias), stream);
+        if (e != cudaSuccess) return e;
+      }
+    }
+    if (p.grad_x != nullptr || p.grad_dw != nullptr) {
+      const dim3 grid(static_cast<unsigned>(p.dw_partials),
+                      static_cast<unsigned>((f.C + p.channels_per_cta - 1) / p.channels_per_cta));
+      if constexpr (sizeof(T) == 2) {
+        if (staged.input) {
+          using Staged = StagedInputTraits<T>;
+          sepconv_bwd_input_staged_kernel<Staged><<<grid, Staged::Tile::kThreads, 0, stream>>>(p);
+        } else {
+          sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(p);
+        }
+      } else {
+        sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(p);
+      }
+      if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+      if (p.grad_dw != nullptr) {
+        return reduce_partials(ws_dw, p.dw_partials, f.Cmid * taps, scratch, static_cast<T*>(p.grad_dw), stream);
+      }
+    }
+    return cudaSuccess;
+  };
+  cudaError_t e;
+  if (f.channels_last) {
+    e = k3x3 ? run(BwdKernelTraits<T, kMath, true, 3, 3>{}) : run(BwdKernelTraits<T, kMath, true, 0, 0>{});
+  } else {
+    e = k3x3 ? run(BwdKernelTraits<T, kMath, false, 3, 3>{}) : run(BwdKernelTraits<T, kMath, false, 0, 0>{});
+  }
+  static thread_local char name[128];
+  snprintf(name, sizeof(name), "backward %s %s %s %s (tiles %dx%d, pw splits %d)%s%s", dtype_name,
+           kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
+           f.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", p.tiles.tih, p.tiles.tiw,
+           p.pw_splits, staged.input ? " staged-input" : "", staged.pw ? " staged-pw" : "");
+  return {static_cast<int>(e), name};
+}
+
+}  // namespace xsep
