@@ -1,8 +1,10 @@
 """The CUDA kernels run on the host: tests/cpp/cuda_host_emulation.h stands in for the GPU (one
 std::thread per CUDA thread, __syncthreads a barrier, WMMA and cp.async with the hardware's
-alignment rules, copies landing at the wait, shared memory poisoned with NaN), built with
-ThreadSanitizer so a missing barrier is a reported data race. Each program runs kernels with the
-launch geometry the CUDA launchers use and compares with a direct fp64 computation:
+alignment rules, copies landing at the wait, shared memory poisoned with NaN). Each program is
+built twice: with ThreadSanitizer (a missing barrier is a reported data race: racecheck's job on
+the GPU) and with AddressSanitizer + UBSan (a read or write outside a tensor, or an integer
+overflow in the index math: memcheck's). Each runs kernels with the launch geometry the CUDA
+launchers use and compares with a direct fp64 computation:
 
   fwd_kernels_emulation.cpp   the forward kernels (resident with 2 and 3 stages and a Cout split,
                               tiled, halo), four math modes
@@ -26,9 +28,12 @@ pytestmark = [
 ]
 
 
-def build_and_run(source: str, tmp_path: Path) -> str:
-    exe = tmp_path / Path(source).stem
-    flags = ["-std=c++20", "-O1", "-fsanitize=thread", "-Wall", "-Werror", "-pthread"]
+SANITIZERS = {"tsan": ["-fsanitize=thread"], "asan": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]}
+
+
+def build_and_run(source: str, sanitizer: str, tmp_path: Path) -> str:
+    exe = tmp_path / f"{Path(source).stem}-{sanitizer}"
+    flags = ["-std=c++20", "-O1", *SANITIZERS[sanitizer], "-Wall", "-Werror", "-pthread"]
     # The kernels' #pragma unroll, and constants only those pragmas use, mean nothing to g++.
     flags += ["-Wno-unknown-pragmas", "-Wno-unused-variable"]
     includes = [f"-I{CUDA_INCLUDE}", f"-I{REPO / 'csrc' / 'kernels'}"]
@@ -39,19 +44,22 @@ def build_and_run(source: str, tmp_path: Path) -> str:
         # ThreadSanitizer's runtime cannot start under some kernels' address-space randomisation.
         result = subprocess.run(["setarch", "-R", str(exe)], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
-    assert "ThreadSanitizer" not in result.stderr, result.stderr[-6000:]
+    for report in ("ThreadSanitizer", "AddressSanitizer", "runtime error"):
+        assert report not in result.stderr, result.stderr[-6000:]
     return result.stdout
 
 
-def test_forward_kernels_in_host_emulation(tmp_path):
-    out = build_and_run("fwd_kernels_emulation.cpp", tmp_path)
+@pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
+def test_forward_kernels_in_host_emulation(sanitizer, tmp_path):
+    out = build_and_run("fwd_kernels_emulation.cpp", sanitizer, tmp_path)
     assert "ok     output-channel split plans" in out, out
     assert "136 runs, 0 failed" in out, out
     assert out.count("ok     halo") == 4 * 4, out  # the four cases with C % 8 == 0, four modes
     assert out.count("ok     resident-split") == out.count("ok     resident-3stage") == 5 * 4, out
 
 
-def test_backward_kernels_in_host_emulation(tmp_path):
-    out = build_and_run("bwd_kernels_emulation.cpp", tmp_path)
+@pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
+def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
+    out = build_and_run("bwd_kernels_emulation.cpp", sanitizer, tmp_path)
     assert "20 cases, 0 failed" in out, out
     assert out.count("ok     staged") == out.count("ok     first ") == 10, out
