@@ -163,20 +163,33 @@ print("checked")
 
 
 # halo: experimental, forced only here; it applies to the channels_last cases with C % 8 == 0.
-# resident-3stage: the resident kernel with three weight chunks in flight (XSEP_FWD_STAGES=3).
-@pytest.mark.parametrize("variant", ["resident", "resident-3stage", "tiled", "halo"])
+# The resident kernel's measurement knobs: three weight chunks in flight (XSEP_FWD_STAGES=3), 64 or
+# 128 pixels per CTA (XSEP_FWD_PIXELS; 16-bit channels_last 3x3 calls, 32 pixels elsewhere).
+FORWARD_VARIANTS = {
+    "resident": dict(XSEP_FWD_KERNEL="resident"),
+    "resident-3stage": dict(XSEP_FWD_KERNEL="resident", XSEP_FWD_STAGES="3"),
+    "resident-64px": dict(XSEP_FWD_KERNEL="resident", XSEP_FWD_PIXELS="64"),
+    "resident-128px": dict(XSEP_FWD_KERNEL="resident", XSEP_FWD_PIXELS="128"),
+    "tiled": dict(XSEP_FWD_KERNEL="tiled"),
+    "halo": dict(XSEP_FWD_KERNEL="halo"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(FORWARD_VARIANTS))
 def test_every_forward_kernel_matches_reference(variant):
     tests = os.path.dirname(os.path.abspath(__file__))
-    kernel, stages = variant.removesuffix("-3stage"), "3" if variant.endswith("-3stage") else "2"
-    env = dict(os.environ, XSEP_FWD_KERNEL=kernel, XSEP_FWD_STAGES=stages, XSEP_LOG_DISPATCH="1")
+    kernel = FORWARD_VARIANTS[variant]["XSEP_FWD_KERNEL"]
+    env = dict(os.environ, XSEP_LOG_DISPATCH="1", **FORWARD_VARIANTS[variant])
     result = subprocess.run(
         [sys.executable, "-c", FORCED_KERNEL_CHECK.format(tests=tests)], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
     assert f" {kernel}" in result.stderr, "the dispatch log does not name the forced kernel"
-    if kernel == "resident":
-        assert f"({stages} stages" in result.stderr, "the dispatch log does not name the stage count"
+    if variant == "resident-3stage":
+        assert "(32 pixels, 3 stages" in result.stderr, "the dispatch log does not name the stage count"
+    if variant.endswith("px"):
+        assert f"({variant[9:-2]} pixels" in result.stderr, "the dispatch log does not name the pixels per CTA"
 
 
 def test_intermediate_too_wide_for_shared_memory_uses_the_tiled_kernel():

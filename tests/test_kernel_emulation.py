@@ -6,8 +6,8 @@ the GPU) and with AddressSanitizer + UBSan (a read or write outside a tensor, or
 overflow in the index math: memcheck's). Each runs kernels with the launch geometry the CUDA
 launchers use and compares with a direct fp64 computation:
 
-  fwd_kernels_emulation.cpp   the forward kernels (resident with 2 and 3 stages and a Cout split,
-                              tiled, halo), four math modes
+  fwd_kernels_emulation.cpp   the forward kernels (resident with 2 and 3 stages, a Cout split,
+                              32, 64 and 128 pixels; tiled; halo), four math modes
   bwd_kernels_emulation.cpp   the backward kernels, first and staged, every gradient, with plan_backward
 
 No GPU needed: kernels written in a session without one are checked here before a GPU runs them
@@ -53,7 +53,7 @@ def build_and_run(source: str, sanitizer: str, tmp_path: Path) -> str:
 def test_forward_kernels_in_host_emulation(sanitizer, tmp_path):
     out = build_and_run("fwd_kernels_emulation.cpp", sanitizer, tmp_path)
     assert "ok     output-channel split plans" in out, out
-    assert "136 runs, 0 failed" in out, out
+    assert "152 runs, 0 failed" in out, out
     assert out.count("ok     halo") == 4 * 4, out  # the four cases with C % 8 == 0, four modes
     assert out.count("ok     resident-split") == out.count("ok     resident-3stage") == 5 * 4, out
 

@@ -7,7 +7,7 @@
 #   bash tools/gpu_run.sh build bench            # every Xception layer, bf16 + TF32, 3 directions (~7 min)
 #   bash tools/gpu_run.sh build bench-more       # the same in fp16 and exact fp32 (~7 min)
 #   bash tools/gpu_run.sh build networks         # 34-layer stack + Xception, eager and compiled
-#   bash tools/gpu_run.sh build forward-kernels  # the forward kernels against each other (~4 min)
+#   bash tools/gpu_run.sh build forward-kernels  # the forward kernels and variants against each other (~6 min)
 #   bash tools/gpu_run.sh build backward-kernels # first vs staged backward kernels, bf16 (~4 min)
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels
 #
@@ -83,11 +83,14 @@ for stage in "${stages[@]}"; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     forward-kernels)
-      step "forward kernels compared: resident (default; and with 3 weight stages), halo (experimental), tiled; bf16 and TF32"
-      for variant in resident resident-3stage halo tiled; do
-        kernel=${variant%-3stage}; stages=2; [ "$variant" = resident-3stage ] && stages=3
-        XSEP_FWD_KERNEL=$kernel XSEP_FWD_STAGES=$stages python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward \
-          --reps 10 --out "$OUT" --name "gpu-forward-$variant" 2>&1 | grep -E "geometric|  (bf16|fp32)" || status=1
+      step "forward kernels compared: resident (default; 3 weight stages; 64 and 128 pixels), halo, tiled"
+      # variant:modes:environment
+      for spec in "resident:bf16,fp32-tf32:" "resident-3stage:bf16:XSEP_FWD_STAGES=3" \
+                  "resident-64px:bf16:XSEP_FWD_PIXELS=64" "resident-128px:bf16:XSEP_FWD_PIXELS=128" \
+                  "halo:bf16,fp32-tf32:XSEP_FWD_KERNEL=halo" "tiled:bf16:XSEP_FWD_KERNEL=tiled"; do
+        IFS=: read -r variant modes extra <<< "$spec"
+        env XSEP_FWD_KERNEL=resident $extra python3 -m xsep.bench --modes "$modes" --directions forward --reps 10 \
+          --out "$OUT" --name "gpu-forward-$variant" 2>&1 | grep -E "geometric|  (bf16|fp32)" || status=1
       done
       ;;
     backward-kernels)

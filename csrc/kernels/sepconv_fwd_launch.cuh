@@ -6,9 +6,9 @@
 // SM instead of one) and within 2% on the rest, and it fits intermediates twice as wide.
 //
 // XSEP_FWD_KERNEL=resident | tiled forces a choice (resident only where it fits), for benchmarks
-// and tests; unset or auto: resident where it fits. XSEP_FWD_STAGES=3: the resident kernel with
-// three weight chunks in flight (default two), for measurement. XSEP_FWD_KERNEL=halo runs the experimental
-// halo kernel (sepconv_fwd_halo_kernel.cuh) where it applies, the usual choice elsewhere.
+// and tests; unset or auto: resident where it fits. XSEP_FWD_STAGES=3 and XSEP_FWD_PIXELS=64|128:
+// the resident kernel with three weight chunks in flight, or more pixels per CTA, for measurement. XSEP_FWD_KERNEL=halo
+// runs the experimental halo kernel (sepconv_fwd_halo_kernel.cuh) where it applies, the usual choice elsewhere.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -49,21 +49,70 @@ inline int resident_stages() {
   return forced != nullptr && std::strcmp(forced, "3") == 0 ? 3 : 2;
 }
 
+// XSEP_FWD_PIXELS=64 | 128: the resident kernel with 64 or 128 pixels per CTA (8 or 16 warps) for
+// 16-bit channels_last 3x3 inputs, for measurement: every CTA streams the whole pointwise weight
+// through shared memory, so BM pixels per CTA give the GEMM BM FLOPs per byte of that L2 traffic
+// (at 32 pixels a 728-channel layer's weight traffic alone is about what cuDNN's whole forward
+// takes), against fewer CTAs with more shared memory each. 32 by default and everywhere else.
+inline int resident_pixels_asked() {
+  static const char* forced = std::getenv("XSEP_FWD_PIXELS");
+  if (forced != nullptr && std::strcmp(forced, "64") == 0) return 64;
+  if (forced != nullptr && std::strcmp(forced, "128") == 0) return 128;
+  return kResidentPixels;
+}
+
+// The resident kernel's shape for one call: pixels per CTA and weight stages.
+struct ResidentShape {
+  int pixels = kResidentPixels;
+  int stages = 2;
+};
+
+// Shared memory of the resident kernel in that shape.
 template <typename T, Math kMath>
-FwdKernel choose_forward_kernel(const SepConvParams& p) {
-  using Layout2 = ResidentFwdLayout<ResidentFwdTraits<T, kMath, true, 3, 3, kResidentPixels, 2>>;
-  using Layout3 = ResidentFwdLayout<ResidentFwdTraits<T, kMath, true, 3, 3, kResidentPixels, 3>>;
+size_t resident_bytes(const SepConvParams& p, ResidentShape shape) {
+  auto bytes = [&](auto bm, auto stages) {
+    using Traits = ResidentFwdTraits<T, kMath, true, 3, 3, decltype(bm)::value, decltype(stages)::value>;
+    return ResidentFwdLayout<Traits>::bytes(p.Cmid) + sizeof(FwdPixelTable<Traits::BM>);
+  };
+  using S2 = std::integral_constant<int, 2>;
+  if (shape.pixels == 64) return bytes(std::integral_constant<int, 64>{}, S2{});
+  if (shape.pixels == 128) return bytes(std::integral_constant<int, 128>{}, S2{});
+  return shape.stages == 3 ? bytes(std::integral_constant<int, kResidentPixels>{}, std::integral_constant<int, 3>{})
+                           : bytes(std::integral_constant<int, kResidentPixels>{}, S2{});
+}
+
+// The shape asked for: XSEP_FWD_PIXELS for 16-bit channels_last 3x3 calls (halved while it does
+// not fit in shared memory: deep layers), else 32 pixels with XSEP_FWD_STAGES stages.
+template <typename T, Math kMath>
+ResidentShape resident_shape(const SepConvParams& p, int smem_optin) {
+  ResidentShape shape;
+  if (sizeof(T) == 2 && p.channels_last && p.kh == 3 && p.kw == 3) {
+    for (int bm = resident_pixels_asked(); bm > kResidentPixels; bm /= 2) {
+      if (resident_bytes<T, kMath>(p, {bm, 2}) <= static_cast<size_t>(smem_optin)) return {bm, 2};
+    }
+  }
+  shape.stages = resident_stages();
+  return shape;
+}
+
+struct ForwardChoice {
+  FwdKernel kernel;
+  ResidentShape resident;  // when kernel is kResident
+};
+
+template <typename T, Math kMath>
+ForwardChoice choose_forward_kernel(const SepConvParams& p) {
   int device = 0, smem_optin = 0, major = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-  const size_t resident_bytes = resident_stages() == 3 ? Layout3::bytes(p.Cmid) : Layout2::bytes(p.Cmid);
-  const bool fits = resident_bytes + sizeof(FwdPixelTable<kResidentPixels>) <= static_cast<size_t>(smem_optin);
+  const ResidentShape shape = resident_shape<T, kMath>(p, smem_optin);
+  const bool fits = resident_bytes<T, kMath>(p, shape) <= static_cast<size_t>(smem_optin);
   static const char* forced = std::getenv("XSEP_FWD_KERNEL");
-  if (forced != nullptr && std::strcmp(forced, "tiled") == 0) return FwdKernel::kTiled;
+  if (forced != nullptr && std::strcmp(forced, "tiled") == 0) return {FwdKernel::kTiled, shape};
   if (forced != nullptr && std::strcmp(forced, "halo") == 0 && halo_applies<T, kMath>(p, smem_optin, major))
-    return FwdKernel::kHalo;
-  return fits ? FwdKernel::kResident : FwdKernel::kTiled;
+    return {FwdKernel::kHalo, shape};
+  return {fits ? FwdKernel::kResident : FwdKernel::kTiled, shape};
 }
 
 // Launches the resident kernel; *parts says how many CTAs shared each pixel tile's output channels.
@@ -108,14 +157,20 @@ int launch_tiled(const SepConvParams& p, cudaStream_t stream) {
 
 // One memory format and kernel size (KH = KW = 0: any size) of the chosen kernel.
 template <typename T, Math kMath, bool kChannelsLast, int KH, int KW>
-int launch_forward_variant(const SepConvParams& p, cudaStream_t stream, FwdKernel which, int* parts) {
-  if (which == FwdKernel::kResident) {
-    if (resident_stages() == 3)
+int launch_forward_variant(const SepConvParams& p, cudaStream_t stream, ForwardChoice choice, int* parts) {
+  if (choice.kernel == FwdKernel::kResident) {
+    if constexpr (sizeof(T) == 2 && kChannelsLast && KH == 3 && KW == 3) {
+      if (choice.resident.pixels == 64)
+        return launch_resident<ResidentFwdTraits<T, kMath, true, 3, 3, 64>>(p, stream, parts);
+      if (choice.resident.pixels == 128)
+        return launch_resident<ResidentFwdTraits<T, kMath, true, 3, 3, 128>>(p, stream, parts);
+    }
+    if (choice.resident.stages == 3)
       return launch_resident<ResidentFwdTraits<T, kMath, kChannelsLast, KH, KW, kResidentPixels, 3>>(p, stream, parts);
     return launch_resident<ResidentFwdTraits<T, kMath, kChannelsLast, KH, KW, kResidentPixels>>(p, stream, parts);
   }
   if constexpr (kChannelsLast) {
-    if (which == FwdKernel::kHalo)
+    if (choice.kernel == FwdKernel::kHalo)
       return launch_halo<ResidentFwdTraits<T, kMath, true, KH, KW, kHaloTile * kHaloTile>>(p, stream);
   }
   return launch_tiled<FwdTraits<T, kMath, kChannelsLast, KH, KW>>(p, stream);
@@ -124,20 +179,23 @@ int launch_forward_variant(const SepConvParams& p, cudaStream_t stream, FwdKerne
 template <typename T, Math kMath>
 LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, const char* dtype_name) {
   const bool k3x3 = p.kh == 3 && p.kw == 3;
-  const FwdKernel which = choose_forward_kernel<T, kMath>(p);
+  const ForwardChoice choice = choose_forward_kernel<T, kMath>(p);
   int error, parts = 1;
   if (p.channels_last) {
-    error = k3x3 ? launch_forward_variant<T, kMath, true, 3, 3>(p, stream, which, &parts)
-                 : launch_forward_variant<T, kMath, true, 0, 0>(p, stream, which, &parts);
+    error = k3x3 ? launch_forward_variant<T, kMath, true, 3, 3>(p, stream, choice, &parts)
+                 : launch_forward_variant<T, kMath, true, 0, 0>(p, stream, choice, &parts);
   } else {
-    error = k3x3 ? launch_forward_variant<T, kMath, false, 3, 3>(p, stream, which, &parts)
-                 : launch_forward_variant<T, kMath, false, 0, 0>(p, stream, which, &parts);
+    error = k3x3 ? launch_forward_variant<T, kMath, false, 3, 3>(p, stream, choice, &parts)
+                 : launch_forward_variant<T, kMath, false, 0, 0>(p, stream, choice, &parts);
   }
-  static thread_local char name[128];
+  static thread_local char name[160];
+  const FwdKernel which = choice.kernel;
   const char* kernel = which == FwdKernel::kResident ? "resident" : which == FwdKernel::kHalo ? "halo" : "tiled";
-  char detail[48] = "";
-  if (which == FwdKernel::kResident)
-    snprintf(detail, sizeof(detail), " (%d stages, cout split %d)", resident_stages(), parts);
+  char detail[64] = "";
+  if (which == FwdKernel::kResident) {
+    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d)", choice.resident.pixels,
+             choice.resident.stages, parts);
+  }
   snprintf(name, sizeof(name), "forward %s %s %s %s %s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
            p.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", kernel, detail);

@@ -28,7 +28,8 @@ struct Case {
 // The resident kernel in its default form (two weight chunks in flight, one CTA per pixel tile),
 // with three chunks (XSEP_FWD_STAGES=3), and with the output channels split over two CTAs (as
 // resident_cout_parts chooses for small grids).
-enum class Kernel { kResident, kResident3Stages, kResidentSplit, kHalo, kTiled };
+// (XSEP_FWD_PIXELS=64 | 128: 16-bit channels_last 3x3 only, as the launcher takes them.)
+enum class Kernel { kResident, kResident3Stages, kResidentSplit, kResident64, kResident128, kHalo, kTiled };
 const char* kernel_name(Kernel k) {
   switch (k) {
     case Kernel::kResident:
@@ -37,6 +38,10 @@ const char* kernel_name(Kernel k) {
       return "resident-3stage";
     case Kernel::kResidentSplit:
       return "resident-split";
+    case Kernel::kResident64:
+      return "resident-64px";
+    case Kernel::kResident128:
+      return "resident-128px";
     case Kernel::kHalo:
       return "halo";
     default:
@@ -63,6 +68,20 @@ void launch(Kernel which, const xsep::SepConvParams& p) {
     run_grid(
         dim3(pixel_tiles, parts), Traits::kThreads, [&] { xsep::sepconv_fwd_resident_kernel<Traits>(p); },
         xsep::ResidentFwdLayout<Traits>::bytes(p.Cmid));
+  } else if (which == Kernel::kResident64 || which == Kernel::kResident128) {
+    if constexpr (sizeof(T) == 2 && kCL && KH == 3) {
+      auto run = [&](auto traits) {
+        using Traits = decltype(traits);
+        run_grid(
+            dim3(static_cast<unsigned>((pixels + Traits::BM - 1) / Traits::BM)), Traits::kThreads,
+            [&] { xsep::sepconv_fwd_resident_kernel<Traits>(p); }, xsep::ResidentFwdLayout<Traits>::bytes(p.Cmid));
+      };
+      if (which == Kernel::kResident64) {
+        run(xsep::ResidentFwdTraits<T, kMath, true, 3, 3, 64>{});
+      } else {
+        run(xsep::ResidentFwdTraits<T, kMath, true, 3, 3, 128>{});
+      }
+    }
   } else if (which == Kernel::kResident3Stages) {
     using Traits = xsep::ResidentFwdTraits<T, kMath, kCL, KH, KW, 32, 3>;
     run_grid(
@@ -206,6 +225,13 @@ int main() {
     }
     all_modes(c, Kernel::kResident3Stages, true);
     all_modes(c, Kernel::kResidentSplit, true);
+    if (c.k == 3) {
+      for (Kernel bm : {Kernel::kResident64, Kernel::kResident128}) {
+        failed += !run_case<__half, Math::kTensorCore>(c, bm, true, rng, 5e-3);
+        failed += !run_case<__nv_bfloat16, Math::kTensorCore>(c, bm, true, rng, 3e-2);
+        count += 2;
+      }
+    }
     if (halo_applies) all_modes(c, Kernel::kHalo, true);
   }
   std::printf("%d runs, %d failed\n", count, failed);
