@@ -6,9 +6,10 @@
 // SM instead of one) and within 2% on the rest, and it fits intermediates twice as wide.
 //
 // XSEP_FWD_KERNEL=resident | tiled forces a choice (resident only where it fits), for benchmarks
-// and tests; unset or auto: resident where it fits. XSEP_FWD_STAGES=3 and XSEP_FWD_PIXELS=64|128:
-// the resident kernel with three weight chunks in flight, or more pixels per CTA, for measurement. XSEP_FWD_KERNEL=halo
-// runs the experimental halo kernel (sepconv_fwd_halo_kernel.cuh) where it applies, the usual choice elsewhere.
+// and tests; unset or auto: resident where it fits. XSEP_FWD_KERNEL=halo runs the experimental
+// halo kernel (sepconv_fwd_halo_kernel.cuh) where it applies, the usual choice elsewhere.
+// XSEP_FWD_STAGES=3 and XSEP_FWD_PIXELS=64|128: the resident kernel with three weight chunks in
+// flight, or more pixels per CTA, for measurement.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -10,8 +10,9 @@
 //     GPU (a violation aborts).
 //   * cp.async: a copy lands only at the wait that covers it, the latest moment the hardware may
 //     deliver it (a read before the wait sees stale data); 16-byte alignment is checked.
-// Not modelled: warp shuffles and votes, the memory model beyond the barriers, timing. Run it
-// under -fsanitize=thread and a missing barrier shows up as a data race on shared memory.
+// Not modelled: warp shuffles and votes, the memory model beyond the barriers, timing. Built with
+// -fsanitize=thread, a missing barrier shows up as a data race on shared memory; with
+// -fsanitize=address,undefined, an access outside a tensor or an overflowing index.
 #pragma once
 
 // The CUDA headers first: they declare threadIdx / blockIdx, which are redefined below.
