@@ -21,13 +21,17 @@ from compare import compare
 from compare import main as compare_main
 
 
-def test_smoke_bench_writes_well_formed_files(tmp_path):
+def test_smoke_bench_writes_well_formed_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("XSEP_FWD_PIXELS", "64")  # recorded as the run's kernel choice (CUDA only)
+    monkeypatch.delenv("XSEP_BWD_KERNEL", raising=False)
     args = ["--device", "cpu", "--shape", "2,8,9,9,16,3,1", "--directions", "forward,backward,forward_backward"]
     bench_main([*args, "--reps", "1", "--input-sets", "1", "--out", str(tmp_path), "--name", "smoke"])
     result = json.loads((tmp_path / "smoke.json").read_text())
     meta = result["metadata"]
     for key in ("device_name", "torch", "git_commit", "csrc_tree", "command", "bandwidth_gbs", "peak_tflops"):
         assert key in meta
+    assert meta["kernel_choice"].get("XSEP_FWD_PIXELS") == "64" and "XSEP_BWD_KERNEL" not in meta["kernel_choice"]
+    assert "Kernel variants forced: `XSEP_FWD_PIXELS=64`" in (tmp_path / "smoke.md").read_text()
     rows = result["rows"]
     assert [r["direction"] for r in rows] == ["forward", "backward", "forward_backward"]
     for row in rows:

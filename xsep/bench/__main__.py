@@ -272,6 +272,8 @@ def write_results(args, device, machine, rows, network_rows, means, complete: bo
         f"commit {meta['git_commit']}, csrc tree {meta['csrc_tree']}, torch {meta['torch']}",
         "",
     ]
+    if meta.get("kernel_choice"):
+        md += ["Kernel variants forced: " + ", ".join(f"`{k}={v}`" for k, v in meta["kernel_choice"].items()), ""]
     if not complete:
         md += ["**Partial**: the run stopped before every row was measured.", ""]
     written = [".json", ".md"]
