@@ -90,14 +90,14 @@ for stage in "${stages[@]}"; do
                   "halo:bf16,fp32-tf32:XSEP_FWD_KERNEL=halo" "tiled:bf16:XSEP_FWD_KERNEL=tiled"; do
         IFS=: read -r variant modes extra <<< "$spec"
         env XSEP_FWD_KERNEL=resident $extra python3 -m xsep.bench --modes "$modes" --directions forward --reps 10 \
-          --out "$OUT" --name "gpu-forward-$variant" 2>&1 | grep -E "geometric|  (bf16|fp32)" || status=1
+          --baselines pytorch --out "$OUT" --name "gpu-forward-$variant" 2>&1 | grep -E "geometric|  (bf16|fp32)" || status=1
       done
       ;;
     backward-kernels)
       step "backward kernels compared: first (default) and staged (experimental, XSEP_BWD_KERNEL=staged); bf16"
       for kernel in first staged; do
         XSEP_BWD_KERNEL=$kernel python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 \
-          --out "$OUT" --name "gpu-backward-$kernel" 2>&1 | grep -E "geometric|  bf16" || status=1
+          --baselines pytorch --out "$OUT" --name "gpu-backward-$kernel" 2>&1 | grep -E "geometric|  bf16" || status=1
       done
       ;;
     profile)
