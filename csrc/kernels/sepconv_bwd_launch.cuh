@@ -85,16 +85,15 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
     if (p.grad_pw != nullptr || p.grad_bias != nullptr) {
       const dim3 grid(p.grad_pw != nullptr ? static_cast<unsigned>((f.Cmid + 63) / 64) : 1u,
                       static_cast<unsigned>((f.Cout + 127) / 128), static_cast<unsigned>(p.pw_splits));
-      if constexpr (sizeof(T) == 2) {
-        if (staged.pw) {
-          using Staged = StagedPwTraits<T>;
-          sepconv_bwd_pw_staged_kernel<Staged><<<grid, Staged::Tile::kThreads, 0, stream>>>(p);
-        } else {
-          sepconv_bwd_pw_kernel<Traits><<<grid, Traits::PwTile::kThreads, 0, stream>>>(p);
+      [&] {
+        if constexpr (sizeof(T) == 2) {  // the staged kernels exist for 16-bit types only
+          if (staged.pw) {
+            using Staged = StagedPwTraits<T>;
+            return sepconv_bwd_pw_staged_kernel<Staged><<<grid, Staged::Tile::kThreads, 0, stream>>>(p);
+          }
         }
-      } else {
         sepconv_bwd_pw_kernel<Traits><<<grid, Traits::PwTile::kThreads, 0, stream>>>(p);
-      }
+      }();
       if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
       if (p.grad_pw != nullptr) {
         const cudaError_t e = reduce_partials(ws_pw, p.pw_splits, static_cast<int64_t>(f.Cout) * f.Cmid, scratch,
@@ -109,16 +108,15 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
     if (p.grad_x != nullptr || p.grad_dw != nullptr) {
       const dim3 grid(static_cast<unsigned>(p.dw_partials),
                       static_cast<unsigned>((f.C + p.channels_per_cta - 1) / p.channels_per_cta));
-      if constexpr (sizeof(T) == 2) {
-        if (staged.input) {
-          using Staged = StagedInputTraits<T>;
-          sepconv_bwd_input_staged_kernel<Staged><<<grid, Staged::Tile::kThreads, 0, stream>>>(p);
-        } else {
-          sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(p);
+      [&] {
+        if constexpr (sizeof(T) == 2) {
+          if (staged.input) {
+            using Staged = StagedInputTraits<T>;
+            return sepconv_bwd_input_staged_kernel<Staged><<<grid, Staged::Tile::kThreads, 0, stream>>>(p);
+          }
         }
-      } else {
         sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(p);
-      }
+      }();
       if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
       if (p.grad_dw != nullptr) {
         return reduce_partials(ws_dw, p.dw_partials, f.Cmid * taps, scratch, static_cast<T*>(p.grad_dw), stream);
