@@ -33,8 +33,8 @@ cudaError_t reduce_partials(float* parts, int64_t count, int64_t len, float* scr
   float* dst = scratch;
   while (count > kReduceDirect) {
     const int64_t groups = (count + kGroup - 1) / kGroup;
-    sepconv_bwd_reduce_kernel<float><<<dim3(blocks, static_cast<unsigned>(groups)), 256, 0, stream>>>(
-        src, count, len, kGroup, dst);
+    sepconv_bwd_reduce_kernel<float>
+        <<<dim3(blocks, static_cast<unsigned>(groups)), 256, 0, stream>>>(src, count, len, kGroup, dst);
     if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
     count = groups;
     float* tmp = src;
@@ -101,7 +101,8 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
         if (e != cudaSuccess) return e;
       }
       if (p.grad_bias != nullptr) {
-        const cudaError_t e = reduce_partials(ws_bias, p.pw_splits, f.Cout, scratch, static_cast<T*>(p.grad_bias), stream);
+        const cudaError_t e =
+            reduce_partials(ws_bias, p.pw_splits, f.Cout, scratch, static_cast<T*>(p.grad_bias), stream);
         if (e != cudaSuccess) return e;
       }
     }
