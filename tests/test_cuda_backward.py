@@ -172,8 +172,9 @@ def test_float64_backward_falls_back_visibly():
     assert "backward float64 fallback" in log
 
 
-# The experimental staged kernels (XSEP_BWD_KERNEL=staged, read once per process): 16-bit, 3x3,
-# channels_last, C*M and Cout multiples of 8 (the pw-gradient one also multiplier 1). Partial Cout
+# The experimental staged kernels (XSEP_BWD_KERNEL=staged, read once per process): fp16, bf16 and
+# fp32 on TF32, 3x3, channels_last, C*M and Cout multiples of a 16-byte vector (the pw-gradient one
+# also multiplier 1). Partial Cout
 # chunks (136, 40), a partial channel chunk (C=72: 64 + 8), multiplier 2, stride 2 'same',
 # dilation 2, many tiles, several pw splits (xception_like).
 FORCED_STAGED_BACKWARD_CHECK = """
@@ -191,8 +192,9 @@ cases = [
 ]
 names = ["x", "dw_weight", "pw_weight", "bias"]
 for case in cases:
-    for mode in ["bf16", "fp16"]:
-        dtype, _ = math_mode(mode)
+    for mode in ["bf16", "fp16", "fp32-tf32"]:
+        dtype, tf32 = math_mode(mode)
+        torch.backends.cudnn.allow_tf32 = tf32
         for act in ["none", "elu"]:
             inputs = make_inputs(case, dtype, "channels_last", device="cuda")
             args = dict(case.conv_args, intermediate_activation=act)

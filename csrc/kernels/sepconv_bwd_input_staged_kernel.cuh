@@ -14,9 +14,10 @@
 //     pixels (x loads of neighbouring channels coalesced, dZ broadcast), then the four quarters are
 //     added in a fixed order. The first kernel gives each (channel, tap) one thread and walks every
 //     ext pixel serially.
-// Taken only where it applies (staged_input_applies): fp16/bf16, 3x3 kernels (any stride, dilation,
-// padding, multiplier), channels_last grad_y with 16-byte aligned pixels, Cmid and Cout multiples
-// of 8, 16-byte aligned W_pw, sm_80+.
+// Taken only where it applies (staged_input_applies): fp16/bf16, or fp32 on TF32 tensor cores; 3x3
+// kernels (any stride, dilation, padding, multiplier); channels_last grad_y with 16-byte aligned
+// pixels; Cmid and Cout multiples of a 16-byte vector (8 16-bit or 4 fp32 elements); 16-byte aligned
+// W_pw; sm_80+. Shared memory is dynamic (fp32 operands need more than the 48 KB of static).
 #pragma once
 
 #include <cstdint>
@@ -29,14 +30,14 @@
 
 namespace xsep {
 
+// T: __half or __nv_bfloat16 (WMMA), or float (TF32 WMMA; exact fp32 takes the first kernel).
 template <typename T_>
 struct StagedInputTraits {
   using T = T_;
-  static_assert(sizeof(T_) == 2, "16-bit types only: fp32 operands would not fit in static shared memory");
   // M = ext pixels, N = depthwise channels, K = Cout in chunks of 32; 8 warps of 32 x 32.
   using Tile = GemmTile<T_, kBwdInputRows, kBwdInputChannels, 32, 4, 2>;
   static constexpr int kTaps = 9;                           // 3x3
-  static constexpr int kVec = 8;                            // 16-bit elements per 16-byte copy
+  static constexpr int kVec = 16 / sizeof(T_);              // elements per 16-byte copy
   static constexpr int kLdW = Tile::BN + kVec;              // W chunk rows [co][cm], 16-byte pad
   static constexpr int kParts = Tile::kThreads / Tile::BN;  // grad_dw: ext pixels split in 4
 };
@@ -60,23 +61,26 @@ struct StagedInputShared {
   bool own_col[Tile::BM];
 };
 
-// Host side: can the staged kernel take this call? (16-bit types are the launcher's check.)
-inline bool staged_input_applies(const SepConvBwdParams& p, int major) {
+// Host side: can the staged kernel take this call? kVec: elements per 16-byte vector of the dtype
+// (the math mode is the launcher's check).
+inline bool staged_input_applies(const SepConvBwdParams& p, int major, int kVec) {
   const SepConvParams& f = p.fwd;
-  constexpr int kVec = 8;
   return major >= 8 && f.kh == 3 && f.kw == 3 && f.channels_last && f.y_stride[1] == 1 && f.y_stride[0] % kVec == 0 &&
          f.y_stride[2] % kVec == 0 && f.y_stride[3] % kVec == 0 && reinterpret_cast<uintptr_t>(p.grad_y) % 16 == 0 &&
          reinterpret_cast<uintptr_t>(f.pw_weight) % 16 == 0 && f.Cout % kVec == 0 && f.Cmid % kVec == 0 &&
          (p.channels_per_cta * f.M) % kVec == 0;
 }
 
+// Two CTAs per SM (128 registers) for 16-bit types; one for fp32 (TF32 fragments, fp32 operands).
 template <class Traits>
-__global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_input_staged_kernel(const SepConvBwdParams p) {
+__global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits::T) == 2 ? 2 : 1)
+    sepconv_bwd_input_staged_kernel(const SepConvBwdParams p) {
   using T = typename Traits::T;
   using Tile = typename Traits::Tile;
   constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, kThreads = Tile::kThreads;
   constexpr int kTaps = Traits::kTaps, kVec = Traits::kVec, kParts = Traits::kParts;
-  __shared__ __align__(128) StagedInputShared<Traits> s;
+  XSEP_DYNAMIC_SHARED(smem);  // sizeof(StagedInputShared<Traits>) bytes
+  StagedInputShared<Traits>& s = *reinterpret_cast<StagedInputShared<Traits>*>(smem);
   const SepConvParams& f = p.fwd;
 
   const BwdGeometry geo{f.N, f.H, f.W, f.Ho, f.Wo, f.kh, f.kw, f.sh, f.sw, f.pt, f.pl, f.dh, f.dw};

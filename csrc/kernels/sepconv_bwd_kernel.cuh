@@ -30,8 +30,8 @@ struct BwdKernelTraits {
   static constexpr int kKW = kKW_;
   // fp32 operands take twice the registers: fewer loads in flight (the 2-CTA/SM launch bound
   // caps a thread at 128 registers).
-  static constexpr int kUnroll = std::is_same_v<T_, float> ? 1 : 2;       // depthwise elements
-  static constexpr int kLoadUnroll = std::is_same_v<T_, float> ? 2 : 4;   // operand loads
+  static constexpr int kUnroll = std::is_same_v<T_, float> ? 1 : 2;      // depthwise elements
+  static constexpr int kLoadUnroll = std::is_same_v<T_, float> ? 2 : 4;  // operand loads
   // CTAs per SM the register budget is sized for: TF32 fragments and fp32 staging do not fit in
   // 128 registers without spills (ptxas), so fp32 kernels get the whole register file.
   static constexpr int kMinBlocks = std::is_same_v<T_, float> ? 1 : 2;
@@ -42,9 +42,13 @@ struct BwdKernelTraits {
 };
 
 template <class Traits>
-__device__ __forceinline__ int kernel_h(const SepConvParams& f) { return Traits::kKH > 0 ? Traits::kKH : f.kh; }
+__device__ __forceinline__ int kernel_h(const SepConvParams& f) {
+  return Traits::kKH > 0 ? Traits::kKH : f.kh;
+}
 template <class Traits>
-__device__ __forceinline__ int kernel_w(const SepConvParams& f) { return Traits::kKW > 0 ? Traits::kKW : f.kw; }
+__device__ __forceinline__ int kernel_w(const SepConvParams& f) {
+  return Traits::kKW > 0 ? Traits::kKW : f.kw;
+}
 
 // ---- input-gradient kernel: grad_x and the grad_dw partial sums ---------------------------------
 
@@ -58,7 +62,7 @@ struct BwdInputShared {
   };
   union {
     Operands ops;
-    float dz[Tile::BM][Tile::kLdC];     // dZ of the ext pixels in fp32, [pixel][cm]
+    float dz[Tile::BM][Tile::kLdC];  // dZ of the ext pixels in fp32, [pixel][cm]
   };
   int64_t gy_base[Tile::BM];  // offset of grad_y[n, 0, oy, ox] of ext pixel e; -1 past the ext
   bool own_row[Tile::BM];     // does this tile count ext row / column in grad_dw (first_inside_tap)
@@ -80,7 +84,7 @@ __global__ void __launch_bounds__(Traits::InputTile::kThreads, Traits::kMinBlock
   const BwdGeometry geo{f.N, f.H, f.W, f.Ho, f.Wo, f.kh, f.kw, f.sh, f.sw, f.pt, f.pl, f.dh, f.dw};
   const BwdTile t = bwd_tile(geo, p.tiles, blockIdx.x);
   const int ext_h = t.ey1 - t.ey0, ext_w = t.ex1 - t.ex0, ext_count = ext_h * ext_w;  // <= BM (plan)
-  const int c0 = blockIdx.y * p.channels_per_cta;  // first input channel of this CTA
+  const int c0 = blockIdx.y * p.channels_per_cta;                                     // first input channel of this CTA
   const int c_count = imin(p.channels_per_cta, f.C - c0);
   const int cm0 = c0 * f.M, cm_count = c_count * f.M;  // its depthwise channels: [cm0, cm0 + cm_count)
 
@@ -88,8 +92,8 @@ __global__ void __launch_bounds__(Traits::InputTile::kThreads, Traits::kMinBlock
     s.gy_base[e] = -1;
     if (e < ext_count) {
       const int oy = t.ey0 + e / ext_w, ox = t.ex0 + e % ext_w;
-      s.gy_base[e] = t.n * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] +
-                     static_cast<int64_t>(ox) * f.y_stride[3];
+      s.gy_base[e] =
+          t.n * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] + static_cast<int64_t>(ox) * f.y_stride[3];
     }
     if (e < ext_h) {
       const int r = first_inside_tap(t.ey0 + e, f.sh, f.pt, kh, f.dh, f.H);
@@ -116,7 +120,7 @@ __global__ void __launch_bounds__(Traits::InputTile::kThreads, Traits::kMinBlock
       const int co = k0 + k;
       const int64_t base = s.gy_base[m];
       s.ops.dy[m][k] = (co < f.Cout && base >= 0) ? static_cast<Operand>(__ldg(gy + base + co * f.y_stride[1]))
-                                                   : static_cast<Operand>(from_float<T>(0.f));
+                                                  : static_cast<Operand>(from_float<T>(0.f));
     }
 #pragma unroll kLoadUnroll
     for (int i = 0; i < BN * BK / kThreads; ++i) {
@@ -158,7 +162,8 @@ __global__ void __launch_bounds__(Traits::InputTile::kThreads, Traits::kMinBlock
         for (int kx = 0; kx < kw; ++kx) {
           const int ix = ox * f.sw - f.pl + kx * f.dw;
           if (ix < 0 || ix >= f.W) continue;
-          z = fmaf(to_float(__ldg(x + xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3])),
+          z = fmaf(to_float(__ldg(x + xc + static_cast<int64_t>(iy) * f.x_stride[2] +
+                                  static_cast<int64_t>(ix) * f.x_stride[3])),
                    to_float(__ldg(wc + ky * kw + kx)), z);
         }
       }
@@ -188,12 +193,13 @@ __global__ void __launch_bounds__(Traits::InputTile::kThreads, Traits::kMinBlock
           const int e = (oy - t.ey0) * ext_w + (ox - t.ex0);
           for (int m = 0; m < f.M; ++m) {
             const int cl_m = cl * f.M + m;
-            acc = fmaf(to_float(__ldg(wdw + static_cast<int64_t>(cm0 + cl_m) * taps + ky * kw + kx)), s.dz[e][cl_m], acc);
+            acc =
+                fmaf(to_float(__ldg(wdw + static_cast<int64_t>(cm0 + cl_m) * taps + ky * kw + kx)), s.dz[e][cl_m], acc);
           }
         }
       }
-      gx[t.n * p.gx_stride[0] + static_cast<int64_t>(c0 + cl) * p.gx_stride[1] + static_cast<int64_t>(iy) * p.gx_stride[2] +
-         static_cast<int64_t>(ix) * p.gx_stride[3]] = from_float<T>(acc);
+      gx[t.n * p.gx_stride[0] + static_cast<int64_t>(c0 + cl) * p.gx_stride[1] +
+         static_cast<int64_t>(iy) * p.gx_stride[2] + static_cast<int64_t>(ix) * p.gx_stride[3]] = from_float<T>(acc);
     }
   }
 
@@ -212,8 +218,8 @@ __global__ void __launch_bounds__(Traits::InputTile::kThreads, Traits::kMinBlock
         for (int ex = 0; ex < ext_w; ++ex) {
           const int ix = (t.ex0 + ex) * f.sw - f.pl + kx * f.dw;
           if (!s.own_col[ex] || ix < 0 || ix >= f.W) continue;
-          const float xv = to_float(__ldg(x + xc + static_cast<int64_t>(iy) * f.x_stride[2] +
-                                          static_cast<int64_t>(ix) * f.x_stride[3]));
+          const float xv = to_float(
+              __ldg(x + xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3]));
           acc = fmaf(xv, s.dz[ey * ext_w + ex][cl_m], acc);
         }
       }
@@ -234,7 +240,7 @@ struct BwdPwShared {
   };
   union {
     Operands ops;
-    float c[Tile::BM][Tile::kLdC];      // accumulators [cm][co], staged for the partial write
+    float c[Tile::BM][Tile::kLdC];  // accumulators [cm][co], staged for the partial write
   };
   int64_t x_base[Tile::BK];   // offset of x[n, 0, iy0, ix0] of the chunk's pixel
   int64_t gy_base[Tile::BK];  // offset of grad_y[n, 0, oy, ox]; -1 past the split's last pixel
@@ -243,7 +249,8 @@ struct BwdPwShared {
 };
 
 template <class Traits>
-__global__ void __launch_bounds__(Traits::PwTile::kThreads, Traits::kMinBlocks) sepconv_bwd_pw_kernel(const SepConvBwdParams p) {
+__global__ void __launch_bounds__(Traits::PwTile::kThreads, Traits::kMinBlocks)
+    sepconv_bwd_pw_kernel(const SepConvBwdParams p) {
   using T = typename Traits::T;
   using Tile = typename Traits::PwTile;
   using Operand = typename Tile::Operand;
@@ -282,10 +289,10 @@ __global__ void __launch_bounds__(Traits::PwTile::kThreads, Traits::kMinBlocks) 
         const int iy0 = oy * f.sh - f.pt, ix0 = ox * f.sw - f.pl;
         s.iy0[k] = iy0;
         s.ix0[k] = ix0;
-        s.x_base[k] = n * f.x_stride[0] + static_cast<int64_t>(iy0) * f.x_stride[2] +
-                      static_cast<int64_t>(ix0) * f.x_stride[3];
-        s.gy_base[k] = n * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] +
-                       static_cast<int64_t>(ox) * f.y_stride[3];
+        s.x_base[k] =
+            n * f.x_stride[0] + static_cast<int64_t>(iy0) * f.x_stride[2] + static_cast<int64_t>(ix0) * f.x_stride[3];
+        s.gy_base[k] =
+            n * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] + static_cast<int64_t>(ox) * f.y_stride[3];
       }
     }
     __syncthreads();
@@ -326,7 +333,7 @@ __global__ void __launch_bounds__(Traits::PwTile::kThreads, Traits::kMinBlocks) 
       const int co = co0 + n;
       const int64_t base = s.gy_base[k];
       s.ops.dy[n][k] = (co < f.Cout && base >= 0) ? static_cast<Operand>(__ldg(gy + base + co * f.y_stride[1]))
-                                                   : static_cast<Operand>(from_float<T>(0.f));
+                                                  : static_cast<Operand>(from_float<T>(0.f));
     }
     __syncthreads();
     if (want_pw) mma.step(s.ops.z, s.ops.dy);
@@ -362,9 +369,9 @@ __global__ void __launch_bounds__(Traits::PwTile::kThreads, Traits::kMinBlocks) 
 // of parts[r * len + j], added in row order. The grouping depends only on the sizes, never on
 // timing: deterministic.
 template <typename Out>
-__global__ void __launch_bounds__(256) sepconv_bwd_reduce_kernel(const float* __restrict__ parts, int64_t count,
-                                                                 int64_t len, int64_t rows_per_group,
-                                                                 Out* __restrict__ out) {
+__global__ void __launch_bounds__(256)
+    sepconv_bwd_reduce_kernel(const float* __restrict__ parts, int64_t count, int64_t len, int64_t rows_per_group,
+                              Out* __restrict__ out) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (j >= len) return;
   const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows_per_group;

@@ -53,20 +53,32 @@ struct StagedChoice {
   bool input = false, pw = false;
 };
 
-template <typename T>
+template <typename T, Math kMath>
 StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
   StagedChoice choice;
-  if constexpr (sizeof(T) == 2) {
+  if constexpr (kMath == Math::kTensorCore) {  // 16-bit types, or fp32 on TF32 (exact fp32: the first kernels)
     static const char* forced = std::getenv("XSEP_BWD_KERNEL");
     if (forced != nullptr && std::strcmp(forced, "staged") == 0) {
       int device = 0, major = 0;
       cudaGetDevice(&device);
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-      choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) && staged_input_applies(p, major);
-      choice.pw = (p.grad_pw != nullptr || p.grad_bias != nullptr) && staged_pw_applies(p, major);
+      constexpr int kVec = 16 / sizeof(T);
+      choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) && staged_input_applies(p, major, kVec);
+      choice.pw = (p.grad_pw != nullptr || p.grad_bias != nullptr) && staged_pw_applies(p, major, kVec);
     }
   }
   return choice;
+}
+
+// A staged kernel with its dynamic shared memory (`Shared`, more than 48 KB for fp32).
+template <class Shared, class Kernel>
+cudaError_t launch_staged(Kernel kernel, dim3 grid, int threads, const SepConvBwdParams& p, cudaStream_t stream) {
+  const int bytes = static_cast<int>(sizeof(Shared));
+  if (const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+      e != cudaSuccess)
+    return e;
+  kernel<<<grid, threads, bytes, stream>>>(p);
+  return cudaGetLastError();
 }
 
 template <typename T, Math kMath>
@@ -78,23 +90,25 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
   float* ws_pw = ws_dw + p.dw_partials * f.Cmid * taps;
   float* ws_bias = ws_pw + static_cast<int64_t>(p.pw_splits) * f.Cout * f.Cmid;
   float* scratch = ws_bias + static_cast<int64_t>(p.pw_splits) * f.Cout;
-  const StagedChoice staged = choose_staged_kernels<T>(p);
+  const StagedChoice staged = choose_staged_kernels<T, kMath>(p);
 
   auto run = [&](auto traits) -> cudaError_t {
     using Traits = decltype(traits);
     if (p.grad_pw != nullptr || p.grad_bias != nullptr) {
       const dim3 grid(p.grad_pw != nullptr ? static_cast<unsigned>((f.Cmid + 63) / 64) : 1u,
                       static_cast<unsigned>((f.Cout + 127) / 128), static_cast<unsigned>(p.pw_splits));
-      [&] {
-        if constexpr (sizeof(T) == 2) {  // the staged kernels exist for 16-bit types only
+      const cudaError_t launched = [&] {
+        if constexpr (kMath == Math::kTensorCore) {  // the staged kernels have no FFMA variant
           if (staged.pw) {
             using Staged = StagedPwTraits<T>;
-            return sepconv_bwd_pw_staged_kernel<Staged><<<grid, Staged::Tile::kThreads, 0, stream>>>(p);
+            return launch_staged<StagedPwShared<Staged>>(sepconv_bwd_pw_staged_kernel<StagedPwTraits<T>>, grid,
+                                                         Staged::Tile::kThreads, p, stream);
           }
         }
         sepconv_bwd_pw_kernel<Traits><<<grid, Traits::PwTile::kThreads, 0, stream>>>(p);
+        return cudaGetLastError();
       }();
-      if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+      if (launched != cudaSuccess) return launched;
       if (p.grad_pw != nullptr) {
         const cudaError_t e = reduce_partials(ws_pw, p.pw_splits, static_cast<int64_t>(f.Cout) * f.Cmid, scratch,
                                               static_cast<T*>(p.grad_pw), stream);
@@ -109,16 +123,18 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
     if (p.grad_x != nullptr || p.grad_dw != nullptr) {
       const dim3 grid(static_cast<unsigned>(p.dw_partials),
                       static_cast<unsigned>((f.C + p.channels_per_cta - 1) / p.channels_per_cta));
-      [&] {
-        if constexpr (sizeof(T) == 2) {
+      const cudaError_t launched = [&] {
+        if constexpr (kMath == Math::kTensorCore) {
           if (staged.input) {
             using Staged = StagedInputTraits<T>;
-            return sepconv_bwd_input_staged_kernel<Staged><<<grid, Staged::Tile::kThreads, 0, stream>>>(p);
+            return launch_staged<StagedInputShared<Staged>>(sepconv_bwd_input_staged_kernel<StagedInputTraits<T>>, grid,
+                                                            Staged::Tile::kThreads, p, stream);
           }
         }
         sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(p);
+        return cudaGetLastError();
       }();
-      if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+      if (launched != cudaSuccess) return launched;
       if (p.grad_dw != nullptr) {
         return reduce_partials(ws_dw, p.dw_partials, f.Cmid * taps, scratch, static_cast<T*>(p.grad_dw), stream);
       }

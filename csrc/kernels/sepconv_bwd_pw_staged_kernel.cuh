@@ -13,9 +13,10 @@
 //     thread per pass, nine scalar loads each.
 //   * One barrier per chunk instead of three (the pixel table is gone: each thread finds its
 //     pixel's coordinates itself).
-// Taken only where it applies (staged_pw_applies): fp16/bf16, 3x3 kernels (any stride, dilation,
-// padding), depth multiplier 1, channels_last x and grad_y with 16-byte aligned pixels, C and Cout
-// multiples of 8, sm_80+.
+// Taken only where it applies (staged_pw_applies): fp16/bf16, or fp32 on TF32 tensor cores; 3x3
+// kernels (any stride, dilation, padding); depth multiplier 1; channels_last x and grad_y with
+// 16-byte aligned pixels; C and Cout multiples of a 16-byte vector; sm_80+. Shared memory is
+// dynamic (fp32 operands need more than the 48 KB of static).
 #pragma once
 
 #include <cstdint>
@@ -28,14 +29,14 @@
 
 namespace xsep {
 
+// T: __half or __nv_bfloat16 (WMMA), or float (TF32 WMMA; exact fp32 takes the first kernel).
 template <typename T_>
 struct StagedPwTraits {
   using T = T_;
-  static_assert(sizeof(T_) == 2, "16-bit types only");
   // M = depthwise channels, N = output channels, K = pixels in chunks of 32; 8 warps of 32 x 32.
   using Tile = GemmTile<T_, 64, 128, kBwdPwPixels, 2, 4>;
   static constexpr int kTaps = 9;                // 3x3
-  static constexpr int kVec = 8;                 // 16-bit elements per 16-byte load or copy
+  static constexpr int kVec = 16 / sizeof(T_);   // elements per 16-byte load or copy
   static constexpr int kLdZ = Tile::BM + kVec;   // Z chunk [pixel][cm], 16-byte pad
   static constexpr int kLdDy = Tile::BN + kVec;  // dY chunk [pixel][co], 16-byte pad
 };
@@ -55,11 +56,11 @@ struct StagedPwShared {
   float wdw[Traits::kTaps][Tile::BM];  // the CTA's depthwise weights, [tap][cm]
 };
 
-// Host side: can the staged pw-gradient kernel take this call? (16-bit types: the launcher.)
-inline bool staged_pw_applies(const SepConvBwdParams& p, int major) {
+// Host side: can the staged pw-gradient kernel take this call? kVec: elements per 16-byte vector of
+// the dtype (the math mode is the launcher's check).
+inline bool staged_pw_applies(const SepConvBwdParams& p, int major, int kVec) {
   const SepConvParams& f = p.fwd;
-  constexpr int kVec = 8;
-  auto aligned_pixels = [](const int64_t* stride, const void* ptr) {
+  auto aligned_pixels = [kVec](const int64_t* stride, const void* ptr) {
     return stride[1] == 1 && stride[0] % kVec == 0 && stride[2] % kVec == 0 && stride[3] % kVec == 0 &&
            reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
   };
@@ -67,16 +68,19 @@ inline bool staged_pw_applies(const SepConvBwdParams& p, int major) {
          aligned_pixels(f.x_stride, f.x) && aligned_pixels(f.y_stride, p.grad_y);
 }
 
+// Two CTAs per SM (128 registers) for 16-bit types; one for fp32 (TF32 fragments, fp32 operands).
 template <class Traits>
-__global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_pw_staged_kernel(const SepConvBwdParams p) {
+__global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits::T) == 2 ? 2 : 1)
+    sepconv_bwd_pw_staged_kernel(const SepConvBwdParams p) {
   using T = typename Traits::T;
   using Tile = typename Traits::Tile;
   constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, kThreads = Tile::kThreads;
   constexpr int kTaps = Traits::kTaps, kVec = Traits::kVec;
-  constexpr int kGroups = BM / kVec;  // 8-channel groups of Z per pixel
-  static_assert(kGroups * BK == kThreads, "one (pixel, 8 channels) of Z per thread per chunk");
+  constexpr int kGroups = BM / kVec;  // kVec-channel groups of Z per pixel
+  static_assert(kGroups * BK % kThreads == 0, "whole (pixel, kVec channels) items of Z per thread per chunk");
   static_assert(BK * (BN / kVec) % kThreads == 0 && BN <= kThreads, "whole dY copies per thread; bias threads");
-  __shared__ __align__(128) StagedPwShared<Traits> s;
+  XSEP_DYNAMIC_SHARED(smem);  // sizeof(StagedPwShared<Traits>) bytes
+  StagedPwShared<Traits>& s = *reinterpret_cast<StagedPwShared<Traits>*>(smem);
   const SepConvParams& f = p.fwd;
 
   const int cm0 = blockIdx.x * BM, co0 = blockIdx.y * BN;
@@ -116,9 +120,10 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_pw_stag
     }
   };
 
-  // Z of pixel q0 + k, channels cm0 + 8g .. + 8, into buffer `buf` (zero past the split and Cmid).
-  const int g = threadIdx.x % kGroups, k = threadIdx.x / kGroups;  // neighbouring threads: channels
-  auto compute_z = [&](int64_t q0, int buf) {
+  // Z of pixel q0 + k, channels cm0 + kVec g .. + kVec, into buffer `buf` (zero past the split and
+  // Cmid); item = k * kGroups + g, so neighbouring threads take neighbouring channel groups.
+  auto compute_z_item = [&](int64_t q0, int buf, int item) {
+    const int g = item % kGroups, k = item / kGroups;
     const int64_t q = q0 + k;
     const int cm = cm0 + g * kVec;
     float acc[kVec];
@@ -142,9 +147,12 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_pw_stag
       for (int tap = 0; tap < kTaps; ++tap) {
         const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
         if (iy < 0 || iy >= f.H || ix < 0 || ix >= f.W) continue;  // nothing, even for an infinite weight
-        const float4 w_lo = *reinterpret_cast<const float4*>(&s.wdw[tap][g * kVec]);
-        const float4 w_hi = *reinterpret_cast<const float4*>(&s.wdw[tap][g * kVec + 4]);
-        const float w[kVec] = {w_lo.x, w_lo.y, w_lo.z, w_lo.w, w_hi.x, w_hi.y, w_hi.z, w_hi.w};
+        float w[kVec];
+#pragma unroll
+        for (int j = 0; j < kVec; j += 4) {  // 16-byte shared loads
+          const float4 w4 = *reinterpret_cast<const float4*>(&s.wdw[tap][g * kVec + j]);
+          w[j] = w4.x, w[j + 1] = w4.y, w[j + 2] = w4.z, w[j + 3] = w4.w;
+        }
 #pragma unroll
         for (int j = 0; j < kVec; ++j) acc[j] = fmaf(to_float(xv[tap].v[j]), w[j], acc[j]);
       }
@@ -157,6 +165,10 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, 2) sepconv_bwd_pw_stag
 #pragma unroll
     for (int j = 0; j < kVec; ++j) out.v[j] = from_float<T>(acc[j]);
     *reinterpret_cast<uint4*>(&s.stage[buf].z[k][g * kVec]) = out.u;
+  };
+  auto compute_z = [&](int64_t q0, int buf) {
+#pragma unroll
+    for (int i = 0; i < kGroups * BK / kThreads; ++i) compute_z_item(q0, buf, threadIdx.x + i * kThreads);
   };
 
   TensorCoreMma<Tile, /*kAColMajor=*/true, /*kBRowMajor=*/true> mma;

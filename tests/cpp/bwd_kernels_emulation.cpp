@@ -4,9 +4,9 @@
 // grad_bias. Both kernel sets: the first kernels (sepconv_bwd_kernel.cuh; they have passed on the
 // H100, so they also check the emulation) and the staged ones (sepconv_bwd_*_staged_kernel.cuh,
 // XSEP_BWD_KERNEL=staged; the staged pw-gradient kernel only where the multiplier is 1, as the
-// launcher chooses). fp16 and bf16; partial Cout chunks, a partial channel chunk, depth multiplier
-// 2, stride 2, asymmetric and dilated padding, ELU and ReLU between the convolutions. Prints one
-// line per case and exits 0 when all agree.
+// launcher chooses). fp16, bf16 and fp32 on TF32 tensor cores; partial Cout chunks, a partial
+// channel chunk, depth multiplier 2, stride 2, asymmetric and dilated padding, ELU and ReLU between
+// the convolutions. Prints one line per case and exits 0 when all agree.
 #include <cmath>
 #include <random>
 #include <string>
@@ -110,8 +110,9 @@ bool run_case(const Case& c, bool staged, std::mt19937& rng, double tol) {
   if (!xsep::plan_backward(p, /*num_sms=*/4)) return std::printf("FAILED %s: no plan\n", c.name), false;
   std::vector<float> workspace(xsep::backward_workspace_floats(p), NAN);
   p.workspace = workspace.data();
-  const bool pw_staged = staged && xsep::staged_pw_applies(p, 8);
-  if (staged && (!xsep::staged_input_applies(p, 8) || pw_staged != (c.M == 1)))
+  constexpr int kVec = 16 / sizeof(T);
+  const bool pw_staged = staged && xsep::staged_pw_applies(p, 8, kVec);
+  if (staged && (!xsep::staged_input_applies(p, 8, kVec) || pw_staged != (c.M == 1)))
     return std::printf("FAILED %s: the staged kernels do not apply as expected\n", c.name), false;
 
   using xsep_emulation::run_grid;
@@ -121,14 +122,18 @@ bool run_case(const Case& c, bool staged, std::mt19937& rng, double tol) {
   const dim3 pw_grid(static_cast<unsigned>((Cmid + 63) / 64), static_cast<unsigned>((c.Cout + 127) / 128),
                      static_cast<unsigned>(p.pw_splits));
   if (staged) {
-    run_grid(input_grid, xsep::StagedInputTraits<T>::Tile::kThreads,
-             [&] { xsep::sepconv_bwd_input_staged_kernel<xsep::StagedInputTraits<T>>(p); });
+    using Staged = xsep::StagedInputTraits<T>;
+    run_grid(
+        input_grid, Staged::Tile::kThreads, [&] { xsep::sepconv_bwd_input_staged_kernel<Staged>(p); },
+        sizeof(xsep::StagedInputShared<Staged>));
   } else {
     run_grid(input_grid, First::InputTile::kThreads, [&] { xsep::sepconv_bwd_input_kernel<First>(p); });
   }
   if (pw_staged) {
-    run_grid(pw_grid, xsep::StagedPwTraits<T>::Tile::kThreads,
-             [&] { xsep::sepconv_bwd_pw_staged_kernel<xsep::StagedPwTraits<T>>(p); });
+    using Staged = xsep::StagedPwTraits<T>;
+    run_grid(
+        pw_grid, Staged::Tile::kThreads, [&] { xsep::sepconv_bwd_pw_staged_kernel<Staged>(p); },
+        sizeof(xsep::StagedPwShared<Staged>));
   } else {
     run_grid(pw_grid, First::PwTile::kThreads, [&] { xsep::sepconv_bwd_pw_kernel<First>(p); });
   }
@@ -155,7 +160,10 @@ bool run_case(const Case& c, bool staged, std::mt19937& rng, double tol) {
       "%s %-6s %-22s %s  relative errors: grad_x %.2e  grad_dw %.2e  grad_pw %.2e  grad_bias %.2e%s  (%lld tiles, %d "
       "pw "
       "splits)\n",
-      ok ? "ok    " : "FAILED", staged ? "staged" : "first", c.name, std::is_same_v<T, __half> ? "fp16" : "bf16",
+      ok ? "ok    " : "FAILED", staged ? "staged" : "first", c.name,
+      std::is_same_v<T, __half>  ? "fp16"
+      : std::is_same_v<T, float> ? "tf32"
+                                 : "bf16",
       cx.worst, cdw.worst, cpw.worst, cb.worst, cx.unwritten ? "  grad_x has unwritten elements" : "",
       static_cast<long long>(p.dw_partials), p.pw_splits);
   return ok;
@@ -178,7 +186,8 @@ int main() {
     for (bool staged : {false, true}) {
       failed += !run_case<__half>(c, staged, rng, 4e-3);
       failed += !run_case<__nv_bfloat16>(c, staged, rng, 3e-2);
-      count += 2;
+      failed += !run_case<float>(c, staged, rng, 5e-3);  // fp32 on TF32 tensor cores
+      count += 3;
     }
   }
   std::printf("%d cases, %d failed\n", count, failed);
