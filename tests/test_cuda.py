@@ -201,3 +201,42 @@ def test_intermediate_too_wide_for_shared_memory_uses_the_tiled_kernel():
     assert_close_to_reference(y, separable_conv2d_reference(*inputs, **case.conv_args), exact)
     log = dispatch_log("float32", "channels_last", channels=2000, out_channels=40)
     assert "tiled" in log, log
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_cuda_graph_capture_replays_like_eager(layout):
+    # CUDA graphs (by hand, or torch.compile's mode="reduce-overhead") capture the op's forward and
+    # backward: nothing in their launches may be illegal while a stream captures (a synchronising
+    # call, a host read of device memory), and the replay computes what eager mode does, bit for bit
+    # (the fused kernels are deterministic).
+    case = Case("graph", N=2, C=64, H=19, W=19, Cout=136)
+    inputs = make_inputs(case, torch.bfloat16, layout, device="cuda")
+    grad_out = torch.randn(2, 136, 19, 19, dtype=torch.bfloat16, device="cuda")
+    if layout == "channels_last":
+        grad_out = grad_out.contiguous(memory_format=torch.channels_last)
+
+    def step(leaves):
+        y = separable_conv2d(*leaves, **case.conv_args)
+        y.backward(grad_out)
+        return y
+
+    eager_leaves = [t.detach().requires_grad_() for t in inputs]
+    eager_y = step(eager_leaves)
+
+    leaves = [t.detach().requires_grad_() for t in inputs]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture, as PyTorch's CUDA-graph docs ask
+        for _ in range(2):
+            step(leaves)
+            for t in leaves:
+                t.grad = None
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        graph_y = step(leaves)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(graph_y, eager_y)
+    for leaf, eager_leaf in zip(leaves, eager_leaves, strict=True):
+        assert torch.equal(leaf.grad, eager_leaf.grad)
