@@ -27,6 +27,7 @@
 #include "element_types.cuh"
 #include "mma_tile.cuh"
 #include "sepconv_bwd.h"
+#include "sepconv_bwd_tiles.cuh"
 
 namespace xsep {
 
@@ -94,22 +95,7 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
   const T* __restrict__ wpw = static_cast<const T*>(f.pw_weight);
 
-  for (int e = threadIdx.x; e < BM; e += kThreads) {
-    s.gy_base[e] = -1;
-    if (e < ext_count) {
-      const int oy = t.ey0 + e / ext_w, ox = t.ex0 + e % ext_w;
-      s.gy_base[e] =
-          t.n * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] + static_cast<int64_t>(ox) * f.y_stride[3];
-    }
-    if (e < ext_h) {
-      const int r = first_inside_tap(t.ey0 + e, f.sh, f.pt, 3, f.dh, f.H);
-      s.own_row[e] = r >= t.iy0 && r < t.iy1;
-    }
-    if (e < ext_w) {
-      const int r = first_inside_tap(t.ex0 + e, f.sw, f.pl, 3, f.dw, f.W);
-      s.own_col[e] = r >= t.ix0 && r < t.ix1;
-    }
-  }
+  fill_ext_tables<BM, kThreads>(f, t, 3, 3, s.gy_base, s.own_row, s.own_col);
   for (int i = threadIdx.x; i < BN * kTaps; i += kThreads) {
     const int cl_m = i / kTaps;
     s.wdw[cl_m][i % kTaps] = cl_m < cm_count ? to_float(__ldg(wdw + static_cast<int64_t>(cm0) * kTaps + i)) : 0.f;

@@ -18,6 +18,7 @@
 #include "element_types.cuh"
 #include "mma_tile.cuh"
 #include "sepconv_bwd.h"
+#include "sepconv_bwd_tiles.cuh"
 
 namespace xsep {
 
@@ -88,22 +89,7 @@ __global__ void __launch_bounds__(Traits::InputTile::kThreads, Traits::kMinBlock
   const int c_count = imin(p.channels_per_cta, f.C - c0);
   const int cm0 = c0 * f.M, cm_count = c_count * f.M;  // its depthwise channels: [cm0, cm0 + cm_count)
 
-  for (int e = threadIdx.x; e < BM; e += kThreads) {
-    s.gy_base[e] = -1;
-    if (e < ext_count) {
-      const int oy = t.ey0 + e / ext_w, ox = t.ex0 + e % ext_w;
-      s.gy_base[e] =
-          t.n * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] + static_cast<int64_t>(ox) * f.y_stride[3];
-    }
-    if (e < ext_h) {
-      const int r = first_inside_tap(t.ey0 + e, f.sh, f.pt, kh, f.dh, f.H);
-      s.own_row[e] = r >= t.iy0 && r < t.iy1;
-    }
-    if (e < ext_w) {
-      const int r = first_inside_tap(t.ex0 + e, f.sw, f.pl, kw, f.dw, f.W);
-      s.own_col[e] = r >= t.ix0 && r < t.ix1;
-    }
-  }
+  fill_ext_tables<BM, kThreads>(f, t, kh, kw, s.gy_base, s.own_row, s.own_col);
   __syncthreads();
 
   // dZ[e][cm] = sum over co of grad_y[e][co] * W_pw[co][cm0 + cm], on tensor cores.
@@ -262,9 +248,8 @@ __global__ void __launch_bounds__(Traits::PwTile::kThreads, Traits::kMinBlocks)
   const int kh = kernel_h<Traits>(f), kw = kernel_w<Traits>(f), taps = kh * kw;
 
   const int cm0 = blockIdx.x * BM, co0 = blockIdx.y * BN;
-  const int64_t pixels = static_cast<int64_t>(f.N) * f.Ho * f.Wo;
-  const int64_t begin = static_cast<int64_t>(blockIdx.z) * p.pw_pixels_per_split;
-  const int64_t end = begin + p.pw_pixels_per_split < pixels ? begin + p.pw_pixels_per_split : pixels;
+  int64_t begin, end;
+  pw_split_pixels(p, blockIdx.z, &begin, &end);
   const bool want_pw = p.grad_pw != nullptr;
   const bool want_bias = p.grad_bias != nullptr && blockIdx.x == 0;
 

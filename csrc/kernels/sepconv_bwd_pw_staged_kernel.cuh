@@ -26,6 +26,7 @@
 #include "element_types.cuh"
 #include "mma_tile.cuh"
 #include "sepconv_bwd.h"
+#include "sepconv_bwd_tiles.cuh"
 
 namespace xsep {
 
@@ -84,9 +85,8 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   const SepConvParams& f = p.fwd;
 
   const int cm0 = blockIdx.x * BM, co0 = blockIdx.y * BN;
-  const int64_t pixels = static_cast<int64_t>(f.N) * f.Ho * f.Wo;
-  const int64_t begin = static_cast<int64_t>(blockIdx.z) * p.pw_pixels_per_split;
-  const int64_t end = begin + p.pw_pixels_per_split < pixels ? begin + p.pw_pixels_per_split : pixels;
+  int64_t begin, end;
+  pw_split_pixels(p, blockIdx.z, &begin, &end);
   const bool want_pw = p.grad_pw != nullptr;
   const bool want_bias = p.grad_bias != nullptr && blockIdx.x == 0;
   const int64_t hw = static_cast<int64_t>(f.Ho) * f.Wo;
