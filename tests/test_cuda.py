@@ -144,6 +144,14 @@ cases = [
     Case("wide_aligned", N=2, C=160, H=9, W=10, Cout=300),
     Case("aligned_s2_same", N=2, C=64, H=37, W=37, Cout=96, stride=2, padding="same"),
     Case("aligned_d2_5x5", N=1, C=24, H=20, W=21, Cout=40, kernel=(5, 5), dilation=2, padding=4),
+    # 16-bit channels_last 3x3 with channels in 16-byte vectors, as the wgmma kernel takes them: a
+    # partial channel chunk (40 of 64) and pixel tile, Cout below one tile; a 728-wide Z (128
+    # pixels per CTA); a 1024-wide one (64 pixels), Cout one tile plus 8; one pixel tile, so the
+    # output channels are split across CTAs.
+    Case("vec_partial", N=3, C=40, H=7, W=9, Cout=24),
+    Case("vec_728", N=2, C=728, H=19, W=19, Cout=728),
+    Case("vec_1024", N=1, C=1024, H=10, W=10, Cout=136),
+    Case("vec_cout_split", N=1, C=64, H=5, W=5, Cout=1024),
 ]
 for case in cases:
     for mode in ["bf16", "fp16", "fp32-tf32", "fp32"]:
@@ -172,6 +180,7 @@ FORWARD_VARIANTS = {
     "resident-128px": dict(XSEP_FWD_KERNEL="resident", XSEP_FWD_PIXELS="128"),
     "tiled": dict(XSEP_FWD_KERNEL="tiled"),
     "halo": dict(XSEP_FWD_KERNEL="halo"),
+    "wgmma": dict(XSEP_FWD_KERNEL="wgmma"),
 }
 
 
@@ -185,7 +194,14 @@ def test_every_forward_kernel_matches_reference(variant):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
+    if kernel == "wgmma" and " wgmma" not in result.stderr:
+        # Hopper only, and only in builds for sm_90a with CuTe's headers (setup.py).
+        major, minor = torch.cuda.get_device_capability()
+        pytest.skip(f"no wgmma kernels in this build for sm_{major}{minor} (needs sm_90a code and nvidia-cutlass)")
     assert f" {kernel}" in result.stderr, "the dispatch log does not name the forced kernel"
+    if kernel == "wgmma":
+        for shape in ["wgmma (128 pixels, cout split 1)", "wgmma (64 pixels", "wgmma (128 pixels, cout split 8)"]:
+            assert shape in result.stderr, f"no call ran the wgmma kernel as {shape!r}"
     if variant == "resident-3stage":
         assert "(32 pixels, 3 stages" in result.stderr, "the dispatch log does not name the stage count"
     if variant.endswith("px"):

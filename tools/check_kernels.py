@@ -1,9 +1,12 @@
 """Compile-check the CUDA kernels without a GPU (run by .ci/run on every submission).
 
-Builds csrc/kernels as a standalone library with CMake (sm_80 and sm_90 by default), then fails if
+Builds csrc/kernels as a standalone library with CMake (sm_80 and sm_90 by default; the Hopper wgmma
+forward also for sm_90a, with CuTe's headers from the nvidia-cutlass wheel), then fails if
   - any kernel spills registers or uses a stack frame (ptxas -v report), or
   - a tensor-core kernel has no tensor-core MMA instruction (HMMA / HGMMA) in its SASS, or an
-    FFMA kernel has no FFMA (cuobjdump -sass); reduction kernels are held to the first rule only.
+    FFMA kernel has no FFMA (cuobjdump -sass); reduction kernels are held to the first rule only;
+    the wgmma kernels must show HGMMA in their sm_90a build (elsewhere they are empty stubs), or
+  - CuTe's headers are missing (the wgmma kernels would go unchecked).
 Prints one row per kernel and architecture. Then it compiles the CUDA glue (csrc/cuda/*.cpp) with
 -fsyntax-only against the installed torch's headers, so the host side is checked too; a CPU build of
 torch lacks one generated header (c10/cuda/impl/cuda_cmake_macros.h), which a stand-in provides.
@@ -64,6 +67,15 @@ def demangle(names: list[str]) -> dict[str, str]:
     return dict(zip(names, out.splitlines(), strict=True))
 
 
+def cutlass_include() -> Path:
+    """CuTe's headers: the nvidia-cutlass wheel's, as setup.py finds them."""
+    try:
+        import cutlass_library
+    except ImportError:
+        raise SystemExit("check_kernels: CuTe headers not found (pip install nvidia-cutlass)") from None
+    return Path(cutlass_library.__file__).parent / "source" / "include"
+
+
 def build(build_dir: Path, archs: str) -> str:
     nvcc = find_tool("nvcc")
     configure = [
@@ -74,6 +86,7 @@ def build(build_dir: Path, archs: str) -> str:
         str(build_dir),
         f"-DCMAKE_CUDA_COMPILER={nvcc}",
         f"-DCMAKE_CUDA_ARCHITECTURES={archs}",
+        f"-DXSEP_CUTLASS_INCLUDE={cutlass_include()}",
     ]
     if shutil.which("ninja"):
         configure += ["-G", "Ninja"]
@@ -110,9 +123,11 @@ def parse_ptxas(log: str) -> dict[tuple[str, str], KernelReport]:
     return reports
 
 
-def count_sass(library: Path, reports: dict[tuple[str, str], KernelReport]) -> None:
+def count_sass(build_dir: Path, reports: dict[tuple[str, str], KernelReport]) -> None:
     cuobjdump = find_tool("cuobjdump")
     for arch in sorted({arch for _, arch in reports}):
+        # sm_90a code lives in its own library (cuobjdump -arch sm_90 would show it too).
+        library = build_dir / ("libxsep_kernels_sm90a.a" if arch == "sm_90a" else "libxsep_kernels.a")
         sass = subprocess.run(
             [cuobjdump, "-sass", "-arch", arch, str(library)], capture_output=True, text=True, check=True
         ).stdout
@@ -161,7 +176,7 @@ def main() -> None:
     reports = parse_ptxas(log)
     if not reports:
         raise SystemExit("check_kernels: ptxas reported no kernels (was -Xptxas=-v dropped?)")
-    count_sass(args.build_dir / "libxsep_kernels.a", reports)
+    count_sass(args.build_dir, reports)
     names = demangle([r.name for r in reports.values()])
 
     failed = False
@@ -176,6 +191,9 @@ def main() -> None:
         # backward's fixed-order reductions) only add, and are held to the spill/stack rule.
         tensor_core = "(xsep::Math)0" in names[r.name]
         ffma_math = "(xsep::Math)1" in names[r.name]
+        wgmma = "wgmma" in names[r.name]
+        if wgmma and r.arch == "sm_90a" and r.mma == 0:
+            r.problems.append("wgmma kernel without HGMMA in its sm_90a SASS")
         if tensor_core and r.mma == 0:
             r.problems.append("tensor-core kernel without HMMA/HGMMA in its SASS")
         if ffma_math and r.ffma == 0:
@@ -186,6 +204,9 @@ def main() -> None:
             f"{pretty[:78]:78s} {r.arch:6s} {r.registers:4d} {r.stack_bytes:5d} {r.spill_bytes:5d} "
             f"{r.mma:5d} {r.ffma:5d}{flag}"
         )
+    if not any(arch == "sm_90a" and "wgmma" in names[name] for name, arch in reports):
+        print("no sm_90a build of the wgmma kernels")
+        failed = True
     print(f"\n{len(reports)} kernel builds checked: {'FAILED' if failed else 'ok'}\n")
     if not args.skip_glue:
         failed |= not check_glue(args.build_dir)

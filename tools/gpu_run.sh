@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU (for the device machine; see README "GPU runs"), in stages. The device
 # machine goes back after ~30 s idle, so each call starts bare: begin every call with `build`
-# (about 45 s on 16 cores for one architecture; set TORCH_CUDA_ARCH_LIST=9.0 on an H100).
+# (about 45 s on 16 cores for one architecture; TORCH_CUDA_ARCH_LIST=9.0a on an H100: the wgmma
+# forward exists only in sm_90a code). The machine has no internet: CuTe's headers (for the wgmma
+# forward) come from the nvidia-cutlass wheel in .wheels/, which the device tool carries:
+#   pip download nvidia-cutlass==4.2.0.0 --no-deps -d .wheels   # here, then run with carry [".wheels"]
 #
 #   bash tools/gpu_run.sh build tests sanitizer  # the cuda-marked tests, compute-sanitizer (~5 min)
 #   bash tools/gpu_run.sh build bench            # every Xception layer, bf16 + TF32, 3 directions (~7 min)
@@ -40,6 +43,12 @@ for stage in "${stages[@]}"; do
     build)
       step "build (CUDA kernels for this GPU)"
       start=$SECONDS
+      if ls .wheels/nvidia_cutlass-*.whl > /dev/null 2>&1; then
+        python3 -m pip install --no-deps --no-index .wheels/nvidia_cutlass-*.whl > "$OUT/cutlass.log" 2>&1
+      fi
+      python3 -c "import cutlass_library" 2> /dev/null && echo "CuTe headers: found (the wgmma forward is built)" \
+        || echo "CuTe headers: MISSING, the wgmma forward is left out (carry .wheels/, see the top of this file)"
+      export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
       # The spill/MMA checks of tools/check_kernels.py run in CI; here only what the tests need.
       MAX_JOBS="${MAX_JOBS:-16}" python3 -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 \
         || { tail -50 "$OUT/build.log"; exit 1; }
@@ -68,6 +77,9 @@ for stage in "${stages[@]}"; do
           python3 tools/sanitizer_cases.py > "$OUT/sanitizer-experimental-$tool.log" 2>&1 \
           && echo "$tool (halo forward, staged backward): clean" \
           || { echo "$tool (halo forward, staged backward): FAILED"; status=1; }
+        XSEP_FWD_KERNEL=wgmma compute-sanitizer --tool "$tool" --error-exitcode 1 \
+          python3 tools/sanitizer_cases.py > "$OUT/sanitizer-wgmma-$tool.log" 2>&1 \
+          && echo "$tool (wgmma forward): clean" || { echo "$tool (wgmma forward): FAILED"; status=1; }
       done
       # The hostile-call and hostile-value tests under memcheck: no call may touch memory it does not own.
       compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q -p no:cacheprovider -m cuda \
@@ -83,9 +95,9 @@ for stage in "${stages[@]}"; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     forward-kernels)
-      step "forward kernels compared: resident (default; 3 weight stages; 64 and 128 pixels), halo, tiled"
+      step "forward kernels compared: wgmma, resident (default; 3 weight stages; 64 and 128 pixels), halo, tiled"
       # variant:modes:environment
-      for spec in "resident:bf16,fp32-tf32:" "resident-3stage:bf16:XSEP_FWD_STAGES=3" \
+      for spec in "wgmma:bf16,fp16:XSEP_FWD_KERNEL=wgmma" "resident:bf16,fp32-tf32:" "resident-3stage:bf16:XSEP_FWD_STAGES=3" \
                   "resident-64px:bf16:XSEP_FWD_PIXELS=64" "resident-128px:bf16:XSEP_FWD_PIXELS=128" \
                   "halo:bf16,fp32-tf32:XSEP_FWD_KERNEL=halo" "tiled:bf16:XSEP_FWD_KERNEL=tiled"; do
         IFS=: read -r variant modes extra <<< "$spec"

@@ -20,6 +20,9 @@ CASES = [
     dict(N=2, C=10, H=21, W=18, Cout=9, k=3, M=3, stride=1, padding="same", dilation=2, act="elu"),
     dict(N=2, C=33, H=15, W=15, Cout=70, k=3, M=1, stride=1, padding=1, dilation=1, act="relu"),
     dict(N=4, C=8, H=74, W=74, Cout=16, k=3, M=1, stride=1, padding=1, dilation=1),  # > 64 grad_dw partials
+    # Wide intermediates (the wgmma forward's 128- and 64-pixel CTAs, split output channels).
+    dict(N=1, C=728, H=10, W=10, Cout=728, k=3, M=1, stride=1, padding=1, dilation=1),
+    dict(N=1, C=1024, H=6, W=6, Cout=136, k=3, M=1, stride=1, padding=1, dilation=1),
 ]
 MASKS = [(True, True, True, True), (True, False, False, False), (False, True, True, False), (False, False, False, True)]
 

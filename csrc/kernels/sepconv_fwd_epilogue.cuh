@@ -15,7 +15,7 @@ namespace xsep {
 // Cout multiples of a 16-byte vector, an aligned base), each thread writes 16 bytes: one store
 // per eight 16-bit (four fp32) outputs. Uniform over the grid.
 template <class Traits>
-__device__ __forceinline__ bool output_vec_applies(const SepConvParams& p) {
+__host__ __device__ __forceinline__ bool output_vec_applies(const SepConvParams& p) {
   constexpr int kVec = 16 / sizeof(typename Traits::T);
   return Traits::kChannelsLast && p.y_stride[1] == 1 && p.Cout % kVec == 0 && p.y_stride[0] % kVec == 0 &&
          p.y_stride[2] % kVec == 0 && p.y_stride[3] % kVec == 0 && reinterpret_cast<uintptr_t>(p.y) % 16 == 0;

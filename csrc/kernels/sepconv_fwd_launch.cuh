@@ -7,7 +7,9 @@
 //
 // XSEP_FWD_KERNEL=resident | tiled forces a choice (resident only where it fits), for benchmarks
 // and tests; unset or auto: resident where it fits. XSEP_FWD_KERNEL=halo runs the experimental
-// halo kernel (sepconv_fwd_halo_kernel.cuh) where it applies, the usual choice elsewhere.
+// halo kernel (sepconv_fwd_halo_kernel.cuh) where it applies, and XSEP_FWD_KERNEL=wgmma the
+// experimental Hopper kernel (sepconv_fwd_wgmma_kernel.cuh: sm_90a builds with CuTe), the usual
+// choice elsewhere.
 // XSEP_FWD_STAGES=3 and XSEP_FWD_PIXELS=64|128: the resident kernel with three weight chunks in
 // flight, or more pixels per CTA, for measurement.
 #pragma once
@@ -24,10 +26,11 @@
 #include "sepconv_fwd_halo_kernel.cuh"
 #include "sepconv_fwd_kernel.cuh"
 #include "sepconv_fwd_resident_kernel.cuh"
+#include "sepconv_fwd_wgmma.h"
 
 namespace xsep {
 
-enum class FwdKernel { kResident, kTiled, kHalo };
+enum class FwdKernel { kResident, kTiled, kHalo, kWgmma };
 constexpr int kResidentPixels = 32;
 
 // Where the halo kernel can run: see sepconv_fwd_halo_kernel.cuh.
@@ -113,6 +116,10 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p) {
   if (forced != nullptr && std::strcmp(forced, "tiled") == 0) return {FwdKernel::kTiled, shape};
   if (forced != nullptr && std::strcmp(forced, "halo") == 0 && halo_applies<T, kMath>(p, smem_optin, major))
     return {FwdKernel::kHalo, shape};
+  if constexpr (sizeof(T) == 2) {
+    if (forced != nullptr && std::strcmp(forced, "wgmma") == 0 && wgmma_forward_applies<T>(p))
+      return {FwdKernel::kWgmma, shape};
+  }
   return {fits ? FwdKernel::kResident : FwdKernel::kTiled, shape};
 }
 
@@ -177,12 +184,25 @@ int launch_forward_variant(const SepConvParams& p, cudaStream_t stream, ForwardC
   return launch_tiled<FwdTraits<T, kMath, kChannelsLast, KH, KW>>(p, stream);
 }
 
+// The wgmma kernel exists for the 16-bit types only (choose_forward_kernel picks it for no other).
+template <typename T>
+int launch_wgmma_if_16bit(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
+  if constexpr (sizeof(T) == 2) {
+    return launch_wgmma_forward<T>(p, stream, launch);
+  } else {
+    return static_cast<int>(cudaErrorNotSupported);
+  }
+}
+
 template <typename T, Math kMath>
 LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, const char* dtype_name) {
   const bool k3x3 = p.kh == 3 && p.kw == 3;
   const ForwardChoice choice = choose_forward_kernel<T, kMath>(p);
   int error, parts = 1;
-  if (p.channels_last) {
+  WgmmaLaunch wgmma;
+  if (choice.kernel == FwdKernel::kWgmma) {
+    error = launch_wgmma_if_16bit<T>(p, stream, &wgmma);
+  } else if (p.channels_last) {
     error = k3x3 ? launch_forward_variant<T, kMath, true, 3, 3>(p, stream, choice, &parts)
                  : launch_forward_variant<T, kMath, true, 0, 0>(p, stream, choice, &parts);
   } else {
@@ -191,11 +211,16 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
   }
   static thread_local char name[160];
   const FwdKernel which = choice.kernel;
-  const char* kernel = which == FwdKernel::kResident ? "resident" : which == FwdKernel::kHalo ? "halo" : "tiled";
+  const char* kernel = which == FwdKernel::kResident ? "resident"
+                       : which == FwdKernel::kHalo   ? "halo"
+                       : which == FwdKernel::kWgmma  ? "wgmma"
+                                                     : "tiled";
   char detail[64] = "";
   if (which == FwdKernel::kResident) {
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d)", choice.resident.pixels,
              choice.resident.stages, parts);
+  } else if (which == FwdKernel::kWgmma) {
+    snprintf(detail, sizeof(detail), " (%d pixels, cout split %d)", wgmma.pixels, wgmma.parts);
   }
   snprintf(name, sizeof(name), "forward %s %s %s %s %s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",

@@ -68,7 +68,7 @@ struct ResidentFwdLayout {
 // channel stride, the other strides and C multiples of a 16-byte vector), multiplier 1, 16-byte
 // aligned depthwise weights, a kernel size fixed at compile time. Uniform over the grid.
 template <class Traits>
-__device__ __forceinline__ bool depthwise_vec_applies(const SepConvParams& p) {
+__host__ __device__ __forceinline__ bool depthwise_vec_applies(const SepConvParams& p) {
   constexpr int kVec = 16 / sizeof(typename Traits::T);
   static_assert(Traits::kChannelsLast && Traits::kKH > 0 && Traits::kKW > 0, "channels_last, fixed kernel size");
   return p.M == 1 && p.C % kVec == 0 && p.x_stride[1] == 1 && p.x_stride[0] % kVec == 0 && p.x_stride[2] % kVec == 0 &&
@@ -82,9 +82,12 @@ __device__ __forceinline__ bool depthwise_vec_applies(const SepConvParams& p) {
 // taps 16-byte loads; every load of the item is issued before its FMAs. Eight (16-bit) or four
 // (fp32) values per round trip instead of kBatch, with the scalar path's tap order and rounding:
 // the same values (a skipped out-of-image tap can leave a -0 that the scalar path makes +0).
-template <class Traits>
+//
+// `emit(m, k0, out)` stores the kVec values of pixel m, channels k0.. (the resident kernel: a row of
+// Z; the wgmma kernel: its swizzled Z layout).
+template <class Traits, class Emit>
 __device__ __forceinline__ void resident_depthwise_vec(const SepConvParams& p, const FwdPixelTable<Traits::BM>& px,
-                                                       typename Traits::Operand* z, int ldz, int kpad) {
+                                                       int kpad, Emit&& emit) {
   using T = typename Traits::T;
   using Operand = typename Traits::Operand;
   constexpr int BM = Traits::BM, kThreads = Traits::kThreads;
@@ -125,7 +128,7 @@ __device__ __forceinline__ void resident_depthwise_vec(const SepConvParams& p, c
     Vec16<Operand> out;
 #pragma unroll
     for (int j = 0; j < kVec; ++j) out.v[j] = from_float<Operand>(acc[j]);
-    *reinterpret_cast<uint4*>(z + m * ldz + k0) = out.u;
+    emit(m, k0, out);
   }
 }
 
@@ -381,7 +384,11 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   bool vec = false;
   if constexpr (Traits::kChannelsLast && Traits::kKH > 0 && Traits::kKW > 0) {
     vec = depthwise_vec_applies<Traits>(p);
-    if (vec) resident_depthwise_vec<Traits>(p, px, z, ldz, kpad);
+    if (vec) {
+      resident_depthwise_vec<Traits>(p, px, kpad, [&](int m, int k0, const Vec16<Operand>& out) {
+        *reinterpret_cast<uint4*>(z + m * ldz + k0) = out.u;
+      });
+    }
   }
   if (!vec) resident_depthwise<Traits>(p, px, z, ldz, kpad);
   if (p.activation != Activation::kNone) {

@@ -1,0 +1,28 @@
+// The wgmma forward (sepconv_fwd_wgmma_kernel.cuh) as seen from the forward launcher: whether it can
+// take a call on the current device, and its launch. Its kernels live in their own .cu files
+// (sepconv_fwd_wgmma_{bf16,fp16}.cu), the only ones that include CuTe.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "sepconv_params.h"
+
+namespace xsep {
+
+// The shape of one launch: pixels per CTA and how many CTAs share a pixel tile's output channels.
+struct WgmmaLaunch {
+  int pixels = 0;
+  int parts = 1;
+};
+
+// True where the wgmma kernel was built for this device (sm_90a code, CuTe present at build time)
+// and takes `p`: channels_last 3x3 with multiplier 1, 16-byte aligned x, weights and y, channel
+// counts multiples of 8, and Z for 64 pixels fits in shared memory. T: __half or __nv_bfloat16.
+template <typename T>
+bool wgmma_forward_applies(const SepConvParams& p);
+
+// Launches it on `stream` (after wgmma_forward_applies); returns the launch's cudaError_t.
+template <typename T>
+int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch);
+
+}  // namespace xsep

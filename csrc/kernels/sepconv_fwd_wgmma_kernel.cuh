@@ -1,0 +1,247 @@
+// The fused forward on Hopper's warpgroup MMA (wgmma, sm_90a), for 16-bit channels_last 3x3 layers
+// with 16-byte aligned channels (every Xception layer in bf16 / fp16): the resident kernel's plan
+// (sepconv_fwd_resident_kernel.cuh) with the pointwise GEMM moved from WMMA to wgmma.
+//
+//   1. Z[BM x Cmid] = depthwise(x) of the CTA's BM pixels, computed once into shared memory (the
+//      resident kernel's 16-byte depthwise) in the K-major, 64-byte-swizzled layout wgmma reads
+//      directly (CuTe's GMMA layout atoms: chunks of BM pixels x 32 channels).
+//   2. For each tile of 128 output channels: Y = Z . W^T, one wgmma batch (BM/64 warpgroups of
+//      64 x 128 x 32) per 32 channels. The weight chunks are copied (16-byte cp.async) two steps
+//      ahead into a 4-slot ring, and one wgmma batch stays in flight while the warps move on to
+//      the next step's copy and barrier.
+//   3. Epilogue per tile: accumulators plus bias, rounded once, staged in shared memory (the
+//      weight ring, idle then) and written with 16-byte stores.
+//
+// Why: the resident kernel's WMMA fragments are loaded through registers from shared memory, and
+// its 32-pixel tiles make every CTA stream the whole pointwise weight from L2 for 32 rows of GEMM;
+// here 128 pixels share each weight chunk (64 for Cmid > 768, to fit Z) and the tensor cores read
+// both operands from shared memory themselves.
+//
+// Built only with CuTe's headers (XSEP_WITH_CUTE: the nvidia-cutlass wheel) and only for sm_90a;
+// elsewhere the kernel is an empty stub that the launcher never starts (wgmma_kernel_built).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "cp_async.cuh"
+#include "element_types.cuh"
+#include "sepconv_fwd_epilogue.cuh"
+#include "sepconv_fwd_pixels.cuh"
+#include "sepconv_fwd_resident_kernel.cuh"
+#include "sepconv_params.h"
+
+#if defined(XSEP_WITH_CUTE)
+#include <cute/arch/mma_sm90_desc.hpp>
+#include <cute/atom/mma_traits_sm90_gmma.hpp>
+#include <cute/tensor.hpp>
+#endif
+
+// The sm_90a feature macro: wgmma exists only in code compiled for sm_90a.
+#if defined(XSEP_WITH_CUTE) && defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define XSEP_WGMMA_DEVICE_CODE 1
+#endif
+
+namespace xsep {
+
+// The pointwise-weight chunks and the ring of them; what resident_depthwise_vec needs (BM, kThreads,
+// the kernel size, T and the Z operand type).
+template <typename T_, int BM_>
+struct WgmmaFwdTraits {
+  using T = T_;
+  using Operand = T_;
+  static_assert(sizeof(T_) == 2, "wgmma forward: fp16 / bf16");
+  static constexpr int BM = BM_;  // pixels per CTA: 64 per warpgroup
+  static constexpr int BN = 128;  // output channels per tile (the wgmma N)
+  static constexpr int BK = 32;   // channels per step: one 64-byte swizzle row
+  static constexpr int kStages = 4;
+  static constexpr int kAhead = 2;  // chunks copied ahead; kStages - kAhead - 1 = 1 wgmma batch in flight
+  static_assert(kStages >= kAhead + 2, "a slot is refilled only after the wgmma that read it has finished");
+  static constexpr int kWarpgroups = BM_ / 64;
+  static constexpr int kThreads = 128 * kWarpgroups;
+  static constexpr bool kChannelsLast = true;
+  static constexpr int kKH = 3, kKW = 3;
+  static constexpr int kVec = 16 / sizeof(T_);
+  // Two CTAs per SM where shared memory allows (the shallow layers): at most 128 registers for 256
+  // threads. The accumulators (64 per thread) are not live during the depthwise phase.
+  static constexpr int kMinBlocks = 2;
+  // Bytes of one Z chunk (BM x BK) and one weight slot (BN x BK): multiples of the 512-byte
+  // swizzle atom, so every chunk starts on one.
+  static constexpr int kZChunkBytes = BM_ * BK * 2;
+  static constexpr int kWSlotBytes = BN * BK * 2;
+  static_assert(BM_ * BN * 2 <= kStages * kWSlotBytes, "the 16-bit output tile is staged in the weight ring");
+};
+
+// Dynamic shared memory: [alignment slack][Z: kpad / BK chunks][weight ring]. wgmma's swizzled
+// operands must start on 512-byte boundaries (the atom); the slack aligns Z to 1024.
+template <class Traits>
+struct WgmmaFwdLayout {
+  static constexpr int kAlign = 1024;
+  static __host__ __device__ int kpad(int cmid) { return (cmid + Traits::BK - 1) / Traits::BK * Traits::BK; }
+  static __host__ __device__ size_t z_bytes(int cmid) {
+    return static_cast<size_t>(kpad(cmid) / Traits::BK) * Traits::kZChunkBytes;
+  }
+  static __host__ __device__ size_t bytes(int cmid) {
+    return kAlign + z_bytes(cmid) + static_cast<size_t>(Traits::kStages) * Traits::kWSlotBytes;
+  }
+};
+
+#if defined(XSEP_WITH_CUTE)
+
+// The CuTe types of one traits: element type, smem layouts and the warpgroup MMA.
+template <class Traits>
+struct WgmmaFwdCute {
+  using Element = std::conditional_t<std::is_same_v<typename Traits::T, __half>, cute::half_t, cute::bfloat16_t>;
+  // One Z chunk: BM pixels x BK channels, K-major (channels contiguous), 64-byte swizzle.
+  using ZChunkLayout = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW64_Atom<Element>{},
+                                                    cute::Shape<cute::Int<Traits::BM>, cute::Int<Traits::BK>>{}));
+  // The weight ring: BN output channels x BK channels x kStages slots, the same atom.
+  using WRingLayout = decltype(cute::tile_to_shape(
+      cute::GMMA::Layout_K_SW64_Atom<Element>{},
+      cute::Shape<cute::Int<Traits::BN>, cute::Int<Traits::BK>, cute::Int<Traits::kStages>>{}));
+  using Atom = std::conditional_t<
+      std::is_same_v<typename Traits::T, __half>,
+      cute::SM90_64x128x16_F32F16F16_SS<cute::GMMA::Major::K, cute::GMMA::Major::K>,
+      cute::SM90_64x128x16_F32BF16BF16_SS<cute::GMMA::Major::K, cute::GMMA::Major::K>>;
+  // kWarpgroups warpgroups stacked along M (pixels).
+  using TiledMma =
+      decltype(cute::make_tiled_mma(Atom{}, cute::Layout<cute::Shape<cute::Int<Traits::kWarpgroups>, cute::_1, cute::_1>>{}));
+};
+
+// Makes prior generic-proxy writes to shared memory (st.shared, cp.async) visible to the async
+// proxy wgmma reads through. Each thread fences its own writes, then a barrier.
+__device__ __forceinline__ void fence_shared_for_wgmma() {
+#if defined(XSEP_WGMMA_DEVICE_CODE)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// One BN x BK chunk of the pointwise weight (output channels co0.., channels k0..) into `slot` of
+// the ring, 16 bytes per copy (zero outside the matrix: Cmid % kVec == 0, so a piece is wholly
+// in or out).
+template <class Traits, class RingTensor>
+__device__ __forceinline__ void wgmma_copy_weight_chunk(const SepConvParams& p, RingTensor& ring, int slot, int co0,
+                                                        int k0) {
+  using T = typename Traits::T;
+  constexpr int kVec = Traits::kVec, kPieces = Traits::BN * Traits::BK / kVec;
+  static_assert(kPieces % Traits::kThreads == 0, "whole pieces per thread");
+  const T* __restrict__ wpw = static_cast<const T*>(p.pw_weight);
+#pragma unroll
+  for (int i = 0; i < kPieces / Traits::kThreads; ++i) {
+    const int v = threadIdx.x + i * Traits::kThreads;
+    const int n = v / (Traits::BK / kVec), k = (v % (Traits::BK / kVec)) * kVec;  // neighbours along a row of W
+    const int co = co0 + n, cm = k0 + k;
+    const bool inside = co < p.Cout && cm < p.Cmid;
+    const T* src = inside ? wpw + static_cast<int64_t>(co) * p.Cmid + cm : wpw;
+    cp_async_16(&ring(n, k, slot), src, inside);
+  }
+}
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_fwd_wgmma_kernel(const SepConvParams p) {
+#if defined(XSEP_WGMMA_DEVICE_CODE)
+  using namespace cute;
+  using Cute = WgmmaFwdCute<Traits>;
+  using Element = typename Cute::Element;
+  using T = typename Traits::T;
+  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kStages = Traits::kStages;
+  constexpr int kAhead = Traits::kAhead, kVec = Traits::kVec;
+  using Layout = WgmmaFwdLayout<Traits>;
+  // The pixel table is static shared memory, which the launcher also uses to tell this kernel from
+  // the stub other architectures get (see wgmma_kernel_built).
+  __shared__ FwdPixelTable<BM> px;
+  XSEP_DYNAMIC_SHARED(smem_raw);
+  unsigned char* smem = reinterpret_cast<unsigned char*>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + Layout::kAlign - 1) / Layout::kAlign * Layout::kAlign);
+  const int kpad = Layout::kpad(p.Cmid), steps = kpad / BK;
+  Element* z = reinterpret_cast<Element*>(smem);
+  Element* w = reinterpret_cast<Element*>(smem + Layout::z_bytes(p.Cmid));
+  auto z_chunk = [&](int c) { return make_tensor(make_smem_ptr(z + c * BM * BK), typename Cute::ZChunkLayout{}); };
+  Tensor ring = make_tensor(make_smem_ptr(w), typename Cute::WRingLayout{});  // (BN, BK, kStages)
+
+  px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
+  __syncthreads();
+
+  // 1. Z, with the intermediate activation applied as the resident kernel does (after rounding).
+  resident_depthwise_vec<Traits>(p, px, kpad, [&](int m, int k0, Vec16<T> out) {
+    if (p.activation != Activation::kNone) {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) out.v[j] = from_float<T>(activate(p.activation, to_float(out.v[j])));
+    }
+    // 16 bytes (8 channels from a multiple of 8) are contiguous in the swizzled layout.
+    *reinterpret_cast<uint4*>(&z_chunk(k0 / BK)(m, k0 % BK)) = out.u;
+  });
+
+  typename Cute::TiledMma mma;
+  ThrMMA thr_mma = mma.get_slice(threadIdx.x);
+  Tensor acc = partition_fragment_C(mma, Shape<Int<BM>, Int<BN>>{});  // fp32, (MMA, MMA_M, MMA_N)
+  Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
+  Tensor ring_frag = thr_mma.make_fragment_B(thr_mma.partition_B(ring));  // descriptors (MMA, MMA_N, MMA_K, kStages)
+
+  int co_begin, co_end;
+  resident_cout_range<Traits>(p.Cout, blockIdx.y, gridDim.y, &co_begin, &co_end);
+  T* __restrict__ y = static_cast<T*>(p.y);
+  const T* __restrict__ bias = static_cast<const T*>(p.bias);
+  T* staged = reinterpret_cast<T*>(w);  // the output tile, [BM][BN] with 16-byte pieces swizzled by row
+
+#pragma unroll 1
+  for (int co0 = co_begin; co0 < co_end; co0 += BN) {
+    clear(acc);
+#pragma unroll
+    for (int s = 0; s < kAhead; ++s) {
+      if (s < steps) wgmma_copy_weight_chunk<Traits>(p, ring, s, co0, s * BK);
+      cp_async_commit();
+    }
+#pragma unroll 1
+    for (int step = 0; step < steps; ++step) {
+      // Chunk `step` landed (this thread's copies; groups: kAhead + step committed so far), then
+      // for everyone, and visible to wgmma (so is Z, the first time).
+      cp_async_wait<kAhead - 1>();
+      fence_shared_for_wgmma();
+      __syncthreads();
+      // Its slot last held chunk step + kAhead - kStages, whose wgmma every warpgroup waited for
+      // before this barrier (at most one batch in flight after each step).
+      const int ahead = step + kAhead;
+      if (ahead < steps) wgmma_copy_weight_chunk<Traits>(p, ring, ahead % kStages, co0, ahead * BK);
+      cp_async_commit();
+
+      Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(step)));  // (MMA, MMA_M, MMA_K)
+      warpgroup_fence_operand(acc);
+      warpgroup_arrive();
+      gemm(mma, a_frag, ring_frag(_, _, _, step % kStages), acc);
+      warpgroup_commit_batch();
+      warpgroup_wait<1>();
+      warpgroup_fence_operand(acc);
+    }
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(acc);
+    cp_async_wait<0>();  // the empty tail groups: nothing may land in the ring after this
+    __syncthreads();     // every wgmma done with the ring before the staging overwrites it
+
+    // 3. Bias, one rounding, into the staging tile; then 16-byte stores of whole pieces.
+#pragma unroll
+    for (int i = 0; i < size(acc); ++i) {
+      const int m = get<0>(coords(i)), n = get<1>(coords(i));
+      const int co = co0 + n;
+      float v = acc(i);
+      if (bias != nullptr && co < p.Cout) v += to_float(__ldg(bias + co));
+      staged[m * BN + (((n / kVec) ^ (m % (BN / kVec))) * kVec) + n % kVec] = from_float<T>(v);
+    }
+    __syncthreads();
+    constexpr int kPieces = BN / kVec;
+#pragma unroll 2
+    for (int i = threadIdx.x; i < BM * kPieces; i += Traits::kThreads) {
+      const int m = i / kPieces, piece = i % kPieces;  // neighbouring threads: neighbouring pieces of a pixel
+      const int co = co0 + piece * kVec;
+      if (co >= p.Cout || px.y_base[m] < 0) continue;  // Cout % kVec == 0: wholly in or out
+      const uint4 v = *reinterpret_cast<const uint4*>(staged + m * BN + ((piece ^ (m % kPieces)) * kVec));
+      *reinterpret_cast<uint4*>(y + px.y_base[m] + co) = v;
+    }
+    __syncthreads();  // the staging is read before the next tile's weight chunks overwrite it
+  }
+#endif
+}
+
+#endif  // XSEP_WITH_CUTE
+
+}  // namespace xsep
