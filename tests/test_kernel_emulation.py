@@ -9,6 +9,8 @@ launchers use and compares with a direct fp64 computation:
   fwd_kernels_emulation.cpp   the forward kernels (resident with 2 and 3 stages, a Cout split,
                               32, 64 and 128 pixels; tiled; halo), four math modes
   bwd_kernels_emulation.cpp   the backward kernels, first and staged, every gradient, with plan_backward
+  wgmma_fwd_emulation.cpp     the Hopper wgmma forward, with a stand-in for the warpgroup MMA that
+                              reads CuTe's descriptors as the PTX ISA defines them (wgmma_emulation.h)
 
 No GPU needed: kernels written in a session without one are checked here before a GPU runs them
 (and the kernels that have passed on the H100 check the emulation)."""
@@ -31,9 +33,9 @@ pytestmark = [
 SANITIZERS = {"tsan": ["-fsanitize=thread"], "asan": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]}
 
 
-def build_and_run(source: str, sanitizer: str, tmp_path: Path) -> str:
+def build_and_run(source: str, sanitizer: str, tmp_path: Path, extra: tuple[str, ...] = ()) -> str:
     exe = tmp_path / f"{Path(source).stem}-{sanitizer}"
-    flags = ["-std=c++20", "-O1", *SANITIZERS[sanitizer], "-Wall", "-Werror", "-pthread"]
+    flags = ["-std=c++20", "-O1", *SANITIZERS[sanitizer], "-Wall", "-Werror", "-pthread", *extra]
     # The kernels' #pragma unroll, and constants only those pragmas use, mean nothing to g++.
     flags += ["-Wno-unknown-pragmas", "-Wno-unused-variable"]
     includes = [f"-I{CUDA_INCLUDE}", f"-I{REPO / 'csrc' / 'kernels'}"]
@@ -63,3 +65,17 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
     out = build_and_run("bwd_kernels_emulation.cpp", sanitizer, tmp_path)
     assert "30 cases, 0 failed" in out, out
     assert out.count("ok     staged") == out.count("ok     first ") == 15, out
+
+
+def cute_flags() -> tuple[str, ...]:
+    """CuTe (the nvidia-cutlass wheel's headers, as setup.py uses them) and the CUDA C++ library it needs."""
+    cutlass_library = pytest.importorskip("cutlass_library", reason="needs CuTe's headers: pip install nvidia-cutlass")
+    include = Path(cutlass_library.__file__).parent / "source" / "include"
+    return ("-DXSEP_WITH_CUTE", f"-I{CUDA_INCLUDE / 'cccl'}", "-isystem", str(include))
+
+
+@pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
+def test_wgmma_forward_in_host_emulation(sanitizer, tmp_path):
+    out = build_and_run("wgmma_fwd_emulation.cpp", sanitizer, tmp_path, cute_flags())
+    assert "24 runs, 0 failed" in out, out
+    assert out.count("ok     wgmma-128 split 2") == out.count("ok     wgmma-64  split 1") == 8, out

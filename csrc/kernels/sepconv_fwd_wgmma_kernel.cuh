@@ -18,7 +18,9 @@
 // both operands from shared memory themselves.
 //
 // Built only with CuTe's headers (XSEP_WITH_CUTE: the nvidia-cutlass wheel) and only for sm_90a;
-// elsewhere the kernel is an empty stub that the launcher never starts (wgmma_kernel_built).
+// elsewhere the kernel is an empty stub that the launcher never starts (wgmma_kernel_built). The
+// host emulation (tests/cpp/wgmma_fwd_emulation.cpp) runs it with a stand-in for the warpgroup MMA
+// that reads the operands through the descriptors CuTe builds, as the PTX ISA defines them.
 #pragma once
 
 #include <cstdint>
@@ -37,8 +39,9 @@
 #include <cute/tensor.hpp>
 #endif
 
-// The sm_90a feature macro: wgmma exists only in code compiled for sm_90a.
-#if defined(XSEP_WITH_CUTE) && defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// The sm_90a feature macro: wgmma exists only in code compiled for sm_90a (or in the emulation).
+#if defined(XSEP_WITH_CUTE) && \
+    ((defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)) || defined(XSEP_HOST_EMULATION))
 #define XSEP_WGMMA_DEVICE_CODE 1
 #endif
 
@@ -99,20 +102,53 @@ struct WgmmaFwdCute {
   using WRingLayout = decltype(cute::tile_to_shape(
       cute::GMMA::Layout_K_SW64_Atom<Element>{},
       cute::Shape<cute::Int<Traits::BN>, cute::Int<Traits::BK>, cute::Int<Traits::kStages>>{}));
-  using Atom = std::conditional_t<
+  using HardwareAtom = std::conditional_t<
       std::is_same_v<typename Traits::T, __half>,
       cute::SM90_64x128x16_F32F16F16_SS<cute::GMMA::Major::K, cute::GMMA::Major::K>,
       cute::SM90_64x128x16_F32BF16BF16_SS<cute::GMMA::Major::K, cute::GMMA::Major::K>>;
+#if defined(XSEP_HOST_EMULATION)
+  using Atom = EmulatedGmma<HardwareAtom, Element>;  // tests/cpp/wgmma_emulation.h
+#else
+  using Atom = HardwareAtom;
+#endif
   // kWarpgroups warpgroups stacked along M (pixels).
   using TiledMma =
       decltype(cute::make_tiled_mma(Atom{}, cute::Layout<cute::Shape<cute::Int<Traits::kWarpgroups>, cute::_1, cute::_1>>{}));
 };
 
+#if defined(XSEP_HOST_EMULATION)
+void emulated_wgmma_commit();
+void emulated_wgmma_wait(int pending);
+#endif
+
 // Makes prior generic-proxy writes to shared memory (st.shared, cp.async) visible to the async
 // proxy wgmma reads through. Each thread fences its own writes, then a barrier.
 __device__ __forceinline__ void fence_shared_for_wgmma() {
-#if defined(XSEP_WGMMA_DEVICE_CODE)
+#if defined(XSEP_WGMMA_DEVICE_CODE) && defined(__CUDA_ARCH__)
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// The warpgroup-MMA synchronisation, through the emulation's stand-ins on the host.
+__device__ __forceinline__ void wgmma_arrive() {
+#if defined(XSEP_WGMMA_DEVICE_CODE) && defined(__CUDA_ARCH__)
+  cute::warpgroup_arrive();
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if defined(XSEP_HOST_EMULATION)
+  emulated_wgmma_commit();
+#elif defined(XSEP_WGMMA_DEVICE_CODE)
+  cute::warpgroup_commit_batch();
+#endif
+}
+// Waits until at most kPending of this warpgroup's committed batches are in flight.
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+#if defined(XSEP_HOST_EMULATION)
+  emulated_wgmma_wait(kPending);
+#elif defined(XSEP_WGMMA_DEVICE_CODE)
+  cute::warpgroup_wait<kPending>();
 #endif
 }
 
@@ -207,13 +243,13 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_
 
       Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(step)));  // (MMA, MMA_M, MMA_K)
       warpgroup_fence_operand(acc);
-      warpgroup_arrive();
+      wgmma_arrive();
       gemm(mma, a_frag, ring_frag(_, _, _, step % kStages), acc);
-      warpgroup_commit_batch();
-      warpgroup_wait<1>();
+      wgmma_commit();
+      wgmma_wait<1>();
       warpgroup_fence_operand(acc);
     }
-    warpgroup_wait<0>();
+    wgmma_wait<0>();
     warpgroup_fence_operand(acc);
     cp_async_wait<0>();  // the empty tail groups: nothing may land in the ring after this
     __syncthreads();     // every wgmma done with the ring before the staging overwrites it

@@ -60,7 +60,7 @@ struct Copy {
 inline thread_local std::vector<std::vector<Copy>> committed;
 inline thread_local std::vector<Copy> open_group;
 
-// The CTA's dynamic shared memory (XSEP_DYNAMIC_SHARED), 128-byte aligned.
+// The CTA's dynamic shared memory (XSEP_DYNAMIC_SHARED), 1024-byte aligned.
 inline unsigned char* dynamic_shared = nullptr;
 
 // kernel() once per CTA of `grid`, with `threads` threads each and `shared_bytes` of dynamic
@@ -72,8 +72,9 @@ void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0) {
   cta_barrier = &barrier;
   gridDim = grid;
   blockDim = dim3(threads);
-  std::vector<unsigned char> shared_storage(shared_bytes + 128);
-  dynamic_shared = shared_storage.data() + (128 - reinterpret_cast<uintptr_t>(shared_storage.data()) % 128);
+  // 1024-byte aligned: a shared-memory offset then has the address bits that wgmma's swizzles use.
+  std::vector<unsigned char> shared_storage(shared_bytes + 1024);
+  dynamic_shared = shared_storage.data() + (1024 - reinterpret_cast<uintptr_t>(shared_storage.data()) % 1024);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {

@@ -1,0 +1,142 @@
+// A host stand-in for Hopper's warpgroup MMA (wgmma.mma_async, fp16 / bf16 inputs, fp32
+// accumulators, both operands K-major in shared memory), for the emulation of the wgmma forward
+// (tests/cpp/wgmma_fwd_emulation.cpp). Include after cuda_host_emulation.h, before CuTe.
+//
+// It follows the PTX ISA, not CuTe: the kernel's operands are described by the shared-memory
+// descriptors CuTe builds, and this stand-in decodes them as the hardware does (start address,
+// stride byte offset between 8-row groups, 64- or 128-byte swizzle applied to the shared-memory
+// address), and gives each thread the accumulator elements the PTX fragment layout assigns it.
+// A disagreement between CuTe's layouts as the kernel uses them and the hardware's reading of
+// them shows as a wrong result.
+//
+// Asynchrony: an MMA reads shared memory only when a wgmma_wait retires its batch, the latest
+// moment the hardware may read it, so a buffer refilled before the wait that covers its reader
+// gives a wrong result (or a ThreadSanitizer race).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "cuda_host_emulation.h"
+
+// CuTe asks for a shared-memory address through this intrinsic: the offset in the CTA's dynamic
+// shared memory (which is 1024-byte aligned, so swizzle bits agree between the two addresses).
+#define CUTE_CVTA_GENERIC_TO_SHARED_ACTIVATED 1
+inline size_t __cvta_generic_to_shared(const void* p) {
+  const auto* base = xsep::emulated_dynamic_shared();
+  const auto* q = static_cast<const unsigned char*>(p);
+  if (q < base || q - base >= (1 << 18)) xsep_emulation::die("wgmma operand outside dynamic shared memory");
+  return static_cast<size_t>(q - base);
+}
+
+#include <cute/arch/mma_sm90_desc.hpp>
+#include <cute/atom/mma_traits_sm90_gmma.hpp>
+
+namespace xsep_emulation {
+
+// One issued MMA of one thread: 64 x N x 16, this thread's accumulators.
+struct Gmma {
+  uint64_t desc_a, desc_b;
+  int n;           // N of the instruction
+  bool bf16;       // element type of A and B
+  bool zero_d;     // scale-d 0: D = A.B instead of D += A.B
+  float* d[64];    // this thread's N / 2 accumulators, in fragment order
+};
+inline thread_local std::vector<Gmma> open_batch;
+inline thread_local std::vector<std::vector<Gmma>> committed_batches;
+
+// Byte address in the emulated shared memory of element (row, k) of a K-major 16-bit operand whose
+// descriptor is `desc` (k < 16: one instruction's K).
+inline const unsigned char* operand_address(uint64_t desc, int row, int k) {
+  cute::GmmaDescriptor d(desc);
+  const uint32_t start = static_cast<uint32_t>(d.bitfield.start_address_) << 4;
+  const uint32_t sbo = static_cast<uint32_t>(d.bitfield.stride_byte_offset_) << 4;
+  const int layout = d.bitfield.layout_type_;  // 1: 128-byte swizzle, 2: 64-byte, 3: 32-byte
+  if (layout != 1 && layout != 2) die("wgmma stand-in: only the 64- and 128-byte swizzled K-major layouts");
+  if (d.bitfield.base_offset_ != 0) die("wgmma stand-in: base offset not modelled");
+  const uint32_t row_bytes = layout == 1 ? 128 : 64;  // a swizzle row: one row of the operand, in K
+  // Rows in groups of 8: group g at g * SBO; row r of a group at r * (swizzle width); k along the row.
+  uint32_t addr = start + static_cast<uint32_t>(row / 8) * sbo + static_cast<uint32_t>(row % 8) * row_bytes +
+                  static_cast<uint32_t>(k) * 2;
+  // The swizzle permutes the 16-byte pieces within a row by the row's index within the pattern:
+  // address bits [4, 4 + b) ^= bits [7, 7 + b), b = 3 (128-byte) or 2 (64-byte).
+  const uint32_t mask = layout == 1 ? 0x7 : 0x3;
+  addr ^= ((addr >> 7) & mask) << 4;
+  return xsep::emulated_dynamic_shared() + addr;
+}
+
+inline float load_operand(const unsigned char* p, bool bf16) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  if (bf16) {
+    uint32_t f = static_cast<uint32_t>(bits) << 16;
+    float v;
+    std::memcpy(&v, &f, 4);
+    return v;
+  }
+  __half_raw raw;
+  raw.x = bits;
+  return __half2float(__half(raw));
+}
+
+// D[64 x N] (+)= A[64 x 16] . B[N x 16]^T for this thread's elements: thread t of the warpgroup
+// (warp w = t / 32, lane l = t % 32) holds d[i] at row 16 w + l / 4 + 8 ((i / 2) % 2), column
+// 8 (i / 4) + 2 (l % 4) + i % 2 (the PTX ISA's wgmma D fragment for fp32 accumulators).
+inline void execute(const Gmma& g) {
+  const int t = static_cast<int>(threadIdx.x % 128), warp = t / 32, lane = t % 32;
+  for (int i = 0; i < g.n / 2; ++i) {
+    const int row = 16 * warp + lane / 4 + 8 * ((i / 2) % 2);
+    const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+    float acc = g.zero_d ? 0.f : *g.d[i];
+    for (int k = 0; k < 16; ++k)
+      acc += load_operand(operand_address(g.desc_a, row, k), g.bf16) *
+             load_operand(operand_address(g.desc_b, col, k), g.bf16);
+    *g.d[i] = acc;
+  }
+}
+
+}  // namespace xsep_emulation
+
+namespace xsep {
+
+inline void emulated_wgmma_commit() {
+  xsep_emulation::committed_batches.push_back(xsep_emulation::open_batch);
+  xsep_emulation::open_batch.clear();
+}
+
+inline void emulated_wgmma_wait(int pending) {
+  auto& batches = xsep_emulation::committed_batches;
+  while (static_cast<int>(batches.size()) > pending) {
+    for (const auto& g : batches.front()) xsep_emulation::execute(g);
+    batches.erase(batches.begin());
+  }
+}
+
+// The hardware atom's registers and traits, with an fma that queues the MMA (see above). CuTe
+// passes the 64 accumulators of a 64 x 128 instruction as separate references.
+#define XSEP_D8(r) float &d##r##0, float &d##r##1, float &d##r##2, float &d##r##3, float &d##r##4, float &d##r##5, \
+                   float &d##r##6, float &d##r##7
+#define XSEP_A8(r) &d##r##0, &d##r##1, &d##r##2, &d##r##3, &d##r##4, &d##r##5, &d##r##6, &d##r##7
+template <class HardwareAtom, class Element>
+struct EmulatedGmma : HardwareAtom {
+  static_assert(sizeof(typename HardwareAtom::CRegisters) == 64 * sizeof(float), "the 64 x 128 x 16 atoms");
+  static void fma(uint64_t const& desc_a, uint64_t const& desc_b, XSEP_D8(0), XSEP_D8(1), XSEP_D8(2), XSEP_D8(3),
+                  XSEP_D8(4), XSEP_D8(5), XSEP_D8(6), XSEP_D8(7), cute::GMMA::ScaleOut const scale_d) {
+    xsep_emulation::Gmma g{};
+    g.desc_a = desc_a, g.desc_b = desc_b, g.n = 128;
+    g.bf16 = std::is_same_v<Element, cute::bfloat16_t>;
+    g.zero_d = scale_d == cute::GMMA::ScaleOut::Zero;
+    float* d[64] = {XSEP_A8(0), XSEP_A8(1), XSEP_A8(2), XSEP_A8(3), XSEP_A8(4), XSEP_A8(5), XSEP_A8(6), XSEP_A8(7)};
+    std::memcpy(g.d, d, sizeof(d));
+    xsep_emulation::open_batch.push_back(g);
+  }
+};
+#undef XSEP_D8
+#undef XSEP_A8
+
+}  // namespace xsep
+
+template <class HardwareAtom, class Element>
+struct cute::MMA_Traits<xsep::EmulatedGmma<HardwareAtom, Element>> : cute::MMA_Traits<HardwareAtom> {};
