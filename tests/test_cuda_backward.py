@@ -217,11 +217,22 @@ print("checked")
 """
 
 
-def test_staged_kernels_match_reference():
+@pytest.mark.parametrize("kernel", ["staged", "wgmma"])
+def test_staged_kernels_match_reference(kernel):
+    # wgmma: the staged kernels with the input kernel's dZ GEMM on wgmma (fp16 / bf16; sm_90a builds).
     tests = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, XSEP_BWD_KERNEL="staged", XSEP_LOG_DISPATCH="1")
+    env = dict(os.environ, XSEP_BWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1")
     code = FORCED_STAGED_BACKWARD_CHECK.format(tests=tests)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
-    assert "staged-input staged-pw" in result.stderr, "the dispatch log does not name both staged kernels"
+    if kernel == "wgmma":
+        if "wgmma-input" not in result.stderr:
+            major, minor = torch.cuda.get_device_capability()
+            pytest.skip(f"no wgmma kernels in this build for sm_{major}{minor} (needs sm_90a code and nvidia-cutlass)")
+        wgmma_lines = [line for line in result.stderr.splitlines() if "wgmma-input staged-pw" in line]
+        for dtype in ["backward bfloat16", "backward float16"]:
+            assert any(dtype in line for line in wgmma_lines), f"{dtype}: the wgmma input kernel did not run"
+        assert not any("float32" in line for line in wgmma_lines), "the wgmma kernel is 16-bit only"
+    else:
+        assert "staged-input staged-pw" in result.stderr, "the dispatch log does not name both staged kernels"

@@ -8,7 +8,8 @@ launchers use and compares with a direct fp64 computation:
 
   fwd_kernels_emulation.cpp   the forward kernels (resident with 2 and 3 stages, a Cout split,
                               32, 64 and 128 pixels; tiled; halo), four math modes
-  bwd_kernels_emulation.cpp   the backward kernels, first and staged, every gradient, with plan_backward
+  bwd_kernels_emulation.cpp   the backward kernels, first, staged and staged with the wgmma dZ GEMM,
+                              every gradient, with plan_backward
   wgmma_fwd_emulation.cpp     the Hopper wgmma forward, with a stand-in for the warpgroup MMA that
                               reads CuTe's descriptors as the PTX ISA defines them (wgmma_emulation.h)
 
@@ -51,6 +52,13 @@ def build_and_run(source: str, sanitizer: str, tmp_path: Path, extra: tuple[str,
     return result.stdout
 
 
+def cute_flags() -> tuple[str, ...]:
+    """CuTe (the nvidia-cutlass wheel's headers, as setup.py uses them) and the CUDA C++ library it needs."""
+    cutlass_library = pytest.importorskip("cutlass_library", reason="needs CuTe's headers: pip install nvidia-cutlass")
+    include = Path(cutlass_library.__file__).parent / "source" / "include"
+    return ("-DXSEP_WITH_CUTE", f"-I{CUDA_INCLUDE / 'cccl'}", "-isystem", str(include))
+
+
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
 def test_forward_kernels_in_host_emulation(sanitizer, tmp_path):
     out = build_and_run("fwd_kernels_emulation.cpp", sanitizer, tmp_path)
@@ -62,16 +70,14 @@ def test_forward_kernels_in_host_emulation(sanitizer, tmp_path):
 
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
 def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
-    out = build_and_run("bwd_kernels_emulation.cpp", sanitizer, tmp_path)
-    assert "30 cases, 0 failed" in out, out
+    try:
+        flags = cute_flags()
+    except pytest.skip.Exception:
+        flags = ()  # without CuTe: the first and staged kernels only
+    out = build_and_run("bwd_kernels_emulation.cpp", sanitizer, tmp_path, flags)
+    assert f"{40 if flags else 30} cases, 0 failed" in out, out
     assert out.count("ok     staged") == out.count("ok     first ") == 15, out
-
-
-def cute_flags() -> tuple[str, ...]:
-    """CuTe (the nvidia-cutlass wheel's headers, as setup.py uses them) and the CUDA C++ library it needs."""
-    cutlass_library = pytest.importorskip("cutlass_library", reason="needs CuTe's headers: pip install nvidia-cutlass")
-    include = Path(cutlass_library.__file__).parent / "source" / "include"
-    return ("-DXSEP_WITH_CUTE", f"-I{CUDA_INCLUDE / 'cccl'}", "-isystem", str(include))
+    assert out.count("ok     wgmma ") == (10 if flags else 0), out  # five cases, fp16 and bf16
 
 
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))

@@ -11,7 +11,7 @@
 #   bash tools/gpu_run.sh build bench-more       # the same in fp16 and exact fp32 (~7 min)
 #   bash tools/gpu_run.sh build networks         # 34-layer stack + Xception, eager and compiled
 #   bash tools/gpu_run.sh build forward-kernels  # the forward kernels and variants against each other (~6 min)
-#   bash tools/gpu_run.sh build backward-kernels # first vs staged backward kernels, bf16 (~4 min)
+#   bash tools/gpu_run.sh build backward-kernels # first vs staged vs wgmma backward kernels, bf16 (~6 min)
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels
 #
 # No stage named: build tests sanitizer. Logs and result files go to $OUT/gpu-run.tgz (the device
@@ -77,9 +77,10 @@ for stage in "${stages[@]}"; do
           python3 tools/sanitizer_cases.py > "$OUT/sanitizer-experimental-$tool.log" 2>&1 \
           && echo "$tool (halo forward, staged backward): clean" \
           || { echo "$tool (halo forward, staged backward): FAILED"; status=1; }
-        XSEP_FWD_KERNEL=wgmma compute-sanitizer --tool "$tool" --error-exitcode 1 \
+        XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma compute-sanitizer --tool "$tool" --error-exitcode 1 \
           python3 tools/sanitizer_cases.py > "$OUT/sanitizer-wgmma-$tool.log" 2>&1 \
-          && echo "$tool (wgmma forward): clean" || { echo "$tool (wgmma forward): FAILED"; status=1; }
+          && echo "$tool (wgmma forward and backward): clean" \
+          || { echo "$tool (wgmma forward and backward): FAILED"; status=1; }
       done
       # The hostile-call and hostile-value tests under memcheck: no call may touch memory it does not own.
       compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q -p no:cacheprovider -m cuda \
@@ -106,8 +107,8 @@ for stage in "${stages[@]}"; do
       done
       ;;
     backward-kernels)
-      step "backward kernels compared: first (default) and staged (experimental, XSEP_BWD_KERNEL=staged); bf16"
-      for kernel in first staged; do
+      step "backward kernels compared: first (default), staged and wgmma (experimental, XSEP_BWD_KERNEL); bf16"
+      for kernel in first staged wgmma; do
         XSEP_BWD_KERNEL=$kernel python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 \
           --baselines pytorch --out "$OUT" --name "gpu-backward-$kernel" 2>&1 | grep -E "geometric|  bf16" || status=1
       done

@@ -32,9 +32,11 @@
 namespace xsep {
 
 // T: __half or __nv_bfloat16 (WMMA), or float (TF32 WMMA; exact fp32 takes the first kernel).
-template <typename T_>
+// kWgmma: the dZ GEMM on Hopper's warpgroup MMA instead (16-bit types; sepconv_bwd_input_wgmma.cuh).
+template <typename T_, bool kWgmma_ = false>
 struct StagedInputTraits {
   using T = T_;
+  static constexpr bool kWgmma = kWgmma_;
   // M = ext pixels, N = depthwise channels, K = Cout in chunks of 32; 8 warps of 32 x 32.
   using Tile = GemmTile<T_, kBwdInputRows, kBwdInputChannels, 32, 4, 2>;
   static constexpr int kTaps = 9;                           // 3x3
@@ -43,17 +45,75 @@ struct StagedInputTraits {
   static constexpr int kParts = Tile::kThreads / Tile::BN;  // grad_dw: ext pixels split in 4
 };
 
+// The dZ GEMM: dZ[e][cm] = sum over co of grad_y[e][co] * W_pw[co][cm0 + cm] for the BM ext
+// pixels (gy_base: their grad_y offsets, -1 past the ext) and the CTA's depthwise channels, into
+// dz in fp32. This one: WMMA, both operands copied with 16-byte cp.async, double-buffered (the
+// copy of chunk k+1 in flight while the tensor cores work on chunk k). Whole 16-byte pieces are
+// in or out (Cout, Cmid multiples of 8), zero-filled outside. `Storage` is aliased by dz: run
+// returns after a barrier, with dz complete.
 template <class Traits>
-struct StagedInputShared {
+struct StagedInputDz {
   using Tile = typename Traits::Tile;
   using T = typename Traits::T;
+  static constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, kThreads = Tile::kThreads, kVec = Traits::kVec;
   struct Stage {
     T dy[Tile::BM][Tile::kLdAB];  // A: grad_y of the ext pixels, [pixel][co]
     T w[Tile::BK][Traits::kLdW];  // B: W_pw rows as stored, [co][cm]
   };
+  struct Storage {
+    Stage stage[2];
+  };
+
+  __device__ __forceinline__ static void run(const SepConvBwdParams& p, Storage& st, float (*dz)[Tile::kLdC],
+                                             const int64_t* gy_base, int cm0, int cm_count) {
+    const SepConvParams& f = p.fwd;
+    const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
+    const T* __restrict__ wpw = static_cast<const T*>(f.pw_weight);
+    auto copy_chunk = [&](int step, int buf) {
+      const int k0 = step * BK;
+#pragma unroll
+      for (int i = 0; i < BM * (BK / kVec) / kThreads; ++i) {
+        const int v = threadIdx.x + i * kThreads;
+        const int m = v / (BK / kVec), k = (v % (BK / kVec)) * kVec;
+        const int64_t base = gy_base[m];
+        const bool valid = base >= 0 && k0 + k < f.Cout;
+        cp_async_16(&st.stage[buf].dy[m][k], valid ? gy + base + k0 + k : gy, valid);
+      }
+#pragma unroll
+      for (int i = 0; i < BK * (BN / kVec) / kThreads; ++i) {
+        const int v = threadIdx.x + i * kThreads;
+        const int k = v / (BN / kVec), n = (v % (BN / kVec)) * kVec;
+        const int co = k0 + k;
+        const bool valid = co < f.Cout && n < cm_count;
+        cp_async_16(&st.stage[buf].w[k][n], valid ? wpw + static_cast<int64_t>(co) * f.Cmid + cm0 + n : wpw, valid);
+      }
+    };
+    static_assert(BM * (BK / kVec) % kThreads == 0 && BK * (BN / kVec) % kThreads == 0, "whole copies per thread");
+    TensorCoreMma<Tile, /*kAColMajor=*/false, /*kBRowMajor=*/true> mma;
+    const int steps = (f.Cout + BK - 1) / BK;
+    copy_chunk(0, 0);
+    cp_async_commit();
+#pragma unroll 1
+    for (int step = 0; step < steps; ++step) {
+      cp_async_wait<0>();
+      __syncthreads();  // chunk `step` landed for everyone, and everyone is done with chunk step-1's buffer
+      if (step + 1 < steps) copy_chunk(step + 1, (step + 1) & 1);  // in flight during this step's MMA
+      cp_async_commit();
+      mma.step(&st.stage[step & 1].dy[0][0], Tile::kLdAB, &st.stage[step & 1].w[0][0], Traits::kLdW);
+    }
+    __syncthreads();  // every MMA done with the buffers before dz aliases them
+    mma.stage(dz);
+    __syncthreads();
+  }
+};
+
+template <class Traits>
+struct StagedInputShared {
+  using Tile = typename Traits::Tile;
+  using T = typename Traits::T;
   union {
-    Stage stage[2];                  // double buffer of the dZ GEMM's operands
-    float dz[Tile::BM][Tile::kLdC];  // then dZ of the ext pixels in fp32, [pixel][cm]
+    typename StagedInputDz<Traits>::Storage gemm;  // the dZ GEMM's operands
+    float dz[Tile::BM][Tile::kLdC];                // then dZ of the ext pixels in fp32, [pixel][cm]
   };
   float wdw[Tile::BN][Traits::kTaps];                      // the CTA's depthwise weights
   float dw_part[Traits::kParts][Tile::BN][Traits::kTaps];  // grad_dw sums per quarter of the ext
@@ -78,8 +138,8 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
     sepconv_bwd_input_staged_kernel(const SepConvBwdParams p) {
   using T = typename Traits::T;
   using Tile = typename Traits::Tile;
-  constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, kThreads = Tile::kThreads;
-  constexpr int kTaps = Traits::kTaps, kVec = Traits::kVec, kParts = Traits::kParts;
+  constexpr int BM = Tile::BM, BN = Tile::BN, kThreads = Tile::kThreads;
+  constexpr int kTaps = Traits::kTaps, kParts = Traits::kParts;
   XSEP_DYNAMIC_SHARED(smem);  // sizeof(StagedInputShared<Traits>) bytes
   StagedInputShared<Traits>& s = *reinterpret_cast<StagedInputShared<Traits>*>(smem);
   const SepConvParams& f = p.fwd;
@@ -92,8 +152,6 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   const int cm0 = c0 * f.M, cm_count = c_count * f.M;  // a multiple of kVec (staged_input_applies)
   const T* __restrict__ x = static_cast<const T*>(f.x);
   const T* __restrict__ wdw = static_cast<const T*>(f.dw_weight);
-  const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
-  const T* __restrict__ wpw = static_cast<const T*>(f.pw_weight);
 
   fill_ext_tables<BM, kThreads>(f, t, 3, 3, s.gy_base, s.own_row, s.own_col);
   for (int i = threadIdx.x; i < BN * kTaps; i += kThreads) {
@@ -102,43 +160,7 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   }
   __syncthreads();
 
-  // dZ[e][cm] = sum over co of grad_y[e][co] * W_pw[co][cm0 + cm]. Chunk `step` into buffer `buf`:
-  // whole 16-byte pieces in or out (Cout, Cmid multiples of 8), zero-filled outside.
-  auto copy_chunk = [&](int step, int buf) {
-    const int k0 = step * BK;
-#pragma unroll
-    for (int i = 0; i < BM * (BK / kVec) / kThreads; ++i) {
-      const int v = threadIdx.x + i * kThreads;
-      const int m = v / (BK / kVec), k = (v % (BK / kVec)) * kVec;
-      const int64_t base = s.gy_base[m];
-      const bool valid = base >= 0 && k0 + k < f.Cout;
-      cp_async_16(&s.stage[buf].dy[m][k], valid ? gy + base + k0 + k : gy, valid);
-    }
-#pragma unroll
-    for (int i = 0; i < BK * (BN / kVec) / kThreads; ++i) {
-      const int v = threadIdx.x + i * kThreads;
-      const int k = v / (BN / kVec), n = (v % (BN / kVec)) * kVec;
-      const int co = k0 + k;
-      const bool valid = co < f.Cout && n < cm_count;
-      cp_async_16(&s.stage[buf].w[k][n], valid ? wpw + static_cast<int64_t>(co) * f.Cmid + cm0 + n : wpw, valid);
-    }
-  };
-  static_assert(BM * (BK / kVec) % kThreads == 0 && BK * (BN / kVec) % kThreads == 0, "whole copies per thread");
-  TensorCoreMma<Tile, /*kAColMajor=*/false, /*kBRowMajor=*/true> mma;
-  const int steps = (f.Cout + BK - 1) / BK;
-  copy_chunk(0, 0);
-  cp_async_commit();
-#pragma unroll 1
-  for (int step = 0; step < steps; ++step) {
-    cp_async_wait<0>();
-    __syncthreads();  // chunk `step` landed for everyone, and everyone is done with chunk step-1's buffer
-    if (step + 1 < steps) copy_chunk(step + 1, (step + 1) & 1);  // in flight during this step's MMA
-    cp_async_commit();
-    mma.step(&s.stage[step & 1].dy[0][0], Tile::kLdAB, &s.stage[step & 1].w[0][0], Traits::kLdW);
-  }
-  __syncthreads();  // every MMA done with the buffers before dz aliases them
-  mma.stage(s.dz);
-  __syncthreads();
+  StagedInputDz<Traits>::run(p, s.gemm, s.dz, s.gy_base, cm0, cm_count);
   for (int i = threadIdx.x; i < BM * BN; i += kThreads) {  // rounded as the unfused op stores dZ
     s.dz[i / BN][i % BN] = round_like_storage<T>(s.dz[i / BN][i % BN]);
   }

@@ -15,6 +15,7 @@
 #include "sepconv_bwd_input_staged_kernel.cuh"
 #include "sepconv_bwd_kernel.cuh"
 #include "sepconv_bwd_pw_staged_kernel.cuh"
+#include "sepconv_bwd_wgmma.h"
 
 namespace xsep {
 
@@ -48,9 +49,12 @@ cudaError_t reduce_partials(float* parts, int64_t count, int64_t len, float* scr
 // ---- launch --------------------------------------------------------------------------------------
 
 // XSEP_BWD_KERNEL=staged: the experimental staged kernels (sepconv_bwd_input_staged_kernel.cuh,
-// sepconv_bwd_pw_staged_kernel.cuh), each where it applies; unset or `first`: the first kernels.
+// sepconv_bwd_pw_staged_kernel.cuh), each where it applies; XSEP_BWD_KERNEL=wgmma: the same with
+// the input kernel's dZ GEMM on wgmma (sepconv_bwd_input_wgmma.cuh: 16-bit types, sm_90a builds
+// with CuTe); unset or `first`: the first kernels.
 struct StagedChoice {
   bool input = false, pw = false;
+  bool input_wgmma = false;  // the input kernel is the wgmma one (input is true too)
 };
 
 template <typename T, Math kMath>
@@ -58,13 +62,15 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
   StagedChoice choice;
   if constexpr (kMath == Math::kTensorCore) {  // 16-bit types, or fp32 on TF32 (exact fp32: the first kernels)
     static const char* forced = std::getenv("XSEP_BWD_KERNEL");
-    if (forced != nullptr && std::strcmp(forced, "staged") == 0) {
+    const bool wgmma = forced != nullptr && std::strcmp(forced, "wgmma") == 0;
+    if (forced != nullptr && (std::strcmp(forced, "staged") == 0 || wgmma)) {
       int device = 0, major = 0;
       cudaGetDevice(&device);
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
       constexpr int kVec = 16 / sizeof(T);
       choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) && staged_input_applies(p, major, kVec);
       choice.pw = (p.grad_pw != nullptr || p.grad_bias != nullptr) && staged_pw_applies(p, major, kVec);
+      if constexpr (sizeof(T) == 2) choice.input_wgmma = wgmma && choice.input && wgmma_input_built<T>();
     }
   }
   return choice;
@@ -125,6 +131,9 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
                       static_cast<unsigned>((f.C + p.channels_per_cta - 1) / p.channels_per_cta));
       const cudaError_t launched = [&] {
         if constexpr (kMath == Math::kTensorCore) {
+          if constexpr (sizeof(T) == 2) {
+            if (staged.input_wgmma) return launch_wgmma_input<T>(p, grid, stream);
+          }
           if (staged.input) {
             using Staged = StagedInputTraits<T>;
             return launch_staged<StagedInputShared<Staged>>(sepconv_bwd_input_staged_kernel<StagedInputTraits<T>>, grid,
@@ -151,7 +160,8 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
   snprintf(name, sizeof(name), "backward %s %s %s %s (tiles %dx%d, pw splits %d)%s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
            f.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", p.tiles.tih, p.tiles.tiw,
-           p.pw_splits, staged.input ? " staged-input" : "", staged.pw ? " staged-pw" : "");
+           p.pw_splits, staged.input_wgmma ? " wgmma-input" : staged.input ? " staged-input" : "",
+           staged.pw ? " staged-pw" : "");
   return {static_cast<int>(e), name};
 }
 

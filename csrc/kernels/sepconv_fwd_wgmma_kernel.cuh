@@ -33,17 +33,7 @@
 #include "sepconv_fwd_resident_kernel.cuh"
 #include "sepconv_params.h"
 
-#if defined(XSEP_WITH_CUTE)
-#include <cute/arch/mma_sm90_desc.hpp>
-#include <cute/atom/mma_traits_sm90_gmma.hpp>
-#include <cute/tensor.hpp>
-#endif
-
-// The sm_90a feature macro: wgmma exists only in code compiled for sm_90a (or in the emulation).
-#if defined(XSEP_WITH_CUTE) && \
-    ((defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)) || defined(XSEP_HOST_EMULATION))
-#define XSEP_WGMMA_DEVICE_CODE 1
-#endif
+#include "wgmma_common.cuh"
 
 namespace xsep {
 
@@ -94,7 +84,7 @@ struct WgmmaFwdLayout {
 // The CuTe types of one traits: element type, smem layouts and the warpgroup MMA.
 template <class Traits>
 struct WgmmaFwdCute {
-  using Element = std::conditional_t<std::is_same_v<typename Traits::T, __half>, cute::half_t, cute::bfloat16_t>;
+  using Element = CuteElement<typename Traits::T>;
   // One Z chunk: BM pixels x BK channels, K-major (channels contiguous), 64-byte swizzle.
   using ZChunkLayout = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW64_Atom<Element>{},
                                                     cute::Shape<cute::Int<Traits::BM>, cute::Int<Traits::BK>>{}));
@@ -115,42 +105,6 @@ struct WgmmaFwdCute {
   using TiledMma =
       decltype(cute::make_tiled_mma(Atom{}, cute::Layout<cute::Shape<cute::Int<Traits::kWarpgroups>, cute::_1, cute::_1>>{}));
 };
-
-#if defined(XSEP_HOST_EMULATION)
-void emulated_wgmma_commit();
-void emulated_wgmma_wait(int pending);
-#endif
-
-// Makes prior generic-proxy writes to shared memory (st.shared, cp.async) visible to the async
-// proxy wgmma reads through. Each thread fences its own writes, then a barrier.
-__device__ __forceinline__ void fence_shared_for_wgmma() {
-#if defined(XSEP_WGMMA_DEVICE_CODE) && defined(__CUDA_ARCH__)
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-
-// The warpgroup-MMA synchronisation, through the emulation's stand-ins on the host.
-__device__ __forceinline__ void wgmma_arrive() {
-#if defined(XSEP_WGMMA_DEVICE_CODE) && defined(__CUDA_ARCH__)
-  cute::warpgroup_arrive();
-#endif
-}
-__device__ __forceinline__ void wgmma_commit() {
-#if defined(XSEP_HOST_EMULATION)
-  emulated_wgmma_commit();
-#elif defined(XSEP_WGMMA_DEVICE_CODE)
-  cute::warpgroup_commit_batch();
-#endif
-}
-// Waits until at most kPending of this warpgroup's committed batches are in flight.
-template <int kPending>
-__device__ __forceinline__ void wgmma_wait() {
-#if defined(XSEP_HOST_EMULATION)
-  emulated_wgmma_wait(kPending);
-#elif defined(XSEP_WGMMA_DEVICE_CODE)
-  cute::warpgroup_wait<kPending>();
-#endif
-}
 
 // One BN x BK chunk of the pointwise weight (output channels co0.., channels k0..) into `slot` of
 // the ring, 16 bytes per copy (zero outside the matrix: Cmid % kVec == 0, so a piece is wholly

@@ -6,13 +6,19 @@
 // XSEP_BWD_KERNEL=staged; the staged pw-gradient kernel only where the multiplier is 1, as the
 // launcher chooses). fp16, bf16 and fp32 on TF32 tensor cores; partial Cout chunks, a partial
 // channel chunk, depth multiplier 2, stride 2, asymmetric and dilated padding, ELU and ReLU between
-// the convolutions. Prints one line per case and exits 0 when all agree.
+// the convolutions. Built with CuTe (-DXSEP_WITH_CUTE and its include path), also the input-gradient
+// kernel with its dZ GEMM on the warpgroup-MMA stand-in (XSEP_BWD_KERNEL=wgmma: fp16, bf16; with
+// the staged pw-gradient kernel). Prints one line per case and exits 0 when all agree.
 #include <cmath>
 #include <random>
 #include <string>
 
 #include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
 #include "emulation_inputs.h"
+#if defined(XSEP_WITH_CUTE)
+#include "wgmma_emulation.h"  // before CuTe: its shared-memory addresses
+#include "sepconv_bwd_input_wgmma.cuh"
+#endif
 #include "sepconv_bwd_input_staged_kernel.cuh"
 #include "sepconv_bwd_kernel.cuh"
 #include "sepconv_bwd_pw_staged_kernel.cuh"
@@ -46,8 +52,12 @@ double max_abs(const std::vector<double>& v) {
   return m;
 }
 
+// The kernel sets: the first kernels, the staged ones, the staged ones with the wgmma dZ GEMM.
+enum class Set { kFirst, kStaged, kWgmma };
+
 template <typename T>
-bool run_case(const Case& c, bool staged, std::mt19937& rng, double tol) {
+bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
+  const bool staged = set != Set::kFirst;
   const int Cmid = c.C * c.M, K = 3;
   const int Ho = conv_out_extent(c.H, c.pt, c.pb, K, c.dil, c.stride);
   const int Wo = conv_out_extent(c.W, c.pl, c.pr, K, c.dil, c.stride);
@@ -121,7 +131,16 @@ bool run_case(const Case& c, bool staged, std::mt19937& rng, double tol) {
                         static_cast<unsigned>((c.C + p.channels_per_cta - 1) / p.channels_per_cta));
   const dim3 pw_grid(static_cast<unsigned>((Cmid + 63) / 64), static_cast<unsigned>((c.Cout + 127) / 128),
                      static_cast<unsigned>(p.pw_splits));
-  if (staged) {
+  if (set == Set::kWgmma) {
+#if defined(XSEP_WITH_CUTE)
+    if constexpr (sizeof(T) == 2) {
+      using Staged = xsep::StagedInputTraits<T, /*kWgmma=*/true>;
+      run_grid(
+          input_grid, Staged::Tile::kThreads, [&] { xsep::sepconv_bwd_input_staged_kernel<Staged>(p); },
+          sizeof(xsep::StagedInputShared<Staged>));
+    }
+#endif
+  } else if (staged) {
     using Staged = xsep::StagedInputTraits<T>;
     run_grid(
         input_grid, Staged::Tile::kThreads, [&] { xsep::sepconv_bwd_input_staged_kernel<Staged>(p); },
@@ -160,7 +179,7 @@ bool run_case(const Case& c, bool staged, std::mt19937& rng, double tol) {
       "%s %-6s %-22s %s  relative errors: grad_x %.2e  grad_dw %.2e  grad_pw %.2e  grad_bias %.2e%s  (%lld tiles, %d "
       "pw "
       "splits)\n",
-      ok ? "ok    " : "FAILED", staged ? "staged" : "first", c.name,
+      ok ? "ok    " : "FAILED", set == Set::kWgmma ? "wgmma" : staged ? "staged" : "first", c.name,
       std::is_same_v<T, __half>  ? "fp16"
       : std::is_same_v<T, float> ? "tf32"
                                  : "bf16",
@@ -183,12 +202,17 @@ int main() {
   int failed = 0, count = 0;
   for (const Case& c : cases) {
     // Tolerances: a few units of the 16-bit rounding of dZ and of grad_x; a wrong index is O(1).
-    for (bool staged : {false, true}) {
-      failed += !run_case<__half>(c, staged, rng, 4e-3);
-      failed += !run_case<__nv_bfloat16>(c, staged, rng, 3e-2);
-      failed += !run_case<float>(c, staged, rng, 5e-3);  // fp32 on TF32 tensor cores
+    for (Set set : {Set::kFirst, Set::kStaged}) {
+      failed += !run_case<__half>(c, set, rng, 4e-3);
+      failed += !run_case<__nv_bfloat16>(c, set, rng, 3e-2);
+      failed += !run_case<float>(c, set, rng, 5e-3);  // fp32 on TF32 tensor cores
       count += 3;
     }
+#if defined(XSEP_WITH_CUTE)
+    failed += !run_case<__half>(c, Set::kWgmma, rng, 4e-3);
+    failed += !run_case<__nv_bfloat16>(c, Set::kWgmma, rng, 3e-2);
+    count += 2;
+#endif
   }
   std::printf("%d cases, %d failed\n", count, failed);
   return failed == 0 ? 0 : 1;

@@ -3,9 +3,11 @@
 // (tests/cpp/wgmma_fwd_emulation.cpp). Include after cuda_host_emulation.h, before CuTe.
 //
 // It follows the PTX ISA, not CuTe: the kernel's operands are described by the shared-memory
-// descriptors CuTe builds, and this stand-in decodes them as the hardware does (start address,
-// stride byte offset between 8-row groups, 64- or 128-byte swizzle applied to the shared-memory
-// address), and gives each thread the accumulator elements the PTX fragment layout assigns it.
+// descriptors CuTe builds, and this stand-in decodes them as the hardware does (start address;
+// K-major: 8-row groups SBO apart, rows one swizzle width apart; MN-major: swizzle-wide blocks of
+// the M/N dimension LBO apart, 8-row groups of K SBO apart; the 64- or 128-byte swizzle applied to
+// the shared-memory address), and gives each thread the accumulator elements the PTX fragment
+// layout assigns it. N = 64 and 128.
 // A disagreement between CuTe's layouts as the kernel uses them and the hardware's reading of
 // them shows as a wrong result.
 //
@@ -41,25 +43,36 @@ struct Gmma {
   uint64_t desc_a, desc_b;
   int n;           // N of the instruction
   bool bf16;       // element type of A and B
+  bool b_mn_major; // B stored with N contiguous (A is K-major)
   bool zero_d;     // scale-d 0: D = A.B instead of D += A.B
   float* d[64];    // this thread's N / 2 accumulators, in fragment order
 };
 inline thread_local std::vector<Gmma> open_batch;
 inline thread_local std::vector<std::vector<Gmma>> committed_batches;
 
-// Byte address in the emulated shared memory of element (row, k) of a K-major 16-bit operand whose
-// descriptor is `desc` (k < 16: one instruction's K).
-inline const unsigned char* operand_address(uint64_t desc, int row, int k) {
+// Byte address in the emulated shared memory of element (row, k) of a 16-bit operand (row: its M or
+// N index) whose descriptor is `desc` (k < 16: one instruction's K).
+inline const unsigned char* operand_address(uint64_t desc, bool mn_major, int row, int k) {
   cute::GmmaDescriptor d(desc);
   const uint32_t start = static_cast<uint32_t>(d.bitfield.start_address_) << 4;
+  const uint32_t lbo = static_cast<uint32_t>(d.bitfield.leading_byte_offset_) << 4;
   const uint32_t sbo = static_cast<uint32_t>(d.bitfield.stride_byte_offset_) << 4;
   const int layout = d.bitfield.layout_type_;  // 1: 128-byte swizzle, 2: 64-byte, 3: 32-byte
   if (layout != 1 && layout != 2) die("wgmma stand-in: only the 64- and 128-byte swizzled K-major layouts");
   if (d.bitfield.base_offset_ != 0) die("wgmma stand-in: base offset not modelled");
-  const uint32_t row_bytes = layout == 1 ? 128 : 64;  // a swizzle row: one row of the operand, in K
-  // Rows in groups of 8: group g at g * SBO; row r of a group at r * (swizzle width); k along the row.
-  uint32_t addr = start + static_cast<uint32_t>(row / 8) * sbo + static_cast<uint32_t>(row % 8) * row_bytes +
-                  static_cast<uint32_t>(k) * 2;
+  const uint32_t row_bytes = layout == 1 ? 128 : 64;  // the swizzle width
+  uint32_t addr;
+  if (!mn_major) {
+    // A row of the operand along K within a swizzle row; rows in groups of 8, group g at g * SBO.
+    addr = start + static_cast<uint32_t>(row / 8) * sbo + static_cast<uint32_t>(row % 8) * row_bytes +
+           static_cast<uint32_t>(k) * 2;
+  } else {
+    // Swizzle rows along M/N, one per k; k in groups of 8 at SBO; the next swizzle-wide block of
+    // M/N at LBO.
+    const uint32_t per_row = row_bytes / 2;
+    addr = start + static_cast<uint32_t>(row) / per_row * lbo + static_cast<uint32_t>(k / 8) * sbo +
+           static_cast<uint32_t>(k % 8) * row_bytes + static_cast<uint32_t>(row) % per_row * 2;
+  }
   // The swizzle permutes the 16-byte pieces within a row by the row's index within the pattern:
   // address bits [4, 4 + b) ^= bits [7, 7 + b), b = 3 (128-byte) or 2 (64-byte).
   const uint32_t mask = layout == 1 ? 0x7 : 0x3;
@@ -91,8 +104,8 @@ inline void execute(const Gmma& g) {
     const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
     float acc = g.zero_d ? 0.f : *g.d[i];
     for (int k = 0; k < 16; ++k)
-      acc += load_operand(operand_address(g.desc_a, row, k), g.bf16) *
-             load_operand(operand_address(g.desc_b, col, k), g.bf16);
+      acc += load_operand(operand_address(g.desc_a, false, row, k), g.bf16) *
+             load_operand(operand_address(g.desc_b, g.b_mn_major, col, k), g.bf16);
     *g.d[i] = acc;
   }
 }
@@ -115,22 +128,39 @@ inline void emulated_wgmma_wait(int pending) {
 }
 
 // The hardware atom's registers and traits, with an fma that queues the MMA (see above). CuTe
-// passes the 64 accumulators of a 64 x 128 instruction as separate references.
+// passes the accumulators (32 for N = 64, 64 for N = 128) as separate references.
 #define XSEP_D8(r) float &d##r##0, float &d##r##1, float &d##r##2, float &d##r##3, float &d##r##4, float &d##r##5, \
                    float &d##r##6, float &d##r##7
 #define XSEP_A8(r) &d##r##0, &d##r##1, &d##r##2, &d##r##3, &d##r##4, &d##r##5, &d##r##6, &d##r##7
-template <class HardwareAtom, class Element>
-struct EmulatedGmma : HardwareAtom {
-  static_assert(sizeof(typename HardwareAtom::CRegisters) == 64 * sizeof(float), "the 64 x 128 x 16 atoms");
+inline void queue_gmma(uint64_t desc_a, uint64_t desc_b, float* const* d, int count, bool bf16, bool b_mn_major,
+                       cute::GMMA::ScaleOut scale_d) {
+  xsep_emulation::Gmma g{};
+  g.desc_a = desc_a, g.desc_b = desc_b, g.n = 2 * count, g.bf16 = bf16, g.b_mn_major = b_mn_major;
+  g.zero_d = scale_d == cute::GMMA::ScaleOut::Zero;
+  std::memcpy(g.d, d, count * sizeof(float*));
+  xsep_emulation::open_batch.push_back(g);
+}
+
+// One fma per atom (CuTe passes it as a function): specialised on the accumulator count.
+template <class HardwareAtom, class Element, bool kBMajorMN = false,
+          int kCount = sizeof(typename HardwareAtom::CRegisters) / sizeof(float)>
+struct EmulatedGmma;
+
+template <class HardwareAtom, class Element, bool kBMajorMN>
+struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, 32> : HardwareAtom {
+  static void fma(uint64_t const& desc_a, uint64_t const& desc_b, XSEP_D8(0), XSEP_D8(1), XSEP_D8(2), XSEP_D8(3),
+                  cute::GMMA::ScaleOut const scale_d) {
+    float* d[32] = {XSEP_A8(0), XSEP_A8(1), XSEP_A8(2), XSEP_A8(3)};
+    queue_gmma(desc_a, desc_b, d, 32, std::is_same_v<Element, cute::bfloat16_t>, kBMajorMN, scale_d);
+  }
+};
+
+template <class HardwareAtom, class Element, bool kBMajorMN>
+struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, 64> : HardwareAtom {
   static void fma(uint64_t const& desc_a, uint64_t const& desc_b, XSEP_D8(0), XSEP_D8(1), XSEP_D8(2), XSEP_D8(3),
                   XSEP_D8(4), XSEP_D8(5), XSEP_D8(6), XSEP_D8(7), cute::GMMA::ScaleOut const scale_d) {
-    xsep_emulation::Gmma g{};
-    g.desc_a = desc_a, g.desc_b = desc_b, g.n = 128;
-    g.bf16 = std::is_same_v<Element, cute::bfloat16_t>;
-    g.zero_d = scale_d == cute::GMMA::ScaleOut::Zero;
     float* d[64] = {XSEP_A8(0), XSEP_A8(1), XSEP_A8(2), XSEP_A8(3), XSEP_A8(4), XSEP_A8(5), XSEP_A8(6), XSEP_A8(7)};
-    std::memcpy(g.d, d, sizeof(d));
-    xsep_emulation::open_batch.push_back(g);
+    queue_gmma(desc_a, desc_b, d, 64, std::is_same_v<Element, cute::bfloat16_t>, kBMajorMN, scale_d);
   }
 };
 #undef XSEP_D8
@@ -138,5 +168,6 @@ struct EmulatedGmma : HardwareAtom {
 
 }  // namespace xsep
 
-template <class HardwareAtom, class Element>
-struct cute::MMA_Traits<xsep::EmulatedGmma<HardwareAtom, Element>> : cute::MMA_Traits<HardwareAtom> {};
+template <class HardwareAtom, class Element, bool kBMajorMN, int kCount>
+struct cute::MMA_Traits<xsep::EmulatedGmma<HardwareAtom, Element, kBMajorMN, kCount>>
+    : cute::MMA_Traits<HardwareAtom> {};

@@ -1,0 +1,136 @@
+// The staged input-gradient kernel (sepconv_bwd_input_staged_kernel.cuh) with its dZ GEMM on
+// Hopper's warpgroup MMA, EXPERIMENTAL (XSEP_BWD_KERNEL=wgmma; written without a GPU): the same
+// tiles, plan and results; only StagedInputDz changes. dZ[128 ext pixels x 64 channels] = grad_y .
+// W_pw over Cout in chunks of 32: two warpgroups of 64 x 64 x 16 wgmma, grad_y (A, K-major: Cout
+// is contiguous in channels_last grad_y) and W_pw (B, MN-major: its rows are contiguous along the
+// channels) copied as they lie in memory with 16-byte cp.async into wgmma's 64-byte-swizzled
+// layouts, two chunks ahead in a 4-slot ring, one wgmma batch in flight. Built only for sm_90a with
+// CuTe; elsewhere StagedInputDz::run traps, and the launcher never starts it (it checks for the
+// marker in static shared memory that only the sm_90a code declares).
+#pragma once
+
+#include <cstdint>
+
+#include "cp_async.cuh"
+#include "sepconv_bwd_input_staged_kernel.cuh"
+#include "wgmma_common.cuh"
+
+#if defined(XSEP_WITH_CUTE)
+
+namespace xsep {
+
+template <typename T>
+struct StagedInputDz<StagedInputTraits<T, true>> {
+  using Traits = StagedInputTraits<T, true>;
+  using Tile = typename Traits::Tile;
+  using Element = CuteElement<T>;
+  static_assert(sizeof(T) == 2, "wgmma dZ: fp16 / bf16");
+  static constexpr int BM = Tile::BM, BN = Tile::BN, BK = 32, kThreads = Tile::kThreads, kVec = Traits::kVec;
+  static_assert(BM == 128 && BN == 64 && kThreads == 256, "two warpgroups of 64 x 64");
+  static constexpr int kStages = 4, kAhead = 2;  // as the wgmma forward: one batch in flight
+  static constexpr int kAlign = 1024;
+  static constexpr int kABytes = BM * BK * 2, kBBytes = BN * BK * 2;
+  struct Storage {
+    unsigned char bytes[kAlign + kStages * (kABytes + kBBytes)];
+  };
+
+  using ARing = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW64_Atom<Element>{},
+                                             cute::Shape<cute::Int<BM>, cute::Int<BK>, cute::Int<kStages>>{}));
+  using BRing = decltype(cute::tile_to_shape(cute::GMMA::Layout_MN_SW64_Atom<Element>{},
+                                             cute::Shape<cute::Int<BN>, cute::Int<BK>, cute::Int<kStages>>{}));
+  using HardwareAtom =
+      std::conditional_t<std::is_same_v<T, __half>,
+                         cute::SM90_64x64x16_F32F16F16_SS<cute::GMMA::Major::K, cute::GMMA::Major::MN>,
+                         cute::SM90_64x64x16_F32BF16BF16_SS<cute::GMMA::Major::K, cute::GMMA::Major::MN>>;
+#if defined(XSEP_HOST_EMULATION)
+  using Atom = EmulatedGmma<HardwareAtom, Element, /*kBMajorMN=*/true>;  // tests/cpp/wgmma_emulation.h
+#else
+  using Atom = HardwareAtom;
+#endif
+  using TiledMma = decltype(cute::make_tiled_mma(Atom{}, cute::Layout<cute::Shape<cute::_2, cute::_1, cute::_1>>{}));
+
+  __device__ __forceinline__ static void run(const SepConvBwdParams& p, Storage& st, float (*dz)[Tile::kLdC],
+                                             const int64_t* gy_base, int cm0, int cm_count) {
+#if defined(XSEP_WGMMA_DEVICE_CODE)
+    using namespace cute;
+    // The sm_90a marker the launcher looks for (wgmma_input_built); volatile, so it is kept.
+    __shared__ volatile int wgmma_marker;
+    if (threadIdx.x == 0) {
+      wgmma_marker = 1;
+      (void)wgmma_marker;
+    }
+    const SepConvParams& f = p.fwd;
+    const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
+    const T* __restrict__ wpw = static_cast<const T*>(f.pw_weight);
+    unsigned char* base = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<uintptr_t>(st.bytes) + kAlign - 1) / kAlign * kAlign);
+    Tensor a_ring = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(base)), ARing{});  // (BM, BK, kStages)
+    Tensor b_ring = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(base + kStages * kABytes)), BRing{});
+
+    // Chunk `step` (Cout from step * BK) into ring slot `slot`.
+    auto copy_chunk = [&](int step, int slot) {
+      const int k0 = step * BK;
+#pragma unroll
+      for (int i = 0; i < BM * (BK / kVec) / kThreads; ++i) {
+        const int v = threadIdx.x + i * kThreads;
+        const int m = v / (BK / kVec), k = (v % (BK / kVec)) * kVec;
+        const int64_t row = gy_base[m];
+        const bool valid = row >= 0 && k0 + k < f.Cout;
+        cp_async_16(&a_ring(m, k, slot), valid ? gy + row + k0 + k : gy, valid);
+      }
+#pragma unroll
+      for (int i = 0; i < BK * (BN / kVec) / kThreads; ++i) {
+        const int v = threadIdx.x + i * kThreads;
+        const int k = v / (BN / kVec), n = (v % (BN / kVec)) * kVec;  // neighbours along a row of W_pw
+        const int co = k0 + k;
+        const bool valid = co < f.Cout && n < cm_count;
+        cp_async_16(&b_ring(n, k, slot), valid ? wpw + static_cast<int64_t>(co) * f.Cmid + cm0 + n : wpw, valid);
+      }
+    };
+    static_assert(BM * (BK / kVec) % kThreads == 0 && BK * (BN / kVec) % kThreads == 0, "whole copies per thread");
+
+    TiledMma mma;
+    ThrMMA thr_mma = mma.get_slice(threadIdx.x);
+    Tensor acc = partition_fragment_C(mma, Shape<Int<BM>, Int<BN>>{});
+    Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(a_ring));  // (MMA, MMA_M, MMA_K, kStages)
+    Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(b_ring));  // (MMA, MMA_N, MMA_K, kStages)
+    clear(acc);
+    const int steps = (f.Cout + BK - 1) / BK;
+#pragma unroll
+    for (int s = 0; s < kAhead; ++s) {
+      if (s < steps) copy_chunk(s, s);
+      cp_async_commit();
+    }
+#pragma unroll 1
+    for (int step = 0; step < steps; ++step) {
+      cp_async_wait<kAhead - 1>();  // chunk `step` landed (this thread's copies)
+      fence_shared_for_wgmma();
+      __syncthreads();  // ... for everyone; the slot refilled below was read by a batch already waited for
+      const int ahead = step + kAhead;
+      if (ahead < steps) copy_chunk(ahead, ahead % kStages);
+      cp_async_commit();
+      const int slot = step % kStages;
+      warpgroup_fence_operand(acc);
+      wgmma_arrive();
+      gemm(mma, a_frag(_, _, _, slot), b_frag(_, _, _, slot), acc);
+      wgmma_commit();
+      wgmma_wait<1>();
+      warpgroup_fence_operand(acc);
+    }
+    wgmma_wait<0>();
+    warpgroup_fence_operand(acc);
+    cp_async_wait<0>();
+    __syncthreads();  // every wgmma done with the rings before dz aliases them
+    Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
+#pragma unroll
+    for (int i = 0; i < size(acc); ++i) dz[get<0>(coords(i))][get<1>(coords(i))] = acc(i);
+    __syncthreads();
+#else
+    __trap();  // no wgmma in this build: the launcher never starts this kernel
+#endif
+  }
+};
+
+}  // namespace xsep
+
+#endif  // XSEP_WITH_CUTE

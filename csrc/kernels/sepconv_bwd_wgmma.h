@@ -1,0 +1,20 @@
+// The input-gradient kernel with its dZ GEMM on wgmma (sepconv_bwd_input_wgmma.cuh) as seen from the
+// backward launcher. Its kernels live in sepconv_bwd_wgmma_{bf16,fp16}.cu, which include CuTe.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "sepconv_params.h"
+
+namespace xsep {
+
+// True where the kernel was built with a body for the current device (sm_90a code, CuTe present at
+// build time). T: __half or __nv_bfloat16. (Whether it takes a call: staged_input_applies.)
+template <typename T>
+bool wgmma_input_built();
+
+// Launches it over `grid` on `stream` (the staged input kernel's grid); returns the launch's error.
+template <typename T>
+cudaError_t launch_wgmma_input(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
+
+}  // namespace xsep

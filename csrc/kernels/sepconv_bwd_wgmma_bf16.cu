@@ -1,0 +1,8 @@
+#include "sepconv_bwd_wgmma_launch.cuh"
+
+namespace xsep {
+
+template bool wgmma_input_built<__nv_bfloat16>();
+template cudaError_t launch_wgmma_input<__nv_bfloat16>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
+
+}  // namespace xsep

@@ -1,0 +1,8 @@
+#include "sepconv_bwd_wgmma_launch.cuh"
+
+namespace xsep {
+
+template bool wgmma_input_built<__half>();
+template cudaError_t launch_wgmma_input<__half>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
+
+}  // namespace xsep
