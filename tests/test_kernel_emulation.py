@@ -75,9 +75,9 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
     except pytest.skip.Exception:
         flags = ()  # without CuTe: the first and staged kernels only
     out = build_and_run("bwd_kernels_emulation.cpp", sanitizer, tmp_path, flags)
-    assert f"{40 if flags else 30} cases, 0 failed" in out, out
-    assert out.count("ok     staged") == out.count("ok     first ") == 15, out
-    assert out.count("ok     wgmma ") == (10 if flags else 0), out  # five cases, fp16 and bf16
+    assert f"{48 if flags else 36} cases, 0 failed" in out, out
+    assert out.count("ok     staged") == out.count("ok     first ") == 18, out
+    assert out.count("ok     wgmma ") == (12 if flags else 0), out  # six cases, fp16 and bf16
 
 
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))

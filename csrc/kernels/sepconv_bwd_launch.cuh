@@ -50,11 +50,11 @@ cudaError_t reduce_partials(float* parts, int64_t count, int64_t len, float* scr
 
 // XSEP_BWD_KERNEL=staged: the experimental staged kernels (sepconv_bwd_input_staged_kernel.cuh,
 // sepconv_bwd_pw_staged_kernel.cuh), each where it applies; XSEP_BWD_KERNEL=wgmma: the same with
-// the input kernel's dZ GEMM on wgmma (sepconv_bwd_input_wgmma.cuh: 16-bit types, sm_90a builds
-// with CuTe); unset or `first`: the first kernels.
+// their GEMMs on wgmma (sepconv_bwd_{input,pw}_wgmma.cuh: 16-bit types, sm_90a builds with CuTe);
+// unset or `first`: the first kernels.
 struct StagedChoice {
   bool input = false, pw = false;
-  bool input_wgmma = false;  // the input kernel is the wgmma one (input is true too)
+  bool input_wgmma = false, pw_wgmma = false;  // the wgmma ones (input / pw true too)
 };
 
 template <typename T, Math kMath>
@@ -70,7 +70,10 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
       constexpr int kVec = 16 / sizeof(T);
       choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) && staged_input_applies(p, major, kVec);
       choice.pw = (p.grad_pw != nullptr || p.grad_bias != nullptr) && staged_pw_applies(p, major, kVec);
-      if constexpr (sizeof(T) == 2) choice.input_wgmma = wgmma && choice.input && wgmma_input_built<T>();
+      if constexpr (sizeof(T) == 2) {
+        choice.input_wgmma = wgmma && choice.input && wgmma_input_built<T>();
+        choice.pw_wgmma = wgmma && choice.pw && wgmma_pw_built<T>();
+      }
     }
   }
   return choice;
@@ -105,6 +108,9 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
                       static_cast<unsigned>((f.Cout + 127) / 128), static_cast<unsigned>(p.pw_splits));
       const cudaError_t launched = [&] {
         if constexpr (kMath == Math::kTensorCore) {  // the staged kernels have no FFMA variant
+          if constexpr (sizeof(T) == 2) {
+            if (staged.pw_wgmma) return launch_wgmma_pw<T>(p, grid, stream);
+          }
           if (staged.pw) {
             using Staged = StagedPwTraits<T>;
             return launch_staged<StagedPwShared<Staged>>(sepconv_bwd_pw_staged_kernel<StagedPwTraits<T>>, grid,
@@ -161,7 +167,7 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
            f.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", p.tiles.tih, p.tiles.tiw,
            p.pw_splits, staged.input_wgmma ? " wgmma-input" : staged.input ? " staged-input" : "",
-           staged.pw ? " staged-pw" : "");
+           staged.pw_wgmma ? " wgmma-pw" : staged.pw ? " staged-pw" : "");
   return {static_cast<int>(e), name};
 }
 

@@ -31,9 +31,11 @@
 namespace xsep {
 
 // T: __half or __nv_bfloat16 (WMMA), or float (TF32 WMMA; exact fp32 takes the first kernel).
-template <typename T_>
+// kWgmma: the GEMM on Hopper's warpgroup MMA instead (16-bit types; sepconv_bwd_pw_wgmma.cuh).
+template <typename T_, bool kWgmma_ = false>
 struct StagedPwTraits {
   using T = T_;
+  static constexpr bool kWgmma = kWgmma_;
   // M = depthwise channels, N = output channels, K = pixels in chunks of 32; 8 warps of 32 x 32.
   using Tile = GemmTile<T_, 64, 128, kBwdPwPixels, 2, 4>;
   static constexpr int kTaps = 9;                // 3x3
@@ -42,16 +44,51 @@ struct StagedPwTraits {
   static constexpr int kLdDy = Tile::BN + kVec;  // dY chunk [pixel][co], 16-byte pad
 };
 
+// The GEMM grad_pw[cm][co] += sum over the chunk's pixels of Z[pixel][cm] * dY[pixel][co], one
+// chunk of BK pixels per step, its operands in ring slots. This one: WMMA, two slots (Z column-
+// major, dY row-major, padded rows). `Storage` is aliased by the accumulator staging.
 template <class Traits>
-struct StagedPwShared {
+struct StagedPwGemm {
   using Tile = typename Traits::Tile;
   using T = typename Traits::T;
+  static constexpr int kStages = 2;
   struct Stage {
     T z[Tile::BK][Traits::kLdZ];    // A (column-major): Z recomputed, [pixel][cm]
     T dy[Tile::BK][Traits::kLdDy];  // B (row-major): grad_y as it lies, [pixel][co]
   };
+  struct Storage {
+    Stage stage[kStages];
+  };
+  Storage& st;
+  TensorCoreMma<Tile, /*kAColMajor=*/true, /*kBRowMajor=*/true> mma;
+
+  __device__ __forceinline__ explicit StagedPwGemm(Storage& storage) : st(storage) {}
+  // Where Z[pixel k][cm .. cm + kVec) and dY[pixel k][co .. co + kVec) of a slot go (16 bytes).
+  __device__ __forceinline__ T* z_at(int slot, int k, int cm) { return &st.stage[slot].z[k][cm]; }
+  __device__ __forceinline__ T* dy_at(int slot, int k, int co) { return &st.stage[slot].dy[k][co]; }
+  __device__ __forceinline__ T dy(int slot, int k, int co) const { return st.stage[slot].dy[k][co]; }
+  // The chunk in `slot`, after the barrier that completes it. The kernel refills a slot with dY
+  // kStages - 1 steps later (after that step's barrier): WMMA has read its operands on return.
+  __device__ __forceinline__ void step(int slot) {
+    mma.step(&st.stage[slot].z[0][0], Traits::kLdZ, &st.stage[slot].dy[0][0], Traits::kLdDy);
+  }
+  __device__ __forceinline__ void finish() {}
+  __device__ __forceinline__ void stage(float (*c)[Tile::kLdC]) { mma.stage(c); }
+};
+
+// Before the barrier that publishes a chunk: wgmma reads shared memory through the async proxy,
+// so the wgmma GEMM fences the generic-proxy writes (Z stores, cp.async); WMMA needs nothing.
+template <class Traits>
+__device__ __forceinline__ void fence_for_gemm() {
+  if constexpr (Traits::kWgmma) StagedPwGemm<Traits>::fence();
+}
+
+template <class Traits>
+struct StagedPwShared {
+  using Tile = typename Traits::Tile;
+  using T = typename Traits::T;
   union {
-    Stage stage[2];
+    typename StagedPwGemm<Traits>::Storage gemm;
     float c[Tile::BM][Tile::kLdC];  // accumulators [cm][co], staged for the partial write
   };
   float wdw[Traits::kTaps][Tile::BM];  // the CTA's depthwise weights, [tap][cm]
@@ -101,7 +138,11 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   }
   __syncthreads();  // the weights, before the first chunk's Z reads them
 
-  // dY of pixels q0 .. q0 + BK into buffer `buf`; zero past the split and past Cout.
+  using Gemm = StagedPwGemm<Traits>;
+  constexpr int kStages = Gemm::kStages;
+  Gemm gemm(s.gemm);
+
+  // dY of pixels q0 .. q0 + BK into slot `buf`; zero past the split and past Cout.
   auto copy_dy = [&](int64_t q0, int buf) {
 #pragma unroll
     for (int i = 0; i < BK * (BN / kVec) / kThreads; ++i) {
@@ -116,11 +157,11 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
         at = img * f.y_stride[0] + static_cast<int64_t>(rem / f.Wo) * f.y_stride[2] +
              static_cast<int64_t>(rem % f.Wo) * f.y_stride[3] + co0 + n;
       }
-      cp_async_16(&s.stage[buf].dy[k][n], gy + at, valid);
+      cp_async_16(gemm.dy_at(buf, k, n), gy + at, valid);
     }
   };
 
-  // Z of pixel q0 + k, channels cm0 + kVec g .. + kVec, into buffer `buf` (zero past the split and
+  // Z of pixel q0 + k, channels cm0 + kVec g .. + kVec, into slot `buf` (zero past the split and
   // Cmid); item = k * kGroups + g, so neighbouring threads take neighbouring channel groups.
   auto compute_z_item = [&](int64_t q0, int buf, int item) {
     const int g = item % kGroups, k = item / kGroups;
@@ -164,41 +205,42 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
     Vec16<T> out;
 #pragma unroll
     for (int j = 0; j < kVec; ++j) out.v[j] = from_float<T>(acc[j]);
-    *reinterpret_cast<uint4*>(&s.stage[buf].z[k][g * kVec]) = out.u;
+    *reinterpret_cast<uint4*>(gemm.z_at(buf, k, g * kVec)) = out.u;
   };
   auto compute_z = [&](int64_t q0, int buf) {
 #pragma unroll
     for (int i = 0; i < kGroups * BK / kThreads; ++i) compute_z_item(q0, buf, threadIdx.x + i * kThreads);
   };
 
-  TensorCoreMma<Tile, /*kAColMajor=*/true, /*kBRowMajor=*/true> mma;
   float bias_acc = 0.f;  // thread n < BN: grad_bias[co0 + n] over this split, in pixel order
-  // Chunk i: Z_i written and dY_i landed, one barrier, then dY_{i+1} issued (its buffer was last
-  // read by the MMA of chunk i-1, which every thread finished before this barrier) and chunk i
-  // multiplied. Z_{i+1} goes to the other buffer after the barrier too.
+  // Chunk i in slot i % kStages: Z_i written and dY_i landed, one barrier, then dY_{i+1} issued
+  // into the next slot (last read by the MMA of chunk i + 1 - kStages, which every thread finished
+  // before this barrier) and chunk i multiplied. Z_{i+1} goes to the next slot after the barrier.
   copy_dy(begin, 0);
   cp_async_commit();
   int buf = 0;
 #pragma unroll 1
-  for (int64_t q0 = begin; q0 < end; q0 += BK, buf ^= 1) {
+  for (int64_t q0 = begin; q0 < end; q0 += BK, buf = (buf + 1) % kStages) {
     if (want_pw) compute_z(q0, buf);
     cp_async_wait<0>();
-    __syncthreads();  // Z_i and dY_i complete for everyone; chunk i-1's buffers free
-    if (q0 + BK < end) copy_dy(q0 + BK, buf ^ 1);
+    fence_for_gemm<Traits>();
+    __syncthreads();  // Z_i and dY_i complete for everyone; older slots free
+    if (q0 + BK < end) copy_dy(q0 + BK, (buf + 1) % kStages);
     cp_async_commit();
-    if (want_pw) mma.step(&s.stage[buf].z[0][0], Traits::kLdZ, &s.stage[buf].dy[0][0], Traits::kLdDy);
+    if (want_pw) gemm.step(buf);
     if (want_bias && threadIdx.x < BN) {
 #pragma unroll 8
-      for (int kk = 0; kk < BK; ++kk) bias_acc += to_float(s.stage[buf].dy[kk][threadIdx.x]);
+      for (int kk = 0; kk < BK; ++kk) bias_acc += to_float(gemm.dy(buf, kk, threadIdx.x));
     }
   }
+  if (want_pw) gemm.finish();
   cp_async_wait<0>();
   __syncthreads();  // every MMA and bias read done before the staging aliases the buffers
 
   float* __restrict__ ws_pw = p.workspace + p.dw_partials * f.Cmid * kTaps;
   float* __restrict__ ws_bias = ws_pw + static_cast<int64_t>(p.pw_splits) * f.Cout * f.Cmid;
   if (want_pw) {
-    mma.stage(s.c);
+    gemm.stage(s.c);
     __syncthreads();
     float* __restrict__ part = ws_pw + static_cast<int64_t>(blockIdx.z) * f.Cout * f.Cmid;
     for (int i = threadIdx.x; i < BM * BN; i += kThreads) {

@@ -1,5 +1,6 @@
-// The input-gradient kernel with its dZ GEMM on wgmma (sepconv_bwd_input_wgmma.cuh) as seen from the
-// backward launcher. Its kernels live in sepconv_bwd_wgmma_{bf16,fp16}.cu, which include CuTe.
+// The staged backward kernels with their GEMMs on wgmma (sepconv_bwd_input_wgmma.cuh,
+// sepconv_bwd_pw_wgmma.cuh) as seen from the backward launcher. Their kernels live in
+// sepconv_bwd_wgmma_{bf16,fp16}.cu, which include CuTe.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -16,5 +17,11 @@ bool wgmma_input_built();
 // Launches it over `grid` on `stream` (the staged input kernel's grid); returns the launch's error.
 template <typename T>
 cudaError_t launch_wgmma_input(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
+
+// The same for the pw-gradient kernel (whether it takes a call: staged_pw_applies).
+template <typename T>
+bool wgmma_pw_built();
+template <typename T>
+cudaError_t launch_wgmma_pw(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
 
 }  // namespace xsep

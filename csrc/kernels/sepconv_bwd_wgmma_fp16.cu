@@ -4,5 +4,7 @@ namespace xsep {
 
 template bool wgmma_input_built<__half>();
 template cudaError_t launch_wgmma_input<__half>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
+template bool wgmma_pw_built<__half>();
+template cudaError_t launch_wgmma_pw<__half>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
 
 }  // namespace xsep

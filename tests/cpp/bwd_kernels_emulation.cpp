@@ -7,8 +7,8 @@
 // launcher chooses). fp16, bf16 and fp32 on TF32 tensor cores; partial Cout chunks, a partial
 // channel chunk, depth multiplier 2, stride 2, asymmetric and dilated padding, ELU and ReLU between
 // the convolutions. Built with CuTe (-DXSEP_WITH_CUTE and its include path), also the input-gradient
-// kernel with its dZ GEMM on the warpgroup-MMA stand-in (XSEP_BWD_KERNEL=wgmma: fp16, bf16; with
-// the staged pw-gradient kernel). Prints one line per case and exits 0 when all agree.
+// and pw-gradient kernels with their GEMMs on the warpgroup-MMA stand-in (XSEP_BWD_KERNEL=wgmma:
+// fp16, bf16; the pw-gradient one where the multiplier is 1, the staged one elsewhere). Prints one line per case and exits 0 when all agree.
 #include <cmath>
 #include <random>
 #include <string>
@@ -18,6 +18,7 @@
 #if defined(XSEP_WITH_CUTE)
 #include "wgmma_emulation.h"  // before CuTe: its shared-memory addresses
 #include "sepconv_bwd_input_wgmma.cuh"
+#include "sepconv_bwd_pw_wgmma.cuh"
 #endif
 #include "sepconv_bwd_input_staged_kernel.cuh"
 #include "sepconv_bwd_kernel.cuh"
@@ -148,7 +149,16 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   } else {
     run_grid(input_grid, First::InputTile::kThreads, [&] { xsep::sepconv_bwd_input_kernel<First>(p); });
   }
-  if (pw_staged) {
+  if (pw_staged && set == Set::kWgmma) {
+#if defined(XSEP_WITH_CUTE)
+    if constexpr (sizeof(T) == 2) {
+      using Staged = xsep::StagedPwTraits<T, /*kWgmma=*/true>;
+      run_grid(
+          pw_grid, Staged::Tile::kThreads, [&] { xsep::sepconv_bwd_pw_staged_kernel<Staged>(p); },
+          sizeof(xsep::StagedPwShared<Staged>));
+    }
+#endif
+  } else if (pw_staged) {
     using Staged = xsep::StagedPwTraits<T>;
     run_grid(
         pw_grid, Staged::Tile::kThreads, [&] { xsep::sepconv_bwd_pw_staged_kernel<Staged>(p); },
@@ -197,6 +207,7 @@ int main() {
       {"s2_asymmetric_elu", 1, 72, 17, 23, 40, 1, 2, 1, 0, 1, 1, 0, Activation::kElu},
       {"d2_relu", 1, 24, 20, 21, 32, 1, 1, 2, 2, 2, 2, 2, Activation::kRelu},
       {"xception_like", 1, 64, 19, 19, 136, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},
+      {"long_splits", 2, 16, 40, 40, 16, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},  // > 4 pixel chunks per split
   };
   std::mt19937 rng(1234);
   int failed = 0, count = 0;

@@ -43,7 +43,8 @@ struct Gmma {
   uint64_t desc_a, desc_b;
   int n;           // N of the instruction
   bool bf16;       // element type of A and B
-  bool b_mn_major; // B stored with N contiguous (A is K-major)
+  bool a_mn_major; // A stored with M contiguous (else K)
+  bool b_mn_major; // B stored with N contiguous (else K)
   bool zero_d;     // scale-d 0: D = A.B instead of D += A.B
   float* d[64];    // this thread's N / 2 accumulators, in fragment order
 };
@@ -104,7 +105,7 @@ inline void execute(const Gmma& g) {
     const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
     float acc = g.zero_d ? 0.f : *g.d[i];
     for (int k = 0; k < 16; ++k)
-      acc += load_operand(operand_address(g.desc_a, false, row, k), g.bf16) *
+      acc += load_operand(operand_address(g.desc_a, g.a_mn_major, row, k), g.bf16) *
              load_operand(operand_address(g.desc_b, g.b_mn_major, col, k), g.bf16);
     *g.d[i] = acc;
   }
@@ -132,35 +133,36 @@ inline void emulated_wgmma_wait(int pending) {
 #define XSEP_D8(r) float &d##r##0, float &d##r##1, float &d##r##2, float &d##r##3, float &d##r##4, float &d##r##5, \
                    float &d##r##6, float &d##r##7
 #define XSEP_A8(r) &d##r##0, &d##r##1, &d##r##2, &d##r##3, &d##r##4, &d##r##5, &d##r##6, &d##r##7
-inline void queue_gmma(uint64_t desc_a, uint64_t desc_b, float* const* d, int count, bool bf16, bool b_mn_major,
-                       cute::GMMA::ScaleOut scale_d) {
+inline void queue_gmma(uint64_t desc_a, uint64_t desc_b, float* const* d, int count, bool bf16, bool a_mn_major,
+                       bool b_mn_major, cute::GMMA::ScaleOut scale_d) {
   xsep_emulation::Gmma g{};
-  g.desc_a = desc_a, g.desc_b = desc_b, g.n = 2 * count, g.bf16 = bf16, g.b_mn_major = b_mn_major;
+  g.desc_a = desc_a, g.desc_b = desc_b, g.n = 2 * count, g.bf16 = bf16;
+  g.a_mn_major = a_mn_major, g.b_mn_major = b_mn_major;
   g.zero_d = scale_d == cute::GMMA::ScaleOut::Zero;
   std::memcpy(g.d, d, count * sizeof(float*));
   xsep_emulation::open_batch.push_back(g);
 }
 
 // One fma per atom (CuTe passes it as a function): specialised on the accumulator count.
-template <class HardwareAtom, class Element, bool kBMajorMN = false,
+template <class HardwareAtom, class Element, bool kBMajorMN = false, bool kAMajorMN = false,
           int kCount = sizeof(typename HardwareAtom::CRegisters) / sizeof(float)>
 struct EmulatedGmma;
 
-template <class HardwareAtom, class Element, bool kBMajorMN>
-struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, 32> : HardwareAtom {
+template <class HardwareAtom, class Element, bool kBMajorMN, bool kAMajorMN>
+struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, kAMajorMN, 32> : HardwareAtom {
   static void fma(uint64_t const& desc_a, uint64_t const& desc_b, XSEP_D8(0), XSEP_D8(1), XSEP_D8(2), XSEP_D8(3),
                   cute::GMMA::ScaleOut const scale_d) {
     float* d[32] = {XSEP_A8(0), XSEP_A8(1), XSEP_A8(2), XSEP_A8(3)};
-    queue_gmma(desc_a, desc_b, d, 32, std::is_same_v<Element, cute::bfloat16_t>, kBMajorMN, scale_d);
+    queue_gmma(desc_a, desc_b, d, 32, std::is_same_v<Element, cute::bfloat16_t>, kAMajorMN, kBMajorMN, scale_d);
   }
 };
 
-template <class HardwareAtom, class Element, bool kBMajorMN>
-struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, 64> : HardwareAtom {
+template <class HardwareAtom, class Element, bool kBMajorMN, bool kAMajorMN>
+struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, kAMajorMN, 64> : HardwareAtom {
   static void fma(uint64_t const& desc_a, uint64_t const& desc_b, XSEP_D8(0), XSEP_D8(1), XSEP_D8(2), XSEP_D8(3),
                   XSEP_D8(4), XSEP_D8(5), XSEP_D8(6), XSEP_D8(7), cute::GMMA::ScaleOut const scale_d) {
     float* d[64] = {XSEP_A8(0), XSEP_A8(1), XSEP_A8(2), XSEP_A8(3), XSEP_A8(4), XSEP_A8(5), XSEP_A8(6), XSEP_A8(7)};
-    queue_gmma(desc_a, desc_b, d, 64, std::is_same_v<Element, cute::bfloat16_t>, kBMajorMN, scale_d);
+    queue_gmma(desc_a, desc_b, d, 64, std::is_same_v<Element, cute::bfloat16_t>, kAMajorMN, kBMajorMN, scale_d);
   }
 };
 #undef XSEP_D8
@@ -168,6 +170,6 @@ struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, 64> : HardwareAtom {
 
 }  // namespace xsep
 
-template <class HardwareAtom, class Element, bool kBMajorMN, int kCount>
-struct cute::MMA_Traits<xsep::EmulatedGmma<HardwareAtom, Element, kBMajorMN, kCount>>
+template <class HardwareAtom, class Element, bool kBMajorMN, bool kAMajorMN, int kCount>
+struct cute::MMA_Traits<xsep::EmulatedGmma<HardwareAtom, Element, kBMajorMN, kAMajorMN, kCount>>
     : cute::MMA_Traits<HardwareAtom> {};
