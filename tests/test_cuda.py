@@ -181,6 +181,7 @@ FORWARD_VARIANTS = {
     "tiled": dict(XSEP_FWD_KERNEL="tiled"),
     "halo": dict(XSEP_FWD_KERNEL="halo"),
     "wgmma": dict(XSEP_FWD_KERNEL="wgmma"),
+    "wgmma-64px": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_PIXELS="64"),
 }
 
 
@@ -199,9 +200,11 @@ def test_every_forward_kernel_matches_reference(variant):
         major, minor = torch.cuda.get_device_capability()
         pytest.skip(f"no wgmma kernels in this build for sm_{major}{minor} (needs sm_90a code and nvidia-cutlass)")
     assert f" {kernel}" in result.stderr, "the dispatch log does not name the forced kernel"
-    if kernel == "wgmma":
+    if variant == "wgmma":
         for shape in ["wgmma (128 pixels, cout split 1)", "wgmma (64 pixels", "wgmma (128 pixels, cout split 8)"]:
             assert shape in result.stderr, f"no call ran the wgmma kernel as {shape!r}"
+    if variant == "wgmma-64px":
+        assert "wgmma (64 pixels" in result.stderr and "wgmma (128 pixels" not in result.stderr, "64 pixels asked"
     if variant == "resident-3stage":
         assert "(32 pixels, 3 stages" in result.stderr, "the dispatch log does not name the stage count"
     if variant.endswith("px"):

@@ -98,7 +98,8 @@ for stage in "${stages[@]}"; do
     forward-kernels)
       step "forward kernels compared: wgmma, resident (default; 3 weight stages; 64 and 128 pixels), halo, tiled"
       # variant:modes:environment
-      for spec in "wgmma:bf16,fp16:XSEP_FWD_KERNEL=wgmma" "resident:bf16,fp32-tf32:" "resident-3stage:bf16:XSEP_FWD_STAGES=3" \
+      for spec in "wgmma:bf16,fp16:XSEP_FWD_KERNEL=wgmma" "wgmma-64px:bf16:XSEP_FWD_KERNEL=wgmma XSEP_FWD_PIXELS=64" \
+                  "resident:bf16,fp32-tf32:" "resident-3stage:bf16:XSEP_FWD_STAGES=3" \
                   "resident-64px:bf16:XSEP_FWD_PIXELS=64" "resident-128px:bf16:XSEP_FWD_PIXELS=128" \
                   "halo:bf16,fp32-tf32:XSEP_FWD_KERNEL=halo" "tiled:bf16:XSEP_FWD_KERNEL=tiled"; do
         IFS=: read -r variant modes extra <<< "$spec"
@@ -114,12 +115,16 @@ for stage in "${stages[@]}"; do
       done
       ;;
     profile)
-      step "Nsight Compute: the forward and backward kernels of 728->728 @19, N=32, bf16"
-      ncu --set full -k regex:sepconv --launch-skip 4 --launch-count 4 -f -o "$OUT/profile" \
-        python3 tools/profile_case.py > "$OUT/profile.log" 2>&1 || status=1
-      ncu --import "$OUT/profile.ncu-rep" --page details > "$OUT/profile.txt" 2>&1 || status=1
-      grep -E "^  [a-z_]+.*sepconv|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per" \
-        "$OUT/profile.txt" | head -60
+      # The default kernels, then the wgmma ones (XSEP_*_KERNEL=wgmma; the default ones where not built).
+      for variant in default wgmma; do
+        step "Nsight Compute: the forward and backward kernels of 728->728 @19, N=32, bf16 ($variant)"
+        kernels=(); [ "$variant" = wgmma ] && kernels=(XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma)
+        env "${kernels[@]}" ncu --set full -k regex:sepconv --launch-skip 4 --launch-count 4 -f \
+          -o "$OUT/profile-$variant" python3 tools/profile_case.py > "$OUT/profile-$variant.log" 2>&1 || status=1
+        ncu --import "$OUT/profile-$variant.ncu-rep" --page details > "$OUT/profile-$variant.txt" 2>&1 || status=1
+        grep -E "^  [a-z_]+.*sepconv|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per" \
+          "$OUT/profile-$variant.txt" | head -40
+      done
       ;;
     networks)
       step "network benchmarks"

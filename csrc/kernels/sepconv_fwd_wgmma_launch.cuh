@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "sepconv_fwd_wgmma.h"
 #include "sepconv_fwd_wgmma_kernel.cuh"
@@ -27,7 +29,8 @@ bool wgmma_kernel_built() {
 #endif
 }
 
-// 128 pixels per CTA where Z fits, else 64; 0: neither fits.
+// 128 pixels per CTA where Z fits, else 64; 0: neither fits. XSEP_FWD_PIXELS=64 asks for 64 (for
+// measurement: half the weight reuse, twice the CTAs).
 template <typename T>
 int wgmma_pixels(const SepConvParams& p, int smem_optin) {
   auto fits = [&](auto traits) {
@@ -35,7 +38,9 @@ int wgmma_pixels(const SepConvParams& p, int smem_optin) {
     return WgmmaFwdLayout<Traits>::bytes(p.Cmid) + sizeof(FwdPixelTable<Traits::BM>) <=
            static_cast<size_t>(smem_optin);
   };
-  if (fits(WgmmaFwdTraits<T, 128>{})) return 128;
+  static const char* forced = std::getenv("XSEP_FWD_PIXELS");
+  const bool ask_64 = forced != nullptr && std::strcmp(forced, "64") == 0;
+  if (!ask_64 && fits(WgmmaFwdTraits<T, 128>{})) return 128;
   if (fits(WgmmaFwdTraits<T, 64>{})) return 64;
   return 0;
 }
