@@ -28,7 +28,7 @@ struct StagedInputDz<StagedInputTraits<T, true>> {
   static constexpr int BM = Tile::BM, BN = Tile::BN, BK = 32, kThreads = Tile::kThreads, kVec = Traits::kVec;
   static_assert(BM == 128 && BN == 64 && kThreads == 256, "two warpgroups of 64 x 64");
   static constexpr int kStages = 4, kAhead = 2;  // as the wgmma forward: one batch in flight
-  static constexpr int kAlign = 1024;
+  static constexpr int kAlign = 1024;  // align_for_wgmma's slack
   static constexpr int kABytes = BM * BK * 2, kBBytes = BN * BK * 2;
   struct Storage {
     unsigned char bytes[kAlign + kStages * (kABytes + kBBytes)];
@@ -53,17 +53,11 @@ struct StagedInputDz<StagedInputTraits<T, true>> {
                                              const int64_t* gy_base, int cm0, int cm_count) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
     using namespace cute;
-    // The sm_90a marker the launcher looks for (wgmma_input_built); volatile, so it is kept.
-    __shared__ volatile int wgmma_marker;
-    if (threadIdx.x == 0) {
-      wgmma_marker = 1;
-      (void)wgmma_marker;
-    }
+    mark_wgmma_code();
     const SepConvParams& f = p.fwd;
     const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
     const T* __restrict__ wpw = static_cast<const T*>(f.pw_weight);
-    unsigned char* base = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<uintptr_t>(st.bytes) + kAlign - 1) / kAlign * kAlign);
+    unsigned char* base = align_for_wgmma(st.bytes);
     Tensor a_ring = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(base)), ARing{});  // (BM, BK, kStages)
     Tensor b_ring = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(base + kStages * kABytes)), BRing{});
 

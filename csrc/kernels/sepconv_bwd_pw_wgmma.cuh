@@ -28,7 +28,7 @@ struct StagedPwGemm<StagedPwTraits<T, true>> {
   // Z and dY slots are refilled kStages and kStages - 1 steps after their chunk: with one wgmma
   // batch in flight, 3 would do; 4 keeps a margin.
   static constexpr int kStages = 4;
-  static constexpr int kAlign = 1024;
+  static constexpr int kAlign = 1024;  // align_for_wgmma's slack
   static constexpr int kZBytes = BM * BK * 2, kDyBytes = BN * BK * 2;
   struct Storage {
     unsigned char bytes[kAlign + kStages * (kZBytes + kDyBytes)];
@@ -52,16 +52,9 @@ struct StagedPwGemm<StagedPwTraits<T, true>> {
   unsigned char* base;
   Acc acc;
 
-  __device__ __forceinline__ explicit StagedPwGemm(Storage& st)
-      : base(reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(st.bytes) + kAlign - 1) / kAlign *
-                                              kAlign)) {
+  __device__ __forceinline__ explicit StagedPwGemm(Storage& st) : base(align_for_wgmma(st.bytes)) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
-    // The sm_90a marker the launcher looks for (wgmma_pw_built); volatile, so it is kept.
-    __shared__ volatile int wgmma_marker;
-    if (threadIdx.x == 0) {
-      wgmma_marker = 1;
-      (void)wgmma_marker;
-    }
+    mark_wgmma_code();
     cute::clear(acc);
 #else
     __trap();  // no wgmma in this build: the launcher never starts this kernel

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "launch_pixel_tiles.cuh"
 #include "sepconv_fwd.h"
 #include "sepconv_fwd_halo_kernel.cuh"
 #include "sepconv_fwd_kernel.cuh"
@@ -126,21 +127,8 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p) {
 // Launches the resident kernel; *parts says how many CTAs shared each pixel tile's output channels.
 template <class Traits>
 int launch_resident(const SepConvParams& p, cudaStream_t stream, int* parts) {
-  const size_t bytes = ResidentFwdLayout<Traits>::bytes(p.Cmid);
-  const auto kernel = sepconv_fwd_resident_kernel<Traits>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
-  if (err != cudaSuccess) return static_cast<int>(err);
-  int device = 0, sms = 0, per_sm = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Traits::kThreads, bytes);
-  if (err != cudaSuccess) return static_cast<int>(err);
-  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  const int64_t pixel_tiles = (pixels + Traits::BM - 1) / Traits::BM;
-  *parts = resident_cout_parts(pixel_tiles, static_cast<int64_t>(sms) * per_sm, p.Cout, Traits::BN);
-  kernel<<<dim3(static_cast<unsigned>(pixel_tiles), static_cast<unsigned>(*parts)), Traits::kThreads, bytes, stream>>>(
-      p);
-  return static_cast<int>(cudaGetLastError());
+  return launch_pixel_tiles<Traits::BM, Traits::BN>(sepconv_fwd_resident_kernel<Traits>, Traits::kThreads,
+                                                    ResidentFwdLayout<Traits>::bytes(p.Cmid), p, stream, parts);
 }
 
 template <class Traits>

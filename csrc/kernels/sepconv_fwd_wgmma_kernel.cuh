@@ -18,7 +18,7 @@
 // both operands from shared memory themselves.
 //
 // Built only with CuTe's headers (XSEP_WITH_CUTE: the nvidia-cutlass wheel) and only for sm_90a;
-// elsewhere the kernel is an empty stub that the launcher never starts (wgmma_kernel_built). The
+// elsewhere the kernel is an empty stub that the launcher never starts (wgmma_body_built). The
 // host emulation (tests/cpp/wgmma_fwd_emulation.cpp) runs it with a stand-in for the warpgroup MMA
 // that reads the operands through the descriptors CuTe builds, as the PTX ISA defines them.
 #pragma once
@@ -69,7 +69,7 @@ struct WgmmaFwdTraits {
 // operands must start on 512-byte boundaries (the atom); the slack aligns Z to 1024.
 template <class Traits>
 struct WgmmaFwdLayout {
-  static constexpr int kAlign = 1024;
+  static constexpr int kAlign = 1024;  // align_for_wgmma's slack
   static __host__ __device__ int kpad(int cmid) { return (cmid + Traits::BK - 1) / Traits::BK * Traits::BK; }
   static __host__ __device__ size_t z_bytes(int cmid) {
     return static_cast<size_t>(kpad(cmid) / Traits::BK) * Traits::kZChunkBytes;
@@ -138,11 +138,10 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_
   constexpr int kAhead = Traits::kAhead, kVec = Traits::kVec;
   using Layout = WgmmaFwdLayout<Traits>;
   // The pixel table is static shared memory, which the launcher also uses to tell this kernel from
-  // the stub other architectures get (see wgmma_kernel_built).
+  // the stub other architectures get (see wgmma_body_built).
   __shared__ FwdPixelTable<BM> px;
   XSEP_DYNAMIC_SHARED(smem_raw);
-  unsigned char* smem = reinterpret_cast<unsigned char*>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + Layout::kAlign - 1) / Layout::kAlign * Layout::kAlign);
+  unsigned char* smem = align_for_wgmma(smem_raw);
   const int kpad = Layout::kpad(p.Cmid), steps = kpad / BK;
   Element* z = reinterpret_cast<Element*>(smem);
   Element* w = reinterpret_cast<Element*>(smem + Layout::z_bytes(p.Cmid));

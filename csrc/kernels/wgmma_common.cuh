@@ -6,7 +6,9 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
+#include <cstdint>
 #include <type_traits>
 
 #if defined(XSEP_WITH_CUTE)
@@ -64,6 +66,40 @@ __device__ __forceinline__ void wgmma_wait() {
   cute::warpgroup_wait<kPending>();
 #endif
 }
+
+// The first 1024-byte boundary at or after p: wgmma's swizzled operands start on their pattern.
+__host__ __device__ __forceinline__ unsigned char* align_for_wgmma(unsigned char* p) {
+  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + 1023) / 1024 * 1024);
+}
+
+// Declares the marker the launchers look for in a kernel's static shared memory (its other shared
+// memory is dynamic) to tell its sm_90a code from the code other architectures get
+// (wgmma_body_built below). Volatile and written once, so the compiler keeps it.
+__device__ __forceinline__ void mark_wgmma_code() {
+#if defined(XSEP_WGMMA_DEVICE_CODE)
+  __shared__ volatile int wgmma_marker;
+  if (threadIdx.x == 0) {
+    wgmma_marker = 1;
+    (void)wgmma_marker;
+  }
+#endif
+}
+
+#if !defined(XSEP_HOST_EMULATION)
+// Host side: whether `kernel` has its wgmma body for the current device. Only its sm_90a code
+// declares static shared memory (mark_wgmma_code, or the forward's pixel table); other
+// architectures get a body without wgmma that the launchers never start. (cudaFuncGetAttributes is
+// legal while a stream is being captured; a probe launch would not be.)
+template <class Kernel>
+bool wgmma_body_built(Kernel kernel) {
+  cudaFuncAttributes attributes{};
+  if (cudaFuncGetAttributes(&attributes, kernel) != cudaSuccess) {
+    cudaGetLastError();  // no kernel image for this device: not the caller's error
+    return false;
+  }
+  return attributes.sharedSizeBytes > 0;
+}
+#endif
 
 #endif  // XSEP_WITH_CUTE
 
