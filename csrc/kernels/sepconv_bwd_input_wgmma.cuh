@@ -38,15 +38,7 @@ struct StagedInputDz<StagedInputTraits<T, true>> {
                                              cute::Shape<cute::Int<BM>, cute::Int<BK>, cute::Int<kStages>>{}));
   using BRing = decltype(cute::tile_to_shape(cute::GMMA::Layout_MN_SW64_Atom<Element>{},
                                              cute::Shape<cute::Int<BN>, cute::Int<BK>, cute::Int<kStages>>{}));
-  using HardwareAtom =
-      std::conditional_t<std::is_same_v<T, __half>,
-                         cute::SM90_64x64x16_F32F16F16_SS<cute::GMMA::Major::K, cute::GMMA::Major::MN>,
-                         cute::SM90_64x64x16_F32BF16BF16_SS<cute::GMMA::Major::K, cute::GMMA::Major::MN>>;
-#if defined(XSEP_HOST_EMULATION)
-  using Atom = EmulatedGmma<HardwareAtom, Element, /*kBMajorMN=*/true>;  // tests/cpp/wgmma_emulation.h
-#else
-  using Atom = HardwareAtom;
-#endif
+  using Atom = typename WgmmaAtom<T, BN, cute::GMMA::Major::K, cute::GMMA::Major::MN>::type;
   using TiledMma = decltype(cute::make_tiled_mma(Atom{}, cute::Layout<cute::Shape<cute::_2, cute::_1, cute::_1>>{}));
 
   __device__ __forceinline__ static void run(const SepConvBwdParams& p, Storage& st, float (*dz)[Tile::kLdC],

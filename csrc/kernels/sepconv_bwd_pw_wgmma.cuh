@@ -37,15 +37,7 @@ struct StagedPwGemm<StagedPwTraits<T, true>> {
                                              cute::Shape<cute::Int<BM>, cute::Int<BK>, cute::Int<kStages>>{}));
   using DyRing = decltype(cute::tile_to_shape(cute::GMMA::Layout_MN_SW64_Atom<Element>{},
                                               cute::Shape<cute::Int<BN>, cute::Int<BK>, cute::Int<kStages>>{}));
-  using HardwareAtom =
-      std::conditional_t<std::is_same_v<T, __half>,
-                         cute::SM90_64x64x16_F32F16F16_SS<cute::GMMA::Major::MN, cute::GMMA::Major::MN>,
-                         cute::SM90_64x64x16_F32BF16BF16_SS<cute::GMMA::Major::MN, cute::GMMA::Major::MN>>;
-#if defined(XSEP_HOST_EMULATION)
-  using Atom = EmulatedGmma<HardwareAtom, Element, /*kBMajorMN=*/true, /*kAMajorMN=*/true>;  // wgmma_emulation.h
-#else
-  using Atom = HardwareAtom;
-#endif
+  using Atom = typename WgmmaAtom<T, BN / 2, cute::GMMA::Major::MN, cute::GMMA::Major::MN>::type;  // per warpgroup
   using TiledMma = decltype(cute::make_tiled_mma(Atom{}, cute::Layout<cute::Shape<cute::_1, cute::_2, cute::_1>>{}));
   using Acc = decltype(cute::partition_fragment_C(TiledMma{}, cute::Shape<cute::Int<BM>, cute::Int<BN>>{}));
 

@@ -92,15 +92,7 @@ struct WgmmaFwdCute {
   using WRingLayout = decltype(cute::tile_to_shape(
       cute::GMMA::Layout_K_SW64_Atom<Element>{},
       cute::Shape<cute::Int<Traits::BN>, cute::Int<Traits::BK>, cute::Int<Traits::kStages>>{}));
-  using HardwareAtom = std::conditional_t<
-      std::is_same_v<typename Traits::T, __half>,
-      cute::SM90_64x128x16_F32F16F16_SS<cute::GMMA::Major::K, cute::GMMA::Major::K>,
-      cute::SM90_64x128x16_F32BF16BF16_SS<cute::GMMA::Major::K, cute::GMMA::Major::K>>;
-#if defined(XSEP_HOST_EMULATION)
-  using Atom = EmulatedGmma<HardwareAtom, Element>;  // tests/cpp/wgmma_emulation.h
-#else
-  using Atom = HardwareAtom;
-#endif
+  using Atom = typename WgmmaAtom<typename Traits::T, Traits::BN, cute::GMMA::Major::K, cute::GMMA::Major::K>::type;
   // kWarpgroups warpgroups stacked along M (pixels).
   using TiledMma =
       decltype(cute::make_tiled_mma(Atom{}, cute::Layout<cute::Shape<cute::Int<Traits::kWarpgroups>, cute::_1, cute::_1>>{}));

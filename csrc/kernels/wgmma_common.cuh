@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #if defined(XSEP_WITH_CUTE)
+#include <cute/arch/mma_sm90.hpp>
 #include <cute/arch/mma_sm90_desc.hpp>
 #include <cute/atom/mma_traits_sm90_gmma.hpp>
 #include <cute/tensor.hpp>
@@ -30,6 +31,21 @@ namespace xsep {
 // CuTe's name for a storage type.
 template <typename T>
 using CuteElement = std::conditional_t<std::is_same_v<T, __half>, cute::half_t, cute::bfloat16_t>;
+
+// The 64 x N x 16 warpgroup MMA of T with fp32 accumulators, both operands in shared memory with
+// the given majors (in the host emulation: its stand-in, tests/cpp/wgmma_emulation.h).
+template <typename T, int N, cute::GMMA::Major kMajorA, cute::GMMA::Major kMajorB>
+struct WgmmaAtom {
+  using Hardware = decltype(cute::GMMA::ss_op_selector<CuteElement<T>, CuteElement<T>, float,
+                                                       cute::Shape<cute::_64, cute::Int<N>, cute::_16>, kMajorA,
+                                                       kMajorB>());
+#if defined(XSEP_HOST_EMULATION)
+  using type = EmulatedGmma<Hardware, CuteElement<T>, kMajorB == cute::GMMA::Major::MN,
+                            kMajorA == cute::GMMA::Major::MN>;
+#else
+  using type = Hardware;
+#endif
+};
 
 #if defined(XSEP_HOST_EMULATION)
 void emulated_wgmma_commit();
