@@ -144,7 +144,7 @@ cases = [
     Case("wide_aligned", N=2, C=160, H=9, W=10, Cout=300),
     Case("aligned_s2_same", N=2, C=64, H=37, W=37, Cout=96, stride=2, padding="same"),
     Case("aligned_d2_5x5", N=1, C=24, H=20, W=21, Cout=40, kernel=(5, 5), dilation=2, padding=4),
-    # 16-bit channels_last 3x3 with channels in 16-byte vectors, as the wgmma kernel takes them: a
+    # channels_last 3x3 with channels in 16-byte vectors, as the wgmma kernel takes them: a
     # partial channel chunk (40 of 64) and pixel tile, Cout below one tile; a 728-wide Z (128
     # pixels per CTA); a 1024-wide one (64 pixels), Cout one tile plus 8; one pixel tile, so the
     # output channels are split across CTAs.
@@ -201,7 +201,12 @@ def test_every_forward_kernel_matches_reference(variant):
         pytest.skip(f"no wgmma kernels in this build for sm_{major}{minor} (needs sm_90a code and nvidia-cutlass)")
     assert f" {kernel}" in result.stderr, "the dispatch log does not name the forced kernel"
     if variant == "wgmma":
-        for shape in ["wgmma (128 pixels, cout split 1)", "wgmma (64 pixels", "wgmma (128 pixels, cout split 8)"]:
+        for shape in [
+            "wgmma (128 pixels, cout split 1)",
+            "wgmma (64 pixels",
+            "wgmma (128 pixels, cout split 8)",
+            "float32 tf32-mma channels_last 3x3 wgmma (64 pixels",
+        ]:
             assert shape in result.stderr, f"no call ran the wgmma kernel as {shape!r}"
     if variant == "wgmma-64px":
         assert "wgmma (64 pixels" in result.stderr and "wgmma (128 pixels" not in result.stderr, "64 pixels asked"

@@ -10,8 +10,9 @@ launchers use and compares with a direct fp64 computation:
                               32, 64 and 128 pixels; tiled; halo), four math modes
   bwd_kernels_emulation.cpp   the backward kernels, first, staged and staged with the wgmma dZ GEMM,
                               every gradient, with plan_backward
-  wgmma_fwd_emulation.cpp     the Hopper wgmma forward, with a stand-in for the warpgroup MMA that
-                              reads CuTe's descriptors as the PTX ISA defines them (wgmma_emulation.h)
+  wgmma_fwd_emulation.cpp     the Hopper wgmma forward (fp16, bf16, TF32), with a stand-in for the
+                              warpgroup MMA that reads CuTe's descriptors as the PTX ISA defines them
+                              (wgmma_emulation.h)
 
 No GPU needed: kernels written in a session without one are checked here before a GPU runs them
 (and the kernels that have passed on the H100 check the emulation)."""
@@ -83,5 +84,7 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
 def test_wgmma_forward_in_host_emulation(sanitizer, tmp_path):
     out = build_and_run("wgmma_fwd_emulation.cpp", sanitizer, tmp_path, cute_flags())
-    assert "24 runs, 0 failed" in out, out
-    assert out.count("ok     wgmma-128 split 2") == out.count("ok     wgmma-64  split 1") == 8, out
+    assert "32 runs, 0 failed" in out, out
+    assert out.count("ok     wgmma-128 split 2") == 8, out  # four cases, fp16 and bf16
+    assert out.count("ok     wgmma-64  split 1") == 12, out  # and TF32
+    assert out.count(" tf32 ") == 8, out

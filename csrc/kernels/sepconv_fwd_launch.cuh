@@ -117,7 +117,7 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p) {
   if (forced != nullptr && std::strcmp(forced, "tiled") == 0) return {FwdKernel::kTiled, shape};
   if (forced != nullptr && std::strcmp(forced, "halo") == 0 && halo_applies<T, kMath>(p, smem_optin, major))
     return {FwdKernel::kHalo, shape};
-  if constexpr (sizeof(T) == 2) {
+  if constexpr (kMath == Math::kTensorCore) {  // 16-bit, or fp32 on TF32
     if (forced != nullptr && std::strcmp(forced, "wgmma") == 0 && wgmma_forward_applies<T>(p))
       return {FwdKernel::kWgmma, shape};
   }
@@ -172,10 +172,10 @@ int launch_forward_variant(const SepConvParams& p, cudaStream_t stream, ForwardC
   return launch_tiled<FwdTraits<T, kMath, kChannelsLast, KH, KW>>(p, stream);
 }
 
-// The wgmma kernel exists for the 16-bit types only (choose_forward_kernel picks it for no other).
-template <typename T>
-int launch_wgmma_if_16bit(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
-  if constexpr (sizeof(T) == 2) {
+// The wgmma kernel runs on tensor cores only (choose_forward_kernel never picks it for exact fp32).
+template <typename T, Math kMath>
+int launch_wgmma_if_tensor_cores(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
+  if constexpr (kMath == Math::kTensorCore) {
     return launch_wgmma_forward<T>(p, stream, launch);
   } else {
     return static_cast<int>(cudaErrorNotSupported);
@@ -189,7 +189,7 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
   int error, parts = 1;
   WgmmaLaunch wgmma;
   if (choice.kernel == FwdKernel::kWgmma) {
-    error = launch_wgmma_if_16bit<T>(p, stream, &wgmma);
+    error = launch_wgmma_if_tensor_cores<T, kMath>(p, stream, &wgmma);
   } else if (p.channels_last) {
     error = k3x3 ? launch_forward_variant<T, kMath, true, 3, 3>(p, stream, choice, &parts)
                  : launch_forward_variant<T, kMath, true, 0, 0>(p, stream, choice, &parts);

@@ -17,7 +17,8 @@ struct WgmmaLaunch {
 
 // True where the wgmma kernel was built for this device (sm_90a code, CuTe present at build time)
 // and takes `p`: channels_last 3x3 with multiplier 1, 16-byte aligned x, weights and y, channel
-// counts multiples of 8, and Z for 64 pixels fits in shared memory. T: __half or __nv_bfloat16.
+// counts multiples of a 16-byte vector, and Z for 64 pixels fits in shared memory. T: __half,
+// __nv_bfloat16, or float (TF32: only where TF32 is allowed).
 template <typename T>
 bool wgmma_forward_applies(const SepConvParams& p);
 

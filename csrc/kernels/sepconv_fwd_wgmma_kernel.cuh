@@ -1,12 +1,13 @@
-// The fused forward on Hopper's warpgroup MMA (wgmma, sm_90a), for 16-bit channels_last 3x3 layers
-// with 16-byte aligned channels (every Xception layer in bf16 / fp16): the resident kernel's plan
-// (sepconv_fwd_resident_kernel.cuh) with the pointwise GEMM moved from WMMA to wgmma.
+// The fused forward on Hopper's warpgroup MMA (wgmma, sm_90a), for channels_last 3x3 layers with
+// 16-byte aligned channels (every Xception layer) in fp16, bf16, and fp32 on TF32 (64 pixels per
+// CTA, Z up to 768 channels): the resident kernel's plan (sepconv_fwd_resident_kernel.cuh) with the
+// pointwise GEMM moved from WMMA to wgmma.
 //
 //   1. Z[BM x Cmid] = depthwise(x) of the CTA's BM pixels, computed once into shared memory (the
 //      resident kernel's 16-byte depthwise) in the K-major, 64-byte-swizzled layout wgmma reads
 //      directly (CuTe's GMMA layout atoms: chunks of BM pixels x 32 channels).
 //   2. For each tile of 128 output channels: Y = Z . W^T, one wgmma batch (BM/64 warpgroups of
-//      64 x 128 x 32) per 32 channels. The weight chunks are copied (16-byte cp.async) two steps
+//      64 x 128 x BK) per BK channels (64 bytes of them: 32 16-bit, 16 fp32). The weight chunks are copied (16-byte cp.async) two steps
 //      ahead into a 4-slot ring, and one wgmma batch stays in flight while the warps move on to
 //      the next step's copy and barrier.
 //   3. Epilogue per tile: accumulators plus bias, rounded once, staged in shared memory (the
@@ -39,14 +40,14 @@ namespace xsep {
 
 // The pointwise-weight chunks and the ring of them; what resident_depthwise_vec needs (BM, kThreads,
 // the kernel size, T and the Z operand type).
+// T: __half, __nv_bfloat16, or float (TF32 wgmma: operands rounded to TF32 in shared memory).
 template <typename T_, int BM_>
 struct WgmmaFwdTraits {
   using T = T_;
   using Operand = T_;
-  static_assert(sizeof(T_) == 2, "wgmma forward: fp16 / bf16");
-  static constexpr int BM = BM_;  // pixels per CTA: 64 per warpgroup
-  static constexpr int BN = 128;  // output channels per tile (the wgmma N)
-  static constexpr int BK = 32;   // channels per step: one 64-byte swizzle row
+  static constexpr int BM = BM_;              // pixels per CTA: 64 per warpgroup
+  static constexpr int BN = 128;              // output channels per tile (the wgmma N)
+  static constexpr int BK = 64 / sizeof(T_);  // channels per step: one 64-byte swizzle row
   static constexpr int kStages = 4;
   static constexpr int kAhead = 2;  // chunks copied ahead; kStages - kAhead - 1 = 1 wgmma batch in flight
   static_assert(kStages >= kAhead + 2, "a slot is refilled only after the wgmma that read it has finished");
@@ -60,9 +61,9 @@ struct WgmmaFwdTraits {
   static constexpr int kMinBlocks = 2;
   // Bytes of one Z chunk (BM x BK) and one weight slot (BN x BK): multiples of the 512-byte
   // swizzle atom, so every chunk starts on one.
-  static constexpr int kZChunkBytes = BM_ * BK * 2;
-  static constexpr int kWSlotBytes = BN * BK * 2;
-  static_assert(BM_ * BN * 2 <= kStages * kWSlotBytes, "the 16-bit output tile is staged in the weight ring");
+  static constexpr int kZChunkBytes = BM_ * 64;
+  static constexpr int kWSlotBytes = BN * 64;
+  static_assert(BM_ * BN * sizeof(T_) <= kStages * kWSlotBytes, "the output tile is staged in the weight ring");
 };
 
 // Dynamic shared memory: [alignment slack][Z: kpad / BK chunks][weight ring]. wgmma's swizzled
@@ -119,6 +120,24 @@ __device__ __forceinline__ void wgmma_copy_weight_chunk(const SepConvParams& p, 
   }
 }
 
+// fp32 operands: the pieces of chunk `slot` this thread copied (wgmma_copy_weight_chunk's), once
+// landed, rounded to TF32 in place (to nearest, as the WMMA path rounds; wgmma would truncate).
+template <class Traits, class RingTensor>
+__device__ __forceinline__ void wgmma_round_weight_chunk(RingTensor& ring, int slot) {
+  if constexpr (std::is_same_v<typename Traits::T, float>) {
+    constexpr int kVec = Traits::kVec, kPieces = Traits::BN * Traits::BK / kVec;
+#pragma unroll
+    for (int i = 0; i < kPieces / Traits::kThreads; ++i) {
+      const int v = threadIdx.x + i * Traits::kThreads;
+      const int n = v / (Traits::BK / kVec), k = (v % (Traits::BK / kVec)) * kVec;
+      float4* piece = reinterpret_cast<float4*>(&ring(n, k, slot));
+      float4 w = *piece;
+      w.x = round_to_tf32(w.x), w.y = round_to_tf32(w.y), w.z = round_to_tf32(w.z), w.w = round_to_tf32(w.w);
+      *piece = w;
+    }
+  }
+}
+
 template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_fwd_wgmma_kernel(const SepConvParams p) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
@@ -149,6 +168,10 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_
 #pragma unroll
       for (int j = 0; j < kVec; ++j) out.v[j] = from_float<T>(activate(p.activation, to_float(out.v[j])));
     }
+    if constexpr (std::is_same_v<T, float>) {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) out.v[j] = round_to_tf32(out.v[j]);
+    }
     // 16 bytes (8 channels from a multiple of 8) are contiguous in the swizzled layout.
     *reinterpret_cast<uint4*>(&z_chunk(k0 / BK)(m, k0 % BK)) = out.u;
   });
@@ -178,6 +201,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_
       // Chunk `step` landed (this thread's copies; groups: kAhead + step committed so far), then
       // for everyone, and visible to wgmma (so is Z, the first time).
       cp_async_wait<kAhead - 1>();
+      wgmma_round_weight_chunk<Traits>(ring, step % kStages);
       fence_shared_for_wgmma();
       __syncthreads();
       // Its slot last held chunk step + kAhead - kStages, whose wgmma every warpgroup waited for

@@ -16,7 +16,8 @@ namespace xsep {
 #if defined(XSEP_WITH_CUTE)
 
 // 128 pixels per CTA where Z fits, else 64; 0: neither fits. XSEP_FWD_PIXELS=64 asks for 64 (for
-// measurement: half the weight reuse, twice the CTAs).
+// measurement: half the weight reuse, twice the CTAs). fp32: 64 (its output tile of 128 pixels
+// would not fit the staging).
 template <typename T>
 int wgmma_pixels(const SepConvParams& p, int smem_optin) {
   auto fits = [&](auto traits) {
@@ -26,9 +27,20 @@ int wgmma_pixels(const SepConvParams& p, int smem_optin) {
   };
   static const char* forced = std::getenv("XSEP_FWD_PIXELS");
   const bool ask_64 = forced != nullptr && std::strcmp(forced, "64") == 0;
-  if (!ask_64 && fits(WgmmaFwdTraits<T, 128>{})) return 128;
+  if constexpr (sizeof(T) == 2) {
+    if (!ask_64 && fits(WgmmaFwdTraits<T, 128>{})) return 128;
+  }
   if (fits(WgmmaFwdTraits<T, 64>{})) return 64;
   return 0;
+}
+
+// Whether this build has the kernels' wgmma code for the current device.
+template <typename T>
+bool wgmma_forward_built() {
+  if constexpr (sizeof(T) == 2) {
+    if (!wgmma_body_built(sepconv_fwd_wgmma_kernel<WgmmaFwdTraits<T, 128>>)) return false;
+  }
+  return wgmma_body_built(sepconv_fwd_wgmma_kernel<WgmmaFwdTraits<T, 64>>);
 }
 
 template <typename T>
@@ -41,8 +53,7 @@ bool wgmma_forward_applies(const SepConvParams& p) {
   return p.channels_last && p.kh == 3 && p.kw == 3 && depthwise_vec_applies<Traits>(p) &&
          output_vec_applies<Traits>(p) && p.Cmid % Traits::kVec == 0 &&
          reinterpret_cast<uintptr_t>(p.pw_weight) % 16 == 0 && (pixels + 63) / 64 <= INT32_MAX &&
-         wgmma_pixels<T>(p, smem_optin) > 0 && wgmma_body_built(sepconv_fwd_wgmma_kernel<WgmmaFwdTraits<T, 128>>) &&
-         wgmma_body_built(sepconv_fwd_wgmma_kernel<WgmmaFwdTraits<T, 64>>);
+         wgmma_pixels<T>(p, smem_optin) > 0 && wgmma_forward_built<T>();
 }
 
 template <class Traits>
@@ -57,7 +68,9 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
   int device = 0, smem_optin = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  if (wgmma_pixels<T>(p, smem_optin) == 128) return launch_wgmma_traits<WgmmaFwdTraits<T, 128>>(p, stream, launch);
+  if constexpr (sizeof(T) == 2) {
+    if (wgmma_pixels<T>(p, smem_optin) == 128) return launch_wgmma_traits<WgmmaFwdTraits<T, 128>>(p, stream, launch);
+  }
   return launch_wgmma_traits<WgmmaFwdTraits<T, 64>>(p, stream, launch);
 }
 

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #if defined(XSEP_WITH_CUTE)
@@ -28,9 +29,28 @@ namespace xsep {
 
 #if defined(XSEP_WITH_CUTE)
 
-// CuTe's name for a storage type.
+// CuTe's name for a storage type (fp32 operands: TF32).
 template <typename T>
-using CuteElement = std::conditional_t<std::is_same_v<T, __half>, cute::half_t, cute::bfloat16_t>;
+using CuteElement =
+    std::conditional_t<std::is_same_v<T, __half>, cute::half_t,
+                       std::conditional_t<std::is_same_v<T, float>, cute::tfloat32_t, cute::bfloat16_t>>;
+
+// v rounded to TF32, to nearest (ties away), as cuDNN and the WMMA path round; wgmma itself would
+// drop the low mantissa bits.
+__device__ __forceinline__ float round_to_tf32(float v) {
+#if defined(__CUDA_ARCH__)
+  uint32_t bits;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(bits) : "f"(v));
+  return __uint_as_float(bits);
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  if ((bits & 0x7f800000u) != 0x7f800000u) bits += 0x1000u;  // finite: add half a unit, then drop
+  bits &= ~0x1fffu;
+  std::memcpy(&v, &bits, 4);
+  return v;
+#endif
+}
 
 // The 64 x N x 16 warpgroup MMA of T with fp32 accumulators, both operands in shared memory with
 // the given majors (in the host emulation: its stand-in, tests/cpp/wgmma_emulation.h).

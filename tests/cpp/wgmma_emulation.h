@@ -7,7 +7,8 @@
 // K-major: 8-row groups SBO apart, rows one swizzle width apart; MN-major: swizzle-wide blocks of
 // the M/N dimension LBO apart, 8-row groups of K SBO apart; the 64- or 128-byte swizzle applied to
 // the shared-memory address), and gives each thread the accumulator elements the PTX fragment
-// layout assigns it. N = 64 and 128.
+// layout assigns it. N = 64 and 128; fp16, bf16 and TF32 (fp32 bits, the low 13 mantissa bits
+// ignored, as the hardware does).
 // A disagreement between CuTe's layouts as the kernel uses them and the hardware's reading of
 // them shows as a wrong result.
 //
@@ -42,7 +43,7 @@ namespace xsep_emulation {
 struct Gmma {
   uint64_t desc_a, desc_b;
   int n;           // N of the instruction
-  bool bf16;       // element type of A and B
+  int elem;        // element type of A and B: 0 fp16, 1 bf16, 2 tf32 (fp32 bits)
   bool a_mn_major; // A stored with M contiguous (else K)
   bool b_mn_major; // B stored with N contiguous (else K)
   bool zero_d;     // scale-d 0: D = A.B instead of D += A.B
@@ -53,7 +54,7 @@ inline thread_local std::vector<std::vector<Gmma>> committed_batches;
 
 // Byte address in the emulated shared memory of element (row, k) of a 16-bit operand (row: its M or
 // N index) whose descriptor is `desc` (k < 16: one instruction's K).
-inline const unsigned char* operand_address(uint64_t desc, bool mn_major, int row, int k) {
+inline const unsigned char* operand_address(uint64_t desc, bool mn_major, int elem_bytes, int row, int k) {
   cute::GmmaDescriptor d(desc);
   const uint32_t start = static_cast<uint32_t>(d.bitfield.start_address_) << 4;
   const uint32_t lbo = static_cast<uint32_t>(d.bitfield.leading_byte_offset_) << 4;
@@ -66,13 +67,13 @@ inline const unsigned char* operand_address(uint64_t desc, bool mn_major, int ro
   if (!mn_major) {
     // A row of the operand along K within a swizzle row; rows in groups of 8, group g at g * SBO.
     addr = start + static_cast<uint32_t>(row / 8) * sbo + static_cast<uint32_t>(row % 8) * row_bytes +
-           static_cast<uint32_t>(k) * 2;
+           static_cast<uint32_t>(k * elem_bytes);
   } else {
     // Swizzle rows along M/N, one per k; k in groups of 8 at SBO; the next swizzle-wide block of
     // M/N at LBO.
-    const uint32_t per_row = row_bytes / 2;
+    const uint32_t per_row = row_bytes / elem_bytes;
     addr = start + static_cast<uint32_t>(row) / per_row * lbo + static_cast<uint32_t>(k / 8) * sbo +
-           static_cast<uint32_t>(k % 8) * row_bytes + static_cast<uint32_t>(row) % per_row * 2;
+           static_cast<uint32_t>(k % 8) * row_bytes + static_cast<uint32_t>(row) % per_row * elem_bytes;
   }
   // The swizzle permutes the 16-byte pieces within a row by the row's index within the pattern:
   // address bits [4, 4 + b) ^= bits [7, 7 + b), b = 3 (128-byte) or 2 (64-byte).
@@ -81,10 +82,18 @@ inline const unsigned char* operand_address(uint64_t desc, bool mn_major, int ro
   return xsep::emulated_dynamic_shared() + addr;
 }
 
-inline float load_operand(const unsigned char* p, bool bf16) {
+inline float load_operand(const unsigned char* p, int elem) {
+  if (elem == 2) {  // TF32: the low 13 mantissa bits of the fp32 value are ignored
+    uint32_t f;
+    std::memcpy(&f, p, 4);
+    f &= ~0x1fffu;
+    float v;
+    std::memcpy(&v, &f, 4);
+    return v;
+  }
   uint16_t bits;
   std::memcpy(&bits, p, 2);
-  if (bf16) {
+  if (elem == 1) {
     uint32_t f = static_cast<uint32_t>(bits) << 16;
     float v;
     std::memcpy(&v, &f, 4);
@@ -95,7 +104,7 @@ inline float load_operand(const unsigned char* p, bool bf16) {
   return __half2float(__half(raw));
 }
 
-// D[64 x N] (+)= A[64 x 16] . B[N x 16]^T for this thread's elements: thread t of the warpgroup
+// D[64 x N] (+)= A[64 x K] . B[N x K]^T (K = 16, 8 for TF32) for this thread's elements: thread t of the warpgroup
 // (warp w = t / 32, lane l = t % 32) holds d[i] at row 16 w + l / 4 + 8 ((i / 2) % 2), column
 // 8 (i / 4) + 2 (l % 4) + i % 2 (the PTX ISA's wgmma D fragment for fp32 accumulators).
 inline void execute(const Gmma& g) {
@@ -104,9 +113,10 @@ inline void execute(const Gmma& g) {
     const int row = 16 * warp + lane / 4 + 8 * ((i / 2) % 2);
     const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
     float acc = g.zero_d ? 0.f : *g.d[i];
-    for (int k = 0; k < 16; ++k)
-      acc += load_operand(operand_address(g.desc_a, g.a_mn_major, row, k), g.bf16) *
-             load_operand(operand_address(g.desc_b, g.b_mn_major, col, k), g.bf16);
+    const int elem_bytes = g.elem == 2 ? 4 : 2, kk = g.elem == 2 ? 8 : 16;
+    for (int k = 0; k < kk; ++k)
+      acc += load_operand(operand_address(g.desc_a, g.a_mn_major, elem_bytes, row, k), g.elem) *
+             load_operand(operand_address(g.desc_b, g.b_mn_major, elem_bytes, col, k), g.elem);
     *g.d[i] = acc;
   }
 }
@@ -133,10 +143,15 @@ inline void emulated_wgmma_wait(int pending) {
 #define XSEP_D8(r) float &d##r##0, float &d##r##1, float &d##r##2, float &d##r##3, float &d##r##4, float &d##r##5, \
                    float &d##r##6, float &d##r##7
 #define XSEP_A8(r) &d##r##0, &d##r##1, &d##r##2, &d##r##3, &d##r##4, &d##r##5, &d##r##6, &d##r##7
-inline void queue_gmma(uint64_t desc_a, uint64_t desc_b, float* const* d, int count, bool bf16, bool a_mn_major,
+template <class Element>
+constexpr int element_kind() {
+  return std::is_same_v<Element, cute::tfloat32_t> ? 2 : std::is_same_v<Element, cute::bfloat16_t> ? 1 : 0;
+}
+
+inline void queue_gmma(uint64_t desc_a, uint64_t desc_b, float* const* d, int count, int elem, bool a_mn_major,
                        bool b_mn_major, cute::GMMA::ScaleOut scale_d) {
   xsep_emulation::Gmma g{};
-  g.desc_a = desc_a, g.desc_b = desc_b, g.n = 2 * count, g.bf16 = bf16;
+  g.desc_a = desc_a, g.desc_b = desc_b, g.n = 2 * count, g.elem = elem;
   g.a_mn_major = a_mn_major, g.b_mn_major = b_mn_major;
   g.zero_d = scale_d == cute::GMMA::ScaleOut::Zero;
   std::memcpy(g.d, d, count * sizeof(float*));
@@ -153,7 +168,7 @@ struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, kAMajorMN, 32> : HardwareA
   static void fma(uint64_t const& desc_a, uint64_t const& desc_b, XSEP_D8(0), XSEP_D8(1), XSEP_D8(2), XSEP_D8(3),
                   cute::GMMA::ScaleOut const scale_d) {
     float* d[32] = {XSEP_A8(0), XSEP_A8(1), XSEP_A8(2), XSEP_A8(3)};
-    queue_gmma(desc_a, desc_b, d, 32, std::is_same_v<Element, cute::bfloat16_t>, kAMajorMN, kBMajorMN, scale_d);
+    queue_gmma(desc_a, desc_b, d, 32, element_kind<Element>(), kAMajorMN, kBMajorMN, scale_d);
   }
 };
 
@@ -162,7 +177,7 @@ struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, kAMajorMN, 64> : HardwareA
   static void fma(uint64_t const& desc_a, uint64_t const& desc_b, XSEP_D8(0), XSEP_D8(1), XSEP_D8(2), XSEP_D8(3),
                   XSEP_D8(4), XSEP_D8(5), XSEP_D8(6), XSEP_D8(7), cute::GMMA::ScaleOut const scale_d) {
     float* d[64] = {XSEP_A8(0), XSEP_A8(1), XSEP_A8(2), XSEP_A8(3), XSEP_A8(4), XSEP_A8(5), XSEP_A8(6), XSEP_A8(7)};
-    queue_gmma(desc_a, desc_b, d, 64, std::is_same_v<Element, cute::bfloat16_t>, kAMajorMN, kBMajorMN, scale_d);
+    queue_gmma(desc_a, desc_b, d, 64, element_kind<Element>(), kAMajorMN, kBMajorMN, scale_d);
   }
 };
 #undef XSEP_D8

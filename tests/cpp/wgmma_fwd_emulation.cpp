@@ -1,8 +1,8 @@
 // The wgmma forward (csrc/kernels/sepconv_fwd_wgmma_kernel.cuh) run on the host through
 // tests/cpp/cuda_host_emulation.h and the warpgroup-MMA stand-in of tests/cpp/wgmma_emulation.h,
 // compared with a direct fp64 forward of the same (rounded) inputs; the output is poisoned with
-// NaN first, so an unwritten element fails. fp16 and bf16; 128 pixels per CTA (two warpgroups)
-// and 64 (one), the output channels in one CTA or split over two; partial pixel tiles, a partial
+// NaN first, so an unwritten element fails. fp16 and bf16 with 128 pixels per CTA (two
+// warpgroups) and 64 (one), fp32 on TF32 with 64; the output channels in one CTA or split over two; partial pixel tiles, a partial
 // channel chunk, Cout below one tile and one tile plus 8, stride 2 with asymmetric padding,
 // dilation, ELU between the convolutions. Needs CuTe's headers (-I of the nvidia-cutlass wheel's
 // include directory). Prints one line per run; exits 0 when all agree.
@@ -26,7 +26,7 @@ struct Case {
 
 template <typename T>
 const char* mode_name() {
-  return std::is_same_v<T, __half> ? "fp16" : "bf16";
+  return std::is_same_v<T, __half> ? "fp16" : std::is_same_v<T, float> ? "tf32" : "bf16";
 }
 
 template <typename T, int BM>
@@ -113,7 +113,9 @@ int main() {
     }
     failed += !run_case<__half, 64>(c, 1, rng, 5e-3);
     failed += !run_case<__nv_bfloat16, 64>(c, 1, rng, 3e-2);
-    count += 2;
+    failed += !run_case<float, 64>(c, 1, rng, 5e-3);  // TF32 (64 pixels only)
+    failed += !run_case<float, 64>(c, 2, rng, 5e-3);
+    count += 4;
   }
   std::printf("%d runs, %d failed\n", count, failed);
   return failed == 0 ? 0 : 1;
