@@ -45,17 +45,48 @@ struct StagedInputTraits {
   static constexpr int kParts = Tile::kThreads / Tile::BN;  // grad_dw: ext pixels split in 4
 };
 
+// One chunk of the dZ GEMM's operands, Cout from k0: grad_y of the BM ext pixels (gy_base: their
+// grad_y offsets, -1 past the ext) to dy_at(m, k), and W_pw rows co to w_at(k, n) for the CTA's
+// channels cm0.., 16 bytes per cp.async: whole pieces in or out (Cout, Cmid multiples of 8),
+// zero-filled outside. BK channels of Cout; the destinations are the GEMM's layouts.
+template <class Traits, int BK, class DyAt, class WAt>
+__device__ __forceinline__ void copy_dz_operands(const SepConvBwdParams& p, const int64_t* gy_base, int cm0,
+                                                 int cm_count, int k0, DyAt&& dy_at, WAt&& w_at) {
+  using T = typename Traits::T;
+  constexpr int BM = Traits::Tile::BM, BN = Traits::Tile::BN, kThreads = Traits::Tile::kThreads;
+  constexpr int kVec = Traits::kVec;
+  static_assert(BM * (BK / kVec) % kThreads == 0 && BK * (BN / kVec) % kThreads == 0, "whole copies per thread");
+  const SepConvParams& f = p.fwd;
+  const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
+  const T* __restrict__ wpw = static_cast<const T*>(f.pw_weight);
+#pragma unroll
+  for (int i = 0; i < BM * (BK / kVec) / kThreads; ++i) {
+    const int v = threadIdx.x + i * kThreads;
+    const int m = v / (BK / kVec), k = (v % (BK / kVec)) * kVec;
+    const int64_t base = gy_base[m];
+    const bool valid = base >= 0 && k0 + k < f.Cout;
+    cp_async_16(dy_at(m, k), valid ? gy + base + k0 + k : gy, valid);
+  }
+#pragma unroll
+  for (int i = 0; i < BK * (BN / kVec) / kThreads; ++i) {
+    const int v = threadIdx.x + i * kThreads;
+    const int k = v / (BN / kVec), n = (v % (BN / kVec)) * kVec;  // neighbours along a row of W_pw
+    const int co = k0 + k;
+    const bool valid = co < f.Cout && n < cm_count;
+    cp_async_16(w_at(k, n), valid ? wpw + static_cast<int64_t>(co) * f.Cmid + cm0 + n : wpw, valid);
+  }
+}
+
 // The dZ GEMM: dZ[e][cm] = sum over co of grad_y[e][co] * W_pw[co][cm0 + cm] for the BM ext
 // pixels (gy_base: their grad_y offsets, -1 past the ext) and the CTA's depthwise channels, into
 // dz in fp32. This one: WMMA, both operands copied with 16-byte cp.async, double-buffered (the
-// copy of chunk k+1 in flight while the tensor cores work on chunk k). Whole 16-byte pieces are
-// in or out (Cout, Cmid multiples of 8), zero-filled outside. `Storage` is aliased by dz: run
-// returns after a barrier, with dz complete.
+// copy of chunk k+1 in flight while the tensor cores work on chunk k). `Storage` is aliased by
+// dz: run returns after a barrier, with dz complete.
 template <class Traits>
 struct StagedInputDz {
   using Tile = typename Traits::Tile;
   using T = typename Traits::T;
-  static constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, kThreads = Tile::kThreads, kVec = Traits::kVec;
+  static constexpr int BK = Tile::BK;
   struct Stage {
     T dy[Tile::BM][Tile::kLdAB];  // A: grad_y of the ext pixels, [pixel][co]
     T w[Tile::BK][Traits::kLdW];  // B: W_pw rows as stored, [co][cm]
@@ -67,28 +98,11 @@ struct StagedInputDz {
   __device__ __forceinline__ static void run(const SepConvBwdParams& p, Storage& st, float (*dz)[Tile::kLdC],
                                              const int64_t* gy_base, int cm0, int cm_count) {
     const SepConvParams& f = p.fwd;
-    const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
-    const T* __restrict__ wpw = static_cast<const T*>(f.pw_weight);
     auto copy_chunk = [&](int step, int buf) {
-      const int k0 = step * BK;
-#pragma unroll
-      for (int i = 0; i < BM * (BK / kVec) / kThreads; ++i) {
-        const int v = threadIdx.x + i * kThreads;
-        const int m = v / (BK / kVec), k = (v % (BK / kVec)) * kVec;
-        const int64_t base = gy_base[m];
-        const bool valid = base >= 0 && k0 + k < f.Cout;
-        cp_async_16(&st.stage[buf].dy[m][k], valid ? gy + base + k0 + k : gy, valid);
-      }
-#pragma unroll
-      for (int i = 0; i < BK * (BN / kVec) / kThreads; ++i) {
-        const int v = threadIdx.x + i * kThreads;
-        const int k = v / (BN / kVec), n = (v % (BN / kVec)) * kVec;
-        const int co = k0 + k;
-        const bool valid = co < f.Cout && n < cm_count;
-        cp_async_16(&st.stage[buf].w[k][n], valid ? wpw + static_cast<int64_t>(co) * f.Cmid + cm0 + n : wpw, valid);
-      }
+      copy_dz_operands<Traits, BK>(
+          p, gy_base, cm0, cm_count, step * BK, [&](int m, int k) { return &st.stage[buf].dy[m][k]; },
+          [&](int k, int n) { return &st.stage[buf].w[k][n]; });
     };
-    static_assert(BM * (BK / kVec) % kThreads == 0 && BK * (BN / kVec) % kThreads == 0, "whole copies per thread");
     TensorCoreMma<Tile, /*kAColMajor=*/false, /*kBRowMajor=*/true> mma;
     const int steps = (f.Cout + BK - 1) / BK;
     copy_chunk(0, 0);

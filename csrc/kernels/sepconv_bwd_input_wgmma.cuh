@@ -25,7 +25,7 @@ struct StagedInputDz<StagedInputTraits<T, true>> {
   using Tile = typename Traits::Tile;
   using Element = CuteElement<T>;
   static_assert(sizeof(T) == 2, "wgmma dZ: fp16 / bf16");
-  static constexpr int BM = Tile::BM, BN = Tile::BN, BK = 32, kThreads = Tile::kThreads, kVec = Traits::kVec;
+  static constexpr int BM = Tile::BM, BN = Tile::BN, BK = 32, kThreads = Tile::kThreads;
   static_assert(BM == 128 && BN == 64 && kThreads == 256, "two warpgroups of 64 x 64");
   static constexpr int kStages = 4, kAhead = 2;  // as the wgmma forward: one batch in flight
   static constexpr int kAlign = 1024;  // align_for_wgmma's slack
@@ -47,33 +47,16 @@ struct StagedInputDz<StagedInputTraits<T, true>> {
     using namespace cute;
     mark_wgmma_code();
     const SepConvParams& f = p.fwd;
-    const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
-    const T* __restrict__ wpw = static_cast<const T*>(f.pw_weight);
     unsigned char* base = align_for_wgmma(st.bytes);
     Tensor a_ring = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(base)), ARing{});  // (BM, BK, kStages)
     Tensor b_ring = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(base + kStages * kABytes)), BRing{});
 
     // Chunk `step` (Cout from step * BK) into ring slot `slot`.
     auto copy_chunk = [&](int step, int slot) {
-      const int k0 = step * BK;
-#pragma unroll
-      for (int i = 0; i < BM * (BK / kVec) / kThreads; ++i) {
-        const int v = threadIdx.x + i * kThreads;
-        const int m = v / (BK / kVec), k = (v % (BK / kVec)) * kVec;
-        const int64_t row = gy_base[m];
-        const bool valid = row >= 0 && k0 + k < f.Cout;
-        cp_async_16(&a_ring(m, k, slot), valid ? gy + row + k0 + k : gy, valid);
-      }
-#pragma unroll
-      for (int i = 0; i < BK * (BN / kVec) / kThreads; ++i) {
-        const int v = threadIdx.x + i * kThreads;
-        const int k = v / (BN / kVec), n = (v % (BN / kVec)) * kVec;  // neighbours along a row of W_pw
-        const int co = k0 + k;
-        const bool valid = co < f.Cout && n < cm_count;
-        cp_async_16(&b_ring(n, k, slot), valid ? wpw + static_cast<int64_t>(co) * f.Cmid + cm0 + n : wpw, valid);
-      }
+      copy_dz_operands<Traits, BK>(
+          p, gy_base, cm0, cm_count, step * BK, [&](int m, int k) { return &a_ring(m, k, slot); },
+          [&](int k, int n) { return &b_ring(n, k, slot); });
     };
-    static_assert(BM * (BK / kVec) % kThreads == 0 && BK * (BN / kVec) % kThreads == 0, "whole copies per thread");
 
     TiledMma mma;
     ThrMMA thr_mma = mma.get_slice(threadIdx.x);

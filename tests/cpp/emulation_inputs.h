@@ -2,9 +2,13 @@
 // kernel's storage type, beside the exact values the fp64 reference computes with.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <random>
 #include <vector>
+
+#include "sepconv_params.h"
 
 template <typename T>
 struct RoundedInput {
@@ -26,4 +30,45 @@ RoundedInput<T> random_rounded(size_t n, double scale, std::mt19937& rng) {
 // Output extent of a convolution along one axis.
 inline int conv_out_extent(int in, int pad_before, int pad_after, int k, int dilation, int stride) {
   return (in + pad_before + pad_after - dilation * (k - 1) - 1) / stride + 1;
+}
+
+// How far a forward kernel's output y (the layout p.y_stride says) is from the fp64 forward of the
+// same rounded inputs (the intermediate is not rounded: the tolerance covers the kernels' rounding
+// of it): the largest |y - reference| relative to the reference's largest magnitude; *unwritten:
+// some element of y is still NaN (the emulations poison y first).
+template <typename T>
+double forward_error(const xsep::SepConvParams& p, const std::vector<double>& x, const std::vector<double>& wdw,
+                     const std::vector<double>& wpw, const std::vector<double>& bias, const std::vector<T>& y,
+                     bool* unwritten) {
+  const int K = p.kh;  // square kernels
+  std::vector<double> ref(y.size());
+  double scale = 1e-30, worst = 0.0;
+  std::vector<double> z(p.Cmid);
+  for (int n = 0; n < p.N; ++n)
+    for (int oy = 0; oy < p.Ho; ++oy)
+      for (int ox = 0; ox < p.Wo; ++ox) {
+        for (int cm = 0; cm < p.Cmid; ++cm) {
+          z[cm] = 0.0;
+          for (int t = 0; t < K * K; ++t) {
+            const int iy = oy * p.sh - p.pt + (t / K) * p.dh, ix = ox * p.sw - p.pl + (t % K) * p.dw;
+            if (iy < 0 || iy >= p.H || ix < 0 || ix >= p.W) continue;
+            z[cm] += x[n * p.x_stride[0] + (cm / p.M) * p.x_stride[1] + iy * p.x_stride[2] + ix * p.x_stride[3]] *
+                     wdw[cm * K * K + t];
+          }
+          z[cm] = xsep::activate(p.activation, z[cm]);
+        }
+        for (int co = 0; co < p.Cout; ++co) {
+          double v = bias[co];
+          for (int cm = 0; cm < p.Cmid; ++cm) v += wpw[static_cast<size_t>(co) * p.Cmid + cm] * z[cm];
+          ref[n * p.y_stride[0] + co * p.y_stride[1] + oy * p.y_stride[2] + ox * p.y_stride[3]] = v;
+          scale = std::max(scale, std::fabs(v));
+        }
+      }
+  *unwritten = false;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double got = static_cast<float>(y[i]);
+    if (std::isnan(got)) *unwritten = true;
+    worst = std::max(worst, std::fabs(got - ref[i]) / scale);
+  }
+  return worst;
 }

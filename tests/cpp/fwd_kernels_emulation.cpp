@@ -135,36 +135,8 @@ bool run_case(const Case& c, Kernel which, bool channels_last, std::mt19937& rng
     channels_last ? launch<T, kMath, true, 0, 0>(which, p) : launch<T, kMath, false, 0, 0>(which, p);
   }
 
-  // Reference: fp64 from the same rounded values (the intermediate is not rounded: the tolerance
-  // covers the kernels' rounding of it to the MMA input type).
-  std::vector<double> ref(y.size());
-  double scale = 1e-30, worst = 0.0;
   bool unwritten = false;
-  for (int n = 0; n < c.N; ++n)
-    for (int oy = 0; oy < Ho; ++oy)
-      for (int ox = 0; ox < Wo; ++ox) {
-        std::vector<double> z(Cmid, 0.0);
-        for (int cm = 0; cm < Cmid; ++cm) {
-          for (int t = 0; t < K * K; ++t) {
-            const int iy = oy * c.stride - c.pt + (t / K) * c.dil, ix = ox * c.stride - c.pl + (t % K) * c.dil;
-            if (iy < 0 || iy >= c.H || ix < 0 || ix >= c.W) continue;
-            z[cm] += x.ref[n * p.x_stride[0] + (cm / c.M) * p.x_stride[1] + iy * p.x_stride[2] + ix * p.x_stride[3]] *
-                     wdw.ref[cm * K * K + t];
-          }
-          z[cm] = xsep::activate(c.act, z[cm]);
-        }
-        for (int co = 0; co < c.Cout; ++co) {
-          double v = bias.ref[co];
-          for (int cm = 0; cm < Cmid; ++cm) v += wpw.ref[static_cast<size_t>(co) * Cmid + cm] * z[cm];
-          ref[n * p.y_stride[0] + co * p.y_stride[1] + oy * p.y_stride[2] + ox * p.y_stride[3]] = v;
-          scale = std::max(scale, std::fabs(v));
-        }
-      }
-  for (size_t i = 0; i < y.size(); ++i) {
-    const double got = static_cast<float>(y[i]);
-    if (std::isnan(got)) unwritten = true;
-    worst = std::max(worst, std::fabs(got - ref[i]) / scale);
-  }
+  const double worst = forward_error(p, x.ref, wdw.ref, wpw.ref, bias.ref, y, &unwritten);
   const bool ok = !unwritten && worst <= tol;
   std::printf("%s %-9s %-18s %-9s %-13s relative error %.2e%s\n", ok ? "ok    " : "FAILED", kernel_name(which), c.name,
               mode_name<T, kMath>(), channels_last ? "channels_last" : "nchw", worst,

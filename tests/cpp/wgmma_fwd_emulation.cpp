@@ -59,34 +59,8 @@ bool run_case(const Case& c, int parts, std::mt19937& rng, double tol) {
       dim3(static_cast<unsigned>((pixels + BM - 1) / BM), static_cast<unsigned>(parts)), Traits::kThreads,
       [&] { xsep::sepconv_fwd_wgmma_kernel<Traits>(p); }, xsep::WgmmaFwdLayout<Traits>::bytes(p.Cmid));
 
-  // Reference: fp64 from the same rounded values (the tolerance covers the rounding of Z).
-  std::vector<double> ref(y.size());
-  double scale = 1e-30, worst = 0.0;
   bool unwritten = false;
-  for (int n = 0; n < c.N; ++n)
-    for (int oy = 0; oy < Ho; ++oy)
-      for (int ox = 0; ox < Wo; ++ox) {
-        std::vector<double> z(c.C, 0.0);
-        for (int cm = 0; cm < c.C; ++cm) {
-          for (int t = 0; t < K * K; ++t) {
-            const int iy = oy * c.stride - c.pt + (t / K) * c.dil, ix = ox * c.stride - c.pl + (t % K) * c.dil;
-            if (iy < 0 || iy >= c.H || ix < 0 || ix >= c.W) continue;
-            z[cm] += x.ref[n * p.x_stride[0] + cm + iy * p.x_stride[2] + ix * p.x_stride[3]] * wdw.ref[cm * K * K + t];
-          }
-          z[cm] = xsep::activate(c.act, z[cm]);
-        }
-        for (int co = 0; co < c.Cout; ++co) {
-          double v = bias.ref[co];
-          for (int cm = 0; cm < c.C; ++cm) v += wpw.ref[static_cast<size_t>(co) * c.C + cm] * z[cm];
-          ref[n * p.y_stride[0] + co + oy * p.y_stride[2] + ox * p.y_stride[3]] = v;
-          scale = std::max(scale, std::fabs(v));
-        }
-      }
-  for (size_t i = 0; i < y.size(); ++i) {
-    const double got = static_cast<float>(y[i]);
-    if (std::isnan(got)) unwritten = true;
-    worst = std::max(worst, std::fabs(got - ref[i]) / scale);
-  }
+  const double worst = forward_error(p, x.ref, wdw.ref, wpw.ref, bias.ref, y, &unwritten);
   const bool ok = !unwritten && worst <= tol;
   std::printf("%s wgmma-%-3d split %d %-14s %s relative error %.2e%s\n", ok ? "ok    " : "FAILED", BM, parts, c.name,
               mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
