@@ -14,7 +14,9 @@ namespace xsep {
 template <typename T>
 bool wgmma_input_built() {
 #if defined(XSEP_WITH_CUTE)
-  return wgmma_body_built(sepconv_bwd_input_staged_kernel<StagedInputTraits<T, true>>);
+  static std::atomic<int8_t> cache[64];
+  return once_per_device(cache,
+                         [] { return wgmma_body_built(sepconv_bwd_input_staged_kernel<StagedInputTraits<T, true>>); });
 #else
   return false;
 #endif
@@ -34,7 +36,8 @@ cudaError_t launch_wgmma_input(const SepConvBwdParams& p, dim3 grid, cudaStream_
 template <typename T>
 bool wgmma_pw_built() {
 #if defined(XSEP_WITH_CUTE)
-  return wgmma_body_built(sepconv_bwd_pw_staged_kernel<StagedPwTraits<T, true>>);
+  static std::atomic<int8_t> cache[64];
+  return once_per_device(cache, [] { return wgmma_body_built(sepconv_bwd_pw_staged_kernel<StagedPwTraits<T, true>>); });
 #else
   return false;
 #endif

@@ -37,10 +37,13 @@ int wgmma_pixels(const SepConvParams& p, int smem_optin) {
 // Whether this build has the kernels' wgmma code for the current device.
 template <typename T>
 bool wgmma_forward_built() {
-  if constexpr (sizeof(T) == 2) {
-    if (!wgmma_body_built(sepconv_fwd_wgmma_kernel<WgmmaFwdTraits<T, 128>>)) return false;
-  }
-  return wgmma_body_built(sepconv_fwd_wgmma_kernel<WgmmaFwdTraits<T, 64>>);
+  static std::atomic<int8_t> cache[64];
+  return once_per_device(cache, [] {
+    if constexpr (sizeof(T) == 2) {
+      if (!wgmma_body_built(sepconv_fwd_wgmma_kernel<WgmmaFwdTraits<T, 128>>)) return false;
+    }
+    return wgmma_body_built(sepconv_fwd_wgmma_kernel<WgmmaFwdTraits<T, 64>>);
+  });
 }
 
 template <typename T>

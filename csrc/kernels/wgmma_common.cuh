@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -134,6 +135,20 @@ bool wgmma_body_built(Kernel kernel) {
     return false;
   }
   return attributes.sharedSizeBytes > 0;
+}
+
+// `check()` once per device, remembered in `cache` (one per caller: 0 unknown, 1 no, 2 yes), so a
+// launch does not ask the driver again.
+template <class Check>
+bool once_per_device(std::atomic<int8_t> (&cache)[64], Check&& check) {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return check();
+  int8_t known = cache[device].load(std::memory_order_relaxed);
+  if (known == 0) {
+    known = check() ? 2 : 1;
+    cache[device].store(known, std::memory_order_relaxed);
+  }
+  return known == 2;
 }
 #endif
 
