@@ -172,7 +172,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_
 #pragma unroll
       for (int j = 0; j < kVec; ++j) out.v[j] = round_to_tf32(out.v[j]);
     }
-    // 16 bytes (8 channels from a multiple of 8) are contiguous in the swizzled layout.
+    // 16 bytes (kVec channels from a multiple of kVec) are contiguous in the swizzled layout.
     *reinterpret_cast<uint4*>(&z_chunk(k0 / BK)(m, k0 % BK)) = out.u;
   });
 
