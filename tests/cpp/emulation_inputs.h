@@ -72,3 +72,41 @@ double forward_error(const xsep::SepConvParams& p, const std::vector<double>& x,
   }
   return worst;
 }
+
+// One forward call's inputs, rounded to T, with its params (x and y in channels_last or NCHW), y
+// poisoned with NaN so an element a kernel does not write shows. Square kernels, multiplier M.
+template <typename T>
+struct ForwardCall {
+  RoundedInput<T> x, wdw, wpw, bias;
+  std::vector<T> y;
+  xsep::SepConvParams p{};
+
+  ForwardCall(int N, int C, int H, int W, int M, int Cout, int K, int stride, int dil, int pt, int pb, int pl, int pr,
+              xsep::Activation act, bool channels_last, std::mt19937& rng) {
+    const int Cmid = C * M;
+    const int Ho = conv_out_extent(H, pt, pb, K, dil, stride), Wo = conv_out_extent(W, pl, pr, K, dil, stride);
+    x = random_rounded<T>(static_cast<size_t>(N) * C * H * W, 1.0, rng);
+    wdw = random_rounded<T>(static_cast<size_t>(Cmid) * K * K, 1.0 / K, rng);
+    wpw = random_rounded<T>(static_cast<size_t>(Cout) * Cmid, 1.0 / std::sqrt(Cmid), rng);
+    bias = random_rounded<T>(static_cast<size_t>(Cout), 1.0, rng);
+    y.assign(static_cast<size_t>(N) * Cout * Ho * Wo, static_cast<T>(NAN));
+    // Element strides (n, c, h, w) in the layout.
+    auto strides = [&](int ch, int h, int w, int64_t* s) {
+      if (channels_last) {
+        s[0] = static_cast<int64_t>(h) * w * ch, s[1] = 1, s[2] = static_cast<int64_t>(w) * ch, s[3] = ch;
+      } else {
+        s[0] = static_cast<int64_t>(ch) * h * w, s[1] = static_cast<int64_t>(h) * w, s[2] = w, s[3] = 1;
+      }
+    };
+    p.N = N, p.C = C, p.H = H, p.W = W, p.M = M, p.Cmid = Cmid, p.Cout = Cout;
+    p.kh = p.kw = K, p.sh = p.sw = stride, p.pt = pt, p.pl = pl, p.dh = p.dw = dil, p.Ho = Ho, p.Wo = Wo;
+    strides(C, H, W, p.x_stride);
+    strides(Cout, Ho, Wo, p.y_stride);
+    p.x = x.dev.data(), p.dw_weight = wdw.dev.data(), p.pw_weight = wpw.dev.data(), p.bias = bias.dev.data();
+    p.y = y.data();
+    p.activation = act, p.channels_last = channels_last;
+  }
+
+  // forward_error of y as the kernel left it.
+  double error(bool* unwritten) const { return forward_error(p, x.ref, wdw.ref, wpw.ref, bias.ref, y, unwritten); }
+};

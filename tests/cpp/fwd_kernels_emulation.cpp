@@ -104,30 +104,11 @@ void launch(Kernel which, const xsep::SepConvParams& p) {
 
 template <typename T, Math kMath>
 bool run_case(const Case& c, Kernel which, bool channels_last, std::mt19937& rng, double tol) {
-  const int Cmid = c.C * c.M, K = c.k;
-  const int Ho = conv_out_extent(c.H, c.pt, c.pb, K, c.dil, c.stride);
-  const int Wo = conv_out_extent(c.W, c.pl, c.pr, K, c.dil, c.stride);
-  const auto x = random_rounded<T>(static_cast<size_t>(c.N) * c.C * c.H * c.W, 1.0, rng);
-  const auto wdw = random_rounded<T>(static_cast<size_t>(Cmid) * K * K, 1.0 / K, rng);
-  const auto wpw = random_rounded<T>(static_cast<size_t>(c.Cout) * Cmid, 1.0 / std::sqrt(Cmid), rng);
-  const auto bias = random_rounded<T>(static_cast<size_t>(c.Cout), 1.0, rng);
-  // Element strides (n, c, h, w) of x and y in the layout.
-  auto strides = [&](int ch, int h, int w, int64_t* s) {
-    if (channels_last) {
-      s[0] = static_cast<int64_t>(h) * w * ch, s[1] = 1, s[2] = static_cast<int64_t>(w) * ch, s[3] = ch;
-    } else {
-      s[0] = static_cast<int64_t>(ch) * h * w, s[1] = static_cast<int64_t>(h) * w, s[2] = w, s[3] = 1;
-    }
-  };
-  xsep::SepConvParams p{};
-  p.N = c.N, p.C = c.C, p.H = c.H, p.W = c.W, p.M = c.M, p.Cmid = Cmid, p.Cout = c.Cout;
-  p.kh = p.kw = K, p.sh = p.sw = c.stride, p.pt = c.pt, p.pl = c.pl, p.dh = p.dw = c.dil, p.Ho = Ho, p.Wo = Wo;
-  strides(c.C, c.H, c.W, p.x_stride);
-  strides(c.Cout, Ho, Wo, p.y_stride);
-  std::vector<T> y(static_cast<size_t>(c.N) * c.Cout * Ho * Wo, static_cast<T>(NAN));
-  p.x = x.dev.data(), p.dw_weight = wdw.dev.data(), p.pw_weight = wpw.dev.data(), p.bias = bias.dev.data();
-  p.y = y.data();
-  p.activation = c.act, p.channels_last = channels_last, p.allow_tf32 = kMath == Math::kTensorCore;
+  const int K = c.k;
+  ForwardCall<T> call(c.N, c.C, c.H, c.W, c.M, c.Cout, K, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act, channels_last,
+                      rng);
+  xsep::SepConvParams& p = call.p;
+  p.allow_tf32 = kMath == Math::kTensorCore;
 
   if (K == 3) {
     channels_last ? launch<T, kMath, true, 3, 3>(which, p) : launch<T, kMath, false, 3, 3>(which, p);
@@ -136,7 +117,7 @@ bool run_case(const Case& c, Kernel which, bool channels_last, std::mt19937& rng
   }
 
   bool unwritten = false;
-  const double worst = forward_error(p, x.ref, wdw.ref, wpw.ref, bias.ref, y, &unwritten);
+  const double worst = call.error(&unwritten);
   const bool ok = !unwritten && worst <= tol;
   std::printf("%s %-9s %-18s %-9s %-13s relative error %.2e%s\n", ok ? "ok    " : "FAILED", kernel_name(which), c.name,
               mode_name<T, kMath>(), channels_last ? "channels_last" : "nchw", worst,

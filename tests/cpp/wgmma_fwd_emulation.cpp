@@ -32,35 +32,20 @@ const char* mode_name() {
 template <typename T, int BM>
 bool run_case(const Case& c, int parts, std::mt19937& rng, double tol) {
   using Traits = xsep::WgmmaFwdTraits<T, BM>;
-  const int K = 3;
-  const int Ho = conv_out_extent(c.H, c.pt, c.pb, K, c.dil, c.stride);
-  const int Wo = conv_out_extent(c.W, c.pl, c.pr, K, c.dil, c.stride);
-  const auto x = random_rounded<T>(static_cast<size_t>(c.N) * c.C * c.H * c.W, 1.0, rng);
-  const auto wdw = random_rounded<T>(static_cast<size_t>(c.C) * K * K, 1.0 / K, rng);
-  const auto wpw = random_rounded<T>(static_cast<size_t>(c.Cout) * c.C, 1.0 / std::sqrt(c.C), rng);
-  const auto bias = random_rounded<T>(static_cast<size_t>(c.Cout), 1.0, rng);
-  auto strides = [](int ch, int h, int w, int64_t* s) {  // channels_last
-    s[0] = static_cast<int64_t>(h) * w * ch, s[1] = 1, s[2] = static_cast<int64_t>(w) * ch, s[3] = ch;
-  };
-  xsep::SepConvParams p{};
-  p.N = c.N, p.C = c.C, p.H = c.H, p.W = c.W, p.M = 1, p.Cmid = c.C, p.Cout = c.Cout;
-  p.kh = p.kw = K, p.sh = p.sw = c.stride, p.pt = c.pt, p.pl = c.pl, p.dh = p.dw = c.dil, p.Ho = Ho, p.Wo = Wo;
-  strides(c.C, c.H, c.W, p.x_stride);
-  strides(c.Cout, Ho, Wo, p.y_stride);
-  std::vector<T> y(static_cast<size_t>(c.N) * c.Cout * Ho * Wo, static_cast<T>(NAN));
-  p.x = x.dev.data(), p.dw_weight = wdw.dev.data(), p.pw_weight = wpw.dev.data(), p.bias = bias.dev.data();
-  p.y = y.data();
-  p.activation = c.act, p.channels_last = true, p.allow_tf32 = true;
+  ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
+                      /*channels_last=*/true, rng);
+  xsep::SepConvParams& p = call.p;
+  p.allow_tf32 = true;
   if (!xsep::depthwise_vec_applies<Traits>(p) || !xsep::output_vec_applies<Traits>(p))
     xsep_emulation::die("a case the wgmma launcher would not take");
 
-  const int64_t pixels = static_cast<int64_t>(p.N) * Ho * Wo;
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   xsep_emulation::run_grid(
       dim3(static_cast<unsigned>((pixels + BM - 1) / BM), static_cast<unsigned>(parts)), Traits::kThreads,
       [&] { xsep::sepconv_fwd_wgmma_kernel<Traits>(p); }, xsep::WgmmaFwdLayout<Traits>::bytes(p.Cmid));
 
   bool unwritten = false;
-  const double worst = forward_error(p, x.ref, wdw.ref, wpw.ref, bias.ref, y, &unwritten);
+  const double worst = call.error(&unwritten);
   const bool ok = !unwritten && worst <= tol;
   std::printf("%s wgmma-%-3d split %d %-14s %s relative error %.2e%s\n", ok ? "ok    " : "FAILED", BM, parts, c.name,
               mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
