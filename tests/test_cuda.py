@@ -3,6 +3,7 @@ too): every output element written, exact fp32 without TF32, partial tiles, 64-b
 the dispatch log, the device guard."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -172,7 +173,8 @@ print("checked")
 
 # halo: experimental, forced only here; it applies to the channels_last cases with C % 8 == 0.
 # The resident kernel's measurement knobs: three weight chunks in flight (XSEP_FWD_STAGES=3), 64 or
-# 128 pixels per CTA (XSEP_FWD_PIXELS; 16-bit channels_last 3x3 calls, 32 pixels elsewhere).
+# 128 pixels per CTA (XSEP_FWD_PIXELS; 16-bit channels_last 3x3 calls, 32 pixels elsewhere). The
+# wgmma kernel's: 64 pixels (XSEP_FWD_PIXELS), the smallest weight ring (XSEP_FWD_STAGES=4).
 FORWARD_VARIANTS = {
     "resident": dict(XSEP_FWD_KERNEL="resident"),
     "resident-3stage": dict(XSEP_FWD_KERNEL="resident", XSEP_FWD_STAGES="3"),
@@ -182,6 +184,7 @@ FORWARD_VARIANTS = {
     "halo": dict(XSEP_FWD_KERNEL="halo"),
     "wgmma": dict(XSEP_FWD_KERNEL="wgmma"),
     "wgmma-64px": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_PIXELS="64"),
+    "wgmma-4stage": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_STAGES="4"),
 }
 
 
@@ -202,14 +205,18 @@ def test_every_forward_kernel_matches_reference(variant):
     assert f" {kernel}" in result.stderr, "the dispatch log does not name the forced kernel"
     if variant == "wgmma":
         for shape in [
-            "wgmma (128 pixels, cout split 1)",
-            "wgmma (64 pixels",
-            "wgmma (128 pixels, cout split 8)",
-            "float32 tf32-mma channels_last 3x3 wgmma (64 pixels",
+            r"wgmma \(128 pixels, [4-8] stages, cout split 1\)",
+            r"wgmma \(64 pixels",
+            r"wgmma \(128 pixels, [4-8] stages, cout split 8\)",
+            r"wgmma \(128 pixels, 8 stages",  # the small layers: the deepest ring
+            r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels",
         ]:
-            assert shape in result.stderr, f"no call ran the wgmma kernel as {shape!r}"
+            assert re.search(shape, result.stderr), f"no call ran the wgmma kernel as {shape!r}"
     if variant == "wgmma-64px":
         assert "wgmma (64 pixels" in result.stderr and "wgmma (128 pixels" not in result.stderr, "64 pixels asked"
+    if variant == "wgmma-4stage":
+        stage_counts = set(re.findall(r"wgmma \(\d+ pixels, (\d) stages", result.stderr))
+        assert stage_counts == {"4"}, f"4 stages asked, the log says {stage_counts}"
     if variant == "resident-3stage":
         assert "(32 pixels, 3 stages" in result.stderr, "the dispatch log does not name the stage count"
     if variant.endswith("px"):

@@ -1,7 +1,8 @@
 """The CUDA kernels run on the host: tests/cpp/cuda_host_emulation.h stands in for the GPU (one
 std::thread per CUDA thread, __syncthreads a barrier, WMMA and cp.async with the hardware's
-alignment rules, copies landing at the wait, shared memory poisoned with NaN). Each program is
-built twice: with ThreadSanitizer (a missing barrier is a reported data race: racecheck's job on
+alignment rules, shared memory poisoned with NaN; cp.async copies land at their wait, so a read
+before it sees stale data, and in a second ThreadSanitizer run when issued, so a copy into a buffer
+still being read overwrites it; both runs must print the same). Each program is built twice: with ThreadSanitizer (a missing barrier is a reported data race: racecheck's job on
 the GPU) and with AddressSanitizer + UBSan (a read or write outside a tensor, or an integer
 overflow in the index math: memcheck's). Each runs kernels with the launch geometry the CUDA
 launchers use and compares with a direct fp64 computation:
@@ -42,15 +43,34 @@ def build_and_run(source: str, sanitizer: str, tmp_path: Path, extra: tuple[str,
     flags += ["-Wno-unknown-pragmas", "-Wno-unused-variable"]
     includes = [f"-I{CUDA_INCLUDE}", f"-I{REPO / 'csrc' / 'kernels'}"]
     subprocess.run(["g++", *flags, *includes, str(REPO / "tests" / "cpp" / source), "-o", str(exe)], check=True)
-    env = {"TSAN_OPTIONS": "halt_on_error=1"}
-    result = subprocess.run([str(exe)], capture_output=True, text=True, env=env)
-    if "unexpected memory mapping" in result.stderr and shutil.which("setarch"):
+    # cp.async copies land at the latest moment (at their wait: a read too early sees stale data),
+    # and under ThreadSanitizer also at the earliest, in a second run beside the first (when issued:
+    # a copy into a buffer still being read overwrites it, and races with the reader).
+    modes = {"copies landing at their wait": {}}
+    if sanitizer == "tsan":
+        modes["copies landing when issued"] = {"XSEP_EMULATION_EAGER_COPIES": "1"}
+    runs = {what: start_emulation(exe, extra_env) for what, extra_env in modes.items()}
+    outputs = [finish_emulation(exe, what, process, modes[what]) for what, process in runs.items()]
+    assert all(out == outputs[0] for out in outputs), "a result depends on when the copies land"
+    return outputs[0]
+
+
+def start_emulation(exe: Path, extra_env: dict[str, str]) -> subprocess.Popen:
+    env = {"TSAN_OPTIONS": "halt_on_error=1", **extra_env}
+    return subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish_emulation(exe: Path, what: str, process: subprocess.Popen, extra_env: dict[str, str]) -> str:
+    stdout, stderr = process.communicate()
+    if "unexpected memory mapping" in stderr and shutil.which("setarch"):
         # ThreadSanitizer's runtime cannot start under some kernels' address-space randomisation.
+        env = {"TSAN_OPTIONS": "halt_on_error=1", **extra_env}
         result = subprocess.run(["setarch", "-R", str(exe)], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+        process, stdout, stderr = result, result.stdout, result.stderr
+    assert process.returncode == 0, what + "\n" + stdout[-6000:] + stderr[-6000:]
     for report in ("ThreadSanitizer", "AddressSanitizer", "runtime error"):
-        assert report not in result.stderr, result.stderr[-6000:]
-    return result.stdout
+        assert report not in stderr, what + "\n" + stderr[-6000:]
+    return stdout
 
 
 def cute_flags() -> tuple[str, ...]:
@@ -88,3 +108,5 @@ def test_wgmma_forward_in_host_emulation(sanitizer, tmp_path):
     assert out.count("ok     wgmma-128 split 2") == 8, out  # four cases, fp16 and bf16
     assert out.count("ok     wgmma-64  split 1") == 12, out  # and TF32
     assert out.count(" tf32 ") == 8, out
+    for stages in range(4, 9):  # every depth of the weight ring
+        assert f" stages {stages} " in out, out

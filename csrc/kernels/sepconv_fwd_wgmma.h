@@ -9,10 +9,12 @@
 
 namespace xsep {
 
-// The shape of one launch: pixels per CTA and how many CTAs share a pixel tile's output channels.
+// The shape of one launch: pixels per CTA, how many CTAs share a pixel tile's output channels, and
+// the slots of the weight ring.
 struct WgmmaLaunch {
   int pixels = 0;
   int parts = 1;
+  int stages = 0;
 };
 
 // True where the wgmma kernel was built for this device (sm_90a code, CuTe present at build time)

@@ -5,18 +5,23 @@
 //
 //   1. Z[BM x Cmid] = depthwise(x) of the CTA's BM pixels, computed once into shared memory (the
 //      resident kernel's 16-byte depthwise) in the K-major, 64-byte-swizzled layout wgmma reads
-//      directly (CuTe's GMMA layout atoms: chunks of BM pixels x 32 channels).
+//      directly (CuTe's GMMA layout atoms: chunks of BM pixels x 64 bytes of channels).
 //   2. For each tile of 128 output channels: Y = Z . W^T, one wgmma batch (BM/64 warpgroups of
-//      64 x 128 x BK) per BK channels (64 bytes of them: 32 16-bit, 16 fp32). The weight chunks are copied (16-byte cp.async) two steps
-//      ahead into a 4-slot ring, and one wgmma batch stays in flight while the warps move on to
-//      the next step's copy and barrier.
-//   3. Epilogue per tile: accumulators plus bias, rounded once, staged in shared memory (the
-//      weight ring, idle then) and written with 16-byte stores.
+//      64 x 128 x BK) per BK channels (64 bytes of them: 32 16-bit, 16 fp32). The weight chunks of
+//      all the CTA's tiles form one sequence, copied (16-byte cp.async) `stages - 2` chunks ahead
+//      into a ring of `stages` slots; one wgmma batch stays in flight while the warps move on to
+//      the next step's copy and barrier. The first chunks are in flight during step 1, and the
+//      next tile's while a tile's epilogue runs: the copies never drain between tiles.
+//   3. Epilogue per tile: accumulators plus bias, rounded once, stored from registers (pairs of
+//      neighbouring channels; a warp's store covers 8 pixels x 16 or 32 bytes), so the ring stays
+//      free for the next tile's chunks.
 //
 // Why: the resident kernel's WMMA fragments are loaded through registers from shared memory, and
 // its 32-pixel tiles make every CTA stream the whole pointwise weight from L2 for 32 rows of GEMM;
 // here 128 pixels share each weight chunk (64 for Cmid > 768, to fit Z) and the tensor cores read
-// both operands from shared memory themselves.
+// both operands from shared memory themselves. Every chunk is read from L2 by every CTA, so the
+// copies in flight set the pace (Little's law: bytes in flight = bandwidth x latency): the launcher
+// gives the ring every slot shared memory holds without losing a CTA per SM (4 to 8).
 //
 // Built only with CuTe's headers (XSEP_WITH_CUTE: the nvidia-cutlass wheel) and only for sm_90a;
 // elsewhere the kernel is an empty stub that the launcher never starts (wgmma_body_built). The
@@ -48,9 +53,9 @@ struct WgmmaFwdTraits {
   static constexpr int BM = BM_;              // pixels per CTA: 64 per warpgroup
   static constexpr int BN = 128;              // output channels per tile (the wgmma N)
   static constexpr int BK = 64 / sizeof(T_);  // channels per step: one 64-byte swizzle row
-  static constexpr int kStages = 4;
-  static constexpr int kAhead = 2;  // chunks copied ahead; kStages - kAhead - 1 = 1 wgmma batch in flight
-  static_assert(kStages >= kAhead + 2, "a slot is refilled only after the wgmma that read it has finished");
+  // Slots in the weight ring (a launch argument): chunks are copied stages - 2 ahead, so a slot is
+  // refilled only after the wgmma batch that read it has finished (one stays in flight).
+  static constexpr int kMinStages = 4, kMaxStages = 8;
   static constexpr int kWarpgroups = BM_ / 64;
   static constexpr int kThreads = 128 * kWarpgroups;
   static constexpr bool kChannelsLast = true;
@@ -63,11 +68,10 @@ struct WgmmaFwdTraits {
   // swizzle atom, so every chunk starts on one.
   static constexpr int kZChunkBytes = BM_ * 64;
   static constexpr int kWSlotBytes = BN * 64;
-  static_assert(BM_ * BN * sizeof(T_) <= kStages * kWSlotBytes, "the output tile is staged in the weight ring");
 };
 
-// Dynamic shared memory: [alignment slack][Z: kpad / BK chunks][weight ring]. wgmma's swizzled
-// operands must start on 512-byte boundaries (the atom); the slack aligns Z to 1024.
+// Dynamic shared memory: [alignment slack][Z: kpad / BK chunks][weight ring: stages slots]. wgmma's
+// swizzled operands must start on 512-byte boundaries (the atom); the slack aligns Z to 1024.
 template <class Traits>
 struct WgmmaFwdLayout {
   static constexpr int kAlign = 1024;  // align_for_wgmma's slack
@@ -75,8 +79,8 @@ struct WgmmaFwdLayout {
   static __host__ __device__ size_t z_bytes(int cmid) {
     return static_cast<size_t>(kpad(cmid) / Traits::BK) * Traits::kZChunkBytes;
   }
-  static __host__ __device__ size_t bytes(int cmid) {
-    return kAlign + z_bytes(cmid) + static_cast<size_t>(Traits::kStages) * Traits::kWSlotBytes;
+  static __host__ __device__ size_t bytes(int cmid, int stages) {
+    return kAlign + z_bytes(cmid) + static_cast<size_t>(stages) * Traits::kWSlotBytes;
   }
 };
 
@@ -89,22 +93,20 @@ struct WgmmaFwdCute {
   // One Z chunk: BM pixels x BK channels, K-major (channels contiguous), 64-byte swizzle.
   using ZChunkLayout = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW64_Atom<Element>{},
                                                     cute::Shape<cute::Int<Traits::BM>, cute::Int<Traits::BK>>{}));
-  // The weight ring: BN output channels x BK channels x kStages slots, the same atom.
-  using WRingLayout = decltype(cute::tile_to_shape(
-      cute::GMMA::Layout_K_SW64_Atom<Element>{},
-      cute::Shape<cute::Int<Traits::BN>, cute::Int<Traits::BK>, cute::Int<Traits::kStages>>{}));
+  // One slot of the weight ring: BN output channels x BK channels, the same atom.
+  using WSlotLayout = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW64_Atom<Element>{},
+                                                   cute::Shape<cute::Int<Traits::BN>, cute::Int<Traits::BK>>{}));
   using Atom = typename WgmmaAtom<typename Traits::T, Traits::BN, cute::GMMA::Major::K, cute::GMMA::Major::K>::type;
   // kWarpgroups warpgroups stacked along M (pixels).
   using TiledMma =
       decltype(cute::make_tiled_mma(Atom{}, cute::Layout<cute::Shape<cute::Int<Traits::kWarpgroups>, cute::_1, cute::_1>>{}));
 };
 
-// One BN x BK chunk of the pointwise weight (output channels co0.., channels k0..) into `slot` of
-// the ring, 16 bytes per copy (zero outside the matrix: Cmid % kVec == 0, so a piece is wholly
-// in or out).
-template <class Traits, class RingTensor>
-__device__ __forceinline__ void wgmma_copy_weight_chunk(const SepConvParams& p, RingTensor& ring, int slot, int co0,
-                                                        int k0) {
+// One BN x BK chunk of the pointwise weight (output channels co0.., channels k0..) into `slot` (a
+// BN x BK tensor), 16 bytes per copy (zero outside the matrix: Cmid % kVec == 0, so a piece is
+// wholly in or out).
+template <class Traits, class SlotTensor>
+__device__ __forceinline__ void wgmma_copy_weight_chunk(const SepConvParams& p, SlotTensor&& slot, int co0, int k0) {
   using T = typename Traits::T;
   constexpr int kVec = Traits::kVec, kPieces = Traits::BN * Traits::BK / kVec;
   static_assert(kPieces % Traits::kThreads == 0, "whole pieces per thread");
@@ -116,21 +118,21 @@ __device__ __forceinline__ void wgmma_copy_weight_chunk(const SepConvParams& p, 
     const int co = co0 + n, cm = k0 + k;
     const bool inside = co < p.Cout && cm < p.Cmid;
     const T* src = inside ? wpw + static_cast<int64_t>(co) * p.Cmid + cm : wpw;
-    cp_async_16(&ring(n, k, slot), src, inside);
+    cp_async_16(&slot(n, k), src, inside);
   }
 }
 
-// fp32 operands: the pieces of chunk `slot` this thread copied (wgmma_copy_weight_chunk's), once
-// landed, rounded to TF32 in place (to nearest, as the WMMA path rounds; wgmma would truncate).
-template <class Traits, class RingTensor>
-__device__ __forceinline__ void wgmma_round_weight_chunk(RingTensor& ring, int slot) {
+// fp32 operands: the pieces of `slot` this thread copied (wgmma_copy_weight_chunk's), once landed,
+// rounded to TF32 in place (to nearest, as the WMMA path rounds; wgmma would truncate).
+template <class Traits, class SlotTensor>
+__device__ __forceinline__ void wgmma_round_weight_chunk(SlotTensor&& slot) {
   if constexpr (std::is_same_v<typename Traits::T, float>) {
     constexpr int kVec = Traits::kVec, kPieces = Traits::BN * Traits::BK / kVec;
 #pragma unroll
     for (int i = 0; i < kPieces / Traits::kThreads; ++i) {
       const int v = threadIdx.x + i * Traits::kThreads;
       const int n = v / (Traits::BK / kVec), k = (v % (Traits::BK / kVec)) * kVec;
-      float4* piece = reinterpret_cast<float4*>(&ring(n, k, slot));
+      float4* piece = reinterpret_cast<float4*>(&slot(n, k));
       float4 w = *piece;
       w.x = round_to_tf32(w.x), w.y = round_to_tf32(w.y), w.z = round_to_tf32(w.z), w.w = round_to_tf32(w.w);
       *piece = w;
@@ -138,26 +140,53 @@ __device__ __forceinline__ void wgmma_round_weight_chunk(RingTensor& ring, int s
   }
 }
 
+// Output channels co, co + 1 of the output pixel at y + base: v0, v1 rounded once (fp32: 8 bytes,
+// 16-bit: 4; co is even and y 16-byte aligned).
+template <typename T>
+__device__ __forceinline__ void store_output_pair(T* y, int64_t base, int co, float v0, float v1) {
+  if constexpr (std::is_same_v<T, float>) {
+    *reinterpret_cast<float2*>(y + base + co) = make_float2(v0, v1);
+  } else {
+    Vec16<T> pair;  // the first two lanes; one 4-byte store
+    pair.v[0] = from_float<T>(v0), pair.v[1] = from_float<T>(v1);
+    *reinterpret_cast<uint32_t*>(y + base + co) = pair.u.x;
+  }
+}
+
+// stages: slots in the weight ring, kMinStages..kMaxStages (the launcher's choice; the dynamic
+// shared memory is WgmmaFwdLayout::bytes(Cmid, stages)).
 template <class Traits>
-__global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_fwd_wgmma_kernel(const SepConvParams p) {
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
+    sepconv_fwd_wgmma_kernel(const SepConvParams p, const int stages) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
   using namespace cute;
   using Cute = WgmmaFwdCute<Traits>;
   using Element = typename Cute::Element;
   using T = typename Traits::T;
-  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kStages = Traits::kStages;
-  constexpr int kAhead = Traits::kAhead, kVec = Traits::kVec;
+  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kVec = Traits::kVec;
   using Layout = WgmmaFwdLayout<Traits>;
   // The pixel table is static shared memory, which the launcher also uses to tell this kernel from
   // the stub other architectures get (see wgmma_body_built).
   __shared__ FwdPixelTable<BM> px;
   XSEP_DYNAMIC_SHARED(smem_raw);
   unsigned char* smem = align_for_wgmma(smem_raw);
-  const int kpad = Layout::kpad(p.Cmid), steps = kpad / BK;
+  const int kpad = Layout::kpad(p.Cmid), steps = kpad / BK, ahead = stages - 2;
   Element* z = reinterpret_cast<Element*>(smem);
   Element* w = reinterpret_cast<Element*>(smem + Layout::z_bytes(p.Cmid));
   auto z_chunk = [&](int c) { return make_tensor(make_smem_ptr(z + c * BM * BK), typename Cute::ZChunkLayout{}); };
-  Tensor ring = make_tensor(make_smem_ptr(w), typename Cute::WRingLayout{});  // (BN, BK, kStages)
+  auto w_slot = [&](int s) { return make_tensor(make_smem_ptr(w + s * BN * BK), typename Cute::WSlotLayout{}); };
+
+  // The CTA's weight chunks, one sequence over its output-channel tiles: chunk g is tile g / steps,
+  // channels (g % steps) * BK.., in slot g % stages. fetch(g) copies it (if it exists) and closes a
+  // group either way, so that group g is chunk g's.
+  int co_begin, co_end;
+  resident_cout_range<Traits>(p.Cout, blockIdx.y, gridDim.y, &co_begin, &co_end);
+  const int chunks = (co_end - co_begin + BN - 1) / BN * steps;
+  auto fetch = [&](int g) {
+    if (g < chunks) wgmma_copy_weight_chunk<Traits>(p, w_slot(g % stages), co_begin + g / steps * BN, g % steps * BK);
+    cp_async_commit();
+  };
+  for (int g = 0; g < ahead; ++g) fetch(g);  // they land while the depthwise phase runs
 
   px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
   __syncthreads();
@@ -180,70 +209,49 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks) sepconv_
   ThrMMA thr_mma = mma.get_slice(threadIdx.x);
   Tensor acc = partition_fragment_C(mma, Shape<Int<BM>, Int<BN>>{});  // fp32, (MMA, MMA_M, MMA_N)
   Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
-  Tensor ring_frag = thr_mma.make_fragment_B(thr_mma.partition_B(ring));  // descriptors (MMA, MMA_N, MMA_K, kStages)
-
-  int co_begin, co_end;
-  resident_cout_range<Traits>(p.Cout, blockIdx.y, gridDim.y, &co_begin, &co_end);
   T* __restrict__ y = static_cast<T*>(p.y);
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
-  T* staged = reinterpret_cast<T*>(w);  // the output tile, [BM][BN] with 16-byte pieces swizzled by row
 
+  int g = 0;  // the chunk of this step
 #pragma unroll 1
   for (int co0 = co_begin; co0 < co_end; co0 += BN) {
     clear(acc);
-#pragma unroll
-    for (int s = 0; s < kAhead; ++s) {
-      if (s < steps) wgmma_copy_weight_chunk<Traits>(p, ring, s, co0, s * BK);
-      cp_async_commit();
-    }
 #pragma unroll 1
-    for (int step = 0; step < steps; ++step) {
-      // Chunk `step` landed (this thread's copies; groups: kAhead + step committed so far), then
-      // for everyone, and visible to wgmma (so is Z, the first time).
-      cp_async_wait<kAhead - 1>();
-      wgmma_round_weight_chunk<Traits>(ring, step % kStages);
+    for (int step = 0; step < steps; ++step, ++g) {
+      // Chunk g landed (this thread's copies: groups g + ahead committed so far), then for
+      // everyone, and visible to wgmma (so is Z, the first time).
+      cp_async_wait_pending(ahead - 1);
+      wgmma_round_weight_chunk<Traits>(w_slot(g % stages));
       fence_shared_for_wgmma();
       __syncthreads();
-      // Its slot last held chunk step + kAhead - kStages, whose wgmma every warpgroup waited for
-      // before this barrier (at most one batch in flight after each step).
-      const int ahead = step + kAhead;
-      if (ahead < steps) wgmma_copy_weight_chunk<Traits>(p, ring, ahead % kStages, co0, ahead * BK);
-      cp_async_commit();
+      // Its slot last held chunk g - 2, whose wgmma every warpgroup waited for before this barrier
+      // (at most one batch in flight after each step; none after a tile).
+      fetch(g + ahead);
 
-      Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(step)));  // (MMA, MMA_M, MMA_K)
+      Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(step)));           // (MMA, MMA_M, MMA_K)
+      Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(w_slot(g % stages)));  // (MMA, MMA_N, MMA_K)
       warpgroup_fence_operand(acc);
       wgmma_arrive();
-      gemm(mma, a_frag, ring_frag(_, _, _, step % kStages), acc);
+      gemm(mma, a_frag, b_frag, acc);
       wgmma_commit();
       wgmma_wait<1>();
       warpgroup_fence_operand(acc);
     }
     wgmma_wait<0>();
     warpgroup_fence_operand(acc);
-    cp_async_wait<0>();  // the empty tail groups: nothing may land in the ring after this
-    __syncthreads();     // every wgmma done with the ring before the staging overwrites it
 
-    // 3. Bias, one rounding, into the staging tile; then 16-byte stores of whole pieces.
+    // 3. Bias, one rounding, stores from registers while the next tile's chunks are in flight. The
+    // accumulator layout holds neighbouring channels in neighbouring values (i, i + 1), i even.
 #pragma unroll
-    for (int i = 0; i < size(acc); ++i) {
-      const int m = get<0>(coords(i)), n = get<1>(coords(i));
-      const int co = co0 + n;
-      float v = acc(i);
-      if (bias != nullptr && co < p.Cout) v += to_float(__ldg(bias + co));
-      staged[m * BN + (((n / kVec) ^ (m % (BN / kVec))) * kVec) + n % kVec] = from_float<T>(v);
+    for (int i = 0; i < size(acc); i += 2) {
+      const int m = get<0>(coords(i)), co = co0 + get<1>(coords(i));
+      if (co >= p.Cout || px.y_base[m] < 0) continue;  // Cout % kVec == 0: co + 1 is inside too
+      float v0 = acc(i), v1 = acc(i + 1);
+      if (bias != nullptr) v0 += to_float(__ldg(bias + co)), v1 += to_float(__ldg(bias + co + 1));
+      store_output_pair(y, px.y_base[m], co, v0, v1);
     }
-    __syncthreads();
-    constexpr int kPieces = BN / kVec;
-#pragma unroll 2
-    for (int i = threadIdx.x; i < BM * kPieces; i += Traits::kThreads) {
-      const int m = i / kPieces, piece = i % kPieces;  // neighbouring threads: neighbouring pieces of a pixel
-      const int co = co0 + piece * kVec;
-      if (co >= p.Cout || px.y_base[m] < 0) continue;  // Cout % kVec == 0: wholly in or out
-      const uint4 v = *reinterpret_cast<const uint4*>(staged + m * BN + ((piece ^ (m % kPieces)) * kVec));
-      *reinterpret_cast<uint4*>(y + px.y_base[m] + co) = v;
-    }
-    __syncthreads();  // the staging is read before the next tile's weight chunks overwrite it
   }
+  cp_async_wait<0>();  // the empty tail groups
 #endif
 }
 

@@ -15,14 +15,14 @@ namespace xsep {
 
 #if defined(XSEP_WITH_CUTE)
 
-// 128 pixels per CTA where Z fits, else 64; 0: neither fits. XSEP_FWD_PIXELS=64 asks for 64 (for
-// measurement: half the weight reuse, twice the CTAs). fp32: 64 (its output tile of 128 pixels
-// would not fit the staging).
+// 128 pixels per CTA where Z fits (with the smallest ring), else 64; 0: neither fits.
+// XSEP_FWD_PIXELS=64 asks for 64 (for measurement: half the weight reuse, twice the CTAs). fp32: 64
+// (two warpgroups of TF32 accumulators would not fit 128 registers a thread).
 template <typename T>
 int wgmma_pixels(const SepConvParams& p, int smem_optin) {
   auto fits = [&](auto traits) {
     using Traits = decltype(traits);
-    return WgmmaFwdLayout<Traits>::bytes(p.Cmid) + sizeof(FwdPixelTable<Traits::BM>) <=
+    return WgmmaFwdLayout<Traits>::bytes(p.Cmid, Traits::kMinStages) + sizeof(FwdPixelTable<Traits::BM>) <=
            static_cast<size_t>(smem_optin);
   };
   static const char* forced = std::getenv("XSEP_FWD_PIXELS");
@@ -32,6 +32,36 @@ int wgmma_pixels(const SepConvParams& p, int smem_optin) {
   }
   if (fits(WgmmaFwdTraits<T, 64>{})) return 64;
   return 0;
+}
+
+// Slots in the weight ring for this call: the most (up to kMaxStages) that keep as many CTAs per SM
+// as kMinStages do; XSEP_FWD_STAGES=4..8 forces a count where it fits (for measurement).
+template <class Traits>
+int wgmma_stages(const SepConvParams& p, int smem_optin) {
+  auto kernel = sepconv_fwd_wgmma_kernel<Traits>;
+  const size_t static_bytes = sizeof(FwdPixelTable<Traits::BM>);
+  auto fits = [&](int s) { return WgmmaFwdLayout<Traits>::bytes(p.Cmid, s) + static_bytes <= static_cast<size_t>(smem_optin); };
+  static const char* forced = std::getenv("XSEP_FWD_STAGES");
+  const int asked = forced != nullptr ? std::atoi(forced) : 0;
+  if (asked >= Traits::kMinStages && asked <= Traits::kMaxStages && fits(asked)) return asked;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(smem_optin - static_bytes)) != cudaSuccess) {
+    cudaGetLastError();  // not this call's error: the launch sets the size it needs and reports
+    return Traits::kMinStages;
+  }
+  auto per_sm = [&](int s) {
+    int blocks = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Traits::kThreads,
+                                                      WgmmaFwdLayout<Traits>::bytes(p.Cmid, s)) != cudaSuccess) {
+      cudaGetLastError();
+      return -1;
+    }
+    return blocks;
+  };
+  const int base = per_sm(Traits::kMinStages);
+  int stages = Traits::kMinStages;
+  for (int s = Traits::kMinStages + 1; s <= Traits::kMaxStages && fits(s) && per_sm(s) >= base; ++s) stages = s;
+  return stages;
 }
 
 // Whether this build has the kernels' wgmma code for the current device.
@@ -60,10 +90,12 @@ bool wgmma_forward_applies(const SepConvParams& p) {
 }
 
 template <class Traits>
-int launch_wgmma_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
+int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t stream, WgmmaLaunch* launch) {
   launch->pixels = Traits::BM;
+  launch->stages = wgmma_stages<Traits>(p, smem_optin);
   return launch_pixel_tiles<Traits::BM, Traits::BN>(sepconv_fwd_wgmma_kernel<Traits>, Traits::kThreads,
-                                                    WgmmaFwdLayout<Traits>::bytes(p.Cmid), p, stream, &launch->parts);
+                                                    WgmmaFwdLayout<Traits>::bytes(p.Cmid, launch->stages), p, stream,
+                                                    &launch->parts, launch->stages);
 }
 
 template <typename T>
@@ -72,9 +104,10 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
   if constexpr (sizeof(T) == 2) {
-    if (wgmma_pixels<T>(p, smem_optin) == 128) return launch_wgmma_traits<WgmmaFwdTraits<T, 128>>(p, stream, launch);
+    if (wgmma_pixels<T>(p, smem_optin) == 128)
+      return launch_wgmma_traits<WgmmaFwdTraits<T, 128>>(p, smem_optin, stream, launch);
   }
-  return launch_wgmma_traits<WgmmaFwdTraits<T, 64>>(p, stream, launch);
+  return launch_wgmma_traits<WgmmaFwdTraits<T, 64>>(p, smem_optin, stream, launch);
 }
 
 #else  // without CuTe there is no wgmma kernel: nothing applies

@@ -9,7 +9,10 @@
 //     lane 0 stores it. Pointers must be 32-byte aligned and ldm a multiple of 16 bytes, as on the
 //     GPU (a violation aborts).
 //   * cp.async: a copy lands only at the wait that covers it, the latest moment the hardware may
-//     deliver it (a read before the wait sees stale data); 16-byte alignment is checked.
+//     deliver it (a read before the wait sees stale data); 16-byte alignment is checked. With
+//     XSEP_EMULATION_EAGER_COPIES=1 in the environment, it lands when issued instead, the earliest
+//     moment: a copy into a buffer that is still being read (by other threads, or by a warpgroup
+//     MMA in flight, which runs at its wait) overwrites what the reader sees. The tests run both.
 // Not modelled: warp shuffles and votes, the memory model beyond the barriers, timing. Built with
 // -fsanitize=thread, a missing barrier shows up as a data race on shared memory; with
 // -fsanitize=address,undefined, an access outside a tensor or an overflowing index.
@@ -57,6 +60,15 @@ struct Copy {
   const void* src;
   bool valid;
 };
+inline const bool eager_copies = std::getenv("XSEP_EMULATION_EAGER_COPIES") != nullptr;
+
+inline void land(const Copy& c) {
+  if (c.valid) {
+    std::memcpy(c.dst, c.src, 16);
+  } else {
+    std::memset(c.dst, 0, 16);
+  }
+}
 inline thread_local std::vector<std::vector<Copy>> committed;
 inline thread_local std::vector<Copy> open_group;
 
@@ -114,7 +126,12 @@ inline unsigned char* emulated_dynamic_shared() { return xsep_emulation::dynamic
 inline void emulated_cp_async_16(void* dst, const void* src, bool valid) {
   if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))
     xsep_emulation::die("cp.async with an address not 16-byte aligned");
-  xsep_emulation::open_group.push_back({dst, src, valid});
+  if (xsep_emulation::eager_copies) {
+    xsep_emulation::land({dst, src, valid});
+    xsep_emulation::open_group.push_back({nullptr, nullptr, false});  // counted in its group, landed
+  } else {
+    xsep_emulation::open_group.push_back({dst, src, valid});
+  }
 }
 inline void emulated_cp_async_commit() {
   xsep_emulation::committed.push_back(xsep_emulation::open_group);
@@ -123,13 +140,8 @@ inline void emulated_cp_async_commit() {
 inline void emulated_cp_async_wait(int pending) {
   auto& groups = xsep_emulation::committed;
   while (static_cast<int>(groups.size()) > pending) {
-    for (const auto& c : groups.front()) {
-      if (c.valid) {
-        std::memcpy(c.dst, c.src, 16);
-      } else {
-        std::memset(c.dst, 0, 16);
-      }
-    }
+    for (const auto& c : groups.front())
+      if (c.dst != nullptr) xsep_emulation::land(c);
     groups.erase(groups.begin());
   }
 }

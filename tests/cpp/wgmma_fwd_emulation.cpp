@@ -2,9 +2,10 @@
 // tests/cpp/cuda_host_emulation.h and the warpgroup-MMA stand-in of tests/cpp/wgmma_emulation.h,
 // compared with a direct fp64 forward of the same (rounded) inputs; the output is poisoned with
 // NaN first, so an unwritten element fails. fp16 and bf16 with 128 pixels per CTA (two
-// warpgroups) and 64 (one), fp32 on TF32 with 64; the output channels in one CTA or split over two; partial pixel tiles, a partial
-// channel chunk, Cout below one tile and one tile plus 8, stride 2 with asymmetric padding,
-// dilation, ELU between the convolutions. Needs CuTe's headers (-I of the nvidia-cutlass wheel's
+// warpgroups) and 64 (one), fp32 on TF32 with 64; weight rings of 4 to 8 slots; the output
+// channels in one CTA or split over two; partial pixel tiles, a partial channel chunk, Cout below
+// one tile and one tile plus 8, fewer weight chunks than the ring copies ahead, stride 2 with
+// asymmetric padding, dilation, ELU between the convolutions. Needs CuTe's headers (-I of the nvidia-cutlass wheel's
 // include directory). Prints one line per run; exits 0 when all agree.
 #include <cmath>
 #include <random>
@@ -30,7 +31,7 @@ const char* mode_name() {
 }
 
 template <typename T, int BM>
-bool run_case(const Case& c, int parts, std::mt19937& rng, double tol) {
+bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double tol) {
   using Traits = xsep::WgmmaFwdTraits<T, BM>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
@@ -42,13 +43,13 @@ bool run_case(const Case& c, int parts, std::mt19937& rng, double tol) {
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   xsep_emulation::run_grid(
       dim3(static_cast<unsigned>((pixels + BM - 1) / BM), static_cast<unsigned>(parts)), Traits::kThreads,
-      [&] { xsep::sepconv_fwd_wgmma_kernel<Traits>(p); }, xsep::WgmmaFwdLayout<Traits>::bytes(p.Cmid));
+      [&] { xsep::sepconv_fwd_wgmma_kernel<Traits>(p, stages); }, xsep::WgmmaFwdLayout<Traits>::bytes(p.Cmid, stages));
 
   bool unwritten = false;
   const double worst = call.error(&unwritten);
   const bool ok = !unwritten && worst <= tol;
-  std::printf("%s wgmma-%-3d split %d %-14s %s relative error %.2e%s\n", ok ? "ok    " : "FAILED", BM, parts, c.name,
-              mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
+  std::printf("%s wgmma-%-3d split %d stages %d %-14s %s relative error %.2e%s\n", ok ? "ok    " : "FAILED", BM, parts,
+              stages, c.name, mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
   return ok;
 }
 
@@ -64,16 +65,17 @@ int main() {
   std::mt19937 rng(8765);
   int failed = 0, count = 0;
   for (const Case& c : cases) {
+    // Ring depths: 4 (the least), 5 (not a power of two), 6, 7, 8 (the most).
     for (int parts : {1, 2}) {
       // Tolerances: a few units of each type's rounding of Z and y; a wrong index is O(1).
-      failed += !run_case<__half, 128>(c, parts, rng, 5e-3);
-      failed += !run_case<__nv_bfloat16, 128>(c, parts, rng, 3e-2);
+      failed += !run_case<__half, 128>(c, parts, parts == 1 ? 5 : 4, rng, 5e-3);
+      failed += !run_case<__nv_bfloat16, 128>(c, parts, parts == 1 ? 4 : 8, rng, 3e-2);
       count += 2;
     }
-    failed += !run_case<__half, 64>(c, 1, rng, 5e-3);
-    failed += !run_case<__nv_bfloat16, 64>(c, 1, rng, 3e-2);
-    failed += !run_case<float, 64>(c, 1, rng, 5e-3);  // TF32 (64 pixels only)
-    failed += !run_case<float, 64>(c, 2, rng, 5e-3);
+    failed += !run_case<__half, 64>(c, 1, 8, rng, 5e-3);
+    failed += !run_case<__nv_bfloat16, 64>(c, 1, 6, rng, 3e-2);
+    failed += !run_case<float, 64>(c, 1, 4, rng, 5e-3);  // TF32 (64 pixels only)
+    failed += !run_case<float, 64>(c, 2, 7, rng, 5e-3);
     count += 4;
   }
   std::printf("%d runs, %d failed\n", count, failed);
