@@ -11,6 +11,8 @@
 #   bash tools/gpu_run.sh build bench-more       # the same in fp16 and exact fp32 (~7 min)
 #   bash tools/gpu_run.sh build networks         # 34-layer stack + Xception, eager and compiled
 #   bash tools/gpu_run.sh build forward-kernels  # the forward kernels and variants against each other (~6 min)
+#   bash tools/gpu_run.sh build forward-phases profile  # each one's depthwise/GEMM split from timings
+#                                                # (tools/forward_phases.py), then Nsight Compute
 #   bash tools/gpu_run.sh build backward-kernels # first vs staged vs wgmma backward kernels, bf16 (~6 min)
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels
 #
@@ -96,15 +98,28 @@ for stage in "${stages[@]}"; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     forward-kernels)
-      step "forward kernels compared: wgmma, resident (default; 3 weight stages; 64 and 128 pixels), halo, tiled"
+      step "forward kernels compared: wgmma (and with 64 pixels; 4 weight stages), resident (the default), halo, tiled"
       # variant:modes:environment
-      for spec in "wgmma:bf16,fp16:XSEP_FWD_KERNEL=wgmma" "wgmma-64px:bf16:XSEP_FWD_KERNEL=wgmma XSEP_FWD_PIXELS=64" \
-                  "resident:bf16,fp32-tf32:" "resident-3stage:bf16:XSEP_FWD_STAGES=3" \
-                  "resident-64px:bf16:XSEP_FWD_PIXELS=64" "resident-128px:bf16:XSEP_FWD_PIXELS=128" \
-                  "halo:bf16,fp32-tf32:XSEP_FWD_KERNEL=halo" "tiled:bf16:XSEP_FWD_KERNEL=tiled"; do
+      for spec in "wgmma:bf16,fp16,fp32-tf32:XSEP_FWD_KERNEL=wgmma" "wgmma-64px:bf16:XSEP_FWD_KERNEL=wgmma XSEP_FWD_PIXELS=64" \
+                  "wgmma-4stage:bf16:XSEP_FWD_KERNEL=wgmma XSEP_FWD_STAGES=4" \
+                  "resident:bf16,fp32-tf32:" "halo:bf16,fp32-tf32:XSEP_FWD_KERNEL=halo" "tiled:bf16:XSEP_FWD_KERNEL=tiled"; do
         IFS=: read -r variant modes extra <<< "$spec"
         env XSEP_FWD_KERNEL=resident $extra python3 -m xsep.bench --modes "$modes" --directions forward --reps 10 \
           --baselines pytorch --out "$OUT" --name "gpu-forward-$variant" 2>&1 | grep -E "geometric|  (bf16|fp32)" || status=1
+      done
+      ;;
+    forward-phases)
+      # (At 728 channels the 128-pixel wgmma kernel has room for 4 weight slots only; with 64 pixels, 8.)
+      step "forward phases: time against output channels at 728 channels @19 (intercept: depthwise + launch; slope: GEMM)"
+      for spec in "wgmma:XSEP_FWD_KERNEL=wgmma" "wgmma-64px:XSEP_FWD_KERNEL=wgmma XSEP_FWD_PIXELS=64" \
+                  "wgmma-64px-4stage:XSEP_FWD_KERNEL=wgmma XSEP_FWD_PIXELS=64 XSEP_FWD_STAGES=4" \
+                  "resident:XSEP_FWD_KERNEL=resident"; do
+        IFS=: read -r variant extra <<< "$spec"
+        for n in 32 128; do
+          echo "-- $variant N=$n"
+          env $extra python3 tools/forward_phases.py --shape "$n,728,19,19" 2>&1 | tee -a "$OUT/forward-phases.log" \
+            | grep -E "dispatch|us per" || status=1
+        done
       done
       ;;
     backward-kernels)
@@ -122,8 +137,8 @@ for stage in "${stages[@]}"; do
         env "${kernels[@]}" ncu --set full -k regex:sepconv --launch-skip 4 --launch-count 4 -f \
           -o "$OUT/profile-$variant" python3 tools/profile_case.py > "$OUT/profile-$variant.log" 2>&1 || status=1
         ncu --import "$OUT/profile-$variant.ncu-rep" --page details > "$OUT/profile-$variant.txt" 2>&1 || status=1
-        grep -E "^  [a-z_]+.*sepconv|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per" \
-          "$OUT/profile-$variant.txt" | head -40
+        grep -E "^  [a-z_]+.*sepconv|Duration|Compute \(SM\) Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|L2 Cache Throughput|Achieved Occupancy|Registers Per|Warp Cycles Per Issued" \
+          "$OUT/profile-$variant.txt" | head -60
       done
       ;;
     networks)
@@ -131,7 +146,7 @@ for stage in "${stages[@]}"; do
       python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
-    *) echo "unknown stage $stage (build, tests, sanitizer, bench, bench-more, networks, forward-kernels, backward-kernels, profile)"; exit 2 ;;
+    *) echo "unknown stage $stage (build, tests, sanitizer, bench, bench-more, networks, forward-kernels, forward-phases, backward-kernels, profile)"; exit 2 ;;
   esac
 done
 exit $status

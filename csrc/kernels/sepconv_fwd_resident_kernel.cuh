@@ -85,9 +85,15 @@ __host__ __device__ __forceinline__ bool depthwise_vec_applies(const SepConvPara
 //
 // `emit(m, k0, out)` stores the kVec values of pixel m, channels k0.. (the resident kernel: a row of
 // Z; the wgmma kernel: its swizzled Z layout).
+//
+// Order: chunks of `chunk_groups` channel groups (kpad a multiple of them), one after the other,
+// every pixel within a chunk. The resident kernel passes all groups (one chunk: a pass of the CTA
+// covers a few pixels' every channel); the wgmma kernel its 64-byte K chunks, so a chunk's x
+// footprint (its channels of the tile's input rows) stays in L1, which its large shared memory
+// leaves small, and each x element comes from L2 about once per chunk instead of once per tap.
 template <class Traits, class Emit>
 __device__ __forceinline__ void resident_depthwise_vec(const SepConvParams& p, const FwdPixelTable<Traits::BM>& px,
-                                                       int kpad, Emit&& emit) {
+                                                       int kpad, int chunk_groups, Emit&& emit) {
   using T = typename Traits::T;
   using Operand = typename Traits::Operand;
   constexpr int BM = Traits::BM, kThreads = Traits::kThreads;
@@ -98,7 +104,8 @@ __device__ __forceinline__ void resident_depthwise_vec(const SepConvParams& p, c
   const int groups = kpad / kVec;  // Cmid % kVec == 0 (C % kVec, M == 1): a group is wholly in or out
 #pragma unroll 1
   for (int item = threadIdx.x; item < BM * groups; item += kThreads) {
-    const int m = item / groups, g = item % groups, k0 = g * kVec;
+    const int chunk = item / (BM * chunk_groups), in_chunk = item % (BM * chunk_groups);
+    const int m = in_chunk / chunk_groups, g = chunk * chunk_groups + in_chunk % chunk_groups, k0 = g * kVec;
     float acc[kVec];
 #pragma unroll
     for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
@@ -385,7 +392,8 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   if constexpr (Traits::kChannelsLast && Traits::kKH > 0 && Traits::kKW > 0) {
     vec = depthwise_vec_applies<Traits>(p);
     if (vec) {
-      resident_depthwise_vec<Traits>(p, px, kpad, [&](int m, int k0, const Vec16<Operand>& out) {
+      const int groups = kpad / static_cast<int>(16 / sizeof(typename Traits::T));  // one chunk: every group
+      resident_depthwise_vec<Traits>(p, px, kpad, groups, [&](int m, int k0, const Vec16<Operand>& out) {
         *reinterpret_cast<uint4*>(z + m * ldz + k0) = out.u;
       });
     }

@@ -191,8 +191,9 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
   __syncthreads();
 
-  // 1. Z, with the intermediate activation applied as the resident kernel does (after rounding).
-  resident_depthwise_vec<Traits>(p, px, kpad, [&](int m, int k0, Vec16<T> out) {
+  // 1. Z, a K chunk after another, with the intermediate activation applied as the resident kernel
+  // does (after rounding).
+  resident_depthwise_vec<Traits>(p, px, kpad, BK / kVec, [&](int m, int k0, Vec16<T> out) {
     if (p.activation != Activation::kNone) {
 #pragma unroll
       for (int j = 0; j < kVec; ++j) out.v[j] = from_float<T>(activate(p.activation, to_float(out.v[j])));
