@@ -51,6 +51,10 @@ CASES = [
     # images), so both backward waves and the cross-image tiles run.
     Case("multi_tile", N=3, C=128, H=23, W=64, Cout=16, multiplier=4),
     Case("multi_tile_s2_d2", N=2, C=96, H=41, W=70, Cout=10, stride=2, dilation=2, multiplier=6, padding="same"),
+    # Small maps in a larger batch: NCHW tiles of several whole images (with two or more threads),
+    # the last tile with fewer.
+    Case("many_small_images", N=9, C=6, H=5, W=4, Cout=5),
+    Case("many_images_s2_d2_mult", N=10, C=3, H=7, W=6, Cout=4, stride=2, dilation=2, multiplier=2, padding="same"),
 ]
 CASE_IDS = [c.id for c in CASES]
 LAYOUTS = ["nchw", "channels_last", "strided"]

@@ -84,3 +84,18 @@ def test_nonfinite_values_propagate_like_reference(value, layout):
     assert torch.equal(got.isposinf(), want.isposinf()) and torch.equal(got.isneginf(), want.isneginf())
     finite = want.isfinite()
     torch.testing.assert_close(got[finite], want[finite])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_nchw_tiles_of_several_images_at_any_thread_count(threads, dtype):
+    # The CPU kernels put several whole small images in one NCHW tile (one GEMM for them); how many
+    # depends on the thread count, and the last tile may hold fewer.
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for case in CASES:
+            if case.id.startswith("many_"):
+                check_against_reference(case, dtype, "nchw", True, "cpu")
+    finally:
+        torch.set_num_threads(saved)

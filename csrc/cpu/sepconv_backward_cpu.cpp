@@ -8,7 +8,8 @@
 // order, and the groups' partials are added in order: the same inputs and thread count give
 // the same bits. grad_x: tiles run in two waves, even row-blocks then odd ones; a tile is at
 // least (kh-1)*dh/sh rows tall, so two tiles of one wave never write the same grad_x row (NHWC
-// tiles may span images: within an image the same holds, and images don't share rows).
+// tiles may span images: within an image the same holds, and images don't share rows; NCHW tiles
+// of whole images share nothing).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -58,37 +59,50 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
   const acc_t* dw = w.dw.const_data_ptr<acc_t>();
   const bool padded_planes = all_finite(w.dw);  // see depthwise_tile_nchw
   acc_t* gx_ptr = want.x ? gx_acc.mutable_data_ptr<acc_t>() : nullptr;
+  // NCHW tiles of several images gather their dY blocks side by side into the buffer.
+  const bool dy_in_place = kDirectGrad && plan.images == 1;
 
   for (const std::vector<int64_t>& wave : waves) {
     const int64_t wave_tiles = static_cast<int64_t>(wave.size());
     at::parallel_for(0, groups, 1, [&](int64_t group_begin, int64_t group_end) {
-      const int64_t P_max = plan.rows * g.Wo;
+      const int64_t P_max = plan.max_pixels(g);
       at::Tensor z_buf = want_z ? at::empty({P_max * g.Cmid}, acc_opts) : at::Tensor();
       at::Tensor dz_buf = want_dz ? at::empty({P_max * g.Cmid}, acc_opts) : at::Tensor();
-      at::Tensor dy_buf = kDirectGrad ? at::Tensor() : at::empty({P_max * g.Cout}, acc_opts);
+      at::Tensor dy_buf = dy_in_place ? at::Tensor() : at::empty({P_max * g.Cout}, acc_opts);
       for (int64_t group = group_begin; group < group_end; ++group) {
         at::Tensor gpw_part = want.pw ? gpw_parts[group] : at::Tensor();
         acc_t* gdw_part = want.dw ? gdw_parts[group].mutable_data_ptr<acc_t>() : nullptr;
         for (int64_t i = group * wave_tiles / groups; i < (group + 1) * wave_tiles / groups; ++i) {
           const Tile tile = plan.tile(wave[i], g);
-          const int64_t P = tile.rows * g.Wo;
-          const int64_t n = tile.row0 / g.Ho, r0 = tile.row0 % g.Ho;  // NCHW tiles stay in one image
-          // dY tile: NCHW (Cout x P), rows Ho*Wo apart; NHWC (P x Cout), contiguous.
-          at::Tensor dy = nhwc ? matrix(dy_ptr + tile.row0 * g.Wo * g.Cout, P, g.Cout, g.Cout)
-                               : matrix(dy_ptr + n * g.Cout * g.Ho * g.Wo + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo);
-          if (!kDirectGrad) {
+          const int64_t image_pixels = tile.rows * g.Wo, P = image_pixels * tile.images;
+          // NCHW tiles: rows of one image, or whole images (r0 = 0), each image's block of P.
+          const int64_t n = tile.row0 / g.Ho, r0 = tile.row0 % g.Ho;
+          // dY tile: NCHW (Cout x P), an image's rows Ho*Wo apart (blocks gathered side by side);
+          // NHWC (P x Cout), contiguous.
+          const auto dy_image = [&](int64_t j) {
+            return matrix(dy_ptr + (n + j) * g.Cout * g.Ho * g.Wo + r0 * g.Wo, g.Cout, image_pixels, g.Ho * g.Wo);
+          };
+          at::Tensor dy = nhwc ? matrix(dy_ptr + tile.row0 * g.Wo * g.Cout, P, g.Cout, g.Cout) : dy_image(0);
+          if (!dy_in_place) {
             at::Tensor converted = nhwc ? matrix(dy_buf.mutable_data_ptr<acc_t>(), P, g.Cout, g.Cout)
                                         : matrix(dy_buf.mutable_data_ptr<acc_t>(), g.Cout, P, P);
-            dy = converted.copy_(dy);
+            if (nhwc) {
+              converted.copy_(dy);
+            } else {
+              for (int64_t j = 0; j < tile.images; ++j)
+                converted.narrow(1, j * image_pixels, image_pixels).copy_(dy_image(j));
+            }
+            dy = converted;
           }
-          const scalar_t* x_n = x_ptr + n * g.C * g.H * g.W;
-          acc_t* gx_n = want.x ? gx_ptr + n * g.C * g.H * g.W : nullptr;
+          const auto x_image = [&](int64_t j) { return x_ptr + (n + j) * g.C * g.H * g.W; };
+          const auto gx_image = [&](int64_t j) { return want.x ? gx_ptr + (n + j) * g.C * g.H * g.W : nullptr; };
           acc_t* z = want_z ? z_buf.mutable_data_ptr<acc_t>() : nullptr;
           if (want_z) {  // Z before the activation, rounded as the unfused op stores it
             if (nhwc) {
               depthwise_tile_nhwc(g, x_ptr, dw, tile.row0, tile.rows, z);
             } else {
-              depthwise_tile_nchw(g, x_n, dw, r0, tile.rows, z, padded_planes);
+              for (int64_t j = 0; j < tile.images; ++j)
+                depthwise_tile_nchw(g, x_image(j), dw, r0, tile.rows, z + j * image_pixels, P, padded_planes);
             }
             round_like_input<scalar_t>(z, P * g.Cmid);
           }
@@ -118,11 +132,15 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
             if (want.dw) depthwise_weight_grad_tile_nhwc(g, x_ptr, dz, tile.row0, tile.rows, gdw_part);
             if (want.x) depthwise_transpose_tile_nhwc(g, dz, dw, tile.row0, tile.rows, gx_ptr);
           } else {
-            if (g.sh == 1 && g.sw == 1 && padded_planes) {
-              depthwise_backward_tile_nchw_stride1(g, x_n, dz, dw, r0, tile.rows, gdw_part, gx_n);
-            } else {
-              if (want.dw) depthwise_weight_grad_tile_nchw(g, x_n, dz, r0, tile.rows, gdw_part);
-              if (want.x) depthwise_transpose_tile_nchw(g, dz, dw, r0, tile.rows, gx_n);
+            for (int64_t j = 0; j < tile.images; ++j) {
+              const acc_t* dz_image = dz + j * image_pixels;
+              if (g.sh == 1 && g.sw == 1 && padded_planes) {
+                depthwise_backward_tile_nchw_stride1(g, x_image(j), dz_image, P, dw, r0, tile.rows, gdw_part,
+                                                     gx_image(j));
+              } else {
+                if (want.dw) depthwise_weight_grad_tile_nchw(g, x_image(j), dz_image, P, r0, tile.rows, gdw_part);
+                if (want.x) depthwise_transpose_tile_nchw(g, dz_image, P, dw, r0, tile.rows, gx_image(j));
+              }
             }
           }
         }

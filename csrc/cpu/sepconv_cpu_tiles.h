@@ -17,38 +17,60 @@
 namespace xsep::cpu {
 
 // A tile is a block of whole output rows. NCHW: within one image (per channel, an image's output
-// rows are contiguous, but not across images). NHWC: a block of the batch's rows taken as one tall
-// image, row (n, oy) -> n * Ho + oy, whose outputs are contiguous: the small images of late layers
-// then share a tile and the GEMM gets a useful size.
+// rows are contiguous, but not across images), or, where a whole image fits in a tile's budget,
+// several whole images whose depthwise results sit side by side in the tile's (Cmid x P) matrix
+// (the late layers' small maps: one GEMM for several images instead of one each, each reading the
+// whole pointwise weight). NHWC: a block of the batch's rows taken as one tall image, row (n, oy)
+// -> n * Ho + oy, whose outputs are contiguous: the small images of late layers then share a tile
+// and the GEMM gets a useful size.
 struct Tile {
   int64_t row0;  // first output row, flattened: n * Ho + oy
-  int64_t rows;
+  int64_t rows;  // rows per image
   int64_t wave;  // 0 or 1: tiles of one wave never touch the same input rows (see the backward)
+  int64_t images = 1;  // NCHW: whole images n .. n + images - 1 (rows = Ho) when above 1
 };
 
 struct TilePlan {
-  int64_t rows;             // rows per tile; the last tile (of an image, or of the batch) may have fewer
+  int64_t rows;             // rows per tile (per image); the last tile (of an image, or of the batch) may have fewer
   int64_t count;            // tiles in all
-  int64_t tiles_per_image;  // NCHW
+  int64_t tiles_per_image;  // NCHW, one image per tile
   bool across_images;       // NHWC
+  int64_t images = 1;       // NCHW: the most images in a tile; above 1, tiles of whole images (rows = Ho)
 
   Tile tile(int64_t t, const SepConvGeometry& g) const {
     if (across_images) return {t * rows, std::min(rows, g.N * g.Ho - t * rows), t % 2};
+    if (images > 1) {  // images [t N / count, (t + 1) N / count): shares that differ by one at most
+      const int64_t first = t * g.N / count, end = (t + 1) * g.N / count;
+      return {first * g.Ho, g.Ho, 0, end - first};  // one wave: whole images share no rows
+    }
     const int64_t n = t / tiles_per_image, block = t % tiles_per_image, r0 = block * rows;
     return {n * g.Ho + r0, std::min(rows, g.Ho - r0), block % 2};
   }
+  // Output pixels of the largest tile: the size of its buffers.
+  int64_t max_pixels(const SepConvGeometry& g) const { return rows * images * g.Wo; }
 };
 
 // Rows per tile so that the tile's buffers (bytes_per_output_row each row) stay within about
 // a core's L2 while the GEMM reads them, and so that there are at least min_tiles tiles to share
 // between the threads (when the rows allow; NHWC: a multiple of min_tiles, so the threads get equal
-// shares); at least min_rows; rows split evenly (no thin last tile).
+// shares); at least min_rows; rows split evenly (no thin last tile). NCHW: several whole images per
+// tile where more than one fits the budget and the batch still gives min_tiles tiles.
 inline TilePlan make_tile_plan(const SepConvGeometry& g, int64_t bytes_per_output_row, int64_t min_rows,
                                bool across_images, int64_t min_tiles) {
   constexpr int64_t kTileBytes = 2 << 20;
   const int64_t total = std::max<int64_t>(across_images ? g.N * g.Ho : g.Ho, 1);
   const int64_t images = across_images ? 1 : std::max<int64_t>(g.N, 1);
   int64_t rows = std::max<int64_t>(1, kTileBytes / std::max<int64_t>(1, bytes_per_output_row));
+  if (!across_images) {
+    min_tiles = std::max<int64_t>(min_tiles, 1);
+    const int64_t per_tile = std::min(rows / total, (images + min_tiles - 1) / min_tiles);
+    if (per_tile > 1) {
+      // A multiple of min_tiles tiles, so that the threads get equal shares.
+      int64_t tiles = (images + per_tile - 1) / per_tile;
+      tiles = std::min((tiles + min_tiles - 1) / min_tiles * min_tiles, images);
+      return {total, tiles, 1, false, (images + tiles - 1) / tiles};
+    }
+  }
   const int64_t tiles_wanted_per_image = (min_tiles + images - 1) / images;
   rows = std::min(rows, (total + tiles_wanted_per_image - 1) / tiles_wanted_per_image);
   rows = std::min(std::max(rows, min_rows), total);
@@ -67,7 +89,8 @@ inline void valid_columns(int64_t off, int64_t s, int64_t W, int64_t Wo, int64_t
   lo = std::min(lo, hi);
 }
 
-// ---- NCHW: x_n is (C, H, W); z, dz are (Cmid, rows * Wo); w is (Cmid, kh * kw) ----
+// ---- NCHW: x_n is (C, H, W); z, dz are (Cmid, rows * Wo) with rows ldz apart (the tile's pixel
+// count: an image's block of a multi-image tile); w is (Cmid, kh * kw) ----
 
 // Stride 1: each channel's input rows go, zero-padded, into a (rows_in x Wp) scratch plane;
 // then every tap is one long unit-stride loop over the flattened plane (outputs computed on a
@@ -75,7 +98,7 @@ inline void valid_columns(int64_t off, int64_t s, int64_t W, int64_t Wo, int64_t
 // of kh*kw*rows loops of Wo elements, which are short in Xception's late layers (Wo = 10, 19).
 template <typename scalar_t, typename acc_t>
 void depthwise_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* w, int64_t r0,
-                                 int64_t rows, acc_t* z) {
+                                 int64_t rows, acc_t* z, int64_t ldz) {
   const int64_t Wp = g.Wo + (g.kw - 1) * g.dw;         // padded width the outputs need
   const int64_t rows_in = rows + (g.kh - 1) * g.dh;    // padded input rows of the tile
   const int64_t wide = (rows - 1) * Wp + g.Wo;         // flat outputs on the Wp-wide grid
@@ -110,7 +133,7 @@ void depthwise_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, 
         for (int64_t j = 0; j < wide; ++j) o[j] += wv * src[j];
       }
     }
-    acc_t* zc = z + cm * rows * g.Wo;
+    acc_t* zc = z + cm * ldz;
     for (int64_t r = 0; r < rows; ++r) std::copy(o + r * Wp, o + r * Wp + g.Wo, zc + r * g.Wo);
   }
 }
@@ -120,13 +143,13 @@ void depthwise_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, 
 // taps outside the image contribute nothing elsewhere (NHWC, the CUDA kernels, oneDNN/cuDNN in fp32).
 template <typename scalar_t, typename acc_t>
 void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* w, int64_t r0,
-                         int64_t rows, acc_t* z, bool padded_planes = true) {
-  if (g.sh == 1 && g.sw == 1 && padded_planes) return depthwise_tile_nchw_stride1(g, x_n, w, r0, rows, z);
+                         int64_t rows, acc_t* z, int64_t ldz, bool padded_planes) {
+  if (g.sh == 1 && g.sw == 1 && padded_planes) return depthwise_tile_nchw_stride1(g, x_n, w, r0, rows, z, ldz);
   const int64_t P = rows * g.Wo;
   for (int64_t cm = 0; cm < g.Cmid; ++cm) {
     const scalar_t* xc = x_n + (cm / g.M) * g.H * g.W;
     const acc_t* wc = w + cm * g.kh * g.kw;
-    acc_t* zc = z + cm * P;
+    acc_t* zc = z + cm * ldz;
     std::fill(zc, zc + P, acc_t(0));
     for (int64_t r = 0; r < rows; ++r) {
       acc_t* zr = zc + r * g.Wo;
@@ -151,7 +174,7 @@ void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const ac
 // loop: a dot product with the x plane for grad_dw, an axpy into a grad_x plane for grad_x, whose
 // real rows and columns are added into gx_n at the end. Either of gw and gx_n may be null.
 template <typename scalar_t, typename acc_t>
-void depthwise_backward_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* dz,
+void depthwise_backward_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* dz, int64_t ldz,
                                           const acc_t* w, int64_t r0, int64_t rows, acc_t* gw, acc_t* gx_n) {
   const int64_t Wp = g.Wo + (g.kw - 1) * g.dw;
   const int64_t rows_in = rows + (g.kh - 1) * g.dh;
@@ -180,7 +203,7 @@ void depthwise_backward_tile_nchw_stride1(const SepConvGeometry& g, const scalar
     for (int64_t m = 0; m < g.M; ++m) {
       const int64_t cm = c * g.M + m;
       for (int64_t r = 0; r < rows; ++r) {
-        std::copy(dz + cm * rows * g.Wo + r * g.Wo, dz + cm * rows * g.Wo + (r + 1) * g.Wo, dz_wide.data() + r * Wp);
+        std::copy(dz + cm * ldz + r * g.Wo, dz + cm * ldz + (r + 1) * g.Wo, dz_wide.data() + r * Wp);
       }
       const acc_t* d = dz_wide.data();
       for (int64_t ky = 0; ky < g.kh; ++ky) {
@@ -219,13 +242,12 @@ void depthwise_backward_tile_nchw_stride1(const SepConvGeometry& g, const scalar
 
 // gx_n (C, H, W) += depthwise-transpose(dz): each tile scatters into the input rows it read.
 template <typename acc_t>
-void depthwise_transpose_tile_nchw(const SepConvGeometry& g, const acc_t* dz, const acc_t* w, int64_t r0,
+void depthwise_transpose_tile_nchw(const SepConvGeometry& g, const acc_t* dz, int64_t ldz, const acc_t* w, int64_t r0,
                                    int64_t rows, acc_t* gx_n) {
-  const int64_t P = rows * g.Wo;
   for (int64_t cm = 0; cm < g.Cmid; ++cm) {
     acc_t* gxc = gx_n + (cm / g.M) * g.H * g.W;
     const acc_t* wc = w + cm * g.kh * g.kw;
-    const acc_t* dzc = dz + cm * P;
+    const acc_t* dzc = dz + cm * ldz;
     for (int64_t r = 0; r < rows; ++r) {
       const acc_t* dzr = dzc + r * g.Wo;
       for (int64_t ky = 0; ky < g.kh; ++ky) {
@@ -251,12 +273,11 @@ void depthwise_transpose_tile_nchw(const SepConvGeometry& g, const acc_t* dz, co
 
 // gw (Cmid, kh * kw) += sum over the tile's pixels of x (shifted by the tap) * dz.
 template <typename scalar_t, typename acc_t>
-void depthwise_weight_grad_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* dz, int64_t r0,
-                                     int64_t rows, acc_t* gw) {
-  const int64_t P = rows * g.Wo;
+void depthwise_weight_grad_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* dz, int64_t ldz,
+                                     int64_t r0, int64_t rows, acc_t* gw) {
   for (int64_t cm = 0; cm < g.Cmid; ++cm) {
     const scalar_t* xc = x_n + (cm / g.M) * g.H * g.W;
-    const acc_t* dzc = dz + cm * P;
+    const acc_t* dzc = dz + cm * ldz;
     for (int64_t ky = 0; ky < g.kh; ++ky) {
       for (int64_t kx = 0; kx < g.kw; ++kx) {
         const int64_t off = kx * g.dw - g.pl;

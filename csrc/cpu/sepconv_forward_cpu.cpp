@@ -26,27 +26,39 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
   const acc_t* dw = w.dw.const_data_ptr<acc_t>();
   const bool padded_planes = all_finite(w.dw);
 
+  // Several images per tile: the GEMM's output goes through the buffer too (an image's block is then
+  // copied to its place in y).
+  const bool gemm_into_output = kGemmIntoOutput && plan.images == 1;
   at::parallel_for(0, plan.count, 1, [&](int64_t begin, int64_t end) {
-    at::Tensor z_buf = at::empty({plan.rows * g.Wo * g.Cmid}, acc_opts);
-    at::Tensor y_buf = kGemmIntoOutput ? at::Tensor() : at::empty({plan.rows * g.Wo * g.Cout}, acc_opts);
+    at::Tensor z_buf = at::empty({plan.max_pixels(g) * g.Cmid}, acc_opts);
+    at::Tensor y_buf = gemm_into_output ? at::Tensor() : at::empty({plan.max_pixels(g) * g.Cout}, acc_opts);
     acc_t* z = z_buf.mutable_data_ptr<acc_t>();
     for (int64_t t = begin; t < end; ++t) {
       const Tile tile = plan.tile(t, g);
-      const int64_t P = tile.rows * g.Wo;
+      const int64_t image_pixels = tile.rows * g.Wo, P = image_pixels * tile.images;
       at::Tensor out, y_tile;
       if (!nhwc) {
-        // Y tile (Cout x P) = Wpw (Cout x Cmid) . Z (Cmid x P); output rows are Ho*Wo apart.
+        // Y tile (Cout x P) = Wpw (Cout x Cmid) . Z (Cmid x P), Z with each image's block of pixels
+        // side by side; output rows are Ho*Wo apart.
         const int64_t n = tile.row0 / g.Ho, r0 = tile.row0 % g.Ho;
-        depthwise_tile_nchw(g, x_ptr + n * g.C * g.H * g.W, dw, r0, tile.rows, z, padded_planes);
+        for (int64_t i = 0; i < tile.images; ++i) {
+          depthwise_tile_nchw(g, x_ptr + (n + i) * g.C * g.H * g.W, dw, r0, tile.rows, z + i * image_pixels, P,
+                              padded_planes);
+        }
         round_like_input<scalar_t>(z, P * g.Cmid);
         activate_like_input<scalar_t>(act, z, P * g.Cmid);
-        y_tile = matrix(y_ptr + n * g.Cout * g.Ho * g.Wo + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo);
-        out = kGemmIntoOutput ? y_tile : matrix(y_buf.mutable_data_ptr<acc_t>(), g.Cout, P, P);
+        out = gemm_into_output ? matrix(y_ptr + n * g.Cout * g.Ho * g.Wo + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo)
+                               : matrix(y_buf.mutable_data_ptr<acc_t>(), g.Cout, P, P);
         const at::Tensor zm = matrix(z, g.Cmid, P, P);
         if (bias_acc.defined()) {
           at::addmm_out(out, bias_acc.view({g.Cout, 1}), w.pw, zm);
         } else {
           at::mm_out(out, w.pw, zm);
+        }
+        if (gemm_into_output) continue;
+        for (int64_t i = 0; i < tile.images; ++i) {  // round once, from fp32
+          matrix(y_ptr + (n + i) * g.Cout * g.Ho * g.Wo + r0 * g.Wo, g.Cout, image_pixels, g.Ho * g.Wo)
+              .copy_(out.narrow(1, i * image_pixels, image_pixels));
         }
       } else {
         // Y tile (P x Cout) = Z (P x Cmid) . Wpw^T (Cmid x Cout); the tile is contiguous in y.
@@ -61,8 +73,8 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
         } else {
           at::mm_out(out, zm, w.pw.t());
         }
+        if (!kGemmIntoOutput) y_tile.copy_(out);  // round once, from fp32
       }
-      if (!kGemmIntoOutput) y_tile.copy_(out);  // round once, from fp32
     }
   });
 }
