@@ -101,8 +101,7 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
             if (nhwc) {
               depthwise_tile_nhwc(g, x_ptr, dw, tile.row0, tile.rows, z);
             } else {
-              for (int64_t j = 0; j < tile.images; ++j)
-                depthwise_tile_nchw(g, x_image(j), dw, r0, tile.rows, z + j * image_pixels, P, padded_planes);
+              depthwise_tile_nchw(g, x_image(0), tile.images, dw, r0, tile.rows, z, P, padded_planes);
             }
             round_like_input<scalar_t>(z, P * g.Cmid);
           }

@@ -92,34 +92,39 @@ inline void valid_columns(int64_t off, int64_t s, int64_t W, int64_t Wo, int64_t
 // ---- NCHW: x_n is (C, H, W); z, dz are (Cmid, rows * Wo) with rows ldz apart (the tile's pixel
 // count: an image's block of a multi-image tile); w is (Cmid, kh * kw) ----
 
-// Stride 1: each channel's input rows go, zero-padded, into a (rows_in x Wp) scratch plane;
-// then every tap is one long unit-stride loop over the flattened plane (outputs computed on a
-// Wp-wide grid), and the Wo valid columns of each row are compacted into z. Long loops instead
-// of kh*kw*rows loops of Wo elements, which are short in Xception's late layers (Wo = 10, 19).
+// Stride 1: each channel's input rows go, zero-padded, into a (rows_in x Wp) scratch plane, the
+// tile's images one below the other; then every tap is one long unit-stride loop over the
+// flattened planes (outputs computed on a Wp-wide grid; the rows between images' outputs are
+// computed and dropped), and the Wo valid columns of each row are compacted into z (image i's block
+// at z + i * rows * Wo). Long loops instead of kh*kw*rows loops of Wo elements, which are short in
+// Xception's late layers (Wo = 10, 19, and 3 or 5 at 71x71).
 template <typename scalar_t, typename acc_t>
-void depthwise_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* w, int64_t r0,
-                                 int64_t rows, acc_t* z, int64_t ldz) {
+void depthwise_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, int64_t images, const acc_t* w,
+                                 int64_t r0, int64_t rows, acc_t* z, int64_t ldz) {
   const int64_t Wp = g.Wo + (g.kw - 1) * g.dw;         // padded width the outputs need
-  const int64_t rows_in = rows + (g.kh - 1) * g.dh;    // padded input rows of the tile
-  const int64_t wide = (rows - 1) * Wp + g.Wo;         // flat outputs on the Wp-wide grid
+  const int64_t rows_in = rows + (g.kh - 1) * g.dh;    // padded input rows of the tile (per image)
+  const int64_t image_plane = rows_in * Wp;
+  const int64_t wide = (images - 1) * image_plane + (rows - 1) * Wp + g.Wo;  // flat outputs on the grid
   thread_local std::vector<acc_t> plane, out;
-  plane.assign(rows_in * Wp, acc_t(0));
+  plane.assign(images * image_plane, acc_t(0));
   out.resize(wide);
   int64_t col_lo, col_hi;  // the padded columns that hold real input
   valid_columns(-g.pl, 1, g.W, Wp, col_lo, col_hi);
   for (int64_t cm = 0; cm < g.Cmid; ++cm) {
-    const scalar_t* xc = x_n + (cm / g.M) * g.H * g.W;
-    if (cm % g.M == 0) {  // the M channels of one input channel share its plane
-      for (int64_t i = 0; i < rows_in; ++i) {
-        const int64_t iy = r0 - g.pt + i;
-        acc_t* dst = plane.data() + i * Wp;
-        if (iy < 0 || iy >= g.H) {
-          std::fill(dst, dst + Wp, acc_t(0));
-          continue;
+    if (cm % g.M == 0) {  // the M channels of one input channel share its planes
+      for (int64_t n = 0; n < images; ++n) {
+        const scalar_t* xc = x_n + n * g.C * g.H * g.W + (cm / g.M) * g.H * g.W;
+        for (int64_t i = 0; i < rows_in; ++i) {
+          const int64_t iy = r0 - g.pt + i;
+          acc_t* dst = plane.data() + n * image_plane + i * Wp;
+          if (iy < 0 || iy >= g.H) {
+            std::fill(dst, dst + Wp, acc_t(0));
+            continue;
+          }
+          const scalar_t* src = xc + iy * g.W - g.pl;
+          XSEP_SIMD
+          for (int64_t j = col_lo; j < col_hi; ++j) dst[j] = static_cast<acc_t>(src[j]);
         }
-        const scalar_t* src = xc + iy * g.W - g.pl;
-        XSEP_SIMD
-        for (int64_t j = col_lo; j < col_hi; ++j) dst[j] = static_cast<acc_t>(src[j]);
       }
     }
     const acc_t* wc = w + cm * g.kh * g.kw;
@@ -134,22 +139,29 @@ void depthwise_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, 
       }
     }
     acc_t* zc = z + cm * ldz;
-    for (int64_t r = 0; r < rows; ++r) std::copy(o + r * Wp, o + r * Wp + g.Wo, zc + r * g.Wo);
+    for (int64_t n = 0; n < images; ++n) {
+      const acc_t* on = o + n * image_plane;
+      acc_t* zn = zc + n * rows * g.Wo;
+      for (int64_t r = 0; r < rows; ++r) std::copy(on + r * Wp, on + r * Wp + g.Wo, zn + r * g.Wo);
+    }
   }
 }
 
 // padded_planes: take the stride-1 fast path, which multiplies the weights with the zero padding.
 // Callers pass false when a weight is not finite: inf * 0 would turn a border output into NaN where
 // taps outside the image contribute nothing elsewhere (NHWC, the CUDA kernels, oneDNN/cuDNN in fp32).
+// x_n: the tile's first image, followed by its other images; z: image i's block at z + i * rows * Wo.
 template <typename scalar_t, typename acc_t>
-void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* w, int64_t r0,
+void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, int64_t images, const acc_t* w, int64_t r0,
                          int64_t rows, acc_t* z, int64_t ldz, bool padded_planes) {
-  if (g.sh == 1 && g.sw == 1 && padded_planes) return depthwise_tile_nchw_stride1(g, x_n, w, r0, rows, z, ldz);
+  if (g.sh == 1 && g.sw == 1 && padded_planes)
+    return depthwise_tile_nchw_stride1(g, x_n, images, w, r0, rows, z, ldz);
   const int64_t P = rows * g.Wo;
-  for (int64_t cm = 0; cm < g.Cmid; ++cm) {
-    const scalar_t* xc = x_n + (cm / g.M) * g.H * g.W;
+  for (int64_t plane = 0; plane < images * g.Cmid; ++plane) {  // (image, channel) pairs
+    const int64_t n = plane / g.Cmid, cm = plane % g.Cmid;
+    const scalar_t* xc = x_n + n * g.C * g.H * g.W + (cm / g.M) * g.H * g.W;
     const acc_t* wc = w + cm * g.kh * g.kw;
-    acc_t* zc = z + cm * ldz;
+    acc_t* zc = z + cm * ldz + n * P;
     std::fill(zc, zc + P, acc_t(0));
     for (int64_t r = 0; r < rows; ++r) {
       acc_t* zr = zc + r * g.Wo;

@@ -41,10 +41,7 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
         // Y tile (Cout x P) = Wpw (Cout x Cmid) . Z (Cmid x P), Z with each image's block of pixels
         // side by side; output rows are Ho*Wo apart.
         const int64_t n = tile.row0 / g.Ho, r0 = tile.row0 % g.Ho;
-        for (int64_t i = 0; i < tile.images; ++i) {
-          depthwise_tile_nchw(g, x_ptr + (n + i) * g.C * g.H * g.W, dw, r0, tile.rows, z + i * image_pixels, P,
-                              padded_planes);
-        }
+        depthwise_tile_nchw(g, x_ptr + n * g.C * g.H * g.W, tile.images, dw, r0, tile.rows, z, P, padded_planes);
         round_like_input<scalar_t>(z, P * g.Cmid);
         activate_like_input<scalar_t>(act, z, P * g.Cmid);
         out = gemm_into_output ? matrix(y_ptr + n * g.Cout * g.Ho * g.Wo + r0 * g.Wo, g.Cout, P, g.Ho * g.Wo)
