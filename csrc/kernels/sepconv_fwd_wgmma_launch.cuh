@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "launch_pixel_tiles.cuh"
 #include "sepconv_fwd_wgmma.h"
@@ -34,16 +37,13 @@ int wgmma_pixels(const SepConvParams& p, int smem_optin) {
   return 0;
 }
 
-// Slots in the weight ring for this call: the most (up to kMaxStages) that keep as many CTAs per SM
-// as kMinStages do; XSEP_FWD_STAGES=4..8 forces a count where it fits (for measurement).
+// The most ring slots (up to kMaxStages) that keep as many CTAs per SM as kMinStages do, by the
+// occupancy calculator.
 template <class Traits>
-int wgmma_stages(const SepConvParams& p, int smem_optin) {
+int wgmma_stages_search(int cmid, int smem_optin) {
   auto kernel = sepconv_fwd_wgmma_kernel<Traits>;
   const size_t static_bytes = sizeof(FwdPixelTable<Traits::BM>);
-  auto fits = [&](int s) { return WgmmaFwdLayout<Traits>::bytes(p.Cmid, s) + static_bytes <= static_cast<size_t>(smem_optin); };
-  static const char* forced = std::getenv("XSEP_FWD_STAGES");
-  const int asked = forced != nullptr ? std::atoi(forced) : 0;
-  if (asked >= Traits::kMinStages && asked <= Traits::kMaxStages && fits(asked)) return asked;
+  auto fits = [&](int s) { return WgmmaFwdLayout<Traits>::bytes(cmid, s) + static_bytes <= static_cast<size_t>(smem_optin); };
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(smem_optin - static_bytes)) != cudaSuccess) {
     cudaGetLastError();  // not this call's error: the launch sets the size it needs and reports
@@ -52,7 +52,7 @@ int wgmma_stages(const SepConvParams& p, int smem_optin) {
   auto per_sm = [&](int s) {
     int blocks = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Traits::kThreads,
-                                                      WgmmaFwdLayout<Traits>::bytes(p.Cmid, s)) != cudaSuccess) {
+                                                      WgmmaFwdLayout<Traits>::bytes(cmid, s)) != cudaSuccess) {
       cudaGetLastError();
       return -1;
     }
@@ -62,6 +62,28 @@ int wgmma_stages(const SepConvParams& p, int smem_optin) {
   int stages = Traits::kMinStages;
   for (int s = Traits::kMinStages + 1; s <= Traits::kMaxStages && fits(s) && per_sm(s) >= base; ++s) stages = s;
   return stages;
+}
+
+// Slots in the weight ring for this call: wgmma_stages_search's answer, found once per device and
+// Cmid (a launch then costs one lookup, not five occupancy queries); XSEP_FWD_STAGES=4..8 forces a
+// count where it fits (for measurement).
+template <class Traits>
+int wgmma_stages(const SepConvParams& p, int smem_optin) {
+  static const char* forced = std::getenv("XSEP_FWD_STAGES");
+  const int asked = forced != nullptr ? std::atoi(forced) : 0;
+  if (asked >= Traits::kMinStages && asked <= Traits::kMaxStages &&
+      WgmmaFwdLayout<Traits>::bytes(p.Cmid, asked) + sizeof(FwdPixelTable<Traits::BM>) <=
+          static_cast<size_t>(smem_optin))
+    return asked;
+  int device = 0;
+  cudaGetDevice(&device);
+  static std::mutex mutex;
+  static std::map<std::pair<int, int>, int> known;  // (device, Cmid) -> stages
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto key = std::make_pair(device, p.Cmid);
+  auto it = known.find(key);
+  if (it == known.end()) it = known.emplace(key, wgmma_stages_search<Traits>(p.Cmid, smem_optin)).first;
+  return it->second;
 }
 
 // Whether this build has the kernels' wgmma code for the current device.
