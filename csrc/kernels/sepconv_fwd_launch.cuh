@@ -44,7 +44,8 @@ bool halo_applies(const SepConvParams& p, int smem_optin, int major) {
   const int64_t tiles = halo_tile_count(p.N, p.Ho, p.Wo);
   return major >= 8 && p.channels_last && p.x_stride[1] == 1 && aligned && p.M == 1 && p.kh * p.kw <= kHaloMaxTaps &&
          tiles <= INT32_MAX &&
-         HaloFwdLayout<Traits>::bytes(p) + 64 * sizeof(int64_t) <= static_cast<size_t>(smem_optin);
+         HaloFwdLayout<Traits>::bytes(p) + kernel_static_shared_bytes(64 * sizeof(int64_t)) <=
+             static_cast<size_t>(smem_optin);
 }
 
 // XSEP_FWD_STAGES=3: the resident kernel keeps three weight chunks in flight instead of two (for
@@ -77,7 +78,7 @@ template <typename T, Math kMath>
 size_t resident_bytes(const SepConvParams& p, ResidentShape shape) {
   auto bytes = [&](auto bm, auto stages) {
     using Traits = ResidentFwdTraits<T, kMath, true, 3, 3, decltype(bm)::value, decltype(stages)::value>;
-    return ResidentFwdLayout<Traits>::bytes(p.Cmid) + sizeof(FwdPixelTable<Traits::BM>);
+    return ResidentFwdLayout<Traits>::bytes(p.Cmid) + kernel_static_shared_bytes(sizeof(FwdPixelTable<Traits::BM>));
   };
   using S2 = std::integral_constant<int, 2>;
   if (shape.pixels == 64) return bytes(std::integral_constant<int, 64>{}, S2{});

@@ -2,11 +2,37 @@
 // 64-bit division per pixel) and kept in shared memory. Shared by the forward kernels.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "sepconv_params.h"
 
 namespace xsep {
+
+// A forward kernel's static shared memory (its pixel table, `declared` bytes) as the driver counts
+// it against the per-block opt-in limit, with the dynamic bytes: ptxas adds a kilobyte to every
+// sm_90 kernel's (cuobjdump --dump-resource-usage: the resident kernel's 768-byte table reads 768
+// on sm_80, 1792 on sm_90), which sizeof cannot see. The launchers budget for it on every device.
+constexpr size_t kernel_static_shared_bytes(size_t declared) { return declared + 1024; }
+
+// Output pixel `pix` (< N * Ho * Wo): the input row/column its window's corner falls on (negative
+// in the padding) and the offsets of x[n, 0, iy, ix] and y[n, 0, oy, ox].
+struct FwdPixelOrigin {
+  int iy, ix;
+  int64_t x_base, y_base;
+};
+
+__device__ __forceinline__ FwdPixelOrigin fwd_pixel_origin(const SepConvParams& p, int64_t pix) {
+  const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
+  const int64_t n = pix / hw;
+  const int rem = static_cast<int>(pix - n * hw);
+  const int oy = rem / p.Wo, ox = rem % p.Wo;
+  FwdPixelOrigin o;
+  o.iy = oy * p.sh - p.pt, o.ix = ox * p.sw - p.pl;
+  o.x_base = n * p.x_stride[0] + static_cast<int64_t>(o.iy) * p.x_stride[2] + static_cast<int64_t>(o.ix) * p.x_stride[3];
+  o.y_base = n * p.y_stride[0] + static_cast<int64_t>(oy) * p.y_stride[2] + static_cast<int64_t>(ox) * p.y_stride[3];
+  return o;
+}
 
 template <int BM>
 struct FwdPixelTable {
@@ -20,24 +46,63 @@ struct FwdPixelTable {
     if (threadIdx.x >= BM) return;
     const int m = threadIdx.x;
     const int64_t pix = p0 + m;
-    const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-    if (pix < pixels) {
-      const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
-      const int64_t n = pix / hw;
-      const int rem = static_cast<int>(pix - n * hw);
-      const int oy = rem / p.Wo, ox = rem % p.Wo;
-      const int iy = oy * p.sh - p.pt, ix = ox * p.sw - p.pl;
-      iy0[m] = iy;
-      ix0[m] = ix;
-      x_base[m] =
-          n * p.x_stride[0] + static_cast<int64_t>(iy) * p.x_stride[2] + static_cast<int64_t>(ix) * p.x_stride[3];
-      y_base[m] =
-          n * p.y_stride[0] + static_cast<int64_t>(oy) * p.y_stride[2] + static_cast<int64_t>(ox) * p.y_stride[3];
+    if (pix < static_cast<int64_t>(p.N) * p.Ho * p.Wo) {
+      const FwdPixelOrigin o = fwd_pixel_origin(p, pix);
+      iy0[m] = o.iy, ix0[m] = o.ix;
+      x_base[m] = o.x_base, y_base[m] = o.y_base;
     } else {
       iy0[m] = ix0[m] = 0;
       x_base[m] = 0;
       y_base[m] = -1;
     }
+  }
+
+  // Whether pixel m is one of the tensor's (else its depthwise result is zero, and unused).
+  __device__ __forceinline__ bool reads_input(int m) const { return y_base[m] >= 0; }
+
+  // Whether tap (ky, kx) of pixel m's window reads inside the image (not the padding).
+  __device__ __forceinline__ bool tap_inside(const SepConvParams& p, int m, int ky, int kx) const {
+    const int iy = iy0[m] + ky * p.dh, ix = ix0[m] + kx * p.dw;
+    return iy >= 0 && iy < p.H && ix >= 0 && ix < p.W;
+  }
+};
+
+// FwdPixelTable's reading half for a fixed kKH x kKW kernel (at most 16 taps), for a kernel that
+// finds each thread's few output offsets itself (fwd_pixel_origin): one bit per tap says whether it
+// reads inside the image, in place of the window's corner, and no output offsets. 10 bytes a pixel
+// instead of 24: the wgmma forward's shared memory is full to the last kilobyte at 728 channels,
+// and the 1.75 KB this frees at 128 pixels is what a fifth weight-ring slot needs.
+template <int BM, int kKH, int kKW>
+struct FwdTapTable {
+  static_assert(kKH * kKW <= 16, "one bit per tap in 16");
+  int64_t x_base[BM];
+  uint16_t taps[BM];  // bit ky * kKW + kx: that tap is inside the image (none past the last pixel)
+
+  __device__ __forceinline__ void fill(const SepConvParams& p, int64_t p0) {
+    if (threadIdx.x >= BM) return;
+    const int m = threadIdx.x;
+    const int64_t pix = p0 + m;
+    unsigned bits = 0;
+    int64_t base = 0;
+    if (pix < static_cast<int64_t>(p.N) * p.Ho * p.Wo) {
+      const FwdPixelOrigin o = fwd_pixel_origin(p, pix);
+      for (int ky = 0; ky < kKH; ++ky)
+        for (int kx = 0; kx < kKW; ++kx) {
+          const int iy = o.iy + ky * p.dh, ix = o.ix + kx * p.dw;
+          if (iy >= 0 && iy < p.H && ix >= 0 && ix < p.W) bits |= 1u << (ky * kKW + kx);
+        }
+      base = o.x_base;
+    }
+    taps[m] = static_cast<uint16_t>(bits);
+    x_base[m] = base;
+  }
+
+  // Whether pixel m reads any input: a pixel past the last, or whose window lies wholly in the
+  // padding, has a zero depthwise result.
+  __device__ __forceinline__ bool reads_input(int m) const { return taps[m] != 0; }
+
+  __device__ __forceinline__ bool tap_inside(const SepConvParams&, int m, int ky, int kx) const {
+    return (taps[m] >> (ky * kKW + kx)) & 1;
   }
 };
 

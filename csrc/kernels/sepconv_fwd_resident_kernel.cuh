@@ -91,9 +91,11 @@ __host__ __device__ __forceinline__ bool depthwise_vec_applies(const SepConvPara
 // covers a few pixels' every channel); the wgmma kernel its 64-byte K chunks, so a chunk's x
 // footprint (its channels of the tile's input rows) stays in L1, which its large shared memory
 // leaves small, and each x element comes from L2 about once per chunk instead of once per tap.
-template <class Traits, class Emit>
-__device__ __forceinline__ void resident_depthwise_vec(const SepConvParams& p, const FwdPixelTable<Traits::BM>& px,
-                                                       int kpad, int chunk_groups, Emit&& emit) {
+//
+// `px`: the tile's FwdPixelTable, or the wgmma kernel's FwdTapTable (tap_inside either way).
+template <class Traits, class PixelTable, class Emit>
+__device__ __forceinline__ void resident_depthwise_vec(const SepConvParams& p, const PixelTable& px, int kpad,
+                                                       int chunk_groups, Emit&& emit) {
   using T = typename Traits::T;
   using Operand = typename Traits::Operand;
   constexpr int BM = Traits::BM, kThreads = Traits::kThreads;
@@ -109,22 +111,20 @@ __device__ __forceinline__ void resident_depthwise_vec(const SepConvParams& p, c
     float acc[kVec];
 #pragma unroll
     for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
-    if (k0 < p.Cmid && px.y_base[m] >= 0) {
+    if (k0 < p.Cmid && px.reads_input(m)) {
       Vec16<T> xv[kTaps], wv[kTaps];  // wv: the group's kVec x kTaps weights, [channel][tap]
 #pragma unroll
       for (int i = 0; i < kTaps; ++i) wv[i].u = __ldg(wdw + static_cast<int64_t>(g) * kTaps + i);
 #pragma unroll
       for (int t = 0; t < kTaps; ++t) {
-        const int iy = px.iy0[m] + (t / Traits::kKW) * p.dh, ix = px.ix0[m] + (t % Traits::kKW) * p.dw;
-        const bool inside = iy >= 0 && iy < p.H && ix >= 0 && ix < p.W;
+        const bool inside = px.tap_inside(p, m, t / Traits::kKW, t % Traits::kKW);
         const int64_t off = px.x_base[m] + k0 + static_cast<int64_t>((t / Traits::kKW) * p.dh) * p.x_stride[2] +
                             static_cast<int64_t>((t % Traits::kKW) * p.dw) * p.x_stride[3];
         xv[t].u = __ldg(reinterpret_cast<const uint4*>(x + (inside ? off : 0)));
       }
 #pragma unroll
       for (int t = 0; t < kTaps; ++t) {
-        const int iy = px.iy0[m] + (t / Traits::kKW) * p.dh, ix = px.ix0[m] + (t % Traits::kKW) * p.dw;
-        if (iy < 0 || iy >= p.H || ix < 0 || ix >= p.W) continue;  // nothing, even for an infinite weight
+        if (!px.tap_inside(p, m, t / Traits::kKW, t % Traits::kKW)) continue;  // nothing, even for an infinite weight
 #pragma unroll
         for (int j = 0; j < kVec; ++j) {
           const int w = j * kTaps + t;  // weight (channel j, tap t) of the group

@@ -71,10 +71,11 @@ struct WgmmaFwdTraits {
 };
 
 // Dynamic shared memory: [alignment slack][Z: kpad / BK chunks][weight ring: stages slots]. wgmma's
-// swizzled operands must start on 512-byte boundaries (the atom); the slack aligns Z to 1024.
+// 64-byte-swizzled operands must start on 512-byte boundaries (the pattern); the slack aligns Z to
+// one wherever dynamic shared memory starts (after the static pixel table).
 template <class Traits>
 struct WgmmaFwdLayout {
-  static constexpr int kAlign = 1024;  // align_for_wgmma's slack
+  static constexpr int kAlign = 512;  // align_for_wgmma<kAlign>'s slack
   static __host__ __device__ int kpad(int cmid) { return (cmid + Traits::BK - 1) / Traits::BK * Traits::BK; }
   static __host__ __device__ size_t z_bytes(int cmid) {
     return static_cast<size_t>(kpad(cmid) / Traits::BK) * Traits::kZChunkBytes;
@@ -83,6 +84,11 @@ struct WgmmaFwdLayout {
     return kAlign + z_bytes(cmid) + static_cast<size_t>(stages) * Traits::kWSlotBytes;
   }
 };
+
+// Where each of the CTA's pixels reads, with a bit per tap (the compact table; the epilogue finds
+// its own output offsets): at 728 channels and 128 pixels its saving is the ring's fifth slot.
+template <class Traits>
+using WgmmaFwdPixelTable = FwdTapTable<Traits::BM, Traits::kKH, Traits::kKW>;
 
 #if defined(XSEP_WITH_CUTE)
 
@@ -167,9 +173,9 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   using Layout = WgmmaFwdLayout<Traits>;
   // The pixel table is static shared memory, which the launcher also uses to tell this kernel from
   // the stub other architectures get (see wgmma_body_built).
-  __shared__ FwdPixelTable<BM> px;
+  __shared__ WgmmaFwdPixelTable<Traits> px;
   XSEP_DYNAMIC_SHARED(smem_raw);
-  unsigned char* smem = align_for_wgmma(smem_raw);
+  unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw);
   const int kpad = Layout::kpad(p.Cmid), steps = kpad / BK, ahead = stages - 2;
   Element* z = reinterpret_cast<Element*>(smem);
   Element* w = reinterpret_cast<Element*>(smem + Layout::z_bytes(p.Cmid));
@@ -212,6 +218,17 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
   T* __restrict__ y = static_cast<T*>(p.y);
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
+  // Where this thread's accumulator rows go (-1: past the last pixel). The wgmma D fragment gives a
+  // thread two rows of its warpgroup's 64, r and r + 8, the same for every tile: found once here
+  // (two 64-bit divisions) instead of kept per pixel in shared memory. Any other row (there is
+  // none in this layout) is found when it is stored.
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  auto output_base = [&](int m) -> int64_t {
+    const int64_t pix = static_cast<int64_t>(blockIdx.x) * BM + m;
+    return pix < pixels ? fwd_pixel_origin(p, pix).y_base : -1;
+  };
+  const int m0 = get<0>(coords(0));
+  const int64_t y_row0 = output_base(m0), y_row8 = output_base(m0 + 8);
 
   int g = 0;  // the chunk of this step
 #pragma unroll 1
@@ -246,10 +263,11 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
 #pragma unroll
     for (int i = 0; i < size(acc); i += 2) {
       const int m = get<0>(coords(i)), co = co0 + get<1>(coords(i));
-      if (co >= p.Cout || px.y_base[m] < 0) continue;  // Cout % kVec == 0: co + 1 is inside too
+      const int64_t y_base = m == m0 ? y_row0 : m == m0 + 8 ? y_row8 : output_base(m);
+      if (co >= p.Cout || y_base < 0) continue;  // Cout % kVec == 0: co + 1 is inside too
       float v0 = acc(i), v1 = acc(i + 1);
       if (bias != nullptr) v0 += to_float(__ldg(bias + co)), v1 += to_float(__ldg(bias + co + 1));
-      store_output_pair(y, px.y_base[m], co, v0, v1);
+      store_output_pair(y, y_base, co, v0, v1);
     }
   }
   cp_async_wait<0>();  // the empty tail groups

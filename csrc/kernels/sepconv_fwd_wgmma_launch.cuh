@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +19,30 @@ namespace xsep {
 
 #if defined(XSEP_WITH_CUTE)
 
+// The kernel's static shared memory as the driver counts it against the opt-in limit (static plus
+// dynamic; see kernel_static_shared_bytes), from the driver: this kernel's ring takes every byte
+// left, so the launcher asks rather than assumes. Asked once per device.
+template <class Traits>
+size_t wgmma_static_bytes() {
+  static std::atomic<int> known[64];  // bytes + 1; 0: not asked yet
+  int device = 0;
+  cudaGetDevice(&device);
+  const size_t fallback = kernel_static_shared_bytes(sizeof(WgmmaFwdPixelTable<Traits>));
+  if (device < 0 || device >= 64) return fallback;
+  int bytes = known[device].load(std::memory_order_relaxed) - 1;
+  if (bytes < 0) {
+    cudaFuncAttributes attributes{};
+    if (cudaFuncGetAttributes(&attributes, sepconv_fwd_wgmma_kernel<Traits>) == cudaSuccess) {
+      bytes = static_cast<int>(attributes.sharedSizeBytes);
+    } else {
+      cudaGetLastError();  // no image for this device: the kernel is not started anyway
+      bytes = static_cast<int>(fallback);
+    }
+    known[device].store(bytes + 1, std::memory_order_relaxed);
+  }
+  return static_cast<size_t>(bytes);
+}
+
 // 128 pixels per CTA where Z fits (with the smallest ring), else 64; 0: neither fits.
 // XSEP_FWD_PIXELS=64 asks for 64 (for measurement: half the weight reuse, twice the CTAs). fp32: 64
 // (two warpgroups of TF32 accumulators would not fit 128 registers a thread).
@@ -25,7 +50,7 @@ template <typename T>
 int wgmma_pixels(const SepConvParams& p, int smem_optin) {
   auto fits = [&](auto traits) {
     using Traits = decltype(traits);
-    return WgmmaFwdLayout<Traits>::bytes(p.Cmid, Traits::kMinStages) + sizeof(FwdPixelTable<Traits::BM>) <=
+    return WgmmaFwdLayout<Traits>::bytes(p.Cmid, Traits::kMinStages) + wgmma_static_bytes<Traits>() <=
            static_cast<size_t>(smem_optin);
   };
   static const char* forced = std::getenv("XSEP_FWD_PIXELS");
@@ -42,7 +67,7 @@ int wgmma_pixels(const SepConvParams& p, int smem_optin) {
 template <class Traits>
 int wgmma_stages_search(int cmid, int smem_optin) {
   auto kernel = sepconv_fwd_wgmma_kernel<Traits>;
-  const size_t static_bytes = sizeof(FwdPixelTable<Traits::BM>);
+  const size_t static_bytes = wgmma_static_bytes<Traits>();
   auto fits = [&](int s) { return WgmmaFwdLayout<Traits>::bytes(cmid, s) + static_bytes <= static_cast<size_t>(smem_optin); };
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(smem_optin - static_bytes)) != cudaSuccess) {
@@ -72,8 +97,7 @@ int wgmma_stages(const SepConvParams& p, int smem_optin) {
   static const char* forced = std::getenv("XSEP_FWD_STAGES");
   const int asked = forced != nullptr ? std::atoi(forced) : 0;
   if (asked >= Traits::kMinStages && asked <= Traits::kMaxStages &&
-      WgmmaFwdLayout<Traits>::bytes(p.Cmid, asked) + sizeof(FwdPixelTable<Traits::BM>) <=
-          static_cast<size_t>(smem_optin))
+      WgmmaFwdLayout<Traits>::bytes(p.Cmid, asked) + wgmma_static_bytes<Traits>() <= static_cast<size_t>(smem_optin))
     return asked;
   int device = 0;
   cudaGetDevice(&device);

@@ -104,9 +104,13 @@ __device__ __forceinline__ void wgmma_wait() {
 #endif
 }
 
-// The first 1024-byte boundary at or after p: wgmma's swizzled operands start on their pattern.
+// The first kBoundary-byte boundary at or after p: wgmma's swizzled operands start on their
+// pattern's (1024 bytes for the 128-byte swizzle, 512 for the 64-byte one; the descriptors CuTe
+// builds say base offset 0).
+template <int kBoundary = 1024>
 __host__ __device__ __forceinline__ unsigned char* align_for_wgmma(unsigned char* p) {
-  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + 1023) / 1024 * 1024);
+  static_assert(kBoundary > 0 && (kBoundary & (kBoundary - 1)) == 0, "a power of two");
+  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + kBoundary - 1) / kBoundary * kBoundary);
 }
 
 // Declares the marker the launchers look for in a kernel's static shared memory (its other shared

@@ -72,8 +72,14 @@ inline void land(const Copy& c) {
 inline thread_local std::vector<std::vector<Copy>> committed;
 inline thread_local std::vector<Copy> open_group;
 
-// The CTA's dynamic shared memory (XSEP_DYNAMIC_SHARED), 1024-byte aligned.
+// The CTA's shared-memory window (1024-byte aligned: an offset in it has the address bits that
+// wgmma's swizzles use) and its dynamic shared memory (XSEP_DYNAMIC_SHARED) inside it, 128 bytes
+// past a 1024-byte boundary: on the GPU it follows the static shared memory, aligned as its
+// declaration asks (128) and no more is promised, so the kernels align their swizzled buffers
+// themselves.
+inline unsigned char* shared_window = nullptr;
 inline unsigned char* dynamic_shared = nullptr;
+constexpr size_t kDynamicSharedOffset = 128;
 
 // kernel() once per CTA of `grid`, with `threads` threads each and `shared_bytes` of dynamic
 // shared memory, filled with 0xff bytes (NaN in every float type) before each CTA, so a value
@@ -84,9 +90,9 @@ void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0) {
   cta_barrier = &barrier;
   gridDim = grid;
   blockDim = dim3(threads);
-  // 1024-byte aligned: a shared-memory offset then has the address bits that wgmma's swizzles use.
-  std::vector<unsigned char> shared_storage(shared_bytes + 1024);
-  dynamic_shared = shared_storage.data() + (1024 - reinterpret_cast<uintptr_t>(shared_storage.data()) % 1024);
+  std::vector<unsigned char> shared_storage(shared_bytes + 2048);
+  shared_window = shared_storage.data() + (1024 - reinterpret_cast<uintptr_t>(shared_storage.data()) % 1024);
+  dynamic_shared = shared_window + kDynamicSharedOffset;
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {

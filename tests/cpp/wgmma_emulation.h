@@ -24,14 +24,14 @@
 
 #include "cuda_host_emulation.h"
 
-// CuTe asks for a shared-memory address through this intrinsic: the offset in the CTA's dynamic
-// shared memory (which is 1024-byte aligned, so swizzle bits agree between the two addresses).
+// CuTe asks for a shared-memory address through this intrinsic: the offset in the CTA's shared
+// window (1024-byte aligned, so swizzle bits agree between the two addresses).
 #define CUTE_CVTA_GENERIC_TO_SHARED_ACTIVATED 1
 inline size_t __cvta_generic_to_shared(const void* p) {
-  const auto* base = xsep::emulated_dynamic_shared();
   const auto* q = static_cast<const unsigned char*>(p);
-  if (q < base || q - base >= (1 << 18)) xsep_emulation::die("wgmma operand outside dynamic shared memory");
-  return static_cast<size_t>(q - base);
+  if (q < xsep::emulated_dynamic_shared() || q - xsep_emulation::shared_window >= (1 << 18))
+    xsep_emulation::die("wgmma operand outside dynamic shared memory");
+  return static_cast<size_t>(q - xsep_emulation::shared_window);
 }
 
 #include <cute/arch/mma_sm90_desc.hpp>
@@ -63,6 +63,13 @@ inline const unsigned char* operand_address(uint64_t desc, bool mn_major, int el
   if (layout != 1 && layout != 2) die("wgmma stand-in: only the 64- and 128-byte swizzled K-major layouts");
   if (d.bitfield.base_offset_ != 0) die("wgmma stand-in: base offset not modelled");
   const uint32_t row_bytes = layout == 1 ? 128 : 64;  // the swizzle width
+  // Base offset 0 says the operand's buffer starts on its swizzle pattern (1024 bytes for the
+  // 128-byte swizzle, 512 for the 64-byte one); an instruction's start may then be a whole K step
+  // (32 bytes) into a K-major row. Elsewhere the hardware's reading and CuTe's writing of the
+  // pattern may differ, which this stand-in's XOR of absolute address bits would not show.
+  const uint32_t into_pattern = start % (row_bytes * 8);
+  if (mn_major ? into_pattern != 0 : (into_pattern % 32 != 0 || into_pattern >= row_bytes))
+    die("wgmma operand not aligned to its swizzle pattern (base offset 0)");
   uint32_t addr;
   if (!mn_major) {
     // A row of the operand along K within a swizzle row; rows in groups of 8, group g at g * SBO.
@@ -79,7 +86,7 @@ inline const unsigned char* operand_address(uint64_t desc, bool mn_major, int el
   // address bits [4, 4 + b) ^= bits [7, 7 + b), b = 3 (128-byte) or 2 (64-byte).
   const uint32_t mask = layout == 1 ? 0x7 : 0x3;
   addr ^= ((addr >> 7) & mask) << 4;
-  return xsep::emulated_dynamic_shared() + addr;
+  return xsep_emulation::shared_window + addr;
 }
 
 inline float load_operand(const unsigned char* p, int elem) {

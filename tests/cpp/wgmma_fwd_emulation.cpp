@@ -5,7 +5,8 @@
 // warpgroups) and 64 (one), fp32 on TF32 with 64; weight rings of 4 to 8 slots; the output
 // channels in one CTA or split over two; partial pixel tiles, a partial channel chunk, Cout below
 // one tile and one tile plus 8, fewer weight chunks than the ring copies ahead, stride 2 with
-// asymmetric padding, dilation, ELU between the convolutions. Needs CuTe's headers (-I of the nvidia-cutlass wheel's
+// asymmetric padding, dilation, padding wider than the window, ELU between the convolutions; and
+// the shared-memory budget of the 728-channel layers. Needs CuTe's headers (-I of the nvidia-cutlass wheel's
 // include directory). Prints one line per run; exits 0 when all agree.
 #include <cmath>
 #include <random>
@@ -61,6 +62,8 @@ int main() {
       {"s2_asymmetric", 1, 16, 17, 23, 136, 2, 1, 0, 1, 0, 1, Activation::kNone},  // Cout one tile + 8
       {"d2_elu", 1, 24, 12, 13, 40, 1, 2, 2, 2, 2, 2, Activation::kElu},
       {"deep", 1, 200, 6, 7, 264, 1, 1, 1, 1, 1, 1, Activation::kNone},  // 7 chunks, 3 Cout tiles
+      // Padding of 3: the outer output rows and columns read nothing but padding (no tap bits).
+      {"wide_padding", 1, 16, 5, 6, 24, 1, 1, 3, 2, 3, 3, Activation::kElu},
   };
   std::mt19937 rng(8765);
   int failed = 0, count = 0;
@@ -77,6 +80,17 @@ int main() {
     failed += !run_case<float, 64>(c, 1, 4, rng, 5e-3);  // TF32 (64 pixels only)
     failed += !run_case<float, 64>(c, 2, 7, rng, 5e-3);
     count += 4;
+  }
+  // The 728-channel layers at 128 pixels: a five-slot ring within the H100's per-block opt-in
+  // limit (227 KB), with the pixel table and the kilobyte ptxas adds.
+  {
+    using Traits = xsep::WgmmaFwdTraits<__nv_bfloat16, 128>;
+    const size_t bytes = xsep::WgmmaFwdLayout<Traits>::bytes(728, 5) +
+                         xsep::kernel_static_shared_bytes(sizeof(xsep::WgmmaFwdPixelTable<Traits>));
+    const bool fits = bytes <= 227 * 1024;
+    std::printf("%s 728 channels, 128 pixels, 5 slots: %zu of %d bytes\n", fits ? "ok    " : "FAILED", bytes,
+                227 * 1024);
+    failed += !fits;
   }
   std::printf("%d runs, %d failed\n", count, failed);
   return failed == 0 ? 0 : 1;
