@@ -109,7 +109,7 @@ for stage in "${stages[@]}"; do
       done
       ;;
     forward-phases)
-      # (At 728 channels the 128-pixel wgmma kernel has room for 4 weight slots only; with 64 pixels, 8.)
+      # (At 728 channels the 128-pixel wgmma kernel has room for 5 weight slots; with 64 pixels, 8.)
       step "forward phases: time against output channels at 728 channels @19 (intercept: depthwise + launch; slope: GEMM)"
       for spec in "wgmma:XSEP_FWD_KERNEL=wgmma" "wgmma-64px:XSEP_FWD_KERNEL=wgmma XSEP_FWD_PIXELS=64" \
                   "wgmma-64px-4stage:XSEP_FWD_KERNEL=wgmma XSEP_FWD_PIXELS=64 XSEP_FWD_STAGES=4" \
