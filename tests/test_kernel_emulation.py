@@ -2,7 +2,8 @@
 std::thread per CUDA thread, __syncthreads a barrier, WMMA and cp.async with the hardware's
 alignment rules, shared memory poisoned with NaN; cp.async copies land at their wait, so a read
 before it sees stale data, and in a second ThreadSanitizer run when issued, so a copy into a buffer
-still being read overwrites it; both runs must print the same). Each program is built twice: with
+still being read overwrites it; both runs must print the same; a wgmma operand must be fenced into
+the async proxy by the threads that wrote it, and start on its swizzle pattern). Each program is built twice: with
 ThreadSanitizer (a missing barrier is a reported data race: racecheck's job on the GPU) and with
 AddressSanitizer + UBSan (a read or write outside a tensor, or an integer overflow in the index
 math: memcheck's). Each runs kernels with the launch geometry the CUDA

@@ -21,7 +21,19 @@ namespace xsep {
 void emulated_cp_async_16(void* dst, const void* src, bool valid);
 void emulated_cp_async_commit();
 void emulated_cp_async_wait(int pending);
+void emulated_generic_shared_write(const void* dst, int bytes);
+void emulated_fence_proxy_async();
 #endif
+
+// A 16-byte store to shared memory that a wgmma may read. On the GPU a plain store; the host
+// emulation records it, as it records landed cp.async copies, as unseen by wgmma (the async proxy)
+// until this thread's fence_shared_for_wgmma.
+__device__ __forceinline__ void store_shared_16(void* dst, uint4 v) {
+  *static_cast<uint4*>(dst) = v;
+#if defined(XSEP_HOST_EMULATION)
+  emulated_generic_shared_write(dst, 16);
+#endif
+}
 
 // 16 bytes from src to dst (shared memory) when `valid`; else nothing is read (src may be any
 // valid address) and the 16 bytes are zero-filled.

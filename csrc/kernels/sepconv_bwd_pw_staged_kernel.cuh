@@ -205,7 +205,7 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
     Vec16<T> out;
 #pragma unroll
     for (int j = 0; j < kVec; ++j) out.v[j] = from_float<T>(acc[j]);
-    *reinterpret_cast<uint4*>(gemm.z_at(buf, k, g * kVec)) = out.u;
+    store_shared_16(gemm.z_at(buf, k, g * kVec), out.u);
   };
   auto compute_z = [&](int64_t q0, int buf) {
 #pragma unroll

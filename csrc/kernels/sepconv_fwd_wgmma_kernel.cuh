@@ -138,10 +138,9 @@ __device__ __forceinline__ void wgmma_round_weight_chunk(SlotTensor&& slot) {
     for (int i = 0; i < kPieces / Traits::kThreads; ++i) {
       const int v = threadIdx.x + i * Traits::kThreads;
       const int n = v / (Traits::BK / kVec), k = (v % (Traits::BK / kVec)) * kVec;
-      float4* piece = reinterpret_cast<float4*>(&slot(n, k));
-      float4 w = *piece;
+      float4 w = *reinterpret_cast<const float4*>(&slot(n, k));
       w.x = round_to_tf32(w.x), w.y = round_to_tf32(w.y), w.z = round_to_tf32(w.z), w.w = round_to_tf32(w.w);
-      *piece = w;
+      store_shared_16(&slot(n, k), *reinterpret_cast<const uint4*>(&w));
     }
   }
 }
@@ -209,7 +208,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
       for (int j = 0; j < kVec; ++j) out.v[j] = round_to_tf32(out.v[j]);
     }
     // 16 bytes (kVec channels from a multiple of kVec) are contiguous in the swizzled layout.
-    *reinterpret_cast<uint4*>(&z_chunk(k0 / BK)(m, k0 % BK)) = out.u;
+    store_shared_16(&z_chunk(k0 / BK)(m, k0 % BK), out.u);
   });
 
   typename Cute::TiledMma mma;

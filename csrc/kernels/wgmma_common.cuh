@@ -78,6 +78,8 @@ void emulated_wgmma_wait(int pending);
 __device__ __forceinline__ void fence_shared_for_wgmma() {
 #if defined(XSEP_WGMMA_DEVICE_CODE) && defined(__CUDA_ARCH__)
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#elif defined(XSEP_HOST_EMULATION)
+  emulated_fence_proxy_async();
 #endif
 }
 

@@ -13,6 +13,11 @@
 //     XSEP_EMULATION_EAGER_COPIES=1 in the environment, it lands when issued instead, the earliest
 //     moment: a copy into a buffer that is still being read (by other threads, or by a warpgroup
 //     MMA in flight, which runs at its wait) overwrites what the reader sees. The tests run both.
+//   * Dynamic shared memory starts 128 bytes past a 1024-byte boundary (all its declaration
+//     promises), so the kernels must align their swizzled wgmma buffers themselves.
+//   * Proxies: what a thread's landed cp.async copies and store_shared_16 stores wrote stays unseen
+//     by wgmma (the async proxy) until that thread's fence.proxy.async (fence_shared_for_wgmma); the
+//     wgmma stand-in (wgmma_emulation.h) aborts on reading it earlier.
 // Not modelled: warp shuffles and votes, the memory model beyond the barriers, timing. Built with
 // -fsanitize=thread, a missing barrier shows up as a data race on shared memory; with
 // -fsanitize=address,undefined, an access outside a tensor or an overflowing index.
@@ -23,11 +28,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <barrier>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -62,12 +69,53 @@ struct Copy {
 };
 inline const bool eager_copies = std::getenv("XSEP_EMULATION_EAGER_COPIES") != nullptr;
 
+// What wgmma (the async proxy) may not read yet: per 16-byte granule of the shared window, the
+// thread (+ 1) whose generic-proxy write there (a landed cp.async copy, store_shared_16) it has not
+// fenced since (fence.proxy.async: fence_shared_for_wgmma); 0: published. The wgmma stand-in refuses
+// to read an unpublished granule, so a missing or misplaced fence shows. (Other plain stores are
+// not tracked.)
+inline bool track_async_proxy = false;  // set by wgmma_emulation.h: only wgmma reads through it
+inline std::unique_ptr<std::atomic<int>[]> unpublished;
+inline size_t window_granules = 0;
+inline thread_local std::vector<size_t> my_unpublished;  // granules this thread wrote since its last fence
+inline unsigned char* shared_window = nullptr;           // see run_grid
+
+inline void generic_shared_write(const void* dst, int bytes) {
+  const auto* p = static_cast<const unsigned char*>(dst);
+  if (!track_async_proxy || shared_window == nullptr || p < shared_window) return;  // static __shared__: untracked
+  const size_t offset = static_cast<size_t>(p - shared_window);
+  for (size_t g = offset / 16; g <= (offset + bytes - 1) / 16 && g < window_granules; ++g) {
+    unpublished[g].store(static_cast<int>(xsep_emulated_thread_idx.x) + 1, std::memory_order_relaxed);
+    my_unpublished.push_back(g);
+  }
+}
+
+inline void fence_proxy_async() {
+  const int me = static_cast<int>(xsep_emulated_thread_idx.x) + 1;
+  for (size_t g : my_unpublished) {
+    int expected = me;  // another thread's later write there stays unpublished
+    unpublished[g].compare_exchange_strong(expected, 0, std::memory_order_relaxed);
+  }
+  my_unpublished.clear();
+}
+
+// Dies if wgmma would read the granule at `offset` in the shared window before its writer fenced.
+inline void check_published(size_t offset) {
+  const int writer = offset / 16 < window_granules ? unpublished[offset / 16].load(std::memory_order_relaxed) : 0;
+  if (writer != 0) {
+    std::fprintf(stderr, "emulation: wgmma reads shared memory (offset %zu) that thread %d wrote with no fence.proxy.async since\n",
+                 offset, writer - 1);
+    std::abort();
+  }
+}
+
 inline void land(const Copy& c) {
   if (c.valid) {
     std::memcpy(c.dst, c.src, 16);
   } else {
     std::memset(c.dst, 0, 16);
   }
+  generic_shared_write(c.dst, 16);  // cp.async writes through the generic proxy
 }
 inline thread_local std::vector<std::vector<Copy>> committed;
 inline thread_local std::vector<Copy> open_group;
@@ -77,7 +125,6 @@ inline thread_local std::vector<Copy> open_group;
 // past a 1024-byte boundary: on the GPU it follows the static shared memory, aligned as its
 // declaration asks (128) and no more is promised, so the kernels align their swizzled buffers
 // themselves.
-inline unsigned char* shared_window = nullptr;
 inline unsigned char* dynamic_shared = nullptr;
 constexpr size_t kDynamicSharedOffset = 128;
 
@@ -93,6 +140,8 @@ void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0) {
   std::vector<unsigned char> shared_storage(shared_bytes + 2048);
   shared_window = shared_storage.data() + (1024 - reinterpret_cast<uintptr_t>(shared_storage.data()) % 1024);
   dynamic_shared = shared_window + kDynamicSharedOffset;
+  window_granules = (kDynamicSharedOffset + shared_bytes + 15) / 16;
+  unpublished.reset(new std::atomic<int>[window_granules]());
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
@@ -101,7 +150,11 @@ void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0) {
         for (unsigned y = 0; y < grid.y; ++y)
           for (unsigned x = 0; x < grid.x; ++x) {
             blockIdx = make_uint3(x, y, z);
-            if (t == 0) std::memset(dynamic_shared, 0xff, shared_bytes);
+            if (t == 0) {
+              std::memset(dynamic_shared, 0xff, shared_bytes);
+              for (size_t g = 0; g < window_granules; ++g) unpublished[g].store(0, std::memory_order_relaxed);
+            }
+            my_unpublished.clear();
             barrier.arrive_and_wait();
             kernel();
             for (const auto& group : committed)
@@ -128,6 +181,8 @@ inline T __ldg(const T* p) {
 namespace xsep {
 
 inline unsigned char* emulated_dynamic_shared() { return xsep_emulation::dynamic_shared; }
+inline void emulated_generic_shared_write(const void* dst, int bytes) { xsep_emulation::generic_shared_write(dst, bytes); }
+inline void emulated_fence_proxy_async() { xsep_emulation::fence_proxy_async(); }
 
 inline void emulated_cp_async_16(void* dst, const void* src, bool valid) {
   if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))

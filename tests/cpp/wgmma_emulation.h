@@ -39,6 +39,9 @@ inline size_t __cvta_generic_to_shared(const void* p) {
 
 namespace xsep_emulation {
 
+// This program has a warpgroup MMA: track what it may read (cuda_host_emulation.h, "Proxies").
+inline const bool async_proxy_tracked = (track_async_proxy = true);
+
 // One issued MMA of one thread: 64 x N x 16, this thread's accumulators.
 struct Gmma {
   uint64_t desc_a, desc_b;
@@ -121,9 +124,15 @@ inline void execute(const Gmma& g) {
     const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
     float acc = g.zero_d ? 0.f : *g.d[i];
     const int elem_bytes = g.elem == 2 ? 4 : 2, kk = g.elem == 2 ? 8 : 16;
+    size_t checked_a = SIZE_MAX, checked_b = SIZE_MAX;  // the granule last found published, per operand
+    auto read = [&](const unsigned char* p, size_t& checked) {
+      const size_t offset = static_cast<size_t>(p - xsep_emulation::shared_window);
+      if (offset / 16 != checked) check_published(offset), checked = offset / 16;
+      return load_operand(p, g.elem);
+    };
     for (int k = 0; k < kk; ++k)
-      acc += load_operand(operand_address(g.desc_a, g.a_mn_major, elem_bytes, row, k), g.elem) *
-             load_operand(operand_address(g.desc_b, g.b_mn_major, elem_bytes, col, k), g.elem);
+      acc += read(operand_address(g.desc_a, g.a_mn_major, elem_bytes, row, k), checked_a) *
+             read(operand_address(g.desc_b, g.b_mn_major, elem_bytes, col, k), checked_b);
     *g.d[i] = acc;
   }
 }
