@@ -34,6 +34,11 @@ __device__ __forceinline__ FwdPixelOrigin fwd_pixel_origin(const SepConvParams& 
   return o;
 }
 
+// Whether input row iy, column ix is inside the image (not the padding).
+__device__ __forceinline__ bool inside_image(const SepConvParams& p, int iy, int ix) {
+  return iy >= 0 && iy < p.H && ix >= 0 && ix < p.W;
+}
+
 template <int BM>
 struct FwdPixelTable {
   int64_t x_base[BM];  // offset of x[n, 0, iy0, ix0] (iy0/ix0 may be negative: padding)
@@ -62,8 +67,7 @@ struct FwdPixelTable {
 
   // Whether tap (ky, kx) of pixel m's window reads inside the image (not the padding).
   __device__ __forceinline__ bool tap_inside(const SepConvParams& p, int m, int ky, int kx) const {
-    const int iy = iy0[m] + ky * p.dh, ix = ix0[m] + kx * p.dw;
-    return iy >= 0 && iy < p.H && ix >= 0 && ix < p.W;
+    return inside_image(p, iy0[m] + ky * p.dh, ix0[m] + kx * p.dw);
   }
 };
 
@@ -87,10 +91,8 @@ struct FwdTapTable {
     if (pix < static_cast<int64_t>(p.N) * p.Ho * p.Wo) {
       const FwdPixelOrigin o = fwd_pixel_origin(p, pix);
       for (int ky = 0; ky < kKH; ++ky)
-        for (int kx = 0; kx < kKW; ++kx) {
-          const int iy = o.iy + ky * p.dh, ix = o.ix + kx * p.dw;
-          if (iy >= 0 && iy < p.H && ix >= 0 && ix < p.W) bits |= 1u << (ky * kKW + kx);
-        }
+        for (int kx = 0; kx < kKW; ++kx)
+          if (inside_image(p, o.iy + ky * p.dh, o.ix + kx * p.dw)) bits |= 1u << (ky * kKW + kx);
       base = o.x_base;
     }
     taps[m] = static_cast<uint16_t>(bits);
