@@ -3,10 +3,70 @@
 #include <Python.h>
 #include <torch/library.h>
 
-// `import xsep._C` loads this shared object, which runs the static registrations below.
-// The module itself exports nothing: the ops are reached through torch.ops.xsep.*.
+#include "common/dispatch_log.h"
+#include "kernels/kernel_knobs.h"
+
+// `import xsep._C` loads this shared object, which runs the static registrations below. The ops
+// are reached through torch.ops.xsep.*; the module's own functions serve measurement (xsep bench):
+// the kernel-choice knobs and the record of which kernels ran (xsep/_kernel_knobs.py wraps them).
+namespace {
+
+PyObject* set_kernel_knob(PyObject*, PyObject* args) {
+  const char* name = nullptr;
+  const char* value = nullptr;
+  if (!PyArg_ParseTuple(args, "ss", &name, &value)) return nullptr;
+  if (!xsep::set_kernel_knob(name, value)) {
+    PyErr_Format(PyExc_ValueError, "unknown kernel knob %s", name);
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* kernel_knob(PyObject*, PyObject* args) {
+  const char* name = nullptr;
+  if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
+  std::string value;
+  if (!xsep::get_kernel_knob(name, &value)) {
+    PyErr_Format(PyExc_ValueError, "unknown kernel knob %s", name);
+    return nullptr;
+  }
+  return PyUnicode_FromString(value.c_str());
+}
+
+PyObject* record_dispatches(PyObject*, PyObject* args) {
+  int on = 0;
+  if (!PyArg_ParseTuple(args, "p", &on)) return nullptr;
+  xsep::record_dispatches(on != 0);
+  Py_RETURN_NONE;
+}
+
+PyObject* take_dispatches(PyObject*, PyObject*) {
+  const std::vector<std::string> lines = xsep::take_dispatches();
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(lines.size()));
+  if (list == nullptr) return nullptr;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    PyObject* line = PyUnicode_FromString(lines[i].c_str());
+    if (line == nullptr) {
+      Py_DECREF(list);
+      return nullptr;
+    }
+    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), line);
+  }
+  return list;
+}
+
+PyMethodDef methods[] = {
+    {"set_kernel_knob", set_kernel_knob, METH_VARARGS, "set_kernel_knob(name, value): '' means unset"},
+    {"kernel_knob", kernel_knob, METH_VARARGS, "kernel_knob(name) -> the value in force ('' when unset)"},
+    {"record_dispatches", record_dispatches, METH_VARARGS, "record_dispatches(on): keep the dispatch lines"},
+    {"take_dispatches", take_dispatches, METH_NOARGS, "take_dispatches() -> the lines kept since the last take"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
 extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module_def);
 }
 

@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from xsep._kernel_knobs import kernel_knobs
 from xsep.bench import run
 from xsep.bench.__main__ import main as bench_main
 from xsep.bench.metadata import REPO, git_tree_hash
@@ -21,11 +22,11 @@ from compare import compare
 from compare import main as compare_main
 
 
-def test_smoke_bench_writes_well_formed_files(tmp_path, monkeypatch):
-    monkeypatch.setenv("XSEP_FWD_PIXELS", "64")  # recorded as the run's kernel choice (CUDA only)
-    monkeypatch.delenv("XSEP_BWD_KERNEL", raising=False)
+def test_smoke_bench_writes_well_formed_files(tmp_path):
     args = ["--device", "cpu", "--shape", "2,8,9,9,16,3,1", "--directions", "forward,backward,forward_backward"]
-    bench_main([*args, "--reps", "1", "--input-sets", "1", "--out", str(tmp_path), "--name", "smoke"])
+    # The knobs in force (from the environment, or set as here) are recorded as the run's kernel choice.
+    with kernel_knobs({"XSEP_FWD_PIXELS": "64", "XSEP_BWD_KERNEL": ""}):
+        bench_main([*args, "--reps", "1", "--input-sets", "1", "--out", str(tmp_path), "--name", "smoke"])
     result = json.loads((tmp_path / "smoke.json").read_text())
     meta = result["metadata"]
     for key in ("device_name", "torch", "git_commit", "csrc_tree", "command", "bandwidth_gbs", "peak_tflops"):

@@ -10,20 +10,30 @@ import torch
 
 
 def median_ms(
-    fns: Sequence[Callable[[], object]], device: torch.device, warmup: int = 3, reps: int = 15
+    fns: Sequence[Callable[[], object]],
+    device: torch.device,
+    warmup: int = 3,
+    reps: int = 15,
+    prepare: Sequence[Callable[[], object] | None] | None = None,
 ) -> list[float]:
     """Median wall time in ms of each of `fns`, run interleaved so drift hits all alike.
 
     On a GPU each call is timed with CUDA events on the current stream; on the CPU with
-    perf_counter.
+    perf_counter. `prepare[i]`, if given, runs untimed before every call of `fns[i]` (xsep bench
+    sets a kernel variant's knobs with it).
     """
-    for fn in fns:
+    prepare = list(prepare) if prepare is not None else [None] * len(fns)
+    for fn, before in zip(fns, prepare, strict=True):
         for _ in range(warmup):
+            if before is not None:
+                before()
             fn()
     samples: list[list[float]] = [[] for _ in fns]
     cuda = device.type == "cuda"
     for _ in range(reps):
         for i, fn in enumerate(fns):
+            if prepare[i] is not None:
+                prepare[i]()
             if cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()

@@ -16,6 +16,7 @@
 
 #include <vector>
 
+#include "../common/dispatch_log.h"
 #include "sepconv_cpu_common.h"
 #include "sepconv_cpu_tiles.h"
 
@@ -43,6 +44,10 @@ void backward_tiles(const at::Tensor& grad_out, const at::Tensor& x, const AccWe
       g.Wo * (g.Cmid * (int64_t(want_z) + int64_t(want_dz)) + (kDirectGrad ? 0 : g.Cout)) * int64_t(sizeof(acc_t));
   // Two waves, each with a tile for every thread.
   const TilePlan plan = make_tile_plan(g, row_bytes, min_rows, /*across_images=*/nhwc, 2 * at::get_num_threads());
+  if (dispatch_log_active()) {
+    log_dispatch("separable_conv2d_backward", std::string("backward cpu ") + dtype_name(x.scalar_type()) +
+                                                  (nhwc ? " channels_last (" : " nchw (") + plan.describe() + ")");
+  }
   std::vector<int64_t> waves[2];
   for (int64_t t = 0; t < plan.count; ++t) waves[plan.tile(t, g).wave].push_back(t);
 

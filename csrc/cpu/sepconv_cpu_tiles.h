@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include <c10/core/ScalarType.h>
 
 #include "../common/sepconv_geometry.h"
 
@@ -15,6 +18,17 @@
 #define XSEP_SIMD _Pragma("omp simd")
 
 namespace xsep::cpu {
+
+// torch's name of a dtype, as the dispatch log spells it (the CUDA side's lines too).
+inline const char* dtype_name(c10::ScalarType t) {
+  switch (t) {
+    case c10::ScalarType::Half: return "float16";
+    case c10::ScalarType::BFloat16: return "bfloat16";
+    case c10::ScalarType::Float: return "float32";
+    case c10::ScalarType::Double: return "float64";
+    default: return c10::toString(t);
+  }
+}
 
 // A tile is a block of whole output rows. NCHW: within one image (per channel, an image's output
 // rows are contiguous, but not across images), or, where a whole image fits in a tile's budget,
@@ -48,6 +62,11 @@ struct TilePlan {
   }
   // Output pixels of the largest tile: the size of its buffers.
   int64_t max_pixels(const SepConvGeometry& g) const { return rows * images * g.Wo; }
+  // For the dispatch log: e.g. "8 tiles of 4 rows" or "3 tiles of up to 11 whole images".
+  std::string describe() const {
+    if (images > 1) return std::to_string(count) + " tiles of up to " + std::to_string(images) + " whole images";
+    return std::to_string(count) + " tiles of " + std::to_string(rows) + (across_images ? " batch rows" : " rows");
+  }
 };
 
 // Rows per tile so that the tile's buffers (bytes_per_output_row each row) stay within about

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "../common/dispatch_log.h"
 #include "sepconv_cpu_common.h"
 #include "sepconv_cpu_tiles.h"
 
@@ -21,6 +22,10 @@ void forward_tiles(const at::Tensor& x, const AccWeights& w, const std::optional
   const at::Tensor bias_acc = bias.has_value() ? bias->detach().to(scalar_type_of<acc_t>()) : at::Tensor();
   const int64_t row_bytes = g.Wo * (g.Cmid + (kGemmIntoOutput ? 0 : g.Cout)) * int64_t(sizeof(acc_t));
   const TilePlan plan = make_tile_plan(g, row_bytes, 1, /*across_images=*/nhwc, at::get_num_threads());
+  if (dispatch_log_active()) {
+    log_dispatch("separable_conv2d", std::string("forward cpu ") + dtype_name(x.scalar_type()) +
+                                         (nhwc ? " channels_last (" : " nchw (") + plan.describe() + ")");
+  }
   const scalar_t* x_ptr = x.const_data_ptr<scalar_t>();
   scalar_t* y_ptr = y.mutable_data_ptr<scalar_t>();
   const acc_t* dw = w.dw.const_data_ptr<acc_t>();

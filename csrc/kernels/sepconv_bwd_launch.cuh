@@ -7,10 +7,10 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
+#include <string>
 #include <type_traits>
 
+#include "kernel_knobs.h"
 #include "sepconv_bwd.h"
 #include "sepconv_bwd_input_staged_kernel.cuh"
 #include "sepconv_bwd_kernel.cuh"
@@ -61,9 +61,9 @@ template <typename T, Math kMath>
 StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
   StagedChoice choice;
   if constexpr (kMath == Math::kTensorCore) {  // 16-bit types, or fp32 on TF32 (exact fp32: the first kernels)
-    static const char* forced = std::getenv("XSEP_BWD_KERNEL");
-    const bool wgmma = forced != nullptr && std::strcmp(forced, "wgmma") == 0;
-    if (forced != nullptr && (std::strcmp(forced, "staged") == 0 || wgmma)) {
+    const std::string forced = kernel_knob(KernelKnob::kBwdKernel);
+    const bool wgmma = forced == "wgmma";
+    if (forced == "staged" || wgmma) {
       int device = 0, major = 0;
       cudaGetDevice(&device);
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);

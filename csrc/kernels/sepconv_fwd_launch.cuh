@@ -18,10 +18,10 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
+#include <string>
 #include <type_traits>
 
+#include "kernel_knobs.h"
 #include "launch_pixel_tiles.cuh"
 #include "sepconv_fwd.h"
 #include "sepconv_fwd_halo_kernel.cuh"
@@ -51,8 +51,7 @@ bool halo_applies(const SepConvParams& p, int smem_optin, int major) {
 // XSEP_FWD_STAGES=3: the resident kernel keeps three weight chunks in flight instead of two (for
 // measurement: 50% more shared memory for the chunks, so fewer CTAs per SM on wide layers).
 inline int resident_stages() {
-  static const char* forced = std::getenv("XSEP_FWD_STAGES");
-  return forced != nullptr && std::strcmp(forced, "3") == 0 ? 3 : 2;
+  return kernel_knob_is(KernelKnob::kFwdStages, "3") ? 3 : 2;
 }
 
 // XSEP_FWD_PIXELS=64 | 128: the resident kernel with 64 or 128 pixels per CTA (8 or 16 warps) for
@@ -61,9 +60,9 @@ inline int resident_stages() {
 // (at 32 pixels a 728-channel layer's weight traffic alone is about what cuDNN's whole forward
 // takes), against fewer CTAs with more shared memory each. 32 by default and everywhere else.
 inline int resident_pixels_asked() {
-  static const char* forced = std::getenv("XSEP_FWD_PIXELS");
-  if (forced != nullptr && std::strcmp(forced, "64") == 0) return 64;
-  if (forced != nullptr && std::strcmp(forced, "128") == 0) return 128;
+  const std::string forced = kernel_knob(KernelKnob::kFwdPixels);
+  if (forced == "64") return 64;
+  if (forced == "128") return 128;
   return kResidentPixels;
 }
 
@@ -114,12 +113,12 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p) {
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
   const ResidentShape shape = resident_shape<T, kMath>(p, smem_optin);
   const bool fits = resident_bytes<T, kMath>(p, shape) <= static_cast<size_t>(smem_optin);
-  static const char* forced = std::getenv("XSEP_FWD_KERNEL");
-  if (forced != nullptr && std::strcmp(forced, "tiled") == 0) return {FwdKernel::kTiled, shape};
-  if (forced != nullptr && std::strcmp(forced, "halo") == 0 && halo_applies<T, kMath>(p, smem_optin, major))
+  const std::string forced = kernel_knob(KernelKnob::kFwdKernel);
+  if (forced == "tiled") return {FwdKernel::kTiled, shape};
+  if (forced == "halo" && halo_applies<T, kMath>(p, smem_optin, major))
     return {FwdKernel::kHalo, shape};
   if constexpr (kMath == Math::kTensorCore) {  // 16-bit, or fp32 on TF32
-    if (forced != nullptr && std::strcmp(forced, "wgmma") == 0 && wgmma_forward_applies<T>(p))
+    if (forced == "wgmma" && wgmma_forward_applies<T>(p))
       return {FwdKernel::kWgmma, shape};
   }
   return {fits ? FwdKernel::kResident : FwdKernel::kTiled, shape};

@@ -6,11 +6,12 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
+#include <string>
 #include <map>
 #include <mutex>
 #include <utility>
 
+#include "kernel_knobs.h"
 #include "launch_pixel_tiles.cuh"
 #include "sepconv_fwd_wgmma.h"
 #include "sepconv_fwd_wgmma_kernel.cuh"
@@ -53,8 +54,7 @@ int wgmma_pixels(const SepConvParams& p, int smem_optin) {
     return WgmmaFwdLayout<Traits>::bytes(p.Cmid, Traits::kMinStages) + wgmma_static_bytes<Traits>() <=
            static_cast<size_t>(smem_optin);
   };
-  static const char* forced = std::getenv("XSEP_FWD_PIXELS");
-  const bool ask_64 = forced != nullptr && std::strcmp(forced, "64") == 0;
+  const bool ask_64 = kernel_knob_is(KernelKnob::kFwdPixels, "64");
   if constexpr (sizeof(T) == 2) {
     if (!ask_64 && fits(WgmmaFwdTraits<T, 128>{})) return 128;
   }
@@ -94,8 +94,7 @@ int wgmma_stages_search(int cmid, int smem_optin) {
 // count where it fits (for measurement).
 template <class Traits>
 int wgmma_stages(const SepConvParams& p, int smem_optin) {
-  static const char* forced = std::getenv("XSEP_FWD_STAGES");
-  const int asked = forced != nullptr ? std::atoi(forced) : 0;
+  const int asked = std::atoi(kernel_knob(KernelKnob::kFwdStages).c_str());
   if (asked >= Traits::kMinStages && asked <= Traits::kMaxStages &&
       WgmmaFwdLayout<Traits>::bytes(p.Cmid, asked) + wgmma_static_bytes<Traits>() <= static_cast<size_t>(smem_optin))
     return asked;

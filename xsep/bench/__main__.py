@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from xsep.bench import models
+from xsep.bench import models, variants
 from xsep.bench.metadata import REPO, run_metadata
 from xsep.bench.roofline import measure_machine
 from xsep.bench.run import BASELINES, measure_row
@@ -55,6 +55,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--baselines", default=None, help=f"layer baselines, of {', '.join(BASELINES)} (default: pytorch,reference)"
     )
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help="CUDA kernel variants timed beside the default, each a name of "
+        + ", ".join(variants.NAMED)
+        + " or KNOB=VALUE[+KNOB=VALUE] (see xsep/bench/variants.py); comma-separated",
+    )
     parser.add_argument("--image-size", type=int, default=299, help="networks: input size (299 = the paper's)")
     parser.add_argument("--graph", default=None, help="networks: eager,compiled (default: both on a GPU, eager on CPU)")
     parser.add_argument("--reps", type=int, default=20)
@@ -68,6 +75,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.suite = _csv(args.suite)
     args.baselines = _csv(args.baselines or "pytorch,reference")
     args.graph = _csv(args.graph or ("eager,compiled" if cuda else "eager"))
+    try:
+        args.variants = dict(variants.parse_variant(v) for v in _csv(args.variants or ""))
+    except ValueError as error:
+        parser.error(f"--variants: {error}")
     for value, allowed, what in (
         (args.modes, MODES, "--modes"),
         (args.directions, DIRECTIONS, "--directions"),
@@ -96,18 +107,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def geometric_means(rows: list[dict]) -> dict[str, float]:
-    """Geometric mean of the speed-up over the shapes, per (mode, direction, N)."""
+    """Geometric mean of the speed-up over the shapes, per (mode, direction, N), and per kernel
+    variant as `<mode> <direction> N=<N> [<variant>]` (over the rows where it ran correctly)."""
     groups = defaultdict(list)
     for r in rows:
         if r["status"] == "ok":
-            groups[f"{r['mode']} {r['direction']} N={r['N']}"].append(math.log(r["speedup"]))
+            key = f"{r['mode']} {r['direction']} N={r['N']}"
+            groups[key].append(math.log(r["speedup"]))
+            for name, v in r.get("variants", {}).items():
+                if v["status"] == "ok":
+                    groups[f"{key} [{name}]"].append(math.log(v["speedup"]))
     return {k: math.exp(sum(v) / len(v)) for k, v in groups.items()}
 
 
+def variant_summary(row: dict) -> str:
+    """The row's kernel variants: speed-up over the baseline each, or why it was not timed."""
+    parts = []
+    for name, v in row.get("variants", {}).items():
+        parts.append(f"{name} {v['speedup']:.2f}x" if v["status"] == "ok" else f"{name} FAILED")
+    return ", ".join(parts)
+
+
 def markdown_table(rows: list[dict]) -> str:
+    with_variants = any(r.get("variants") for r in rows)
     head = (
         "| shape | N | mode | direction | xsep ms | baseline ms | speed-up | TFLOP/s | GB/s | % of bound | max err "
-        "| vs other baselines |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| vs other baselines |" + (" kernel variants (vs the baseline) |" if with_variants else "") + "\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_variants else "") + "\n"
     )
     lines = []
     for r in rows:
@@ -118,7 +144,7 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['shape']} | {r['N']} | {r['mode']} | {r['direction']} | {r['xsep_ms']:.3f} | {r['baseline_ms']:.3f} "
             f"| {r['speedup']:.2f}x | {r['tflops']:.3g} | {r['gbs']:.3g} | {r['pct_of_bound']:.0f}% "
-            f"| {r['max_error']:.1e} | {others} |"
+            f"| {r['max_error']:.1e} | {others} |" + (f" {variant_summary(r)} |" if with_variants else "")
         )
     return head + "\n".join(lines) + "\n"
 
@@ -196,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
         for key, value in means.items():
             print(f"  {key:32s} {value:.2f}x")
     write_results(args, device, machine, rows, network_rows, means)
-    if any(r["status"] != "ok" for r in rows + network_rows):
+    variant_failed = any(v["status"] != "ok" for r in rows for v in r.get("variants", {}).values())
+    if variant_failed or any(r["status"] != "ok" for r in rows + network_rows):
         sys.exit(1)
 
 
@@ -212,7 +239,9 @@ def run_layers(args: argparse.Namespace, device: torch.device, machine, rows: li
     with tqdm(total=len(jobs), unit="row", dynamic_ncols=True, leave=False) as progress:
         for mode, direction, (shape, n) in jobs:
             progress.set_description(f"{shape.name} N={n} {mode} {direction}")
-            row = measure_row(shape, n, mode, direction, device, machine, args.reps, args.input_sets, baselines)
+            row = measure_row(
+                shape, n, mode, direction, device, machine, args.reps, args.input_sets, baselines, args.variants
+            )
             rows.append(row)
             head = f"{row['shape']:16s} N={n:<4d} {mode:9s} {direction:16s}"
             if row["status"] == "ok":
@@ -220,6 +249,7 @@ def run_layers(args: argparse.Namespace, device: torch.device, machine, rows: li
                 progress.write(
                     f"{head} xsep {row['xsep_ms']:8.3f} ms  baseline {row['baseline_ms']:8.3f} ms  "
                     f"{row['speedup']:5.2f}x  {row['pct_of_bound']:5.1f}% of bound  {others}"
+                    + (f"  variants: {variant_summary(row)}" if row["variants"] else "")
                 )
             else:
                 progress.write(f"{head} {row['status']}")
@@ -259,6 +289,7 @@ def write_results(args, device, machine, rows, network_rows, means, complete: bo
         "peak_tflops": machine.peak_tflops,
         "reps": args.reps,
         "input_sets": args.input_sets,
+        "variants": args.variants,
         "complete": complete,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -274,6 +305,12 @@ def write_results(args, device, machine, rows, network_rows, means, complete: bo
     ]
     if meta.get("kernel_choice"):
         md += ["Kernel variants forced: " + ", ".join(f"`{k}={v}`" for k, v in meta["kernel_choice"].items()), ""]
+    if args.variants:
+        md += [
+            "Kernel variants timed beside the default (channels_last; `kernels` in the JSON says which ran): "
+            + ", ".join(f"{name} (`{'+'.join(f'{k}={v}' for k, v in knobs.items())}`)" for name, knobs in args.variants.items()),
+            "",
+        ]
     if not complete:
         md += ["**Partial**: the run stopped before every row was measured.", ""]
     written = [".json", ".md"]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from xsep import _kernel_knobs
+
 REPO = Path(__file__).resolve().parents[2]  # the checkout, for an editable install
 
 
@@ -58,9 +60,6 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-KERNEL_CHOICE_VARIABLES = ("XSEP_FWD_KERNEL", "XSEP_FWD_STAGES", "XSEP_FWD_PIXELS", "XSEP_BWD_KERNEL")
-
-
 def run_metadata(device: torch.device) -> dict:
     """Device, versions, git commit and the tree hash of the csrc/ that was measured.
 
@@ -77,8 +76,8 @@ def run_metadata(device: torch.device) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device_type": device.type,
-        # The CUDA kernel variants forced for this run (csrc/kernels/*_launch.cuh read them).
-        "kernel_choice": {name: os.environ[name] for name in KERNEL_CHOICE_VARIABLES if name in os.environ},
+        # The CUDA kernel choice's knobs in force for this run (csrc/kernels/kernel_knobs.h).
+        "kernel_choice": _kernel_knobs.current(),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

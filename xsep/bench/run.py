@@ -11,14 +11,18 @@ Baselines (each in NCHW and channels_last, the faster counting):
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import torch
 import torch.nn.functional as F
 
+from xsep import _kernel_knobs
+from xsep._kernel_knobs import kernel_knobs, recorded_dispatches
 from xsep._timing import median_ms
 from xsep.bench.roofline import Machine, bound_ms, layer_cost, math_mode, tf32_enabled
 from xsep.bench.shapes import LayerShape
+from xsep.bench.variants import affects
 from xsep.ops import separable_conv2d
 from xsep.reference import check_error, separable_conv2d_reference
 
@@ -174,11 +178,18 @@ def measure_row(
     reps: int,
     input_sets: int,
     baselines: tuple[str, ...] = ("pytorch",),
+    variants: dict[str, dict[str, str]] | None = None,
 ) -> dict:
     """One row: correctness, then medians of xsep and each baseline in both memory formats.
-    `speedup` is against PyTorch's two convolutions; `speedup_vs` against every baseline."""
+    `speedup` is against PyTorch's two convolutions; `speedup_vs` against every baseline.
+
+    `variants` (name -> kernel knobs, xsep.bench.variants) are further xsep candidates, each checked
+    against fp64 under its knobs and timed in channels_last (the layout the experimental kernels
+    take) in the same interleaved run: `row["variants"]`. `row["kernels"]` holds the dispatch lines
+    of each xsep candidate's calls (which kernels served them)."""
     if "pytorch" not in baselines:
         baselines = ("pytorch", *baselines)
+    variants = variants or {}
     dtype, tf32 = math_mode(mode)
     row = {"shape": shape.name, "N": n, "C": shape.C, "H": shape.H, "W": shape.H, "Cout": shape.Cout}
     row |= {"kernel": shape.kernel, "stride": shape.stride, "count": shape.count}
@@ -186,18 +197,48 @@ def measure_row(
     row |= check_correct(shape, n, mode, device, direction)
     if row["status"] != "ok":
         return row
+    row["variants"] = {}
+    for name, knobs in variants.items():
+        if not affects(knobs, direction):
+            continue
+        with kernel_knobs(knobs):
+            check = check_correct(shape, n, mode, device, direction)
+        row["variants"][name] = {"knobs": knobs, "status": check["status"], "max_error": check["max_error"]}
 
     grad_needed = direction != "forward"
-    times = {}
+    times, prepare = {}, []
+    in_force = _kernel_knobs.snapshot()  # the run's own knobs, for the default xsep candidate
     with tf32_enabled(tf32):
         fns = []
         for fmt_name, fmt in FORMATS.items():
             inputs, grads = layer_inputs(shape, n, dtype, fmt, device, grad_needed, input_sets)
-            for impl, fn in (("xsep", _xsep), *((b, baseline_fn(b)) for b in baselines)):
+            candidates = [("xsep", _xsep, in_force), *((b, baseline_fn(b), None) for b in baselines)]
+            if fmt_name == "channels_last":
+                candidates += [
+                    (f"xsep[{name}]", _xsep, in_force | variants[name])
+                    for name, v in row["variants"].items()
+                    if v["status"] == "ok"
+                ]
+            for impl, fn, knobs in candidates:
                 times[f"{impl}_{fmt_name}"] = None
                 fns.append(layer_step(fn, shape, direction, inputs, grads))
-        medians = median_ms(fns, device, warmup=3, reps=reps)
-        peaks = [peak_mib(fn, device) for fn in fns]
+                prepare.append(None if knobs is None else functools.partial(_kernel_knobs.apply, knobs))
+        row["kernels"] = {}
+        for key, fn, before in zip(times, fns, prepare, strict=True):
+            if before is not None:  # one untimed call, recording which kernels serve it
+                with recorded_dispatches() as lines:
+                    before()
+                    fn()
+                row["kernels"][key] = lines
+        try:
+            medians = median_ms(fns, device, warmup=3, reps=reps, prepare=prepare)
+            peaks = []
+            for fn, before in zip(fns, prepare, strict=True):
+                if before is not None:
+                    before()
+                peaks.append(peak_mib(fn, device))
+        finally:
+            _kernel_knobs.apply(in_force)
     times = dict(zip(times, medians, strict=True))
     row["ms"] = times
     row["peak_mib"] = dict(zip(times, peaks, strict=True))
@@ -206,6 +247,10 @@ def measure_row(
     row["speedup_vs"] = {b: min(times[f"{b}_nchw"], times[f"{b}_channels_last"]) / xsep_best for b in baselines}
     bytes_, flops = layer_cost(n, shape.C, shape.H, shape.Cout, shape.kernel, shape.stride, dtype.itemsize, direction)
     bound = bound_ms(bytes_, flops, machine, mode)
+    for name, v in row["variants"].items():
+        if v["status"] == "ok":
+            ms = times[f"xsep[{name}]_channels_last"]
+            v |= {"ms": ms, "speedup": base_best / ms, "vs_xsep": xsep_best / ms, "pct_of_bound": 100 * bound / ms}
     row |= {
         "xsep_ms": xsep_best,
         "baseline_ms": base_best,

@@ -1,0 +1,79 @@
+// The measurement knobs of the kernel choice (XSEP_FWD_KERNEL, XSEP_FWD_PIXELS, XSEP_FWD_STAGES,
+// XSEP_BWD_KERNEL): the environment's value, unless the process has set its own. `xsep bench
+// --variants` sets them between calls (through xsep._C), so one process times several kernels
+// against one cuDNN baseline. Plain C++ (host side of the kernel library; no PyTorch).
+#pragma once
+
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+namespace xsep {
+
+enum class KernelKnob { kFwdKernel, kFwdPixels, kFwdStages, kBwdKernel, kCount };
+
+inline const char* kernel_knob_env_name(KernelKnob knob) {
+  switch (knob) {
+    case KernelKnob::kFwdKernel: return "XSEP_FWD_KERNEL";
+    case KernelKnob::kFwdPixels: return "XSEP_FWD_PIXELS";
+    case KernelKnob::kFwdStages: return "XSEP_FWD_STAGES";
+    case KernelKnob::kBwdKernel: return "XSEP_BWD_KERNEL";
+    default: return "";
+  }
+}
+
+// The knobs' values: each read from the environment once, then replaced by set_kernel_knob.
+class KernelKnobs {
+ public:
+  static KernelKnobs& instance() {
+    static KernelKnobs knobs;
+    return knobs;
+  }
+  // "" when unset.
+  std::string get(KernelKnob knob) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return values_[static_cast<int>(knob)];
+  }
+  void set(KernelKnob knob, const std::string& value) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    values_[static_cast<int>(knob)] = value;
+  }
+
+ private:
+  KernelKnobs() {
+    for (int i = 0; i < static_cast<int>(KernelKnob::kCount); ++i) {
+      const char* env = std::getenv(kernel_knob_env_name(static_cast<KernelKnob>(i)));
+      values_[i] = env != nullptr ? env : "";
+    }
+  }
+  std::mutex mutex_;
+  std::string values_[static_cast<int>(KernelKnob::kCount)];
+};
+
+inline std::string kernel_knob(KernelKnob knob) { return KernelKnobs::instance().get(knob); }
+inline bool kernel_knob_is(KernelKnob knob, const char* value) { return kernel_knob(knob) == value; }
+
+// By environment-variable name (the Python side's spelling); false for an unknown name.
+inline bool set_kernel_knob(const std::string& env_name, const std::string& value) {
+  for (int i = 0; i < static_cast<int>(KernelKnob::kCount); ++i) {
+    const auto knob = static_cast<KernelKnob>(i);
+    if (env_name == kernel_knob_env_name(knob)) {
+      KernelKnobs::instance().set(knob, value);
+      return true;
+    }
+  }
+  return false;
+}
+
+inline bool get_kernel_knob(const std::string& env_name, std::string* value) {
+  for (int i = 0; i < static_cast<int>(KernelKnob::kCount); ++i) {
+    const auto knob = static_cast<KernelKnob>(i);
+    if (env_name == kernel_knob_env_name(knob)) {
+      *value = kernel_knob(knob);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace xsep

@@ -1,0 +1,113 @@
+"""The kernel-choice knobs set from Python (xsep._kernel_knobs), the record of which kernels ran,
+and `xsep bench --variants`, which uses both. On the CPU the knobs choose nothing (they steer the
+CUDA launchers), but storing, restoring and recording are the same code."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from xsep._kernel_knobs import current, kernel_knobs, recorded_dispatches, snapshot
+from xsep.bench.__main__ import main as bench_main
+from xsep.bench.variants import NAMED, affects, parse_variant
+from xsep.ops import separable_conv2d
+
+
+def test_knobs_set_for_a_block_and_restored_after():
+    before = snapshot()
+    with kernel_knobs({"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_PIXELS": "64"}):
+        assert current()["XSEP_FWD_KERNEL"] == "wgmma" and current()["XSEP_FWD_PIXELS"] == "64"
+        with kernel_knobs({"XSEP_FWD_PIXELS": "128"}):
+            assert current()["XSEP_FWD_PIXELS"] == "128" and current()["XSEP_FWD_KERNEL"] == "wgmma"
+        assert current()["XSEP_FWD_PIXELS"] == "64"
+    assert snapshot() == before
+    with pytest.raises(RuntimeError), kernel_knobs({"XSEP_BWD_KERNEL": "staged"}):
+        raise RuntimeError("the block failed")
+    assert snapshot() == before
+
+
+def test_unknown_knobs_and_values_are_refused_by_name():
+    with pytest.raises(ValueError, match="unknown kernel knob 'XSEP_FAST'"):
+        with kernel_knobs({"XSEP_FAST": "1"}):
+            pass
+    with pytest.raises(ValueError, match=r"XSEP_FWD_STAGES='2': the values are 3, 4"):
+        with kernel_knobs({"XSEP_FWD_STAGES": "2"}):
+            pass
+
+
+def test_knobs_start_from_the_environment():
+    code = "from xsep._kernel_knobs import current; print(current())"
+    env = dict(os.environ, XSEP_FWD_KERNEL="halo", XSEP_BWD_KERNEL="staged")
+    env.pop("XSEP_FWD_PIXELS", None)
+    env.pop("XSEP_FWD_STAGES", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str({"XSEP_FWD_KERNEL": "halo", "XSEP_BWD_KERNEL": "staged"})
+
+
+def test_recorded_dispatches_name_the_paths_of_the_calls_in_the_block():
+    x = torch.randn(2, 8, 9, 9, requires_grad=True)
+    dw, pw = torch.randn(8, 1, 3, 3), torch.randn(4, 8, 1, 1)
+    separable_conv2d(x, dw, pw, padding=1)  # outside the block: not recorded
+    with recorded_dispatches() as lines:
+        separable_conv2d(x, dw, pw, padding=1).sum().backward()
+        separable_conv2d(x, dw, pw, padding=1)  # the same path again: one line
+        separable_conv2d(x, torch.randn(8, 2, 3, 3), pw, padding=1)  # 4 segments: the unfused path (Python)
+    # (The tile counts depend on the threads: the patterns leave them open.)
+    patterns = [
+        r"separable_conv2d: forward cpu float32 nchw \(\d+ tiles of .*\)",
+        r"separable_conv2d_backward: backward cpu float32 nchw \(\d+ tiles of \d+ rows\)",
+        r"separable_conv2d: 4 segments: PyTorch's convolutions \(unfused\)",
+    ]
+    assert len(lines) == len(patterns) and all(re.fullmatch(p, line) for p, line in zip(patterns, lines)), lines
+    with recorded_dispatches() as again:
+        pass
+    assert again == []
+
+
+def test_variant_specs():
+    assert parse_variant("wgmma-64px") == ("wgmma-64px", NAMED["wgmma-64px"])
+    spec = "XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=6"
+    assert parse_variant(spec) == (spec, {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_STAGES": "6"})
+    with pytest.raises(ValueError, match="unknown variant 'fastest'"):
+        parse_variant("fastest")
+    with pytest.raises(ValueError, match="XSEP_FWD_PIXELS='96'"):
+        parse_variant("XSEP_FWD_PIXELS=96")
+    assert affects(NAMED["wgmma"], "forward") and not affects(NAMED["wgmma"], "backward")
+    assert affects(NAMED["bwd-staged"], "backward") and not affects(NAMED["bwd-staged"], "forward")
+    assert affects(NAMED["bwd-staged"], "forward_backward") and affects(NAMED["wgmma"], "forward_backward")
+    for knobs in NAMED.values():  # every named variant is valid
+        assert parse_variant("+".join(f"{k}={v}" for k, v in knobs.items()))[1] == knobs
+
+
+def test_bench_times_variants_beside_the_default(tmp_path):
+    before = snapshot()
+    args = ["--device", "cpu", "--shape", "2,8,9,9,16,3,1", "--directions", "forward,backward", "--reps", "1"]
+    args += ["--input-sets", "1", "--out", str(tmp_path), "--name", "v", "--variants", "wgmma,bwd-staged,tiled"]
+    bench_main(args)
+    assert snapshot() == before  # the run's own knobs are back
+    result = json.loads((tmp_path / "v.json").read_text())
+    forward, backward = result["rows"]
+    assert list(forward["variants"]) == ["wgmma", "tiled"] and list(backward["variants"]) == ["bwd-staged"]
+    for row in (forward, backward):
+        for name, v in row["variants"].items():
+            assert v["status"] == "ok" and v["max_error"] <= 1e-4
+            assert v["ms"] == row["ms"][f"xsep[{name}]_channels_last"] > 0
+            assert v["speedup"] == pytest.approx(row["baseline_ms"] / v["ms"])
+            assert row["kernels"][f"xsep[{name}]_channels_last"]  # the dispatch lines of its calls
+        assert "xsep[wgmma]_nchw" not in row["ms"]  # variants: channels_last only
+    [line] = forward["kernels"]["xsep_channels_last"]
+    assert re.fullmatch(r"separable_conv2d: forward cpu float32 channels_last \(\d+ tiles of \d+ batch rows\)", line)
+    assert result["metadata"]["variants"]["tiled"] == {"XSEP_FWD_KERNEL": "tiled"}
+    assert "fp32 forward N=2 [wgmma]" in result["geomean_speedup"]
+    md = (tmp_path / "v.md").read_text()
+    assert "kernel variants (vs the baseline)" in md and "| wgmma " in md.replace("| wgmma (", "")
+
+
+def test_bench_refuses_an_unknown_variant(capsys):
+    with pytest.raises(SystemExit):
+        bench_main(["--device", "cpu", "--variants", "warp-speed"])
+    assert "--variants: unknown variant 'warp-speed'" in capsys.readouterr().err

@@ -1,0 +1,85 @@
+"""The CUDA kernel choice's measurement knobs, set from Python for a stretch of calls, and the
+record of which kernels served them. The knobs are the environment variables XSEP_FWD_KERNEL,
+XSEP_FWD_PIXELS, XSEP_FWD_STAGES and XSEP_BWD_KERNEL (README, "GPU runs"); the C++ side
+(csrc/kernels/kernel_knobs.h) reads each from the environment once, and `kernel_knobs` overrides
+them in this process, so `xsep bench --variants` times several kernels against one baseline.
+
+    with kernel_knobs({"XSEP_FWD_KERNEL": "wgmma"}), recorded_dispatches() as lines:
+        y = separable_conv2d(x, dw, pw)
+    lines  # e.g. ['separable_conv2d: forward bfloat16 mma channels_last 3x3 wgmma (128 pixels, ...)']
+
+A knob asks; the launcher takes it only where that kernel applies (else the default serves), so
+read the recorded lines to know what ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from xsep import _dispatch_log
+from xsep._extension import _C
+
+# The values each knob takes (anything else is ignored by the launchers, so it is refused here).
+KNOBS = {
+    "XSEP_FWD_KERNEL": ("resident", "tiled", "halo", "wgmma"),
+    "XSEP_FWD_PIXELS": ("64", "128"),
+    "XSEP_FWD_STAGES": ("3", "4", "5", "6", "7", "8"),
+    "XSEP_BWD_KERNEL": ("first", "staged", "wgmma"),
+}
+
+
+def validate(settings: Mapping[str, str]) -> dict[str, str]:
+    """`settings` as a plain dict, or ValueError naming the knob or value that does not exist."""
+    for name, value in settings.items():
+        if name not in KNOBS:
+            raise ValueError(f"unknown kernel knob {name!r}; the knobs are {', '.join(KNOBS)}")
+        if value != "" and value not in KNOBS[name]:  # '' unsets: the launchers' own choice
+            raise ValueError(f"{name}={value!r}: the values are {', '.join(KNOBS[name])}")
+    return dict(settings)
+
+
+def snapshot() -> dict[str, str]:
+    """Every knob's value in force (from the environment or set here), '' where unset."""
+    return {name: _C.kernel_knob(name) for name in KNOBS}
+
+
+def current() -> dict[str, str]:
+    """The knobs in force, unset ones left out."""
+    return {name: value for name, value in snapshot().items() if value}
+
+
+def apply(values: Mapping[str, str]) -> None:
+    """Sets each knob in `values` ('' unsets it); the others keep theirs."""
+    for name, value in values.items():
+        _C.set_kernel_knob(name, value)
+
+
+@contextmanager
+def kernel_knobs(settings: Mapping[str, str]) -> Iterator[None]:
+    """Sets the knobs in `settings` for the block (process-wide: not for concurrent callers) and
+    restores the values before it."""
+    settings = validate(settings)
+    before = snapshot()
+    try:
+        apply(settings)
+        yield
+    finally:
+        apply(before)
+
+
+@contextmanager
+def recorded_dispatches() -> Iterator[list[str]]:
+    """Yields a list that, after the block, holds the distinct dispatch lines of its calls (the
+    kernels and fallbacks that served them, as XSEP_LOG_DISPATCH=1 prints them)."""
+    _C.take_dispatches()  # drop anything kept before
+    _dispatch_log.take_recorded()
+    _C.record_dispatches(True)
+    _dispatch_log.record(True)
+    lines: list[str] = []
+    try:
+        yield lines
+    finally:
+        _dispatch_log.record(False)
+        _C.record_dispatches(False)
+        lines += _C.take_dispatches() + _dispatch_log.take_recorded()

@@ -1,0 +1,51 @@
+"""Kernel variants for `xsep bench --variants`: the CUDA kernel choice's knobs (xsep._kernel_knobs),
+set for one candidate's calls, so one run times several kernels against the same baseline.
+
+A variant is a name below, or knobs written out: `XSEP_FWD_KERNEL=wgmma+XSEP_FWD_PIXELS=64`. A knob
+asks for a kernel; where that kernel does not apply the launcher serves the call with its default,
+and the row's `kernels` entry (the dispatch lines) says which ran.
+"""
+
+from __future__ import annotations
+
+from xsep._kernel_knobs import validate
+
+NAMED = {
+    # forward
+    "resident": {"XSEP_FWD_KERNEL": "resident"},
+    "resident-3stage": {"XSEP_FWD_KERNEL": "resident", "XSEP_FWD_STAGES": "3"},
+    "resident-64px": {"XSEP_FWD_KERNEL": "resident", "XSEP_FWD_PIXELS": "64"},
+    "resident-128px": {"XSEP_FWD_KERNEL": "resident", "XSEP_FWD_PIXELS": "128"},
+    "tiled": {"XSEP_FWD_KERNEL": "tiled"},
+    "halo": {"XSEP_FWD_KERNEL": "halo"},
+    "wgmma": {"XSEP_FWD_KERNEL": "wgmma"},
+    "wgmma-64px": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_PIXELS": "64"},
+    "wgmma-4stage": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_STAGES": "4"},
+    # backward
+    "bwd-first": {"XSEP_BWD_KERNEL": "first"},
+    "bwd-staged": {"XSEP_BWD_KERNEL": "staged"},
+    "bwd-wgmma": {"XSEP_BWD_KERNEL": "wgmma"},
+    # both directions on Hopper's wgmma
+    "all-wgmma": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_BWD_KERNEL": "wgmma"},
+}
+
+
+def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
+    """(name, knobs) of a named variant or of `KNOB=VALUE+KNOB=VALUE`; ValueError if neither."""
+    if spec in NAMED:
+        return spec, dict(NAMED[spec])
+    if "=" not in spec:
+        raise ValueError(f"unknown variant {spec!r}: a name ({', '.join(NAMED)}) or KNOB=VALUE[+KNOB=VALUE]")
+    knobs = {}
+    for part in spec.split("+"):
+        name, _, value = part.partition("=")
+        knobs[name] = value
+    return spec, validate(knobs)
+
+
+def affects(knobs: dict[str, str], direction: str) -> bool:
+    """Whether any of `knobs` can change what a `direction` row times (the backward alone replays a
+    forward recorded under the run's own knobs)."""
+    forward = any(k.startswith("XSEP_FWD_") for k in knobs)
+    backward = "XSEP_BWD_KERNEL" in knobs
+    return {"forward": forward, "backward": backward}.get(direction, forward or backward)
