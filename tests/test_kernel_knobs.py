@@ -11,7 +11,9 @@ import sys
 import pytest
 import torch
 
+import xsep.bench.__main__ as bench_module
 from xsep._kernel_knobs import current, kernel_knobs, recorded_dispatches, snapshot
+from xsep.bench import run
 from xsep.bench.__main__ import main as bench_main
 from xsep.bench.variants import NAMED, affects, parse_variant
 from xsep.ops import separable_conv2d
@@ -62,7 +64,8 @@ def test_recorded_dispatches_name_the_paths_of_the_calls_in_the_block():
         r"separable_conv2d_backward: backward cpu float32 nchw \(\d+ tiles of \d+ rows\)",
         r"separable_conv2d: 4 segments: PyTorch's convolutions \(unfused\)",
     ]
-    assert len(lines) == len(patterns) and all(re.fullmatch(p, line) for p, line in zip(patterns, lines)), lines
+    assert len(lines) == len(patterns), lines
+    assert all(re.fullmatch(p, line) for p, line in zip(patterns, lines, strict=True)), lines
     with recorded_dispatches() as again:
         pass
     assert again == []
@@ -111,3 +114,46 @@ def test_bench_refuses_an_unknown_variant(capsys):
     with pytest.raises(SystemExit):
         bench_main(["--device", "cpu", "--variants", "warp-speed"])
     assert "--variants: unknown variant 'warp-speed'" in capsys.readouterr().err
+
+
+def test_a_variant_that_raises_is_a_failed_variant_and_the_run_goes_on(tmp_path, monkeypatch):
+    # As a CUDA kernel that faults would: the variant's check raises under its knobs.
+    real_check = run.check_correct
+
+    def check(*args, **kwargs):
+        if current().get("XSEP_FWD_KERNEL") == "halo":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore text")
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(run, "check_correct", check)
+    args = ["--device", "cpu", "--shape", "2,8,9,9,16,3,1", "--shape", "1,8,5,5,8,3,2", "--reps", "1"]
+    args += ["--input-sets", "1", "--out", str(tmp_path), "--name", "f", "--variants", "halo,tiled"]
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(args)
+    assert exit_info.value.code == 1  # a failed variant fails the run, after every row is measured
+    rows = json.loads((tmp_path / "f.json").read_text())["rows"]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["status"] == "ok"
+        halo, tiled = row["variants"]["halo"], row["variants"]["tiled"]
+        assert halo["status"] == "failed: RuntimeError: CUDA error: an illegal memory access was encountered"
+        assert "ms" not in halo and "xsep[halo]_channels_last" not in row["ms"]
+        assert tiled["status"] == "ok" and tiled["ms"] > 0
+    assert "halo FAILED" in (tmp_path / "f.md").read_text()
+
+
+def test_a_row_that_raises_is_a_failed_row_and_the_run_goes_on(tmp_path, monkeypatch):
+    real_measure = bench_module.measure_row
+
+    def measure(shape, *args, **kwargs):
+        if shape.C == 8 and shape.H == 5:
+            raise RuntimeError("CUDA error: unspecified launch failure")
+        return real_measure(shape, *args, **kwargs)
+
+    monkeypatch.setattr(bench_module, "measure_row", measure)
+    args = ["--device", "cpu", "--shape", "1,8,5,5,8,3,2", "--shape", "2,8,9,9,16,3,1", "--reps", "1"]
+    with pytest.raises(SystemExit):
+        bench_main([*args, "--input-sets", "1", "--out", str(tmp_path), "--name", "r"])
+    failed, ok = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert failed["status"] == "failed: RuntimeError: CUDA error: unspecified launch failure"
+    assert ok["status"] == "ok"

@@ -1,7 +1,9 @@
 """How a fused forward kernel's time splits between its depthwise and its pointwise phase, from
-timings alone (run by the `forward-kernels` stage of tools/gpu_run.sh, on a GPU):
+timings alone (run by the `forward-phases` stage of tools/gpu_run.sh, on a GPU):
 
-    XSEP_FWD_KERNEL=wgmma python3 tools/forward_phases.py --shape 32,728,19,19 --dtype bfloat16
+    python3 tools/forward_phases.py --shape 32,728,19,19 --dtype bfloat16 --variants wgmma,wgmma-64px,resident
+
+(each variant a name or knobs of xsep/bench/variants.py; unset: the kernels the environment chooses)
 
 A CTA computes its pixels' depthwise values once, then one GEMM tile per 128 output channels, so
 the time grows linearly with the output channels: t = a + b * tiles. The fit's slope b is one
@@ -14,11 +16,12 @@ output channels only for small grids, reported as `split` in the dispatch log li
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
 
+from xsep._kernel_knobs import kernel_knobs, recorded_dispatches
 from xsep._timing import median_ms
+from xsep.bench.variants import parse_variant
 from xsep.ops import separable_conv2d
 
 
@@ -30,11 +33,36 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return my - slope * mx, slope
 
 
+def phases(x: torch.Tensor, dw: torch.Tensor, reps: int, peak: float, label: str) -> None:
+    """Times the forward at Cout = 128 .. 1024 and prints the fit for the knobs in force."""
+    n, c, h, w = x.shape
+    tiles = list(range(1, 9))
+    times = []
+    with recorded_dispatches() as kernels:
+        for t in tiles:
+            pw = (torch.randn(128 * t, c, 1, 1, device=x.device) / c**0.5).to(x.dtype)
+            (ms,) = median_ms([lambda pw=pw: separable_conv2d(x, dw, pw, None, 1, 1)], x.device, reps=reps)
+            times.append(ms)
+            print(f"{label} Cout {128 * t:5d}: {ms * 1e3:8.1f} us", flush=True)
+    for line in kernels:
+        print(f"{label} dispatch: {line}")
+    intercept, slope = fit_line(tiles, times)
+    tile_tflops = 2 * n * h * w * c * 128 / (slope * 1e-3) / 1e12
+    worst = max(abs(intercept + slope * t - y) for t, y in zip(tiles, times, strict=True))
+    print(
+        f"{label} {n},{c},{h},{w} {x.dtype}: t = {intercept * 1e3:.1f} us + {slope * 1e3:.1f} us per 128 output "
+        f"channels (worst residual {worst * 1e3:.1f} us); a tile's GEMM runs at {tile_tflops:.0f} TFLOP/s, "
+        f"{100 * tile_tflops / peak:.0f}% of cuBLAS's {peak:.0f} TFLOP/s on 8192^3",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="32,728,19,19", help="N,C,H,W (3x3, stride 1, padding 1)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--variants", default="", help="comma-separated kernel variants (xsep/bench/variants.py)")
     args = parser.parse_args()
     n, c, h, w = (int(v) for v in args.shape.split(","))
     dtype = getattr(torch, args.dtype)
@@ -46,24 +74,13 @@ def main() -> None:
     a = torch.randn(8192, 8192, device=device, dtype=dtype)
     (matmul_ms,) = median_ms([lambda: a @ a], device, reps=10)
     peak = 2 * 8192**3 / (matmul_ms * 1e-3) / 1e12
-
-    tiles = list(range(1, 9))
-    times = []
-    os.environ["XSEP_LOG_DISPATCH"] = "1"  # before the first call (read once): kernel lines on stderr
-    for t in tiles:
-        pw = (torch.randn(128 * t, c, 1, 1, device=device) / c**0.5).to(dtype)
-        (ms,) = median_ms([lambda pw=pw: separable_conv2d(x, dw, pw, None, 1, 1)], device, reps=args.reps)
-        times.append(ms)
-        print(f"Cout {128 * t:5d}: {ms * 1e3:8.1f} us", flush=True)
-    intercept, slope = fit_line(tiles, times)
-    pixels = n * h * w
-    tile_tflops = 2 * pixels * c * 128 / (slope * 1e-3) / 1e12
-    worst = max(abs(intercept + slope * t - y) for t, y in zip(tiles, times, strict=True))
-    print(
-        f"{args.shape} {args.dtype}: t = {intercept * 1e3:.1f} us + {slope * 1e3:.1f} us per 128 output channels "
-        f"(worst residual {worst * 1e3:.1f} us); a tile's GEMM runs at {tile_tflops:.0f} TFLOP/s, "
-        f"{100 * tile_tflops / peak:.0f}% of cuBLAS's {peak:.0f} TFLOP/s on 8192^3"
-    )
+    for spec in [v for v in args.variants.split(",") if v] or [None]:
+        if spec is None:
+            phases(x, dw, args.reps, peak, "default")
+            continue
+        name, knobs = parse_variant(spec)
+        with kernel_knobs(knobs):
+            phases(x, dw, args.reps, peak, name)
 
 
 if __name__ == "__main__":

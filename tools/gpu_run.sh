@@ -1,40 +1,65 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU (for the device machine; see README "GPU runs"), in stages. The device
-# machine goes back after ~30 s idle, so each call starts bare: begin every call with `build`
-# (about 45 s on 16 cores for one architecture; TORCH_CUDA_ARCH_LIST=9.0a on an H100: the wgmma
-# forward exists only in sm_90a code). The machine has no internet: CuTe's headers (for the wgmma
-# forward) come from the nvidia-cutlass wheel in .wheels/, which the device tool carries:
+# Everything that needs a GPU (for the device machine; see README "GPU runs"), in stages. A session
+# gets 15 minutes of device time in all (the machine's start included), one machine that goes back
+# after ~30 s idle, so each call starts bare: begin every call with `build` (about 45 s on 16 cores
+# for one architecture; TORCH_CUDA_ARCH_LIST=9.0a on an H100/H200: the wgmma kernels exist only in
+# sm_90a code). The machine has no internet: CuTe's headers (for the wgmma kernels) come from the
+# nvidia-cutlass wheel in .wheels/, which the device tool carries:
 #   pip download nvidia-cutlass==4.2.0.0 --no-deps -d .wheels   # here, then run with carry [".wheels"]
 #
-#   bash tools/gpu_run.sh build tests sanitizer  # the cuda-marked tests, compute-sanitizer (~5 min)
+# The one call a session with a GPU should make first (timeout_s 600; it stops itself in time):
+#   GPU_RUN_BUDGET=540 bash tools/gpu_run.sh first
+# = build, quick-tests, compare, sanitizer-new, tests: the newest kernels' correctness first, then
+#   them against the default kernels and cuDNN, then compute-sanitizer on them, then every test.
+#
+#   bash tools/gpu_run.sh build tests sanitizer sanitizer-new  # the cuda-marked tests, compute-sanitizer
+#   bash tools/gpu_run.sh build quick-tests      # only the tests that force each kernel variant (~2 min)
+#   bash tools/gpu_run.sh build compare          # variants vs the default vs cuDNN, one process each
+#                                                # direction (xsep bench --variants), bf16 + TF32
+#   bash tools/gpu_run.sh build sanitizer-new    # memcheck + racecheck, the wgmma/halo/staged kernels forced
 #   bash tools/gpu_run.sh build bench            # every Xception layer, bf16 + TF32, 3 directions (~7 min)
 #   bash tools/gpu_run.sh build bench-more       # the same in fp16 and exact fp32 (~7 min)
 #   bash tools/gpu_run.sh build networks         # 34-layer stack + Xception, eager and compiled
-#   bash tools/gpu_run.sh build forward-kernels  # the forward kernels and variants against each other (~6 min)
-#   bash tools/gpu_run.sh build forward-phases profile  # each one's depthwise/GEMM split from timings
-#                                                # (tools/forward_phases.py), then Nsight Compute
-#   bash tools/gpu_run.sh build backward-kernels # first vs staged vs wgmma backward kernels, bf16 (~6 min)
+#   bash tools/gpu_run.sh build forward-phases profile  # each forward kernel's depthwise/GEMM split
+#                                                # from timings (tools/forward_phases.py), then Nsight Compute
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels
 #
-# No stage named: build tests sanitizer. Logs and result files go to $OUT/gpu-run.tgz (the device
-# tool brings $OUT back) or to benchmarks/results/gpu-run. Bench result files are rewritten as rows come
-# in, so a call cut short keeps what it measured. Exit status 1 if any stage failed.
+# No stage named: build tests sanitizer sanitizer-new. GPU_RUN_BUDGET=S: the script ends within S seconds of its
+# start: a stage that cannot start with its minimum time left is skipped (and says so), and the
+# commands run under `timeout` for what is left (bench keeps the rows it measured). Logs and result
+# files go to $OUT/gpu-run.tgz (the device tool brings $OUT back), packed again after every stage
+# so a call cut short still returns the stages it finished; without the device tool, to
+# benchmarks/results/gpu-run. Exit status 1 if any stage failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-# Under the device tool ($OUT set), which brings back at most 8 files, everything is packed into
-# $OUT/gpu-run.tgz on exit; elsewhere the files stay in benchmarks/results/gpu-run.
+# Under the device tool ($OUT set), which brings back at most 8 files, the files are written outside
+# $OUT and packed into $OUT/gpu-run.tgz; elsewhere they stay in benchmarks/results/gpu-run.
 if [ -n "${OUT:-}" ]; then
-  DEVICE_OUT="$OUT"; OUT="$DEVICE_OUT/gpu-run"
-  trap 'tar czf "$DEVICE_OUT/gpu-run.tgz" -C "$DEVICE_OUT" gpu-run && rm -rf "$OUT"' EXIT
+  DEVICE_OUT="$OUT"; OUT="$(mktemp -d)/gpu-run"
 else
-  OUT=benchmarks/results/gpu-run
+  DEVICE_OUT=""; OUT=benchmarks/results/gpu-run
 fi
 mkdir -p "$OUT"
+pack() {
+  [ -n "$DEVICE_OUT" ] || return 0
+  tar czf "$DEVICE_OUT/gpu-run.tgz.part" -C "$(dirname "$OUT")" gpu-run && mv "$DEVICE_OUT/gpu-run.tgz.part" "$DEVICE_OUT/gpu-run.tgz"
+}
+trap pack EXIT
 export PYTHONUNBUFFERED=1
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(build tests sanitizer)
+[ ${#stages[@]} -eq 0 ] && stages=(build tests sanitizer sanitizer-new)
+[ "${stages[*]}" = first ] && stages=(build quick-tests compare sanitizer-new tests)
+budget="${GPU_RUN_BUDGET:-0}"  # seconds; 0: no limit
 status=0
-step() { echo; echo "== $*"; }
+step() { echo; echo "== $* ($SECONDS s in)"; }
+# Seconds left for a command, keeping 15 for packing; a large number without a budget.
+left() { [ "$budget" -gt 0 ] && echo $((budget - SECONDS - 15)) || echo 100000; }
+# enough N: whether a stage that needs about N seconds can start.
+enough() {
+  if [ "$(left)" -lt "$1" ]; then echo "skipped: $(left) s left of the budget, the stage needs ~$1 s"; return 1; fi
+}
+# timed CMD...: CMD under `timeout` for the time left (exit 124 when stopped there).
+timed() { timeout --signal=TERM --kill-after=10 "$(left)" "$@"; }
 
 step "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
@@ -58,34 +83,65 @@ for stage in "${stages[@]}"; do
       ;;
     tests)
       step "tests (cuda-marked)"
-      python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 tests 2>&1 | tee "$OUT/tests.log" | tail -25
+      enough 120 || continue
+      timed python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 tests 2>&1 | tee "$OUT/tests.log" | tail -25
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      ;;
+    quick-tests)
+      # Each kernel variant forced over its test grid (fresh processes), the backward's included.
+      step "quick tests: every forward kernel variant and the staged / wgmma backward kernels, forced"
+      enough 60 || continue
+      timed python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 tests/test_cuda.py tests/test_cuda_backward.py \
+        -k "every_forward_kernel or staged_kernels_match or dispatch_log" 2>&1 | tee "$OUT/quick-tests.log" | tail -25
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      ;;
+    compare)
+      # One process per direction: each row checks and times cuDNN, the default kernels and each
+      # variant (xsep bench --variants; `kernels` in the JSON says which kernel served each).
+      step "compare: forward kernel variants against the default and cuDNN (bf16, TF32)"
+      enough 90 || continue
+      timed python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
+        --variants resident,wgmma,wgmma-64px,wgmma-4stage,halo --out "$OUT" --name gpu-compare-forward 2>&1 \
+        | grep -vE "row/s|^\s*$" | tail -60
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      pack
+      step "compare: backward kernel variants against the default and cuDNN (bf16)"
+      enough 90 || continue
+      timed python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
+        --variants bwd-staged,bwd-wgmma,all-wgmma --out "$OUT" --name gpu-compare-backward 2>&1 \
+        | grep -vE "row/s|^\s*$" | tail -60
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      ;;
+    sanitizer-new)
+      step "compute-sanitizer on the newest kernels (wgmma forward and backward; halo forward, staged backward)"
+      # The experimental kernels, forced (none is chosen automatically yet); the halo forward takes
+      # channels_last inputs with channels in 16-byte vectors, the 3-stage resident forward the rest.
+      for tool in memcheck racecheck; do
+        for spec in "wgmma:XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma" \
+                    "halo-staged:XSEP_FWD_KERNEL=halo XSEP_FWD_STAGES=3 XSEP_BWD_KERNEL=staged"; do
+          IFS=: read -r name knobs <<< "$spec"
+          enough 45 || break 2
+          env $knobs timeout --signal=TERM --kill-after=10 "$(left)" compute-sanitizer --tool "$tool" --error-exitcode 1 \
+            python3 tools/sanitizer_cases.py > "$OUT/sanitizer-$name-$tool.log" 2>&1 \
+            && echo "$tool ($name): clean" || { echo "$tool ($name): FAILED"; status=1; }
+          tail -2 "$OUT/sanitizer-$name-$tool.log"
+        done
+      done
       ;;
     sanitizer)
       step "compute-sanitizer"
+      enough 120 || continue
       for tool in memcheck racecheck initcheck; do
         # initcheck needs every tensor freshly cudaMalloc'd, so an unwritten output element is
         # uninitialised. (Some torch versions test only whether the variable is set: set for initcheck alone.)
         no_cache=(); [ "$tool" = initcheck ] && no_cache=(PYTORCH_NO_CUDA_MEMORY_CACHING=1)
-        env "${no_cache[@]}" compute-sanitizer --tool "$tool" --error-exitcode 1 \
+        env "${no_cache[@]}" timeout "$(left)" compute-sanitizer --tool "$tool" --error-exitcode 1 \
           python3 tools/sanitizer_cases.py > "$OUT/sanitizer-$tool.log" 2>&1 \
           && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
         tail -3 "$OUT/sanitizer-$tool.log"
       done
-      # The experimental variants, forced (none is chosen automatically yet): the halo forward (the
-      # 3-stage resident forward where halo does not apply) and the staged backward kernels.
-      for tool in memcheck racecheck; do
-        XSEP_FWD_KERNEL=halo XSEP_FWD_STAGES=3 XSEP_BWD_KERNEL=staged compute-sanitizer --tool "$tool" --error-exitcode 1 \
-          python3 tools/sanitizer_cases.py > "$OUT/sanitizer-experimental-$tool.log" 2>&1 \
-          && echo "$tool (halo forward, staged backward): clean" \
-          || { echo "$tool (halo forward, staged backward): FAILED"; status=1; }
-        XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma compute-sanitizer --tool "$tool" --error-exitcode 1 \
-          python3 tools/sanitizer_cases.py > "$OUT/sanitizer-wgmma-$tool.log" 2>&1 \
-          && echo "$tool (wgmma forward and backward): clean" \
-          || { echo "$tool (wgmma forward and backward): FAILED"; status=1; }
-      done
       # The hostile-call and hostile-value tests under memcheck: no call may touch memory it does not own.
-      compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q -p no:cacheprovider -m cuda \
+      timed compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q -p no:cacheprovider -m cuda \
         tests/test_bad_inputs.py tests/test_hostile_values.py > "$OUT/sanitizer-memcheck-hostile.log" 2>&1 \
         && echo "memcheck (hostile calls and values): clean" || { echo "memcheck (hostile calls and values): FAILED"; status=1; }
       tail -3 "$OUT/sanitizer-memcheck-hostile.log"
@@ -93,40 +149,19 @@ for stage in "${stages[@]}"; do
     bench | bench-more)
       step "layer benchmarks ($stage)"
       modes=bf16,fp32-tf32; [ "$stage" = bench-more ] && modes=fp16,fp32
-      python3 -m xsep.bench --modes "$modes" --directions forward,backward,forward_backward --reps 10 \
+      enough 120 || continue
+      timed python3 -m xsep.bench --modes "$modes" --directions forward,backward,forward_backward --reps 10 \
         --out "$OUT" --name "gpu-layers-${modes//,/-}" 2>&1 | grep -v "row/s" | tail -40
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-      ;;
-    forward-kernels)
-      step "forward kernels compared: wgmma (and with 64 pixels; 4 weight stages), resident (the default), halo, tiled"
-      # variant:modes:environment
-      for spec in "wgmma:bf16,fp16,fp32-tf32:XSEP_FWD_KERNEL=wgmma" "wgmma-64px:bf16:XSEP_FWD_KERNEL=wgmma XSEP_FWD_PIXELS=64" \
-                  "wgmma-4stage:bf16:XSEP_FWD_KERNEL=wgmma XSEP_FWD_STAGES=4" \
-                  "resident:bf16,fp32-tf32:" "halo:bf16,fp32-tf32:XSEP_FWD_KERNEL=halo" "tiled:bf16:XSEP_FWD_KERNEL=tiled"; do
-        IFS=: read -r variant modes extra <<< "$spec"
-        env XSEP_FWD_KERNEL=resident $extra python3 -m xsep.bench --modes "$modes" --directions forward --reps 10 \
-          --baselines pytorch --out "$OUT" --name "gpu-forward-$variant" 2>&1 | grep -E "geometric|  (bf16|fp32)" || status=1
-      done
       ;;
     forward-phases)
       # (At 728 channels the 128-pixel wgmma kernel has room for 5 weight slots; with 64 pixels, 8.)
       step "forward phases: time against output channels at 728 channels @19 (intercept: depthwise + launch; slope: GEMM)"
-      for spec in "wgmma:XSEP_FWD_KERNEL=wgmma" "wgmma-64px:XSEP_FWD_KERNEL=wgmma XSEP_FWD_PIXELS=64" \
-                  "wgmma-64px-4stage:XSEP_FWD_KERNEL=wgmma XSEP_FWD_PIXELS=64 XSEP_FWD_STAGES=4" \
-                  "resident:XSEP_FWD_KERNEL=resident"; do
-        IFS=: read -r variant extra <<< "$spec"
-        for n in 32 128; do
-          echo "-- $variant N=$n"
-          env $extra python3 tools/forward_phases.py --shape "$n,728,19,19" 2>&1 | tee -a "$OUT/forward-phases.log" \
-            | grep -E "dispatch|us per" || status=1
-        done
-      done
-      ;;
-    backward-kernels)
-      step "backward kernels compared: first (default), staged and wgmma (experimental, XSEP_BWD_KERNEL); bf16"
-      for kernel in first staged wgmma; do
-        XSEP_BWD_KERNEL=$kernel python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 \
-          --baselines pytorch --out "$OUT" --name "gpu-backward-$kernel" 2>&1 | grep -E "geometric|  bf16" || status=1
+      for n in 32 128; do
+        enough 60 || break
+        timed python3 tools/forward_phases.py --shape "$n,728,19,19" \
+          --variants wgmma,wgmma-64px,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_PIXELS=64+XSEP_FWD_STAGES=4,resident 2>&1 \
+          | tee -a "$OUT/forward-phases.log" | grep -E "dispatch|us per" || status=1
       done
       ;;
     profile)
@@ -134,7 +169,8 @@ for stage in "${stages[@]}"; do
       for variant in default wgmma; do
         step "Nsight Compute: the forward and backward kernels of 728->728 @19, N=32, bf16 ($variant)"
         kernels=(); [ "$variant" = wgmma ] && kernels=(XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma)
-        env "${kernels[@]}" ncu --set full -k regex:sepconv --launch-skip 4 --launch-count 4 -f \
+        enough 90 || break
+        env "${kernels[@]}" timeout "$(left)" ncu --set full -k regex:sepconv --launch-skip 4 --launch-count 4 -f \
           -o "$OUT/profile-$variant" python3 tools/profile_case.py > "$OUT/profile-$variant.log" 2>&1 || status=1
         ncu --import "$OUT/profile-$variant.ncu-rep" --page details > "$OUT/profile-$variant.txt" 2>&1 || status=1
         grep -E "^  [a-z_]+.*sepconv|Duration|Compute \(SM\) Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|L2 Cache Throughput|Achieved Occupancy|Registers Per|Warp Cycles Per Issued" \
@@ -143,10 +179,13 @@ for stage in "${stages[@]}"; do
       ;;
     networks)
       step "network benchmarks"
-      python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
+      enough 120 || continue
+      timed python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
-    *) echo "unknown stage $stage (build, tests, sanitizer, bench, bench-more, networks, forward-kernels, forward-phases, backward-kernels, profile)"; exit 2 ;;
+    *) echo "unknown stage $stage (first, build, quick-tests, compare, sanitizer-new, tests, sanitizer, bench, bench-more, networks, forward-phases, profile)"; exit 2 ;;
   esac
+  pack
 done
+echo; echo "== done in $SECONDS s"
 exit $status

@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import math
+import signal
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 from xsep.bench import models, variants
 from xsep.bench.metadata import REPO, run_metadata
 from xsep.bench.roofline import measure_machine
-from xsep.bench.run import BASELINES, measure_row
+from xsep.bench.run import BASELINES, failure_text, measure_row
 from xsep.bench.shapes import FOUNDATION_CPU, XCEPTION, parse_shape
 
 DIRECTIONS = ("forward", "backward", "forward_backward")
@@ -213,9 +214,17 @@ def main(argv: list[str] | None = None) -> None:
     def save_so_far() -> None:
         write_results(args, device, machine, rows, network_rows, geometric_means(rows), complete=False)
 
-    if "layers" in args.suite:
-        run_layers(args, device, machine, rows, save_so_far)
-    run_networks(args, device, network_rows, save_so_far)
+    # Stopped by a time limit (`timeout` sends SIGTERM): keep the rows measured so far.
+    previous_handler = signal.signal(signal.SIGTERM, _raise_system_exit)
+    try:
+        if "layers" in args.suite:
+            run_layers(args, device, machine, rows, save_so_far)
+        run_networks(args, device, network_rows, save_so_far)
+    except (SystemExit, KeyboardInterrupt):
+        save_so_far()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     means = geometric_means(rows)
     if means:
         print("\ngeometric mean speed-up over the shapes:")
@@ -225,6 +234,10 @@ def main(argv: list[str] | None = None) -> None:
     variant_failed = any(v["status"] != "ok" for r in rows for v in r.get("variants", {}).values())
     if variant_failed or any(r["status"] != "ok" for r in rows + network_rows):
         sys.exit(1)
+
+
+def _raise_system_exit(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 SAVE_EVERY = 10  # rows between partial writes of the result files (a plot takes ~0.5 s)
@@ -239,9 +252,13 @@ def run_layers(args: argparse.Namespace, device: torch.device, machine, rows: li
     with tqdm(total=len(jobs), unit="row", dynamic_ncols=True, leave=False) as progress:
         for mode, direction, (shape, n) in jobs:
             progress.set_description(f"{shape.name} N={n} {mode} {direction}")
-            row = measure_row(
-                shape, n, mode, direction, device, machine, args.reps, args.input_sets, baselines, args.variants
-            )
+            try:
+                row = measure_row(
+                    shape, n, mode, direction, device, machine, args.reps, args.input_sets, baselines, args.variants
+                )
+            except RuntimeError as error:  # e.g. a CUDA fault: a failed row, and the run goes on
+                row = {"shape": shape.name, "N": n, "mode": mode, "direction": direction}
+                row["status"] = f"failed: {failure_text(error)}"
             rows.append(row)
             head = f"{row['shape']:16s} N={n:<4d} {mode:9s} {direction:16s}"
             if row["status"] == "ok":
@@ -308,7 +325,9 @@ def write_results(args, device, machine, rows, network_rows, means, complete: bo
     if args.variants:
         md += [
             "Kernel variants timed beside the default (channels_last; `kernels` in the JSON says which ran): "
-            + ", ".join(f"{name} (`{'+'.join(f'{k}={v}' for k, v in knobs.items())}`)" for name, knobs in args.variants.items()),
+            + ", ".join(
+                f"{name} (`{'+'.join(f'{k}={v}' for k, v in knobs.items())}`)" for name, knobs in args.variants.items()
+            ),
             "",
         ]
     if not complete:

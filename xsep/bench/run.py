@@ -168,6 +168,12 @@ def check_correct(shape: LayerShape, n: int, mode: str, device: torch.device, di
     return row
 
 
+def failure_text(error: Exception) -> str:
+    """An exception as one short line for a result file."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
 def measure_row(
     shape: LayerShape,
     n: int,
@@ -201,8 +207,11 @@ def measure_row(
     for name, knobs in variants.items():
         if not affects(knobs, direction):
             continue
-        with kernel_knobs(knobs):
-            check = check_correct(shape, n, mode, device, direction)
+        try:
+            with kernel_knobs(knobs):
+                check = check_correct(shape, n, mode, device, direction)
+        except RuntimeError as error:  # a kernel that fails to launch or faults: the variant fails
+            check = {"status": f"failed: {failure_text(error)}", "max_error": None}
         row["variants"][name] = {"knobs": knobs, "status": check["status"], "max_error": check["max_error"]}
 
     grad_needed = direction != "forward"
