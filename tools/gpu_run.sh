@@ -46,11 +46,15 @@ pack() {
 }
 trap pack EXIT
 export PYTHONUNBUFFERED=1
-stages=("$@")
+stages=()
+for arg in "$@"; do
+  if [ "$arg" = first ]; then stages+=(build quick-tests compare sanitizer-new tests); else stages+=("$arg"); fi
+done
 [ ${#stages[@]} -eq 0 ] && stages=(build tests sanitizer sanitizer-new)
-[ "${stages[*]}" = first ] && stages=(build quick-tests compare sanitizer-new tests)
 budget="${GPU_RUN_BUDGET:-0}"  # seconds; 0: no limit
 status=0
+quick_tests="every_forward_kernel or staged_kernels_match or dispatch_log"  # the quick-tests stage's selection
+quick_tests_ran=""
 step() { echo; echo "== $* ($SECONDS s in)"; }
 # Seconds left for a command, keeping 15 for packing; a large number without a budget.
 left() { [ "$budget" -gt 0 ] && echo $((budget - SECONDS - 15)) || echo 100000; }
@@ -84,7 +88,8 @@ for stage in "${stages[@]}"; do
     tests)
       step "tests (cuda-marked)"
       enough 120 || continue
-      timed python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 tests 2>&1 | tee "$OUT/tests.log" | tail -25
+      skip=(); [ -n "$quick_tests_ran" ] && skip=(-k "not ($quick_tests)")  # not twice in one call
+      timed python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 tests "${skip[@]}" 2>&1 | tee "$OUT/tests.log" | tail -25
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     quick-tests)
@@ -92,8 +97,9 @@ for stage in "${stages[@]}"; do
       step "quick tests: every forward kernel variant and the staged / wgmma backward kernels, forced"
       enough 60 || continue
       timed python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 tests/test_cuda.py tests/test_cuda_backward.py \
-        -k "every_forward_kernel or staged_kernels_match or dispatch_log" 2>&1 | tee "$OUT/quick-tests.log" | tail -25
+        -k "$quick_tests" 2>&1 | tee "$OUT/quick-tests.log" | tail -25
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      quick_tests_ran=1
       ;;
     compare)
       # One process per direction: each row checks and times cuDNN, the default kernels and each
