@@ -62,8 +62,14 @@ left() { [ "$budget" -gt 0 ] && echo $((budget - SECONDS - 15)) || echo 100000; 
 enough() {
   if [ "$(left)" -lt "$1" ]; then echo "skipped: $(left) s left of the budget, the stage needs ~$1 s"; return 1; fi
 }
-# timed CMD...: CMD under `timeout` for the time left (exit 124 when stopped there).
-timed() { timeout --signal=TERM --kill-after=10 "$(left)" "$@"; }
+# limit N: seconds a command may run: the time left, at most N (so a hung kernel costs one stage,
+# not the session).
+limit() { local l; l=$(left); [ "$1" -lt "$l" ] && l=$1; echo "$l"; }
+# timed N CMD...: CMD under `timeout` for limit N (exit 124 when stopped there).
+timed() { local n=$1; shift; timeout --signal=TERM --kill-after=10 "$(limit "$n")" "$@"; }
+# Per-test time limit where pytest-timeout is installed (the thread method ends a worker stuck in a
+# CUDA call, which a signal cannot interrupt; xdist starts another).
+pytest_limit=(); python3 -c "import pytest_timeout" 2> /dev/null && pytest_limit=(--timeout 600 --timeout-method thread)
 
 step "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
@@ -89,14 +95,15 @@ for stage in "${stages[@]}"; do
       step "tests (cuda-marked)"
       enough 120 || continue
       skip=(); [ -n "$quick_tests_ran" ] && skip=(-k "not ($quick_tests)")  # not twice in one call
-      timed python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 tests "${skip[@]}" 2>&1 | tee "$OUT/tests.log" | tail -25
+      timed 1800 python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 "${pytest_limit[@]}" tests "${skip[@]}" 2>&1 | tee "$OUT/tests.log" | tail -25
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     quick-tests)
       # Each kernel variant forced over its test grid (fresh processes), the backward's included.
       step "quick tests: every forward kernel variant and the staged / wgmma backward kernels, forced"
       enough 60 || continue
-      timed python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 tests/test_cuda.py tests/test_cuda_backward.py \
+      timed 300 python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 "${pytest_limit[@]}" \
+        tests/test_cuda.py tests/test_cuda_backward.py \
         -k "$quick_tests" 2>&1 | tee "$OUT/quick-tests.log" | tail -25
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       quick_tests_ran=1
@@ -106,14 +113,14 @@ for stage in "${stages[@]}"; do
       # variant (xsep bench --variants; `kernels` in the JSON says which kernel served each).
       step "compare: forward kernel variants against the default and cuDNN (bf16, TF32)"
       enough 90 || continue
-      timed python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
+      timed 240 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
         --variants resident,wgmma,wgmma-64px,wgmma-4stage,halo --out "$OUT" --name gpu-compare-forward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       pack
       step "compare: backward kernel variants against the default and cuDNN (bf16)"
       enough 90 || continue
-      timed python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
+      timed 240 python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
         --variants bwd-staged,bwd-wgmma,all-wgmma --out "$OUT" --name gpu-compare-backward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
@@ -127,7 +134,7 @@ for stage in "${stages[@]}"; do
                     "halo-staged:XSEP_FWD_KERNEL=halo XSEP_FWD_STAGES=3 XSEP_BWD_KERNEL=staged"; do
           IFS=: read -r name knobs <<< "$spec"
           enough 45 || break 2
-          env $knobs timeout --signal=TERM --kill-after=10 "$(left)" compute-sanitizer --tool "$tool" --error-exitcode 1 \
+          env $knobs timeout --signal=TERM --kill-after=10 "$(limit 180)" compute-sanitizer --tool "$tool" --error-exitcode 1 \
             python3 tools/sanitizer_cases.py > "$OUT/sanitizer-$name-$tool.log" 2>&1 \
             && echo "$tool ($name): clean" || { echo "$tool ($name): FAILED"; status=1; }
           tail -2 "$OUT/sanitizer-$name-$tool.log"
@@ -141,13 +148,13 @@ for stage in "${stages[@]}"; do
         # initcheck needs every tensor freshly cudaMalloc'd, so an unwritten output element is
         # uninitialised. (Some torch versions test only whether the variable is set: set for initcheck alone.)
         no_cache=(); [ "$tool" = initcheck ] && no_cache=(PYTORCH_NO_CUDA_MEMORY_CACHING=1)
-        env "${no_cache[@]}" timeout "$(left)" compute-sanitizer --tool "$tool" --error-exitcode 1 \
+        env "${no_cache[@]}" timeout --signal=TERM --kill-after=10 "$(limit 300)" compute-sanitizer --tool "$tool" --error-exitcode 1 \
           python3 tools/sanitizer_cases.py > "$OUT/sanitizer-$tool.log" 2>&1 \
           && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
         tail -3 "$OUT/sanitizer-$tool.log"
       done
       # The hostile-call and hostile-value tests under memcheck: no call may touch memory it does not own.
-      timed compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q -p no:cacheprovider -m cuda \
+      timed 600 compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest -q -p no:cacheprovider -m cuda \
         tests/test_bad_inputs.py tests/test_hostile_values.py > "$OUT/sanitizer-memcheck-hostile.log" 2>&1 \
         && echo "memcheck (hostile calls and values): clean" || { echo "memcheck (hostile calls and values): FAILED"; status=1; }
       tail -3 "$OUT/sanitizer-memcheck-hostile.log"
@@ -156,7 +163,7 @@ for stage in "${stages[@]}"; do
       step "layer benchmarks ($stage)"
       modes=bf16,fp32-tf32; [ "$stage" = bench-more ] && modes=fp16,fp32
       enough 120 || continue
-      timed python3 -m xsep.bench --modes "$modes" --directions forward,backward,forward_backward --reps 10 \
+      timed 1800 python3 -m xsep.bench --modes "$modes" --directions forward,backward,forward_backward --reps 10 \
         --out "$OUT" --name "gpu-layers-${modes//,/-}" 2>&1 | grep -v "row/s" | tail -40
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
@@ -165,7 +172,7 @@ for stage in "${stages[@]}"; do
       step "forward phases: time against output channels at 728 channels @19 (intercept: depthwise + launch; slope: GEMM)"
       for n in 32 128; do
         enough 60 || break
-        timed python3 tools/forward_phases.py --shape "$n,728,19,19" \
+        timed 300 python3 tools/forward_phases.py --shape "$n,728,19,19" \
           --variants wgmma,wgmma-64px,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_PIXELS=64+XSEP_FWD_STAGES=4,resident 2>&1 \
           | tee -a "$OUT/forward-phases.log" | grep -E "dispatch|us per" || status=1
       done
@@ -176,7 +183,7 @@ for stage in "${stages[@]}"; do
         step "Nsight Compute: the forward and backward kernels of 728->728 @19, N=32, bf16 ($variant)"
         kernels=(); [ "$variant" = wgmma ] && kernels=(XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma)
         enough 90 || break
-        env "${kernels[@]}" timeout "$(left)" ncu --set full -k regex:sepconv --launch-skip 4 --launch-count 4 -f \
+        env "${kernels[@]}" timeout --signal=TERM --kill-after=10 "$(limit 600)" ncu --set full -k regex:sepconv --launch-skip 4 --launch-count 4 -f \
           -o "$OUT/profile-$variant" python3 tools/profile_case.py > "$OUT/profile-$variant.log" 2>&1 || status=1
         ncu --import "$OUT/profile-$variant.ncu-rep" --page details > "$OUT/profile-$variant.txt" 2>&1 || status=1
         grep -E "^  [a-z_]+.*sepconv|Duration|Compute \(SM\) Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|L2 Cache Throughput|Achieved Occupancy|Registers Per|Warp Cycles Per Issued" \
@@ -186,7 +193,7 @@ for stage in "${stages[@]}"; do
     networks)
       step "network benchmarks"
       enough 120 || continue
-      timed python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
+      timed 1800 python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     *) echo "unknown stage $stage (first, build, quick-tests, compare, sanitizer-new, tests, sanitizer, bench, bench-more, networks, forward-phases, profile)"; exit 2 ;;
