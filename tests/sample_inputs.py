@@ -55,6 +55,10 @@ CASES = [
     # the last tile with fewer.
     Case("many_small_images", N=9, C=6, H=5, W=4, Cout=5),
     Case("many_images_s2_d2_mult", N=10, C=3, H=7, W=6, Cout=4, stride=2, dilation=2, multiplier=2, padding="same"),
+    # Wide channels at multiplier 1 and maps wide enough for the CPU NHWC depthwise's blocks of 32
+    # channels x 4 pixels beside its narrower blocks, its one-pixel edges and its leftover channels.
+    Case("wide_channels", N=2, C=72, H=9, W=23, Cout=11),
+    Case("wide_channels_s2_d2", N=1, C=67, H=15, W=31, Cout=6, kernel=(3, 5), stride=2, dilation=(1, 2), padding="same"),
 ]
 CASE_IDS = [c.id for c in CASES]
 LAYOUTS = ["nchw", "channels_last", "strided"]

@@ -337,52 +337,94 @@ void depthwise_weight_grad_tile_nchw(const SepConvGeometry& g, const scalar_t* x
 // (a tile may span images); z, dz are (rows * Wo, Cmid); wT is (kh * kw, Cmid). ----
 // Channel cm = c * M + m reads input channel c, so a pixel's Cmid values are C runs of M.
 
+// kPix output pixels of one row (input columns ix0, ix0 + sw, ...), channels [c0, c0 + kBlock)
+// (M == 1): each pixel's block accumulates over all taps in registers, then is stored once. The
+// kPix * kBlock accumulators are independent FMA chains: with one pixel's two vectors the chains
+// wait on each FMA's latency (a quarter of the FMA throughput measured here); a tap's weights are
+// loaded once for the kPix pixels. kPix > 1 only where every horizontal tap of the pixels is inside
+// the image (the caller checks). Taps are added in the same order for every kPix.
+template <int64_t kBlock, int64_t kPix, typename scalar_t, typename acc_t>
+inline void depthwise_block_nhwc(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* wT, int64_t iy0,
+                                 int64_t ix0, int64_t c0, acc_t* zp) {
+  acc_t acc[kPix][kBlock] = {};
+  for (int64_t ky = 0; ky < g.kh; ++ky) {
+    const int64_t iy = iy0 + ky * g.dh;
+    if (iy < 0 || iy >= g.H) continue;
+    for (int64_t kx = 0; kx < g.kw; ++kx) {
+      const int64_t ix = ix0 + kx * g.dw;
+      if (kPix == 1 && (ix < 0 || ix >= g.W)) continue;
+      const acc_t* wt = wT + (ky * g.kw + kx) * g.Cmid + c0;
+      const scalar_t* xp = x_n + (iy * g.W + ix) * g.C + c0;
+      for (int64_t q = 0; q < kPix; ++q) {
+        const scalar_t* xq = xp + q * g.sw * g.C;
+        XSEP_SIMD
+        for (int64_t j = 0; j < kBlock; ++j) acc[q][j] += wt[j] * static_cast<acc_t>(xq[j]);
+      }
+    }
+  }
+  for (int64_t q = 0; q < kPix; ++q) {
+    XSEP_SIMD
+    for (int64_t j = 0; j < kBlock; ++j) zp[q * g.Cmid + c0 + j] = acc[q][j];
+  }
+}
+
+// kPix output pixels of one row (as above), all their Cmid channels into zp (kPix rows, Cmid apart):
+// blocks of two 64-byte vectors, then of a quarter vector, then the rest (and any depth
+// multiplier) by the plain loop, one pixel at a time.
+template <int64_t kPix, typename scalar_t, typename acc_t>
+inline void depthwise_pixels_nhwc(const SepConvGeometry& g, const scalar_t* x_n, const acc_t* wT, int64_t iy0,
+                                  int64_t ix0, acc_t* zp) {
+  constexpr int64_t kLanes = 64 / sizeof(acc_t);
+  int64_t c0 = 0;
+  if (g.M == 1) {
+    for (; c0 + 2 * kLanes <= g.C; c0 += 2 * kLanes) depthwise_block_nhwc<2 * kLanes, kPix>(g, x_n, wT, iy0, ix0, c0, zp);
+    for (; c0 + kLanes / 4 <= g.C; c0 += kLanes / 4) depthwise_block_nhwc<kLanes / 4, kPix>(g, x_n, wT, iy0, ix0, c0, zp);
+  }
+  if (c0 == g.Cmid) return;
+  const int64_t c_begin = c0 / g.M;
+  for (int64_t q = 0; q < kPix; ++q) {
+    acc_t* zq = zp + q * g.Cmid;
+    const int64_t ixq = ix0 + q * g.sw;
+    std::fill(zq + c0, zq + g.Cmid, acc_t(0));
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      const int64_t iy = iy0 + ky * g.dh;
+      if (iy < 0 || iy >= g.H) continue;
+      for (int64_t kx = 0; kx < g.kw; ++kx) {
+        const int64_t ix = ixq + kx * g.dw;
+        if (ix < 0 || ix >= g.W) continue;
+        const scalar_t* xp = x_n + (iy * g.W + ix) * g.C;
+        const acc_t* wt = wT + (ky * g.kw + kx) * g.Cmid;
+        for (int64_t c = c_begin; c < g.C; ++c) {
+          const acc_t xv = static_cast<acc_t>(xp[c]);
+          for (int64_t m = 0; m < g.M; ++m) zq[c * g.M + m] += wt[c * g.M + m] * xv;
+        }
+      }
+    }
+  }
+}
+
 template <typename scalar_t, typename acc_t>
 void depthwise_tile_nhwc(const SepConvGeometry& g, const scalar_t* x, const acc_t* wT, int64_t row0,
                          int64_t rows, acc_t* z) {
-  // Per pixel, a block of kBlock channels accumulates over all taps in registers (a fixed-size
-  // local array the compiler keeps in one or two vector registers), then is stored once.
-  constexpr int64_t kBlock = 64 / sizeof(acc_t) * 2;
-  const int64_t full = g.M == 1 ? g.C / kBlock * kBlock : 0;
+  constexpr int64_t kPix = 4;
+  // The output columns whose every horizontal tap is inside the image: [inner_lo, inner_hi).
+  int64_t lo_first, hi_first, lo_last, hi_last;
+  valid_columns(-g.pl, g.sw, g.W, g.Wo, lo_first, hi_first);
+  valid_columns((g.kw - 1) * g.dw - g.pl, g.sw, g.W, g.Wo, lo_last, hi_last);
+  const int64_t inner_lo = std::max(lo_first, lo_last), inner_hi = std::min(hi_first, hi_last);
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t n = (row0 + r) / g.Ho, oy = (row0 + r) % g.Ho;
     const scalar_t* x_n = x + n * g.H * g.W * g.C;
     const int64_t iy0 = oy * g.sh - g.pt;
-    for (int64_t ox = 0; ox < g.Wo; ++ox) {
-      const int64_t ix0 = ox * g.sw - g.pl;
-      acc_t* zp = z + (r * g.Wo + ox) * g.Cmid;
-      for (int64_t c0 = 0; c0 < full; c0 += kBlock) {
-        acc_t acc[kBlock] = {};
-        for (int64_t ky = 0; ky < g.kh; ++ky) {
-          const int64_t iy = iy0 + ky * g.dh;
-          if (iy < 0 || iy >= g.H) continue;
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
-            const int64_t ix = ix0 + kx * g.dw;
-            if (ix < 0 || ix >= g.W) continue;
-            const scalar_t* xp = x_n + (iy * g.W + ix) * g.C + c0;
-            const acc_t* wt = wT + (ky * g.kw + kx) * g.Cmid + c0;
-            XSEP_SIMD
-            for (int64_t j = 0; j < kBlock; ++j) acc[j] += wt[j] * static_cast<acc_t>(xp[j]);
-          }
-        }
-        XSEP_SIMD
-        for (int64_t j = 0; j < kBlock; ++j) zp[c0 + j] = acc[j];
-      }
-      // The channels left over (and any depth multiplier): the plain loop.
-      std::fill(zp + full, zp + g.Cmid, acc_t(0));
-      for (int64_t ky = 0; ky < g.kh; ++ky) {
-        const int64_t iy = iy0 + ky * g.dh;
-        if (iy < 0 || iy >= g.H) continue;
-        for (int64_t kx = 0; kx < g.kw; ++kx) {
-          const int64_t ix = ix0 + kx * g.dw;
-          if (ix < 0 || ix >= g.W) continue;
-          const scalar_t* xp = x_n + (iy * g.W + ix) * g.C;
-          const acc_t* wt = wT + (ky * g.kw + kx) * g.Cmid;
-          for (int64_t c = full / g.M; c < g.C; ++c) {
-            const acc_t xv = static_cast<acc_t>(xp[c]);
-            for (int64_t m = 0; m < g.M; ++m) zp[c * g.M + m] += wt[c * g.M + m] * xv;
-          }
-        }
+    acc_t* z_row = z + r * g.Wo * g.Cmid;
+    int64_t ox = 0;
+    while (ox < g.Wo) {
+      if (ox >= inner_lo && ox + kPix <= inner_hi) {
+        depthwise_pixels_nhwc<kPix>(g, x_n, wT, iy0, ox * g.sw - g.pl, z_row + ox * g.Cmid);
+        ox += kPix;
+      } else {
+        depthwise_pixels_nhwc<1>(g, x_n, wT, iy0, ox * g.sw - g.pl, z_row + ox * g.Cmid);
+        ox += 1;
       }
     }
   }
