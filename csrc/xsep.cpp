@@ -15,22 +15,24 @@ PyObject* set_kernel_knob(PyObject*, PyObject* args) {
   const char* name = nullptr;
   const char* value = nullptr;
   if (!PyArg_ParseTuple(args, "ss", &name, &value)) return nullptr;
-  if (!xsep::set_kernel_knob(name, value)) {
+  xsep::KernelKnob knob;
+  if (!xsep::kernel_knob_by_name(name, &knob)) {
     PyErr_Format(PyExc_ValueError, "unknown kernel knob %s", name);
     return nullptr;
   }
+  xsep::KernelKnobs::instance().set(knob, value);
   Py_RETURN_NONE;
 }
 
 PyObject* kernel_knob(PyObject*, PyObject* args) {
   const char* name = nullptr;
   if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
-  std::string value;
-  if (!xsep::get_kernel_knob(name, &value)) {
+  xsep::KernelKnob knob;
+  if (!xsep::kernel_knob_by_name(name, &knob)) {
     PyErr_Format(PyExc_ValueError, "unknown kernel knob %s", name);
     return nullptr;
   }
-  return PyUnicode_FromString(value.c_str());
+  return PyUnicode_FromString(xsep::kernel_knob(knob).c_str());
 }
 
 PyObject* record_dispatches(PyObject*, PyObject* args) {

@@ -53,23 +53,11 @@ class KernelKnobs {
 inline std::string kernel_knob(KernelKnob knob) { return KernelKnobs::instance().get(knob); }
 inline bool kernel_knob_is(KernelKnob knob, const char* value) { return kernel_knob(knob) == value; }
 
-// By environment-variable name (the Python side's spelling); false for an unknown name.
-inline bool set_kernel_knob(const std::string& env_name, const std::string& value) {
+// The knob an environment-variable name (the Python side's spelling) names; false for none.
+inline bool kernel_knob_by_name(const std::string& env_name, KernelKnob* knob) {
   for (int i = 0; i < static_cast<int>(KernelKnob::kCount); ++i) {
-    const auto knob = static_cast<KernelKnob>(i);
-    if (env_name == kernel_knob_env_name(knob)) {
-      KernelKnobs::instance().set(knob, value);
-      return true;
-    }
-  }
-  return false;
-}
-
-inline bool get_kernel_knob(const std::string& env_name, std::string* value) {
-  for (int i = 0; i < static_cast<int>(KernelKnob::kCount); ++i) {
-    const auto knob = static_cast<KernelKnob>(i);
-    if (env_name == kernel_knob_env_name(knob)) {
-      *value = kernel_knob(knob);
+    if (env_name == kernel_knob_env_name(static_cast<KernelKnob>(i))) {
+      *knob = static_cast<KernelKnob>(i);
       return true;
     }
   }
