@@ -5,12 +5,12 @@
 // channels. Either way the pointwise part on the tile is one GEMM.
 #pragma once
 
+#include <c10/core/ScalarType.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <c10/core/ScalarType.h>
 
 #include "../common/sepconv_geometry.h"
 
@@ -22,11 +22,16 @@ namespace xsep::cpu {
 // torch's name of a dtype, as the dispatch log spells it (the CUDA side's lines too).
 inline const char* dtype_name(c10::ScalarType t) {
   switch (t) {
-    case c10::ScalarType::Half: return "float16";
-    case c10::ScalarType::BFloat16: return "bfloat16";
-    case c10::ScalarType::Float: return "float32";
-    case c10::ScalarType::Double: return "float64";
-    default: return c10::toString(t);
+    case c10::ScalarType::Half:
+      return "float16";
+    case c10::ScalarType::BFloat16:
+      return "bfloat16";
+    case c10::ScalarType::Float:
+      return "float32";
+    case c10::ScalarType::Double:
+      return "float64";
+    default:
+      return c10::toString(t);
   }
 }
 
@@ -38,9 +43,9 @@ inline const char* dtype_name(c10::ScalarType t) {
 // -> n * Ho + oy, whose outputs are contiguous: the small images of late layers then share a tile
 // and the GEMM gets a useful size.
 struct Tile {
-  int64_t row0;  // first output row, flattened: n * Ho + oy
-  int64_t rows;  // rows per image
-  int64_t wave;  // 0 or 1: tiles of one wave never touch the same input rows (see the backward)
+  int64_t row0;        // first output row, flattened: n * Ho + oy
+  int64_t rows;        // rows per image
+  int64_t wave;        // 0 or 1: tiles of one wave never touch the same input rows (see the backward)
   int64_t images = 1;  // NCHW: whole images n .. n + images - 1 (rows = Ho) when above 1
 };
 
@@ -120,8 +125,8 @@ inline void valid_columns(int64_t off, int64_t s, int64_t W, int64_t Wo, int64_t
 template <typename scalar_t, typename acc_t>
 void depthwise_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, int64_t images, const acc_t* w,
                                  int64_t r0, int64_t rows, acc_t* z, int64_t ldz) {
-  const int64_t Wp = g.Wo + (g.kw - 1) * g.dw;         // padded width the outputs need
-  const int64_t rows_in = rows + (g.kh - 1) * g.dh;    // padded input rows of the tile (per image)
+  const int64_t Wp = g.Wo + (g.kw - 1) * g.dw;       // padded width the outputs need
+  const int64_t rows_in = rows + (g.kh - 1) * g.dh;  // padded input rows of the tile (per image)
   const int64_t image_plane = rows_in * Wp;
   const int64_t wide = (images - 1) * image_plane + (rows - 1) * Wp + g.Wo;  // flat outputs on the grid
   thread_local std::vector<acc_t> plane, out;
@@ -173,8 +178,7 @@ void depthwise_tile_nchw_stride1(const SepConvGeometry& g, const scalar_t* x_n, 
 template <typename scalar_t, typename acc_t>
 void depthwise_tile_nchw(const SepConvGeometry& g, const scalar_t* x_n, int64_t images, const acc_t* w, int64_t r0,
                          int64_t rows, acc_t* z, int64_t ldz, bool padded_planes) {
-  if (g.sh == 1 && g.sw == 1 && padded_planes)
-    return depthwise_tile_nchw_stride1(g, x_n, images, w, r0, rows, z, ldz);
+  if (g.sh == 1 && g.sw == 1 && padded_planes) return depthwise_tile_nchw_stride1(g, x_n, images, w, r0, rows, z, ldz);
   const int64_t P = rows * g.Wo;
   for (int64_t plane = 0; plane < images * g.Cmid; ++plane) {  // (image, channel) pairs
     const int64_t n = plane / g.Cmid, cm = plane % g.Cmid;
@@ -377,8 +381,10 @@ inline void depthwise_pixels_nhwc(const SepConvGeometry& g, const scalar_t* x_n,
   constexpr int64_t kLanes = 64 / sizeof(acc_t);
   int64_t c0 = 0;
   if (g.M == 1) {
-    for (; c0 + 2 * kLanes <= g.C; c0 += 2 * kLanes) depthwise_block_nhwc<2 * kLanes, kPix>(g, x_n, wT, iy0, ix0, c0, zp);
-    for (; c0 + kLanes / 4 <= g.C; c0 += kLanes / 4) depthwise_block_nhwc<kLanes / 4, kPix>(g, x_n, wT, iy0, ix0, c0, zp);
+    for (; c0 + 2 * kLanes <= g.C; c0 += 2 * kLanes)
+      depthwise_block_nhwc<2 * kLanes, kPix>(g, x_n, wT, iy0, ix0, c0, zp);
+    for (; c0 + kLanes / 4 <= g.C; c0 += kLanes / 4)
+      depthwise_block_nhwc<kLanes / 4, kPix>(g, x_n, wT, iy0, ix0, c0, zp);
   }
   if (c0 == g.Cmid) return;
   const int64_t c_begin = c0 / g.M;
@@ -404,8 +410,8 @@ inline void depthwise_pixels_nhwc(const SepConvGeometry& g, const scalar_t* x_n,
 }
 
 template <typename scalar_t, typename acc_t>
-void depthwise_tile_nhwc(const SepConvGeometry& g, const scalar_t* x, const acc_t* wT, int64_t row0,
-                         int64_t rows, acc_t* z) {
+void depthwise_tile_nhwc(const SepConvGeometry& g, const scalar_t* x, const acc_t* wT, int64_t row0, int64_t rows,
+                         acc_t* z) {
   constexpr int64_t kPix = 4;
   // The output columns whose every horizontal tap is inside the image: [inner_lo, inner_hi).
   int64_t lo_first, hi_first, lo_last, hi_last;

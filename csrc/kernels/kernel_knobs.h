@@ -14,11 +14,16 @@ enum class KernelKnob { kFwdKernel, kFwdPixels, kFwdStages, kBwdKernel, kCount }
 
 inline const char* kernel_knob_env_name(KernelKnob knob) {
   switch (knob) {
-    case KernelKnob::kFwdKernel: return "XSEP_FWD_KERNEL";
-    case KernelKnob::kFwdPixels: return "XSEP_FWD_PIXELS";
-    case KernelKnob::kFwdStages: return "XSEP_FWD_STAGES";
-    case KernelKnob::kBwdKernel: return "XSEP_BWD_KERNEL";
-    default: return "";
+    case KernelKnob::kFwdKernel:
+      return "XSEP_FWD_KERNEL";
+    case KernelKnob::kFwdPixels:
+      return "XSEP_FWD_PIXELS";
+    case KernelKnob::kFwdStages:
+      return "XSEP_FWD_STAGES";
+    case KernelKnob::kBwdKernel:
+      return "XSEP_BWD_KERNEL";
+    default:
+      return "";
   }
 }
 

@@ -50,9 +50,7 @@ bool halo_applies(const SepConvParams& p, int smem_optin, int major) {
 
 // XSEP_FWD_STAGES=3: the resident kernel keeps three weight chunks in flight instead of two (for
 // measurement: 50% more shared memory for the chunks, so fewer CTAs per SM on wide layers).
-inline int resident_stages() {
-  return kernel_knob_is(KernelKnob::kFwdStages, "3") ? 3 : 2;
-}
+inline int resident_stages() { return kernel_knob_is(KernelKnob::kFwdStages, "3") ? 3 : 2; }
 
 // XSEP_FWD_PIXELS=64 | 128: the resident kernel with 64 or 128 pixels per CTA (8 or 16 warps) for
 // 16-bit channels_last 3x3 inputs, for measurement: every CTA streams the whole pointwise weight
@@ -115,11 +113,9 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p) {
   const bool fits = resident_bytes<T, kMath>(p, shape) <= static_cast<size_t>(smem_optin);
   const std::string forced = kernel_knob(KernelKnob::kFwdKernel);
   if (forced == "tiled") return {FwdKernel::kTiled, shape};
-  if (forced == "halo" && halo_applies<T, kMath>(p, smem_optin, major))
-    return {FwdKernel::kHalo, shape};
+  if (forced == "halo" && halo_applies<T, kMath>(p, smem_optin, major)) return {FwdKernel::kHalo, shape};
   if constexpr (kMath == Math::kTensorCore) {  // 16-bit, or fp32 on TF32
-    if (forced == "wgmma" && wgmma_forward_applies<T>(p))
-      return {FwdKernel::kWgmma, shape};
+    if (forced == "wgmma" && wgmma_forward_applies<T>(p)) return {FwdKernel::kWgmma, shape};
   }
   return {fits ? FwdKernel::kResident : FwdKernel::kTiled, shape};
 }
@@ -208,8 +204,7 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d)", choice.resident.pixels,
              choice.resident.stages, parts);
   } else if (which == FwdKernel::kWgmma) {
-    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d)", wgmma.pixels, wgmma.stages,
-             wgmma.parts);
+    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d)", wgmma.pixels, wgmma.stages, wgmma.parts);
   }
   snprintf(name, sizeof(name), "forward %s %s %s %s %s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",

@@ -6,9 +6,9 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
-#include <string>
 #include <map>
 #include <mutex>
+#include <string>
 #include <utility>
 
 #include "kernel_knobs.h"
@@ -68,7 +68,9 @@ template <class Traits>
 int wgmma_stages_search(int cmid, int smem_optin) {
   auto kernel = sepconv_fwd_wgmma_kernel<Traits>;
   const size_t static_bytes = wgmma_static_bytes<Traits>();
-  auto fits = [&](int s) { return WgmmaFwdLayout<Traits>::bytes(cmid, s) + static_bytes <= static_cast<size_t>(smem_optin); };
+  auto fits = [&](int s) {
+    return WgmmaFwdLayout<Traits>::bytes(cmid, s) + static_bytes <= static_cast<size_t>(smem_optin);
+  };
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(smem_optin - static_bytes)) != cudaSuccess) {
     cudaGetLastError();  // not this call's error: the launch sets the size it needs and reports
