@@ -58,7 +58,7 @@ CASES = [
     # Wide channels at multiplier 1 and maps wide enough for the CPU NHWC depthwise's blocks of 32
     # channels x 4 pixels beside its narrower blocks, its one-pixel edges and its leftover channels.
     Case("wide_channels", N=2, C=72, H=9, W=23, Cout=11),
-    Case("wide_channels_s2_d2", N=1, C=67, H=15, W=31, Cout=6, kernel=(3, 5), stride=2, dilation=(1, 2), padding="same"),
+    Case("wide_s2_d2", N=1, C=67, H=15, W=31, Cout=6, kernel=(3, 5), stride=2, dilation=(1, 2), padding="same"),
 ]
 CASE_IDS = [c.id for c in CASES]
 LAYOUTS = ["nchw", "channels_last", "strided"]
