@@ -217,11 +217,13 @@ print("checked")
 """
 
 
-@pytest.mark.parametrize("kernel", ["staged", "wgmma"])
+@pytest.mark.parametrize("kernel", ["staged", "wgmma", "staged-128ch", "wgmma-128ch"])
 def test_staged_kernels_match_reference(kernel):
-    # wgmma: the staged kernels with their GEMMs on wgmma (fp16 / bf16; sm_90a builds).
+    # wgmma: the staged kernels with their GEMMs on wgmma (fp16 / bf16; sm_90a builds). -128ch: the
+    # input-gradient kernel with 128 channels per CTA (XSEP_BWD_CHANNELS=128).
     tests = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, XSEP_BWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1")
+    kernel, wide = kernel.removesuffix("-128ch"), kernel.endswith("-128ch")
+    env = dict(os.environ, XSEP_BWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1", XSEP_BWD_CHANNELS="128" if wide else "64")
     code = FORCED_STAGED_BACKWARD_CHECK.format(tests=tests)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
@@ -238,3 +240,4 @@ def test_staged_kernels_match_reference(kernel):
         assert not any("float32" in line for line in wgmma_lines), "the wgmma kernels are 16-bit only"
     else:
         assert "staged-input staged-pw" in result.stderr, "the dispatch log does not name both staged kernels"
+    assert ("(input: 128 channels per CTA)" in result.stderr) == wide, "the dispatch log and XSEP_BWD_CHANNELS disagree"

@@ -11,8 +11,9 @@ launchers use and compares with a direct fp64 computation:
 
   fwd_kernels_emulation.cpp   the forward kernels (resident with 2 and 3 stages, a Cout split,
                               32, 64 and 128 pixels; tiled; halo), four math modes
-  bwd_kernels_emulation.cpp   the backward kernels, first, staged and staged with the wgmma dZ GEMM,
-                              every gradient, with plan_backward
+  bwd_kernels_emulation.cpp   the backward kernels, first, staged and staged with the wgmma dZ GEMM
+                              (the input-gradient ones also with 128 channels per CTA), every
+                              gradient, with plan_backward
   wgmma_fwd_emulation.cpp     the Hopper wgmma forward (fp16, bf16, TF32), with a stand-in for the
                               warpgroup MMA that reads CuTe's descriptors as the PTX ISA defines them
                               (wgmma_emulation.h)
@@ -98,9 +99,11 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
     except pytest.skip.Exception:
         flags = ()  # without CuTe: the first and staged kernels only
     out = build_and_run("bwd_kernels_emulation.cpp", sanitizer, tmp_path, flags)
-    assert f"{48 if flags else 36} cases, 0 failed" in out, out
-    assert out.count("ok     staged") == out.count("ok     first ") == 18, out
-    assert out.count("ok     wgmma ") == (12 if flags else 0), out  # six cases, fp16 and bf16
+    assert f"{77 if flags else 56} cases, 0 failed" in out, out
+    assert out.count("ok     staged    ") == out.count("ok     first     ") == 21, out  # seven cases, 3 modes
+    assert out.count("ok     staged128 ") == 14, out  # bf16 and TF32
+    assert out.count("ok     wgmma     ") == (14 if flags else 0), out  # fp16 and bf16
+    assert out.count("ok     wgmma128  ") == (7 if flags else 0), out  # fp16
 
 
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))

@@ -121,7 +121,8 @@ for stage in "${stages[@]}"; do
       step "compare: backward kernel variants against the default and cuDNN (bf16)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
-        --variants bwd-staged,bwd-wgmma,all-wgmma --out "$OUT" --name gpu-compare-backward 2>&1 \
+        --variants bwd-staged,bwd-wgmma,bwd-staged-128ch,bwd-wgmma-128ch,all-wgmma --out "$OUT" \
+        --name gpu-compare-backward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;

@@ -1,6 +1,6 @@
 """The CUDA kernel choice's measurement knobs, set from Python for a stretch of calls, and the
 record of which kernels served them. The knobs are the environment variables XSEP_FWD_KERNEL,
-XSEP_FWD_PIXELS, XSEP_FWD_STAGES and XSEP_BWD_KERNEL (README, "GPU runs"); the C++ side
+XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_BWD_KERNEL and XSEP_BWD_CHANNELS (README, "GPU runs"); the C++ side
 (csrc/kernels/kernel_knobs.h) reads each from the environment once, and `kernel_knobs` overrides
 them in this process, so `xsep bench --variants` times several kernels against one baseline.
 
@@ -26,6 +26,7 @@ KNOBS = {
     "XSEP_FWD_PIXELS": ("64", "128"),
     "XSEP_FWD_STAGES": ("3", "4", "5", "6", "7", "8"),
     "XSEP_BWD_KERNEL": ("first", "staged", "wgmma"),
+    "XSEP_BWD_CHANNELS": ("64", "128"),
 }
 
 

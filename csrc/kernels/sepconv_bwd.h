@@ -54,6 +54,14 @@ inline bool plan_backward(SepConvBwdParams& p, int num_sms) {
   return p.dw_partials <= 0x7fffffff && chunks_c <= 65535 && (p.dw_partials + 31) / 32 <= 65535;
 }
 
+// p with the input-gradient kernel's channel chunk set to `channels` Cmid channels per CTA (whole
+// depthwise groups: channels / M input channels; plan_backward guarantees M <= 64).
+inline SepConvBwdParams with_input_channels(const SepConvBwdParams& p, int channels) {
+  SepConvBwdParams q = p;
+  q.channels_per_cta = channels / p.fwd.M;
+  return q;
+}
+
 // Scratch rows the fixed-order reduction of `count` partial sums needs (reduce_partials).
 inline int64_t reduce_scratch_rows(int64_t count) { return count > 64 ? (count + 31) / 32 : 0; }
 

@@ -11,8 +11,8 @@
 //     synchronously, each load waiting its full latency.
 //   * The CTA's depthwise weights are read once into shared memory (fp32), not per tap and pixel.
 //   * grad_dw: every thread keeps the nine tap sums of one channel over a quarter of the ext
-//     pixels (x loads of neighbouring channels coalesced, dZ broadcast), then the four quarters are
-//     added in a fixed order. The first kernel gives each (channel, tap) one thread and walks every
+//     pixels (a half with 128 channels per CTA; x loads of neighbouring channels coalesced, dZ
+//     broadcast), then the parts are added in a fixed order. The first kernel gives each (channel, tap) one thread and walks every
 //     ext pixel serially.
 // Taken only where it applies (staged_input_applies): fp16/bf16, or fp32 on TF32 tensor cores; 3x3
 // kernels (any stride, dilation, padding, multiplier); channels_last grad_y with 16-byte aligned
@@ -33,16 +33,21 @@ namespace xsep {
 
 // T: __half or __nv_bfloat16 (WMMA), or float (TF32 WMMA; exact fp32 takes the first kernel).
 // kWgmma: the dZ GEMM on Hopper's warpgroup MMA instead (16-bit types; sepconv_bwd_input_wgmma.cuh).
-template <typename T_, bool kWgmma_ = false>
+// kChannels: depthwise channels per CTA (the GEMM's N), 64 as the first kernel, or 128
+// (XSEP_BWD_CHANNELS=128, for measurement): every CTA reads its ext pixels' whole grad_y row
+// (Cout values each) from L2, so twice the channels per CTA halve that traffic (at 728 channels
+// grad_y is read 12 times with 64), for twice the dZ tile in shared memory.
+template <typename T_, bool kWgmma_ = false, int kChannels_ = kBwdInputChannels>
 struct StagedInputTraits {
   using T = T_;
   static constexpr bool kWgmma = kWgmma_;
-  // M = ext pixels, N = depthwise channels, K = Cout in chunks of 32; 8 warps of 32 x 32.
-  using Tile = GemmTile<T_, kBwdInputRows, kBwdInputChannels, 32, 4, 2>;
+  static constexpr int kChannels = kChannels_;
+  // M = ext pixels, N = depthwise channels, K = Cout in chunks of 32; 8 warps of 32 x N/2.
+  using Tile = GemmTile<T_, kBwdInputRows, kChannels_, 32, 4, 2>;
   static constexpr int kTaps = 9;                           // 3x3
   static constexpr int kVec = 16 / sizeof(T_);              // elements per 16-byte copy
   static constexpr int kLdW = Tile::BN + kVec;              // W chunk rows [co][cm], 16-byte pad
-  static constexpr int kParts = Tile::kThreads / Tile::BN;  // grad_dw: ext pixels split in 4
+  static constexpr int kParts = Tile::kThreads / Tile::BN;  // grad_dw: ext pixels split in 4 (2 at 128)
 };
 
 // One chunk of the dZ GEMM's operands, Cout from k0: grad_y of the BM ext pixels (gy_base: their
@@ -238,7 +243,7 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   }
 
   // grad_dw partial sums over the output pixels this tile owns: thread (part, channel) sums the
-  // nine taps of x * dZ over ext pixels part, part + 4, ...; then the parts in order 0..3.
+  // nine taps of x * dZ over ext pixels part, part + kParts, ...; then the parts in order.
   if (p.grad_dw != nullptr) {
     const int part = threadIdx.x / BN, cl_m = threadIdx.x % BN;
     float acc[kTaps];

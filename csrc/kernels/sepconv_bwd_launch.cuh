@@ -51,10 +51,12 @@ cudaError_t reduce_partials(float* parts, int64_t count, int64_t len, float* scr
 // XSEP_BWD_KERNEL=staged: the experimental staged kernels (sepconv_bwd_input_staged_kernel.cuh,
 // sepconv_bwd_pw_staged_kernel.cuh), each where it applies; XSEP_BWD_KERNEL=wgmma: the same with
 // their GEMMs on wgmma (sepconv_bwd_{input,pw}_wgmma.cuh: 16-bit types, sm_90a builds with CuTe);
-// unset or `first`: the first kernels.
+// unset or `first`: the first kernels. XSEP_BWD_CHANNELS=128: the staged (or wgmma) input kernel
+// with 128 depthwise channels per CTA instead of 64 (StagedInputTraits).
 struct StagedChoice {
   bool input = false, pw = false;
   bool input_wgmma = false, pw_wgmma = false;  // the wgmma ones (input / pw true too)
+  int input_channels = kBwdInputChannels;      // the input kernel's channels per CTA (Cmid units)
 };
 
 template <typename T, Math kMath>
@@ -68,12 +70,16 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
       cudaGetDevice(&device);
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
       constexpr int kVec = 16 / sizeof(T);
-      choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) && staged_input_applies(p, major, kVec);
+      if (kernel_knob_is(KernelKnob::kBwdChannels, "128")) choice.input_channels = 128;
+      choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) &&
+                     staged_input_applies(with_input_channels(p, choice.input_channels), major, kVec);
       choice.pw = (p.grad_pw != nullptr || p.grad_bias != nullptr) && staged_pw_applies(p, major, kVec);
       if constexpr (sizeof(T) == 2) {
-        choice.input_wgmma = wgmma && choice.input && wgmma_input_built<T>();
+        choice.input_wgmma = wgmma && choice.input &&
+                             (choice.input_channels == 128 ? wgmma_input_built<T, 128>() : wgmma_input_built<T, 64>());
         choice.pw_wgmma = wgmma && choice.pw && wgmma_pw_built<T>();
       }
+      if (!choice.input) choice.input_channels = kBwdInputChannels;  // the first kernel: 64
     }
   }
   return choice;
@@ -133,20 +139,26 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
       }
     }
     if (p.grad_x != nullptr || p.grad_dw != nullptr) {
-      const dim3 grid(static_cast<unsigned>(p.dw_partials),
-                      static_cast<unsigned>((f.C + p.channels_per_cta - 1) / p.channels_per_cta));
+      const SepConvBwdParams q = with_input_channels(p, staged.input_channels);
+      const dim3 grid(static_cast<unsigned>(q.dw_partials),
+                      static_cast<unsigned>((f.C + q.channels_per_cta - 1) / q.channels_per_cta));
       const cudaError_t launched = [&] {
         if constexpr (kMath == Math::kTensorCore) {
+          const bool wide = staged.input_channels == 128;
           if constexpr (sizeof(T) == 2) {
-            if (staged.input_wgmma) return launch_wgmma_input<T>(p, grid, stream);
+            if (staged.input_wgmma)
+              return wide ? launch_wgmma_input<T, 128>(q, grid, stream) : launch_wgmma_input<T, 64>(q, grid, stream);
           }
           if (staged.input) {
-            using Staged = StagedInputTraits<T>;
-            return launch_staged<StagedInputShared<Staged>>(sepconv_bwd_input_staged_kernel<StagedInputTraits<T>>, grid,
-                                                            Staged::Tile::kThreads, p, stream);
+            auto launch = [&](auto traits) {
+              using Staged = decltype(traits);
+              return launch_staged<StagedInputShared<Staged>>(sepconv_bwd_input_staged_kernel<Staged>, grid,
+                                                              Staged::Tile::kThreads, q, stream);
+            };
+            return wide ? launch(StagedInputTraits<T, false, 128>{}) : launch(StagedInputTraits<T>{});
           }
         }
-        sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(p);
+        sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(q);
         return cudaGetLastError();
       }();
       if (launched != cudaSuccess) return launched;
@@ -162,12 +174,13 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
   } else {
     e = k3x3 ? run(BwdKernelTraits<T, kMath, false, 3, 3>{}) : run(BwdKernelTraits<T, kMath, false, 0, 0>{});
   }
-  static thread_local char name[128];
-  snprintf(name, sizeof(name), "backward %s %s %s %s (tiles %dx%d, pw splits %d)%s%s", dtype_name,
+  static thread_local char name[192];
+  snprintf(name, sizeof(name), "backward %s %s %s %s (tiles %dx%d, pw splits %d)%s%s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
            f.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", p.tiles.tih, p.tiles.tiw,
            p.pw_splits, staged.input_wgmma ? " wgmma-input" : staged.input ? " staged-input" : "",
-           staged.pw_wgmma ? " wgmma-pw" : staged.pw ? " staged-pw" : "");
+           staged.pw_wgmma ? " wgmma-pw" : staged.pw ? " staged-pw" : "",
+           staged.input_channels == 128 ? " (input: 128 channels per CTA)" : "");
   return {static_cast<int>(e), name};
 }
 

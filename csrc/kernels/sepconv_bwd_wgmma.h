@@ -10,12 +10,13 @@
 namespace xsep {
 
 // True where the kernel was built with a body for the current device (sm_90a code, CuTe present at
-// build time). T: __half or __nv_bfloat16. (Whether it takes a call: staged_input_applies.)
-template <typename T>
+// build time). T: __half or __nv_bfloat16; kChannels: 64 or 128 depthwise channels per CTA
+// (StagedInputTraits). (Whether it takes a call: staged_input_applies.)
+template <typename T, int kChannels>
 bool wgmma_input_built();
 
 // Launches it over `grid` on `stream` (the staged input kernel's grid); returns the launch's error.
-template <typename T>
+template <typename T, int kChannels>
 cudaError_t launch_wgmma_input(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
 
 // The same for the pw-gradient kernel (whether it takes a call: staged_pw_applies).

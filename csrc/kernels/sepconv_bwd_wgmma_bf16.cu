@@ -2,8 +2,10 @@
 
 namespace xsep {
 
-template bool wgmma_input_built<__nv_bfloat16>();
-template cudaError_t launch_wgmma_input<__nv_bfloat16>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
+template bool wgmma_input_built<__nv_bfloat16, 64>();
+template bool wgmma_input_built<__nv_bfloat16, 128>();
+template cudaError_t launch_wgmma_input<__nv_bfloat16, 64>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
+template cudaError_t launch_wgmma_input<__nv_bfloat16, 128>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
 template bool wgmma_pw_built<__nv_bfloat16>();
 template cudaError_t launch_wgmma_pw<__nv_bfloat16>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
 

@@ -13,16 +13,17 @@ namespace xsep {
 
 #if defined(XSEP_WITH_CUTE)
 
-template <typename T>
+template <typename T, int kChannels>
 bool wgmma_input_built() {
   static std::atomic<int8_t> cache[64];
-  return once_per_device(cache,
-                         [] { return wgmma_body_built(sepconv_bwd_input_staged_kernel<StagedInputTraits<T, true>>); });
+  return once_per_device(cache, [] {
+    return wgmma_body_built(sepconv_bwd_input_staged_kernel<StagedInputTraits<T, true, kChannels>>);
+  });
 }
 
-template <typename T>
+template <typename T, int kChannels>
 cudaError_t launch_wgmma_input(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream) {
-  using Traits = StagedInputTraits<T, true>;
+  using Traits = StagedInputTraits<T, true, kChannels>;
   return launch_staged<StagedInputShared<Traits>>(sepconv_bwd_input_staged_kernel<Traits>, grid,
                                                   Traits::Tile::kThreads, p, stream);
 }
@@ -42,11 +43,11 @@ cudaError_t launch_wgmma_pw(const SepConvBwdParams& p, dim3 grid, cudaStream_t s
 
 #else  // without CuTe there are no wgmma kernels: none is built, none launches
 
-template <typename T>
+template <typename T, int kChannels>
 bool wgmma_input_built() {
   return false;
 }
-template <typename T>
+template <typename T, int kChannels>
 cudaError_t launch_wgmma_input(const SepConvBwdParams&, dim3, cudaStream_t) {
   return cudaErrorNotSupported;
 }

@@ -8,7 +8,9 @@
 // channel chunk, depth multiplier 2, stride 2, asymmetric and dilated padding, ELU and ReLU between
 // the convolutions. Built with CuTe (-DXSEP_WITH_CUTE and its include path), also the input-gradient
 // and pw-gradient kernels with their GEMMs on the warpgroup-MMA stand-in (XSEP_BWD_KERNEL=wgmma:
-// fp16, bf16; the pw-gradient one where the multiplier is 1, the staged one elsewhere). Prints one line per case and exits 0 when all agree.
+// fp16, bf16; the pw-gradient one where the multiplier is 1, the staged one elsewhere), and the
+// input-gradient kernels with 128 channels per CTA (XSEP_BWD_CHANNELS=128). Prints one line per
+// case and exits 0 when all agree.
 #include <cmath>
 #include <random>
 #include <string>
@@ -53,8 +55,9 @@ double max_abs(const std::vector<double>& v) {
   return m;
 }
 
-// The kernel sets: the first kernels, the staged ones, the staged ones with the wgmma dZ GEMM.
-enum class Set { kFirst, kStaged, kWgmma };
+// The kernel sets: the first kernels, the staged ones, the staged ones with the wgmma dZ GEMM; and
+// the last two with 128 depthwise channels per input-gradient CTA (XSEP_BWD_CHANNELS=128).
+enum class Set { kFirst, kStaged, kWgmma, kStaged128, kWgmma128 };
 
 template <typename T>
 bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
@@ -122,34 +125,38 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   std::vector<float> workspace(xsep::backward_workspace_floats(p), NAN);
   p.workspace = workspace.data();
   constexpr int kVec = 16 / sizeof(T);
+  const bool wide = set == Set::kStaged128 || set == Set::kWgmma128;
+  const bool wgmma = set == Set::kWgmma || set == Set::kWgmma128;
+  // The input kernel's parameters, as the launcher sets them for its channel chunk.
+  const xsep::SepConvBwdParams q = xsep::with_input_channels(p, wide ? 128 : xsep::kBwdInputChannels);
   const bool pw_staged = staged && xsep::staged_pw_applies(p, 8, kVec);
-  if (staged && (!xsep::staged_input_applies(p, 8, kVec) || pw_staged != (c.M == 1)))
+  if (staged && (!xsep::staged_input_applies(q, 8, kVec) || pw_staged != (c.M == 1)))
     return std::printf("FAILED %s: the staged kernels do not apply as expected\n", c.name), false;
 
   using xsep_emulation::run_grid;
   using First = xsep::BwdKernelTraits<T, xsep::Math::kTensorCore, /*channels_last=*/true, 3, 3>;
-  const dim3 input_grid(static_cast<unsigned>(p.dw_partials),
-                        static_cast<unsigned>((c.C + p.channels_per_cta - 1) / p.channels_per_cta));
+  const dim3 input_grid(static_cast<unsigned>(q.dw_partials),
+                        static_cast<unsigned>((c.C + q.channels_per_cta - 1) / q.channels_per_cta));
   const dim3 pw_grid(static_cast<unsigned>((Cmid + 63) / 64), static_cast<unsigned>((c.Cout + 127) / 128),
                      static_cast<unsigned>(p.pw_splits));
-  if (set == Set::kWgmma) {
+  auto run_input = [&](auto traits) {
+    using Staged = decltype(traits);
+    run_grid(
+        input_grid, Staged::Tile::kThreads, [&] { xsep::sepconv_bwd_input_staged_kernel<Staged>(q); },
+        sizeof(xsep::StagedInputShared<Staged>));
+  };
+  if (wgmma) {
 #if defined(XSEP_WITH_CUTE)
     if constexpr (sizeof(T) == 2) {
-      using Staged = xsep::StagedInputTraits<T, /*kWgmma=*/true>;
-      run_grid(
-          input_grid, Staged::Tile::kThreads, [&] { xsep::sepconv_bwd_input_staged_kernel<Staged>(p); },
-          sizeof(xsep::StagedInputShared<Staged>));
+      wide ? run_input(xsep::StagedInputTraits<T, true, 128>{}) : run_input(xsep::StagedInputTraits<T, true>{});
     }
 #endif
   } else if (staged) {
-    using Staged = xsep::StagedInputTraits<T>;
-    run_grid(
-        input_grid, Staged::Tile::kThreads, [&] { xsep::sepconv_bwd_input_staged_kernel<Staged>(p); },
-        sizeof(xsep::StagedInputShared<Staged>));
+    wide ? run_input(xsep::StagedInputTraits<T, false, 128>{}) : run_input(xsep::StagedInputTraits<T>{});
   } else {
     run_grid(input_grid, First::InputTile::kThreads, [&] { xsep::sepconv_bwd_input_kernel<First>(p); });
   }
-  if (pw_staged && set == Set::kWgmma) {
+  if (pw_staged && wgmma) {
 #if defined(XSEP_WITH_CUTE)
     if constexpr (sizeof(T) == 2) {
       using Staged = xsep::StagedPwTraits<T, /*kWgmma=*/true>;
@@ -186,10 +193,16 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   const bool ok = !cx.unwritten && !cdw.unwritten && !cpw.unwritten && !cb.unwritten && cx.worst <= tol &&
                   cdw.worst <= tol && cpw.worst <= tol && cb.worst <= tol;
   std::printf(
-      "%s %-6s %-22s %s  relative errors: grad_x %.2e  grad_dw %.2e  grad_pw %.2e  grad_bias %.2e%s  (%lld tiles, %d "
+      "%s %-9s %-22s %s  relative errors: grad_x %.2e  grad_dw %.2e  grad_pw %.2e  grad_bias %.2e%s  (%lld tiles, %d "
       "pw "
       "splits)\n",
-      ok ? "ok    " : "FAILED", set == Set::kWgmma ? "wgmma" : staged ? "staged" : "first", c.name,
+      ok ? "ok    " : "FAILED",
+      set == Set::kWgmma128    ? "wgmma128"
+      : set == Set::kStaged128 ? "staged128"
+      : wgmma                  ? "wgmma"
+      : staged                 ? "staged"
+                               : "first",
+      c.name,
       std::is_same_v<T, __half>  ? "fp16"
       : std::is_same_v<T, float> ? "tf32"
                                  : "bf16",
@@ -208,6 +221,7 @@ int main() {
       {"d2_relu", 1, 24, 20, 21, 32, 1, 1, 2, 2, 2, 2, 2, Activation::kRelu},
       {"xception_like", 1, 64, 19, 19, 136, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},
       {"long_splits", 2, 16, 40, 40, 16, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},  // > 4 pixel chunks per split
+      {"wide_136", 1, 136, 9, 10, 40, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},  // 128 + 8 channels: a full and a partial chunk of 128
   };
   std::mt19937 rng(1234);
   int failed = 0, count = 0;
@@ -219,10 +233,15 @@ int main() {
       failed += !run_case<float>(c, set, rng, 5e-3);  // fp32 on TF32 tensor cores
       count += 3;
     }
+    // 128 channels per input-gradient CTA: 16-bit and TF32 WMMA, fp16 wgmma (the GEMM's N is what changes).
+    failed += !run_case<__nv_bfloat16>(c, Set::kStaged128, rng, 3e-2);
+    failed += !run_case<float>(c, Set::kStaged128, rng, 5e-3);
+    count += 2;
 #if defined(XSEP_WITH_CUTE)
     failed += !run_case<__half>(c, Set::kWgmma, rng, 4e-3);
     failed += !run_case<__nv_bfloat16>(c, Set::kWgmma, rng, 3e-2);
-    count += 2;
+    failed += !run_case<__half>(c, Set::kWgmma128, rng, 4e-3);
+    count += 3;
 #endif
   }
   std::printf("%d cases, %d failed\n", count, failed);

@@ -25,6 +25,8 @@ NAMED = {
     "bwd-first": {"XSEP_BWD_KERNEL": "first"},
     "bwd-staged": {"XSEP_BWD_KERNEL": "staged"},
     "bwd-wgmma": {"XSEP_BWD_KERNEL": "wgmma"},
+    "bwd-staged-128ch": {"XSEP_BWD_KERNEL": "staged", "XSEP_BWD_CHANNELS": "128"},
+    "bwd-wgmma-128ch": {"XSEP_BWD_KERNEL": "wgmma", "XSEP_BWD_CHANNELS": "128"},
     # both directions on Hopper's wgmma
     "all-wgmma": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_BWD_KERNEL": "wgmma"},
 }
@@ -47,5 +49,5 @@ def affects(knobs: dict[str, str], direction: str) -> bool:
     """Whether any of `knobs` can change what a `direction` row times (the backward alone replays a
     forward recorded under the run's own knobs)."""
     forward = any(k.startswith("XSEP_FWD_") for k in knobs)
-    backward = "XSEP_BWD_KERNEL" in knobs
+    backward = any(k.startswith("XSEP_BWD_") for k in knobs)
     return {"forward": forward, "backward": backward}.get(direction, forward or backward)
