@@ -12,8 +12,8 @@
 //   * The CTA's depthwise weights are read once into shared memory (fp32), not per tap and pixel.
 //   * grad_dw: every thread keeps the nine tap sums of one channel over a quarter of the ext
 //     pixels (a half with 128 channels per CTA; x loads of neighbouring channels coalesced, dZ
-//     broadcast), then the parts are added in a fixed order. The first kernel gives each (channel, tap) one thread and walks every
-//     ext pixel serially.
+//     broadcast), then the parts are added in a fixed order. The first kernel gives each
+//     (channel, tap) one thread and walks every ext pixel serially.
 // Taken only where it applies (staged_input_applies): fp16/bf16, or fp32 on TF32 tensor cores; 3x3
 // kernels (any stride, dilation, padding, multiplier); channels_last grad_y with 16-byte aligned
 // pixels; Cmid and Cout multiples of a 16-byte vector (8 16-bit or 4 fp32 elements); 16-byte aligned

@@ -28,7 +28,7 @@ struct StagedInputDz<StagedInputTraits<T, true, kChannels>> {
   static constexpr int BM = Tile::BM, BN = Tile::BN, BK = 32, kThreads = Tile::kThreads;
   static_assert(BM == 128 && (BN == 64 || BN == 128) && kThreads == 256, "two warpgroups of 64 x BN");
   static constexpr int kStages = 4, kAhead = 2;  // as the wgmma forward: one batch in flight
-  static constexpr int kAlign = 1024;  // align_for_wgmma's slack
+  static constexpr int kAlign = 1024;            // align_for_wgmma's slack
   static constexpr int kABytes = BM * BK * 2, kBBytes = BN * BK * 2;
   struct Storage {
     unsigned char bytes[kAlign + kStages * (kABytes + kBBytes)];

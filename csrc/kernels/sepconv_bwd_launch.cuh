@@ -178,8 +178,13 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
   snprintf(name, sizeof(name), "backward %s %s %s %s (tiles %dx%d, pw splits %d)%s%s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
            f.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", p.tiles.tih, p.tiles.tiw,
-           p.pw_splits, staged.input_wgmma ? " wgmma-input" : staged.input ? " staged-input" : "",
-           staged.pw_wgmma ? " wgmma-pw" : staged.pw ? " staged-pw" : "",
+           p.pw_splits,
+           staged.input_wgmma ? " wgmma-input"
+           : staged.input     ? " staged-input"
+                              : "",
+           staged.pw_wgmma ? " wgmma-pw"
+           : staged.pw     ? " staged-pw"
+                           : "",
            staged.input_channels == 128 ? " (input: 128 channels per CTA)" : "");
   return {static_cast<int>(e), name};
 }

@@ -16,16 +16,15 @@ namespace xsep {
 template <typename T, int kChannels>
 bool wgmma_input_built() {
   static std::atomic<int8_t> cache[64];
-  return once_per_device(cache, [] {
-    return wgmma_body_built(sepconv_bwd_input_staged_kernel<StagedInputTraits<T, true, kChannels>>);
-  });
+  return once_per_device(
+      cache, [] { return wgmma_body_built(sepconv_bwd_input_staged_kernel<StagedInputTraits<T, true, kChannels>>); });
 }
 
 template <typename T, int kChannels>
 cudaError_t launch_wgmma_input(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream) {
   using Traits = StagedInputTraits<T, true, kChannels>;
-  return launch_staged<StagedInputShared<Traits>>(sepconv_bwd_input_staged_kernel<Traits>, grid,
-                                                  Traits::Tile::kThreads, p, stream);
+  return launch_staged<StagedInputShared<Traits>>(sepconv_bwd_input_staged_kernel<Traits>, grid, Traits::Tile::kThreads,
+                                                  p, stream);
 }
 
 template <typename T>

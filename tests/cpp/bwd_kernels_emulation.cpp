@@ -18,9 +18,9 @@
 #include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
 #include "emulation_inputs.h"
 #if defined(XSEP_WITH_CUTE)
-#include "wgmma_emulation.h"  // before CuTe: its shared-memory addresses
 #include "sepconv_bwd_input_wgmma.cuh"
 #include "sepconv_bwd_pw_wgmma.cuh"
+#include "wgmma_emulation.h"  // before CuTe: its shared-memory addresses
 #endif
 #include "sepconv_bwd_input_staged_kernel.cuh"
 #include "sepconv_bwd_kernel.cuh"
@@ -221,7 +221,8 @@ int main() {
       {"d2_relu", 1, 24, 20, 21, 32, 1, 1, 2, 2, 2, 2, 2, Activation::kRelu},
       {"xception_like", 1, 64, 19, 19, 136, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},
       {"long_splits", 2, 16, 40, 40, 16, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},  // > 4 pixel chunks per split
-      {"wide_136", 1, 136, 9, 10, 40, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},  // 128 + 8 channels: a full and a partial chunk of 128
+      {"wide_136", 1, 136, 9, 10, 40, 1, 1, 1, 1, 1, 1, 1,
+       Activation::kNone},  // 128 + 8 channels: a full and a partial chunk of 128
   };
   std::mt19937 rng(1234);
   int failed = 0, count = 0;
