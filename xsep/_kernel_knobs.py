@@ -1,8 +1,9 @@
 """The CUDA kernel choice's measurement knobs, set from Python for a stretch of calls, and the
 record of which kernels served them. The knobs are the environment variables XSEP_FWD_KERNEL,
-XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_BWD_KERNEL and XSEP_BWD_CHANNELS (README, "GPU runs"); the C++ side
-(csrc/kernels/kernel_knobs.h) reads each from the environment once, and `kernel_knobs` overrides
-them in this process, so `xsep bench --variants` times several kernels against one baseline.
+XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_BWD_KERNEL and XSEP_BWD_CHANNELS (README, "GPU runs");
+the C++ side (csrc/kernels/kernel_knobs.h) reads each from the environment once, and
+`kernel_knobs` overrides them in this process, so `xsep bench --variants` times several kernels
+against one baseline.
 
     with kernel_knobs({"XSEP_FWD_KERNEL": "wgmma"}), recorded_dispatches() as lines:
         y = separable_conv2d(x, dw, pw)

@@ -9,6 +9,7 @@ interleaved with CUDA events (or perf_counter), rotating input sets so caches do
     xsep bench --device cpu                     # CPU: the foundation shapes, fp32
     xsep bench --shape 8,728,19,19,728,3,1 --modes bf16 --directions forward,backward
     xsep bench --baselines pytorch,reference,compile   # more baselines (compile: ~30 s per row on a CPU)
+    xsep bench --modes bf16 --variants wgmma,wgmma-64px  # CUDA kernel variants beside the default
     xsep bench --suite stack,xception           # whole networks: see xsep/bench/models.py
 
 Suites: `layers` (the per-layer table above), `stack` (Xception's 34 separable convs: training
