@@ -64,7 +64,7 @@ enough() {
 }
 # limit N: seconds a command may run: the time left, at most N (so a hung kernel costs one stage,
 # not the session).
-limit() { local l; l=$(left); [ "$1" -lt "$l" ] && l=$1; echo "$l"; }
+limit() { local l; l=$(left); [ "$1" -lt "$l" ] && l=$1; [ "$l" -lt 1 ] && l=1; echo "$l"; }
 # timed N CMD...: CMD under `timeout` for limit N (exit 124 when stopped there).
 timed() { local n=$1; shift; timeout --signal=TERM --kill-after=10 "$(limit "$n")" "$@"; }
 # Per-test time limit where pytest-timeout is installed (the thread method ends a worker stuck in a
