@@ -15,16 +15,18 @@
 #include <random>
 #include <string>
 
+// clang-format off: the order matters
 #include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
 #include "emulation_inputs.h"
 #if defined(XSEP_WITH_CUTE)
+#include "wgmma_emulation.h"  // before CuTe: its shared-memory addresses
 #include "sepconv_bwd_input_wgmma.cuh"
 #include "sepconv_bwd_pw_wgmma.cuh"
-#include "wgmma_emulation.h"  // before CuTe: its shared-memory addresses
 #endif
 #include "sepconv_bwd_input_staged_kernel.cuh"
 #include "sepconv_bwd_kernel.cuh"
 #include "sepconv_bwd_pw_staged_kernel.cuh"
+// clang-format on
 
 using xsep::Activation;
 
