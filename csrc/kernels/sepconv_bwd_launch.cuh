@@ -59,6 +59,13 @@ struct StagedChoice {
   int input_channels = kBwdInputChannels;      // the input kernel's channels per CTA (Cmid units)
 };
 
+// f(std::integral_constant<int, channels>{}) for the input kernel's two channel counts.
+template <class F>
+auto with_channel_count(int channels, F&& f) {
+  return channels == kBwdInputChannelsWide ? f(std::integral_constant<int, kBwdInputChannelsWide>{})
+                                           : f(std::integral_constant<int, kBwdInputChannels>{});
+}
+
 template <typename T, Math kMath>
 StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
   StagedChoice choice;
@@ -70,13 +77,14 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
       cudaGetDevice(&device);
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
       constexpr int kVec = 16 / sizeof(T);
-      if (kernel_knob_is(KernelKnob::kBwdChannels, "128")) choice.input_channels = 128;
+      if (kernel_knob_is(KernelKnob::kBwdChannels, "128")) choice.input_channels = kBwdInputChannelsWide;
       choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) &&
                      staged_input_applies(with_input_channels(p, choice.input_channels), major, kVec);
       choice.pw = (p.grad_pw != nullptr || p.grad_bias != nullptr) && staged_pw_applies(p, major, kVec);
       if constexpr (sizeof(T) == 2) {
-        choice.input_wgmma = wgmma && choice.input &&
-                             (choice.input_channels == 128 ? wgmma_input_built<T, 128>() : wgmma_input_built<T, 64>());
+        choice.input_wgmma = wgmma && choice.input && with_channel_count(choice.input_channels, [](auto channels) {
+                               return wgmma_input_built<T, decltype(channels)::value>();
+                             });
         choice.pw_wgmma = wgmma && choice.pw && wgmma_pw_built<T>();
       }
       if (!choice.input) choice.input_channels = kBwdInputChannels;  // the first kernel: 64
@@ -144,18 +152,16 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
                       static_cast<unsigned>((f.C + q.channels_per_cta - 1) / q.channels_per_cta));
       const cudaError_t launched = [&] {
         if constexpr (kMath == Math::kTensorCore) {
-          const bool wide = staged.input_channels == 128;
-          if constexpr (sizeof(T) == 2) {
-            if (staged.input_wgmma)
-              return wide ? launch_wgmma_input<T, 128>(q, grid, stream) : launch_wgmma_input<T, 64>(q, grid, stream);
-          }
           if (staged.input) {
-            auto launch = [&](auto traits) {
-              using Staged = decltype(traits);
+            return with_channel_count(staged.input_channels, [&](auto channels) {
+              constexpr int kChannels = decltype(channels)::value;
+              if constexpr (sizeof(T) == 2) {
+                if (staged.input_wgmma) return launch_wgmma_input<T, kChannels>(q, grid, stream);
+              }
+              using Staged = StagedInputTraits<T, false, kChannels>;
               return launch_staged<StagedInputShared<Staged>>(sepconv_bwd_input_staged_kernel<Staged>, grid,
                                                               Staged::Tile::kThreads, q, stream);
-            };
-            return wide ? launch(StagedInputTraits<T, false, 128>{}) : launch(StagedInputTraits<T>{});
+            });
           }
         }
         sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(q);
@@ -185,7 +191,7 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
            staged.pw_wgmma ? " wgmma-pw"
            : staged.pw     ? " staged-pw"
                            : "",
-           staged.input_channels == 128 ? " (input: 128 channels per CTA)" : "");
+           staged.input_channels == kBwdInputChannelsWide ? " (input: 128 channels per CTA)" : "");
   return {static_cast<int>(e), name};
 }
 
