@@ -220,8 +220,9 @@ def test_every_forward_kernel_matches_reference(variant):
         assert stage_counts == {"4"}, f"4 stages asked, the log says {stage_counts}"
     if variant == "resident-3stage":
         assert "(32 pixels, 3 stages" in result.stderr, "the dispatch log does not name the stage count"
-    if variant.endswith("px"):
-        assert f"({variant[9:-2]} pixels" in result.stderr, "the dispatch log does not name the pixels per CTA"
+    pixels = re.search(r"(\d+)px$", variant)
+    if pixels:
+        assert f"({pixels.group(1)} pixels" in result.stderr, "the dispatch log does not name the pixels per CTA"
 
 
 def test_intermediate_too_wide_for_shared_memory_uses_the_tiled_kernel():

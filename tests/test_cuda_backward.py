@@ -217,9 +217,10 @@ print("checked")
 """
 
 
-@pytest.mark.parametrize("kernel", ["staged", "wgmma", "staged-128ch", "wgmma-128ch"])
+@pytest.mark.parametrize("kernel", ["first", "staged", "wgmma", "staged-128ch", "wgmma-128ch"])
 def test_staged_kernels_match_reference(kernel):
-    # wgmma: the staged kernels with their GEMMs on wgmma (fp16 / bf16; sm_90a builds). -128ch: the
+    # first: the kernels the staged ones replaced as the default (XSEP_BWD_KERNEL=first). wgmma: the
+    # staged kernels with their GEMMs on wgmma (fp16 / bf16; sm_90a builds). -128ch: the
     # input-gradient kernel with 128 channels per CTA (XSEP_BWD_CHANNELS=128).
     tests = os.path.dirname(os.path.abspath(__file__))
     kernel, wide = kernel.removesuffix("-128ch"), kernel.endswith("-128ch")
@@ -238,6 +239,11 @@ def test_staged_kernels_match_reference(kernel):
                 f"{dtype}: the wgmma kernels did not both run"
             )
         assert not any("float32" in line for line in wgmma_lines), "the wgmma kernels are 16-bit only"
+    elif kernel == "first":
+        backward_lines = [line for line in result.stderr.splitlines() if "backward" in line]
+        assert backward_lines and not any("staged" in line or "wgmma" in line for line in backward_lines), (
+            "XSEP_BWD_KERNEL=first ran another kernel"
+        )
     else:
         assert "staged-input staged-pw" in result.stderr, "the dispatch log does not name both staged kernels"
     assert ("(input: 128 channels per CTA)" in result.stderr) == wide, "the dispatch log and XSEP_BWD_CHANNELS disagree"

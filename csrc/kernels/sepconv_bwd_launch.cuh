@@ -48,11 +48,11 @@ cudaError_t reduce_partials(float* parts, int64_t count, int64_t len, float* scr
 
 // ---- launch --------------------------------------------------------------------------------------
 
-// XSEP_BWD_KERNEL=staged: the experimental staged kernels (sepconv_bwd_input_staged_kernel.cuh,
-// sepconv_bwd_pw_staged_kernel.cuh), each where it applies; XSEP_BWD_KERNEL=wgmma: the same with
-// their GEMMs on wgmma (sepconv_bwd_{input,pw}_wgmma.cuh: 16-bit types, sm_90a builds with CuTe);
-// unset or `first`: the first kernels. XSEP_BWD_CHANNELS=128: the staged (or wgmma) input kernel
-// with 128 depthwise channels per CTA instead of 64 (StagedInputTraits).
+// XSEP_BWD_KERNEL=staged: the staged kernels (sepconv_bwd_input_staged_kernel.cuh,
+// sepconv_bwd_pw_staged_kernel.cuh), each where it applies; XSEP_BWD_KERNEL=wgmma, or unset: the
+// same with their GEMMs on wgmma where built (sepconv_bwd_{input,pw}_wgmma.cuh: 16-bit types, sm_90a
+// builds with CuTe); `first`: the first kernels (also wherever the staged ones do not apply). XSEP_BWD_CHANNELS=128:
+// the staged (or wgmma) input kernel with 128 depthwise channels per CTA instead of 64 (StagedInputTraits).
 struct StagedChoice {
   bool input = false, pw = false;
   bool input_wgmma = false, pw_wgmma = false;  // the wgmma ones (input / pw true too)
@@ -70,8 +70,11 @@ template <typename T, Math kMath>
 StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
   StagedChoice choice;
   if constexpr (kMath == Math::kTensorCore) {  // 16-bit types, or fp32 on TF32 (exact fp32: the first kernels)
+    // Unset: the wgmma kernels where built (sm_90a), else the staged ones where they apply; on an
+    // H200 both beat the first kernels 2-3.7x on every Xception layer (gpu-checks.md).
+    // XSEP_BWD_KERNEL=first keeps the first kernels, =staged the staged ones without wgmma.
     const std::string forced = kernel_knob(KernelKnob::kBwdKernel);
-    const bool wgmma = forced == "wgmma";
+    const bool wgmma = forced.empty() || forced == "wgmma";
     if (forced == "staged" || wgmma) {
       int device = 0, major = 0;
       cudaGetDevice(&device);

@@ -114,8 +114,11 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p) {
   const std::string forced = kernel_knob(KernelKnob::kFwdKernel);
   if (forced == "tiled") return {FwdKernel::kTiled, shape};
   if (forced == "halo" && halo_applies<T, kMath>(p, smem_optin, major)) return {FwdKernel::kHalo, shape};
+  // The wgmma kernel where it applies (Hopper, sm_90a builds with CuTe): on an H200 it beat the
+  // resident kernel on every Xception layer in bf16 and TF32 (benchmarks/results/gpu-checks.md).
+  // XSEP_FWD_KERNEL=resident keeps the resident kernel.
   if constexpr (kMath == Math::kTensorCore) {  // 16-bit, or fp32 on TF32
-    if (forced == "wgmma" && wgmma_forward_applies<T>(p)) return {FwdKernel::kWgmma, shape};
+    if ((forced.empty() || forced == "wgmma") && wgmma_forward_applies<T>(p)) return {FwdKernel::kWgmma, shape};
   }
   return {fits ? FwdKernel::kResident : FwdKernel::kTiled, shape};
 }
