@@ -16,6 +16,7 @@
 #   bash tools/gpu_run.sh build quick-tests      # only the tests that force each kernel variant (~2 min)
 #   bash tools/gpu_run.sh build compare          # variants vs the default vs cuDNN, one process each
 #                                                # direction (xsep bench --variants), bf16 + TF32
+#   bash tools/gpu_run.sh build compare-forward  # the forward alone: default vs resident vs cuDNN
 #   bash tools/gpu_run.sh build sanitizer-new    # memcheck + racecheck, the wgmma/halo/staged kernels forced
 #   bash tools/gpu_run.sh build bench            # every Xception layer, bf16 + TF32, 3 directions (~7 min)
 #   bash tools/gpu_run.sh build bench-more       # the same in fp16 and exact fp32 (~7 min)
@@ -126,6 +127,14 @@ for stage in "${stages[@]}"; do
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
+    compare-forward)
+      # The forward alone (bf16, TF32): the default kernels against the resident one and cuDNN.
+      step "compare: the default forward against the resident kernel and cuDNN (bf16, TF32)"
+      enough 60 || continue
+      timed 240 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
+        --variants resident --out "$OUT" --name gpu-compare-forward 2>&1 | grep -vE "row/s|^\s*$" | tail -50
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      ;;
     sanitizer-new)
       step "compute-sanitizer on the newest kernels (wgmma forward and backward; halo forward, staged backward)"
       # The experimental kernels, forced (none is chosen automatically yet); the halo forward takes
@@ -197,7 +206,7 @@ for stage in "${stages[@]}"; do
       timed 1800 python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
-    *) echo "unknown stage $stage (first, build, quick-tests, compare, sanitizer-new, tests, sanitizer, bench, bench-more, networks, forward-phases, profile)"; exit 2 ;;
+    *) echo "unknown stage $stage (first, build, quick-tests, compare, compare-forward, sanitizer-new, tests, sanitizer, bench, bench-more, networks, forward-phases, profile)"; exit 2 ;;
   esac
   pack
 done

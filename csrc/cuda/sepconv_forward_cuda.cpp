@@ -49,6 +49,16 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weigh
   p.activation = act;
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  // Scratch the chosen kernel asks for (the wgmma kernel's packed weight), from the caching
+  // allocator on this stream.
+  const DType dtype = x.scalar_type() == at::kHalf       ? DType::kFloat16
+                      : x.scalar_type() == at::kBFloat16 ? DType::kBFloat16
+                                                         : DType::kFloat32;
+  at::Tensor workspace;
+  if (const size_t bytes = sepconv_forward_workspace_bytes(p, dtype); bytes > 0) {
+    workspace = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
+    p.workspace = workspace.mutable_data_ptr();
+  }
   LaunchResult r{};
   switch (x.scalar_type()) {
     case at::kHalf: r = sepconv_forward_fp16(p, stream); break;

@@ -181,10 +181,29 @@ int launch_wgmma_if_tensor_cores(const SepConvParams& p, cudaStream_t stream, Wg
   }
 }
 
+// The workspace (SepConvParams::workspace) the call needs: the wgmma kernel's packed weight, else
+// none.
+template <typename T, Math kMath>
+size_t forward_workspace_bytes(const SepConvParams& p) {
+  if constexpr (kMath == Math::kTensorCore) {
+    if (choose_forward_kernel<T, kMath>(p).kernel == FwdKernel::kWgmma) return wgmma_forward_workspace_bytes<T>(p);
+  }
+  return 0;
+}
+
 template <typename T, Math kMath>
 LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, const char* dtype_name) {
   const bool k3x3 = p.kh == 3 && p.kw == 3;
-  const ForwardChoice choice = choose_forward_kernel<T, kMath>(p);
+  ForwardChoice choice = choose_forward_kernel<T, kMath>(p);
+  // A caller that gave no workspace (it did not ask forward_workspace_bytes) gets the resident or
+  // tiled kernel.
+  if (choice.kernel == FwdKernel::kWgmma && p.workspace == nullptr) {
+    const size_t fits = resident_bytes<T, kMath>(p, choice.resident);
+    int device = 0, smem_optin = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    choice.kernel = fits <= static_cast<size_t>(smem_optin) ? FwdKernel::kResident : FwdKernel::kTiled;
+  }
   int error, parts = 1;
   WgmmaLaunch wgmma;
   if (choice.kernel == FwdKernel::kWgmma) {

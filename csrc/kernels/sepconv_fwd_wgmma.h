@@ -5,6 +5,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
+
 #include "sepconv_params.h"
 
 namespace xsep {
@@ -24,7 +26,13 @@ struct WgmmaLaunch {
 template <typename T>
 bool wgmma_forward_applies(const SepConvParams& p);
 
-// Launches it on `stream` (after wgmma_forward_applies); returns the launch's cudaError_t.
+// The workspace a launch needs (SepConvParams::workspace): the pointwise weight packed as the
+// kernel's ring slots.
+template <typename T>
+size_t wgmma_forward_workspace_bytes(const SepConvParams& p);
+
+// Launches it on `stream` (after wgmma_forward_applies, with p.workspace of
+// wgmma_forward_workspace_bytes); returns the launch's cudaError_t.
 template <typename T>
 int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch);
 

@@ -3,6 +3,7 @@
 namespace xsep {
 
 template bool wgmma_forward_applies<__half>(const SepConvParams& p);
+template size_t wgmma_forward_workspace_bytes<__half>(const SepConvParams& p);
 template int launch_wgmma_forward<__half>(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch);
 
 }  // namespace xsep

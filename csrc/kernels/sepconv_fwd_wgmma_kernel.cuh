@@ -7,11 +7,14 @@
 //      resident kernel's 16-byte depthwise) in the K-major, 64-byte-swizzled layout wgmma reads
 //      directly (CuTe's GMMA layout atoms: chunks of BM pixels x 64 bytes of channels).
 //   2. For each tile of 128 output channels: Y = Z . W^T, one wgmma batch (BM/64 warpgroups of
-//      64 x 128 x BK) per BK channels (64 bytes of them: 32 16-bit, 16 fp32). The weight chunks of
-//      all the CTA's tiles form one sequence, copied (16-byte cp.async) `stages - 2` chunks ahead
-//      into a ring of `stages` slots; one wgmma batch stays in flight while the warps move on to
-//      the next step's copy and barrier. The first chunks are in flight during step 1, and the
-//      next tile's while a tile's epilogue runs: the copies never drain between tiles.
+//      64 x 128 x BK) per BK channels (64 bytes of them: 32 16-bit, 16 fp32). The weight is packed
+//      first (sepconv_fwd_wgmma_pack_kernel: zero-padded, TF32-rounded for fp32) into chunks laid
+//      out exactly as a ring slot, so one thread moves a chunk with one bulk copy (bulk_copy.cuh),
+//      `stages - 2` chunks ahead, into a ring of `stages` slots; a transaction barrier per slot says
+//      when it landed. The bulk copies write through the async proxy wgmma reads through, so no
+//      proxy fence (which would wait for every copy in flight) sits in the loop. One wgmma batch
+//      stays in flight while the warps move on to the next step's wait and barrier. The first
+//      chunks are in flight during step 1, and the next tile's while a tile's epilogue runs.
 //   3. Epilogue per tile: accumulators plus bias, rounded once, stored from registers (pairs of
 //      neighbouring channels; a warp's store covers 8 pixels x 16 or 32 bytes), so the ring stays
 //      free for the next tile's chunks.
@@ -21,7 +24,9 @@
 // here 128 pixels share each weight chunk (64 for Cmid > 768, to fit Z) and the tensor cores read
 // both operands from shared memory themselves. Every chunk is read from L2 by every CTA, so the
 // copies in flight set the pace (Little's law: bytes in flight = bandwidth x latency): the launcher
-// gives the ring every slot shared memory holds without losing a CTA per SM (4 to 8).
+// gives the ring every slot shared memory holds without losing a CTA per SM (4 to 8). (Fed by
+// 16-byte cp.async copies instead, with the fence they need, the ring drained at every step: on an
+// H200 each step took about one L2 round trip, ~5x the MMA's time; gpu-checks.md.)
 //
 // Built only with CuTe's headers (XSEP_WITH_CUTE: the nvidia-cutlass wheel) and only for sm_90a;
 // elsewhere the kernel is an empty stub that the launcher never starts (wgmma_body_built). The
@@ -32,13 +37,12 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "cp_async.cuh"
+#include "bulk_copy.cuh"
 #include "element_types.cuh"
 #include "sepconv_fwd_epilogue.cuh"
 #include "sepconv_fwd_pixels.cuh"
 #include "sepconv_fwd_resident_kernel.cuh"
 #include "sepconv_params.h"
-
 #include "wgmma_common.cuh"
 
 namespace xsep {
@@ -104,45 +108,57 @@ struct WgmmaFwdCute {
                                                    cute::Shape<cute::Int<Traits::BN>, cute::Int<Traits::BK>>{}));
   using Atom = typename WgmmaAtom<typename Traits::T, Traits::BN, cute::GMMA::Major::K, cute::GMMA::Major::K>::type;
   // kWarpgroups warpgroups stacked along M (pixels).
-  using TiledMma =
-      decltype(cute::make_tiled_mma(Atom{}, cute::Layout<cute::Shape<cute::Int<Traits::kWarpgroups>, cute::_1, cute::_1>>{}));
+  using TiledMma = decltype(cute::make_tiled_mma(
+      Atom{}, cute::Layout<cute::Shape<cute::Int<Traits::kWarpgroups>, cute::_1, cute::_1>>{}));
 };
 
-// One BN x BK chunk of the pointwise weight (output channels co0.., channels k0..) into `slot` (a
-// BN x BK tensor), 16 bytes per copy (zero outside the matrix: Cmid % kVec == 0, so a piece is
-// wholly in or out).
-template <class Traits, class SlotTensor>
-__device__ __forceinline__ void wgmma_copy_weight_chunk(const SepConvParams& p, SlotTensor&& slot, int co0, int k0) {
-  using T = typename Traits::T;
-  constexpr int kVec = Traits::kVec, kPieces = Traits::BN * Traits::BK / kVec;
-  static_assert(kPieces % Traits::kThreads == 0, "whole pieces per thread");
-  const T* __restrict__ wpw = static_cast<const T*>(p.pw_weight);
-#pragma unroll
-  for (int i = 0; i < kPieces / Traits::kThreads; ++i) {
-    const int v = threadIdx.x + i * Traits::kThreads;
-    const int n = v / (Traits::BK / kVec), k = (v % (Traits::BK / kVec)) * kVec;  // neighbours along a row of W
-    const int co = co0 + n, cm = k0 + k;
-    const bool inside = co < p.Cout && cm < p.Cmid;
-    const T* src = inside ? wpw + static_cast<int64_t>(co) * p.Cmid + cm : wpw;
-    cp_async_16(&slot(n, k), src, inside);
-  }
+// The packed pointwise weight: for each tile of BN output channels, for each step of BK channels,
+// one ring slot's image (BN x BK, the swizzled layout wgmma reads), zero past Cout and Cmid; fp32
+// rounded to TF32 (to nearest, as the WMMA path rounds; wgmma would truncate). Chunk (tile t, step
+// s) is chunk t * steps + s, so a CTA's chunks are one contiguous run.
+template <class Traits>
+__host__ __device__ inline int64_t wgmma_packed_weight_elements(int cout, int cmid) {
+  const int64_t tiles = (cout + Traits::BN - 1) / Traits::BN;
+  return tiles * WgmmaFwdLayout<Traits>::kpad(cmid) * Traits::BN;
 }
 
-// fp32 operands: the pieces of `slot` this thread copied (wgmma_copy_weight_chunk's), once landed,
-// rounded to TF32 in place (to nearest, as the WMMA path rounds; wgmma would truncate).
-template <class Traits, class SlotTensor>
-__device__ __forceinline__ void wgmma_round_weight_chunk(SlotTensor&& slot) {
-  if constexpr (std::is_same_v<typename Traits::T, float>) {
-    constexpr int kVec = Traits::kVec, kPieces = Traits::BN * Traits::BK / kVec;
+// Packs p.pw_weight into `packed` (wgmma_packed_weight_elements), 16 bytes per thread and step of
+// a grid-stride loop; neighbouring threads read neighbouring pieces of a weight row.
+template <class Traits>
+__global__ void sepconv_fwd_wgmma_pack_kernel(const SepConvParams p, typename Traits::T* packed) {
+#if defined(XSEP_WGMMA_DEVICE_CODE)
+  using T = typename Traits::T;
+  using Cute = WgmmaFwdCute<Traits>;
+  constexpr int BN = Traits::BN, BK = Traits::BK, kVec = Traits::kVec;
+  constexpr int kPiecesPerRow = BK / kVec, kPiecesPerChunk = BN * kPiecesPerRow;
+  const int steps = WgmmaFwdLayout<Traits>::kpad(p.Cmid) / BK;
+  const int64_t pieces = wgmma_packed_weight_elements<Traits>(p.Cout, p.Cmid) / kVec;
+  const T* __restrict__ w = static_cast<const T*>(p.pw_weight);
+  // Where element (n, k) of a slot sits: CuTe applies the swizzle to the shared-memory address (as
+  // the hardware reads it), not to the layout's offset, so ask a slot tensor at a pattern-aligned
+  // stand-in address (never dereferenced).
+  using Element = typename Cute::Element;
+  Element* const aligned = reinterpret_cast<Element*>(uintptr_t{1} << 20);
+  const auto slot = cute::make_tensor(cute::make_smem_ptr(aligned), typename Cute::WSlotLayout{});
+  for (int64_t v = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; v < pieces;
+       v += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t chunk = v / kPiecesPerChunk;
+    const int in_chunk = static_cast<int>(v % kPiecesPerChunk);
+    const int n = in_chunk / kPiecesPerRow, k = in_chunk % kPiecesPerRow * kVec;
+    const int co = static_cast<int>(chunk / steps) * BN + n, cm = static_cast<int>(chunk % steps) * BK + k;
+    Vec16<T> piece;
+    piece.u = make_uint4(0, 0, 0, 0);
+    if (co < p.Cout && cm < p.Cmid) {  // Cmid % kVec == 0: a piece is wholly in or out
+      piece.u = __ldg(reinterpret_cast<const uint4*>(w + static_cast<int64_t>(co) * p.Cmid + cm));
+      if constexpr (std::is_same_v<T, float>) {
 #pragma unroll
-    for (int i = 0; i < kPieces / Traits::kThreads; ++i) {
-      const int v = threadIdx.x + i * Traits::kThreads;
-      const int n = v / (Traits::BK / kVec), k = (v % (Traits::BK / kVec)) * kVec;
-      float4 w = *reinterpret_cast<const float4*>(&slot(n, k));
-      w.x = round_to_tf32(w.x), w.y = round_to_tf32(w.y), w.z = round_to_tf32(w.z), w.w = round_to_tf32(w.w);
-      store_shared_16(&slot(n, k), *reinterpret_cast<const uint4*>(&w));
+        for (int j = 0; j < kVec; ++j) piece.v[j] = round_to_tf32(piece.v[j]);
+      }
     }
+    // 16 bytes from a multiple of kVec channels are contiguous in the swizzled slot.
+    *reinterpret_cast<uint4*>(packed + chunk * (BN * BK) + (&slot(n, k) - aligned)) = piece.u;
   }
+#endif
 }
 
 // Output channels co, co + 1 of the output pixel at y + base: v0, v1 rounded once (fp32: 8 bytes,
@@ -159,7 +175,8 @@ __device__ __forceinline__ void store_output_pair(T* y, int64_t base, int co, fl
 }
 
 // stages: slots in the weight ring, kMinStages..kMaxStages (the launcher's choice; the dynamic
-// shared memory is WgmmaFwdLayout::bytes(Cmid, stages)).
+// shared memory is WgmmaFwdLayout::bytes(Cmid, stages)). p.workspace: the packed weight
+// (sepconv_fwd_wgmma_pack_kernel).
 template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     sepconv_fwd_wgmma_kernel(const SepConvParams p, const int stages) {
@@ -169,10 +186,12 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   using Element = typename Cute::Element;
   using T = typename Traits::T;
   constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kVec = Traits::kVec;
+  constexpr uint32_t kChunkBytes = Traits::kWSlotBytes;
   using Layout = WgmmaFwdLayout<Traits>;
-  // The pixel table is static shared memory, which the launcher also uses to tell this kernel from
-  // the stub other architectures get (see wgmma_body_built).
+  // The pixel table and the slots' barriers are static shared memory, which the launcher also uses
+  // to tell this kernel from the stub other architectures get (see wgmma_body_built).
   __shared__ WgmmaFwdPixelTable<Traits> px;
+  __shared__ uint64_t landed[Traits::kMaxStages];  // slot s: its chunk has landed
   XSEP_DYNAMIC_SHARED(smem_raw);
   unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw);
   const int kpad = Layout::kpad(p.Cmid), steps = kpad / BK, ahead = stages - 2;
@@ -182,16 +201,26 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   auto w_slot = [&](int s) { return make_tensor(make_smem_ptr(w + s * BN * BK), typename Cute::WSlotLayout{}); };
 
   // The CTA's weight chunks, one sequence over its output-channel tiles: chunk g is tile g / steps,
-  // channels (g % steps) * BK.., in slot g % stages. fetch(g) copies it (if it exists) and closes a
-  // group either way, so that group g is chunk g's.
+  // channels (g % steps) * BK.., in slot g % stages, packed at chunk co_begin / BN * steps + g.
+  // Thread 0 copies them; fetch(g) announces the chunk's bytes on its slot's barrier and starts the
+  // copy (nothing past the last chunk).
   int co_begin, co_end;
   resident_cout_range<Traits>(p.Cout, blockIdx.y, gridDim.y, &co_begin, &co_end);
   const int chunks = (co_end - co_begin + BN - 1) / BN * steps;
+  const T* packed = static_cast<const T*>(p.workspace) + static_cast<int64_t>(co_begin / BN) * steps * (BN * BK);
+  int slot_of_next = 0;  // fetch's slot for the next chunk, g % stages, kept without a division
   auto fetch = [&](int g) {
-    if (g < chunks) wgmma_copy_weight_chunk<Traits>(p, w_slot(g % stages), co_begin + g / steps * BN, g % steps * BK);
-    cp_async_commit();
+    if (g < chunks) {
+      mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);
+      bulk_copy_to_shared(w + slot_of_next * BN * BK, packed + static_cast<int64_t>(g) * (BN * BK), kChunkBytes,
+                          &landed[slot_of_next]);
+    }
+    slot_of_next = slot_of_next + 1 == stages ? 0 : slot_of_next + 1;
   };
-  for (int g = 0; g < ahead; ++g) fetch(g);  // they land while the depthwise phase runs
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) mbarrier_init(&landed[s], 1);
+    for (int g = 0; g < ahead; ++g) fetch(g);  // they land while the depthwise phase runs
+  }
 
   px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
   __syncthreads();
@@ -210,6 +239,9 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     // 16 bytes (kVec channels from a multiple of kVec) are contiguous in the swizzled layout.
     store_shared_16(&z_chunk(k0 / BK)(m, k0 % BK), out.u);
   });
+  // Z, written through the generic proxy, visible to wgmma: each thread fences its own stores (it
+  // has no copies in flight to wait for), then the barrier at the first step publishes them all.
+  fence_shared_for_wgmma();
 
   typename Cute::TiledMma mma;
   ThrMMA thr_mma = mma.get_slice(threadIdx.x);
@@ -229,24 +261,24 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   const int m0 = get<0>(coords(0));
   const int64_t y_row0 = output_base(m0), y_row8 = output_base(m0 + 8);
 
-  int g = 0;  // the chunk of this step
+  int g = 0;           // the chunk of this step
+  int slot = 0;        // its slot, g % stages
+  uint32_t phase = 0;  // the parity of its slot's barrier phase: (g / stages) % 2
 #pragma unroll 1
   for (int co0 = co_begin; co0 < co_end; co0 += BN) {
     clear(acc);
 #pragma unroll 1
     for (int step = 0; step < steps; ++step, ++g) {
-      // Chunk g landed (this thread's copies: groups g + ahead committed so far), then for
-      // everyone, and visible to wgmma (so is Z, the first time).
-      cp_async_wait_pending(ahead - 1);
-      wgmma_round_weight_chunk<Traits>(w_slot(g % stages));
-      fence_shared_for_wgmma();
+      // Chunk g landed (its barrier's phase completed), and every warpgroup is past the wait that
+      // retired its batch of step g - 2 (at most one batch in flight after each step; none after a
+      // tile): that chunk's slot is the one thread 0 refills now, with chunk g + ahead.
+      mbarrier_wait_parity(&landed[slot], phase);
       __syncthreads();
-      // Its slot last held chunk g - 2, whose wgmma every warpgroup waited for before this barrier
-      // (at most one batch in flight after each step; none after a tile).
-      fetch(g + ahead);
+      if (threadIdx.x == 0) fetch(g + ahead);
 
-      Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(step)));           // (MMA, MMA_M, MMA_K)
-      Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(w_slot(g % stages)));  // (MMA, MMA_N, MMA_K)
+      Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(step)));  // (MMA, MMA_M, MMA_K)
+      Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(w_slot(slot)));   // (MMA, MMA_N, MMA_K)
+      if (++slot == stages) slot = 0, phase ^= 1;
       warpgroup_fence_operand(acc);
       wgmma_arrive();
       gemm(mma, a_frag, b_frag, acc);
@@ -269,7 +301,6 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
       store_output_pair(y, y_base, co, v0, v1);
     }
   }
-  cp_async_wait<0>();  // the empty tail groups
 #endif
 }
 

@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -136,10 +137,27 @@ bool wgmma_forward_applies(const SepConvParams& p) {
          wgmma_pixels<T>(p, smem_optin) > 0 && wgmma_forward_built<T>();
 }
 
+// The packed weight's bytes (p.workspace): the same for 64 and 128 pixels per CTA (the ring
+// slot's layout does not depend on them).
+template <typename T>
+size_t wgmma_forward_workspace_bytes(const SepConvParams& p) {
+  return static_cast<size_t>(wgmma_packed_weight_elements<WgmmaFwdTraits<T, 64>>(p.Cout, p.Cmid)) * sizeof(T);
+}
+
+// The pack kernel, then the forward; p.workspace holds wgmma_forward_workspace_bytes.
 template <class Traits>
 int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t stream, WgmmaLaunch* launch) {
   launch->pixels = Traits::BM;
   launch->stages = wgmma_stages<Traits>(p, smem_optin);
+  if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
+  int device = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const int64_t pieces = wgmma_packed_weight_elements<Traits>(p.Cout, p.Cmid) / Traits::kVec;
+  const int64_t blocks = std::min<int64_t>((pieces + 255) / 256, static_cast<int64_t>(sms) * 8);
+  sepconv_fwd_wgmma_pack_kernel<Traits>
+      <<<static_cast<unsigned>(blocks), 256, 0, stream>>>(p, static_cast<typename Traits::T*>(p.workspace));
+  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
   return launch_pixel_tiles<Traits::BM, Traits::BN>(sepconv_fwd_wgmma_kernel<Traits>, Traits::kThreads,
                                                     WgmmaFwdLayout<Traits>::bytes(p.Cmid, launch->stages), p, stream,
                                                     &launch->parts, launch->stages);
@@ -162,6 +180,11 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
 template <typename T>
 bool wgmma_forward_applies(const SepConvParams&) {
   return false;
+}
+
+template <typename T>
+size_t wgmma_forward_workspace_bytes(const SepConvParams&) {
+  return 0;
 }
 
 template <typename T>

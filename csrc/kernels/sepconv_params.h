@@ -28,6 +28,7 @@ struct SepConvParams {
   const void* pw_weight;  // (Cout, Cmid), contiguous
   const void* bias;       // (Cout,) or nullptr; same dtype as x
   void* y;                // (N, Cout, Ho, Wo)
+  void* workspace;        // the forward's device scratch (sepconv_forward_workspace_bytes), or nullptr
   Activation activation;  // between the depthwise and the pointwise part (kNone: Xception's)
   bool channels_last;     // which coalescing pattern to use (the strides say where things are)
   bool allow_tf32;        // float32 only: TF32 tensor cores (true) or exact FFMA (false)

@@ -13,6 +13,11 @@
 //     XSEP_EMULATION_EAGER_COPIES=1 in the environment, it lands when issued instead, the earliest
 //     moment: a copy into a buffer that is still being read (by other threads, or by a warpgroup
 //     MMA in flight, which runs at its wait) overwrites what the reader sees. The tests run both.
+//   * Bulk copies (cp.async.bulk) and transaction barriers (mbarrier): a copy lands when a wait
+//     on its barrier finds the phase complete (all arrivals made, every announced byte copied), the
+//     latest moment; with XSEP_EMULATION_EAGER_COPIES=1, when issued. Its bytes count for the
+//     phase only once landed in that sense, so a wait before the copy was issued spins. What it
+//     writes is the async proxy's: wgmma may read it with no fence.
 //   * Dynamic shared memory starts 128 bytes past a 1024-byte boundary (all its declaration
 //     promises), so the kernels must align their swizzled wgmma buffers themselves.
 //   * Proxies: what a thread's landed cp.async copies and store_shared_16 stores wrote stays unseen
@@ -35,6 +40,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -204,6 +210,75 @@ inline void emulated_cp_async_wait(int pending) {
     for (const auto& c : groups.front())
       if (c.dst != nullptr) xsep_emulation::land(c);
     groups.erase(groups.begin());
+  }
+}
+
+// ---- transaction barriers and bulk copies -------------------------------------------------------
+// A barrier's state lives beside the kernel's 8-byte __shared__ word, which holds its index here.
+struct EmulatedMbarrier {
+  int arrivals_needed = 0, arrivals = 0;
+  int64_t bytes_announced = 0;
+  unsigned phase = 0;  // completed phases; the current one has parity phase % 2
+  std::vector<xsep_emulation::Copy> pending;  // dst, src of each bulk copy (16-byte pieces)
+};
+inline std::mutex mbarrier_mutex;
+inline std::vector<std::unique_ptr<EmulatedMbarrier>> mbarriers;
+
+inline EmulatedMbarrier& emulated_mbarrier(uint64_t* bar) {
+  if (*bar == 0 || *bar > mbarriers.size()) xsep_emulation::die("mbarrier used before mbarrier.init");
+  return *mbarriers[*bar - 1];
+}
+
+inline void emulated_mbarrier_init(uint64_t* bar, int arrivals) {
+  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+  mbarriers.push_back(std::make_unique<EmulatedMbarrier>());
+  mbarriers.back()->arrivals_needed = arrivals;
+  *bar = mbarriers.size();
+}
+
+inline void emulated_mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+  EmulatedMbarrier& b = emulated_mbarrier(bar);
+  if (b.arrivals == b.arrivals_needed) xsep_emulation::die("mbarrier: more arrivals than the phase expects");
+  ++b.arrivals;
+  b.bytes_announced += bytes;
+}
+
+inline void emulated_bulk_copy_to_shared(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || reinterpret_cast<uintptr_t>(src) % 16 != 0 || bytes % 16 != 0)
+    xsep_emulation::die("cp.async.bulk with an address or size not a multiple of 16 bytes");
+  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+  EmulatedMbarrier& b = emulated_mbarrier(bar);
+  for (uint32_t i = 0; i < bytes; i += 16) {
+    void* d = static_cast<unsigned char*>(dst) + i;
+    const void* s = static_cast<const unsigned char*>(src) + i;
+    if (xsep_emulation::eager_copies) {
+      std::memcpy(d, s, 16);  // the async proxy's write: nothing to publish
+      b.pending.push_back({nullptr, nullptr, false});
+    } else {
+      b.pending.push_back({d, s, true});
+    }
+  }
+}
+
+inline void emulated_mbarrier_wait_parity(uint64_t* bar, uint32_t parity) {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mbarrier_mutex);
+      EmulatedMbarrier& b = emulated_mbarrier(bar);
+      if (b.phase % 2 != parity % 2) return;  // the phase of that parity has completed
+      const int64_t copied = static_cast<int64_t>(b.pending.size()) * 16;
+      if (b.arrivals == b.arrivals_needed && copied == b.bytes_announced) {
+        for (const auto& c : b.pending)
+          if (c.dst != nullptr) std::memcpy(c.dst, c.src, 16);
+        b.pending.clear();
+        b.arrivals = 0, b.bytes_announced = 0;
+        ++b.phase;
+        return;
+      }
+      if (copied > b.bytes_announced) xsep_emulation::die("mbarrier: more bytes copied than announced");
+    }
+    std::this_thread::yield();
   }
 }
 

@@ -10,6 +10,7 @@
 // include directory). Prints one line per run; exits 0 when all agree.
 #include <cmath>
 #include <random>
+#include <vector>
 
 #include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
 #include "emulation_inputs.h"
@@ -41,6 +42,10 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   if (!xsep::depthwise_vec_applies<Traits>(p) || !xsep::output_vec_applies<Traits>(p))
     xsep_emulation::die("a case the wgmma launcher would not take");
 
+  // The packed weight first (the launcher's pack kernel, here on a small grid: its stride loop).
+  std::vector<T> packed(xsep::wgmma_packed_weight_elements<Traits>(p.Cout, p.Cmid));
+  xsep_emulation::run_grid(dim3(3), 64, [&] { xsep::sepconv_fwd_wgmma_pack_kernel<Traits>(p, packed.data()); });
+  p.workspace = packed.data();
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   xsep_emulation::run_grid(
       dim3(static_cast<unsigned>((pixels + BM - 1) / BM), static_cast<unsigned>(parts)), Traits::kThreads,
