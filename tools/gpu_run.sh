@@ -23,7 +23,8 @@
 #   bash tools/gpu_run.sh build networks         # 34-layer stack + Xception, eager and compiled
 #   bash tools/gpu_run.sh build forward-phases profile  # each forward kernel's depthwise/GEMM split
 #                                                # from timings (tools/forward_phases.py), then Nsight Compute
-#   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels
+#   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels, with the
+#                                                # SASS lines where warps stall most (tools/ncu_hotspots.py)
 #
 # No stage named: build tests sanitizer sanitizer-new. GPU_RUN_BUDGET=S: the script ends within S seconds of its
 # start: a stage that cannot start with its minimum time left is skipped (and says so), and the
@@ -188,17 +189,24 @@ for stage in "${stages[@]}"; do
       done
       ;;
     profile)
-      # The default kernels, then the wgmma ones (XSEP_*_KERNEL=wgmma; the default ones where not built).
-      for variant in default wgmma; do
-        step "Nsight Compute: the forward and backward kernels of 728->728 @19, N=32, bf16 ($variant)"
-        kernels=(); [ "$variant" = wgmma ] && kernels=(XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma)
-        enough 90 || break
-        env "${kernels[@]}" timeout --signal=TERM --kill-after=10 "$(limit 600)" ncu --set full -k regex:sepconv --launch-skip 4 --launch-count 4 -f \
-          -o "$OUT/profile-$variant" python3 tools/profile_case.py > "$OUT/profile-$variant.log" 2>&1 || status=1
-        ncu --import "$OUT/profile-$variant.ncu-rep" --page details > "$OUT/profile-$variant.txt" 2>&1 || status=1
-        grep -E "^  [a-z_]+.*sepconv|Duration|Compute \(SM\) Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|L2 Cache Throughput|Achieved Occupancy|Registers Per|Warp Cycles Per Issued" \
-          "$OUT/profile-$variant.txt" | head -60
-      done
+      # One forward and one backward of the default kernels (the NVTX range in profile_case.py),
+      # then the SASS lines where the warps stall most (tools/ncu_hotspots.py).
+      step "Nsight Compute: one forward and backward of 728->728 @19, N=32, bf16 (default kernels)"
+      enough 90 || continue
+      timeout --signal=TERM --kill-after=10 "$(limit 400)" ncu --set full --nvtx --nvtx-include "profiled/" \
+        -k regex:sepconv -f -o "$OUT/profile" python3 tools/profile_case.py > "$OUT/profile.log" 2>&1 || status=1
+      if [ ! -f "$OUT/profile.ncu-rep" ]; then  # the NVTX filter matched nothing: the last call's kernels by count
+        echo "no kernel in the NVTX range; profiling by launch count"
+        timeout --signal=TERM --kill-after=10 "$(limit 400)" ncu --set full -k regex:sepconv --launch-skip 18 \
+          --launch-count 6 -f -o "$OUT/profile" python3 tools/profile_case.py >> "$OUT/profile.log" 2>&1 || status=1
+      fi
+      ncu --import "$OUT/profile.ncu-rep" --page details > "$OUT/profile.txt" 2>&1 || status=1
+      grep -E "^  [a-z_]+.*sepconv|Duration|Compute \(SM\) Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|L2 Cache Throughput|Achieved Occupancy|Registers Per|Warp Cycles Per Issued" \
+        "$OUT/profile.txt" | head -80
+      ncu --import "$OUT/profile.ncu-rep" --page source --csv --print-source sass > "$OUT/profile-source.csv" 2> "$OUT/profile-source.log" \
+        && python3 tools/ncu_hotspots.py "$OUT/profile-source.csv" --top 25 | tee "$OUT/profile-hotspots.txt" | head -120 \
+        || { echo "source page export failed:"; tail -5 "$OUT/profile-source.log"; status=1; }
+      rm -f "$OUT/profile-source.csv"  # large; the hotspots and the report keep what it says
       ;;
     networks)
       step "network benchmarks"

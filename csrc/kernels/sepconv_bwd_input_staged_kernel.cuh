@@ -53,12 +53,13 @@ struct StagedInputTraits {
 // One chunk of the dZ GEMM's operands, Cout from k0: grad_y of the BM ext pixels (gy_base: their
 // grad_y offsets, -1 past the ext) to dy_at(m, k), and W_pw rows co to w_at(k, n) for the CTA's
 // channels cm0.., 16 bytes per cp.async: whole pieces in or out (Cout, Cmid multiples of 8),
-// zero-filled outside. BK channels of Cout; the destinations are the GEMM's layouts.
-template <class Traits, int BK, class DyAt, class WAt>
+// zero-filled outside. BK channels of Cout; the destinations are the GEMM's layouts. The copies are
+// spread over kThreads threads (the CTA's, or a part of them), `tid` this thread's index among them.
+template <class Traits, int BK, int kThreads, class DyAt, class WAt>
 __device__ __forceinline__ void copy_dz_operands(const SepConvBwdParams& p, const int64_t* gy_base, int cm0,
-                                                 int cm_count, int k0, DyAt&& dy_at, WAt&& w_at) {
+                                                 int cm_count, int k0, int tid, DyAt&& dy_at, WAt&& w_at) {
   using T = typename Traits::T;
-  constexpr int BM = Traits::Tile::BM, BN = Traits::Tile::BN, kThreads = Traits::Tile::kThreads;
+  constexpr int BM = Traits::Tile::BM, BN = Traits::Tile::BN;
   constexpr int kVec = Traits::kVec;
   static_assert(BM * (BK / kVec) % kThreads == 0 && BK * (BN / kVec) % kThreads == 0, "whole copies per thread");
   const SepConvParams& f = p.fwd;
@@ -66,7 +67,7 @@ __device__ __forceinline__ void copy_dz_operands(const SepConvBwdParams& p, cons
   const T* __restrict__ wpw = static_cast<const T*>(f.pw_weight);
 #pragma unroll
   for (int i = 0; i < BM * (BK / kVec) / kThreads; ++i) {
-    const int v = threadIdx.x + i * kThreads;
+    const int v = tid + i * kThreads;
     const int m = v / (BK / kVec), k = (v % (BK / kVec)) * kVec;
     const int64_t base = gy_base[m];
     const bool valid = base >= 0 && k0 + k < f.Cout;
@@ -74,7 +75,7 @@ __device__ __forceinline__ void copy_dz_operands(const SepConvBwdParams& p, cons
   }
 #pragma unroll
   for (int i = 0; i < BK * (BN / kVec) / kThreads; ++i) {
-    const int v = threadIdx.x + i * kThreads;
+    const int v = tid + i * kThreads;
     const int k = v / (BN / kVec), n = (v % (BN / kVec)) * kVec;  // neighbours along a row of W_pw
     const int co = k0 + k;
     const bool valid = co < f.Cout && n < cm_count;
@@ -104,8 +105,8 @@ struct StagedInputDz {
                                              const int64_t* gy_base, int cm0, int cm_count) {
     const SepConvParams& f = p.fwd;
     auto copy_chunk = [&](int step, int buf) {
-      copy_dz_operands<Traits, BK>(
-          p, gy_base, cm0, cm_count, step * BK, [&](int m, int k) { return &st.stage[buf].dy[m][k]; },
+      copy_dz_operands<Traits, BK, Tile::kThreads>(
+          p, gy_base, cm0, cm_count, step * BK, threadIdx.x, [&](int m, int k) { return &st.stage[buf].dy[m][k]; },
           [&](int k, int n) { return &st.stage[buf].w[k][n]; });
     };
     TensorCoreMma<Tile, /*kAColMajor=*/false, /*kBRowMajor=*/true> mma;

@@ -4,9 +4,13 @@
 // grad_y . W_pw over Cout in chunks of 32: two warpgroups of 64 x N x 16 wgmma, grad_y (A, K-major: Cout
 // is contiguous in channels_last grad_y) and W_pw (B, MN-major: its rows are contiguous along the
 // channels) copied as they lie in memory with 16-byte cp.async into wgmma's 64-byte-swizzled
-// layouts, two chunks ahead in a 4-slot ring, one wgmma batch in flight. Built only for sm_90a with
-// CuTe; elsewhere StagedInputDz::run traps, and the launcher never starts it (it checks for the
-// marker in static shared memory that only the sm_90a code declares).
+// layouts, two chunks ahead in a 4-slot ring, one wgmma batch in flight. Each warpgroup copies every
+// other chunk: the fence.proxy.async a copying thread needs before wgmma reads its writes waits for
+// every copy the thread has in flight, so a thread that copied each chunk would drain the ring at
+// every step (measured in the forward on an H200: gpu-checks.md); here a thread has one chunk in
+// flight when it fences, the one that must land anyway, while the other warpgroup's stays in flight. Built only for
+// sm_90a with CuTe; elsewhere StagedInputDz::run traps, and the launcher never starts it (it checks for the marker in
+// static shared memory that only the sm_90a code declares).
 #pragma once
 
 #include <cstdint>
@@ -51,11 +55,15 @@ struct StagedInputDz<StagedInputTraits<T, true, kChannels>> {
     Tensor a_ring = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(base)), ARing{});  // (BM, BK, kStages)
     Tensor b_ring = make_tensor(make_smem_ptr(reinterpret_cast<Element*>(base + kStages * kABytes)), BRing{});
 
-    // Chunk `step` (Cout from step * BK) into ring slot `slot`.
+    // Chunk `step` (Cout from step * BK) into ring slot `slot`, copied by warpgroup step % 2 alone
+    // (a warpgroup calls this only for its chunks).
+    constexpr int kCopyThreads = kThreads / 2;
+    const int copier = threadIdx.x / kCopyThreads;  // this thread's warpgroup: it copies chunks step % 2 == copier
     auto copy_chunk = [&](int step, int slot) {
-      copy_dz_operands<Traits, BK>(
-          p, gy_base, cm0, cm_count, step * BK, [&](int m, int k) { return &a_ring(m, k, slot); },
-          [&](int k, int n) { return &b_ring(n, k, slot); });
+      copy_dz_operands<Traits, BK, kCopyThreads>(
+          p, gy_base, cm0, cm_count, step * BK, threadIdx.x % kCopyThreads,
+          [&](int m, int k) { return &a_ring(m, k, slot); }, [&](int k, int n) { return &b_ring(n, k, slot); });
+      cp_async_commit();
     };
 
     TiledMma mma;
@@ -65,19 +73,17 @@ struct StagedInputDz<StagedInputTraits<T, true, kChannels>> {
     Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(b_ring));  // (MMA, MMA_N, MMA_K, kStages)
     clear(acc);
     const int steps = (f.Cout + BK - 1) / BK;
-#pragma unroll
-    for (int s = 0; s < kAhead; ++s) {
-      if (s < steps) copy_chunk(s, s);
-      cp_async_commit();
-    }
+    static_assert(kAhead == 2, "one chunk in flight per warpgroup");
+    if (copier < steps) copy_chunk(copier, copier);  // chunks 0 and 1
 #pragma unroll 1
     for (int step = 0; step < steps; ++step) {
-      cp_async_wait<kAhead - 1>();  // chunk `step` landed (this thread's copies)
-      fence_shared_for_wgmma();
+      if (step % 2 == copier) {
+        cp_async_wait<0>();        // chunk `step` landed (its copier's only copies in flight) ...
+        fence_shared_for_wgmma();  // ... and is visible to wgmma
+      }
       __syncthreads();  // ... for everyone; the slot refilled below was read by a batch already waited for
       const int ahead = step + kAhead;
-      if (ahead < steps) copy_chunk(ahead, ahead % kStages);
-      cp_async_commit();
+      if (ahead < steps && ahead % 2 == copier) copy_chunk(ahead, ahead % kStages);
       const int slot = step % kStages;
       warpgroup_fence_operand(acc);
       wgmma_arrive();
