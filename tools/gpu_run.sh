@@ -113,17 +113,18 @@ for stage in "${stages[@]}"; do
     compare)
       # One process per direction: each row checks and times cuDNN, the default kernels and each
       # variant (xsep bench --variants; `kernels` in the JSON says which kernel served each).
-      step "compare: forward kernel variants against the default and cuDNN (bf16, TF32)"
+      step "compare: forward kernel variants against the default (wgmma on Hopper) and cuDNN (bf16, TF32)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,wgmma,wgmma-64px,wgmma-4stage,halo --out "$OUT" --name gpu-compare-forward 2>&1 \
+        --variants resident,wgmma-64px,wgmma-4stage,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
+        --name gpu-compare-forward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       pack
-      step "compare: backward kernel variants against the default and cuDNN (bf16)"
+      step "compare: backward kernel variants against the default (staged on wgmma) and cuDNN (bf16)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
-        --variants bwd-staged,bwd-wgmma,bwd-staged-128ch,bwd-wgmma-128ch,all-wgmma --out "$OUT" \
+        --variants bwd-first,bwd-staged,bwd-wgmma-128ch --out "$OUT" \
         --name gpu-compare-backward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
