@@ -25,7 +25,7 @@ from xsep._extension import _C
 KNOBS = {
     "XSEP_FWD_KERNEL": ("resident", "tiled", "halo", "wgmma"),
     "XSEP_FWD_PIXELS": ("64", "128"),
-    "XSEP_FWD_STAGES": ("3", "4", "5", "6", "7", "8"),
+    "XSEP_FWD_STAGES": tuple(str(s) for s in range(3, 17)),  # the resident kernel: 3; the wgmma one: 4..16
     "XSEP_BWD_KERNEL": ("first", "staged", "wgmma"),
     "XSEP_BWD_CHANNELS": ("64", "128"),
 }

@@ -24,7 +24,7 @@
 // here 128 pixels share each weight chunk (64 for Cmid > 768, to fit Z) and the tensor cores read
 // both operands from shared memory themselves. Every chunk is read from L2 by every CTA, so the
 // copies in flight set the pace (Little's law: bytes in flight = bandwidth x latency): the launcher
-// gives the ring every slot shared memory holds without losing a CTA per SM (4 to 8). (Fed by
+// gives the ring every slot shared memory holds without losing a CTA per SM (4 to 16). (Fed by
 // 16-byte cp.async copies instead, with the fence they need, the ring drained at every step: on an
 // H200 each step took about one L2 round trip, ~5x the MMA's time; gpu-checks.md.)
 //
@@ -59,7 +59,7 @@ struct WgmmaFwdTraits {
   static constexpr int BK = 64 / sizeof(T_);  // channels per step: one 64-byte swizzle row
   // Slots in the weight ring (a launch argument): chunks are copied stages - 2 ahead, so a slot is
   // refilled only after the wgmma batch that read it has finished (one stays in flight).
-  static constexpr int kMinStages = 4, kMaxStages = 8;
+  static constexpr int kMinStages = 4, kMaxStages = 16;
   static constexpr int kWarpgroups = BM_ / 64;
   static constexpr int kThreads = 128 * kWarpgroups;
   static constexpr bool kChannelsLast = true;

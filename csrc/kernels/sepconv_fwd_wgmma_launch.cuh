@@ -93,7 +93,7 @@ int wgmma_stages_search(int cmid, int smem_optin) {
 }
 
 // Slots in the weight ring for this call: wgmma_stages_search's answer, found once per device and
-// Cmid (a launch then costs one lookup, not five occupancy queries); XSEP_FWD_STAGES=4..8 forces a
+// Cmid (a launch then costs one lookup, not five occupancy queries); XSEP_FWD_STAGES=4..16 forces a
 // count where it fits (for measurement).
 template <class Traits>
 int wgmma_stages(const SepConvParams& p, int smem_optin) {
