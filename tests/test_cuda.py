@@ -185,6 +185,7 @@ FORWARD_VARIANTS = {
     "wgmma": dict(XSEP_FWD_KERNEL="wgmma"),
     "wgmma-64px": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_PIXELS="64"),
     "wgmma-4stage": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_STAGES="4"),
+    "wgmma-4wg": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_WARPGROUPS="4"),
 }
 
 
@@ -215,6 +216,9 @@ def test_every_forward_kernel_matches_reference(variant):
             assert re.search(shape, result.stderr), f"no call ran the wgmma kernel as {shape!r}"
     if variant == "wgmma-64px":
         assert "wgmma (64 pixels" in result.stderr and "wgmma (128 pixels" not in result.stderr, "64 pixels asked"
+    if variant == "wgmma-4wg":  # the 128-pixel calls (16-bit) on four warpgroups; TF32 keeps 64 pixels
+        assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+, 4 warpgroups\)", result.stderr)
+        assert not re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "4 asked"
     if variant == "wgmma-4stage":
         stage_counts = set(re.findall(r"wgmma \(\d+ pixels, (\d+) stages", result.stderr))
         assert stage_counts == {"4"}, f"4 stages asked, the log says {stage_counts}"

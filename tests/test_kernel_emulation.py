@@ -109,10 +109,11 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
 def test_wgmma_forward_in_host_emulation(sanitizer, tmp_path):
     out = build_and_run("wgmma_fwd_emulation.cpp", sanitizer, tmp_path, cute_flags())
-    assert "40 runs, 0 failed" in out, out
-    assert out.count("ok     wgmma-128 split 2") == 10, out  # five cases, fp16 and bf16
-    assert out.count("ok     wgmma-64  split 1") == 15, out  # and TF32
+    assert "50 runs, 0 failed" in out, out
+    assert out.count("ok     wgmma-128 2 warpgroups split 2") == 10, out  # five cases, fp16 and bf16
+    assert out.count("ok     wgmma-128 4 warpgroups") == 10, out  # two along the output channels
+    assert out.count("ok     wgmma-64  1 warpgroups split 1") == 15, out  # and TF32
     assert out.count(" tf32 ") == 10, out
     assert "ok     728 channels, 128 pixels, 5 slots" in out, out
-    for stages in range(4, 9):  # every depth of the weight ring
-        assert f" stages {stages} " in out, out
+    for stages in [4, 5, 6, 7, 8, 11, 16]:  # ring depths, the least to the most
+        assert f" stages {stages:2d} " in out, out

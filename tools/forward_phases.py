@@ -8,7 +8,8 @@ timings alone (run by the `forward-phases` stage of tools/gpu_run.sh, on a GPU):
 A CTA computes its pixels' depthwise values once, then one GEMM tile per 128 output channels, so
 the time grows linearly with the output channels: t = a + b * tiles. The fit's slope b is one
 tile's GEMM over the whole grid (printed as TFLOP/s beside a cuBLAS matmul of the same dtype); its
-intercept a is the depthwise phase plus the launch. Cout = 128 .. 1024 in steps of 128 (the CTA
+intercept a is the depthwise phase plus the launch (and the wgmma kernel's weight packing, which
+grows with Cout too, but is a small copy). Cout = 128 .. 1024 in steps of 128 (the CTA
 count does not change with Cout while a tile's pixels fill the GPU: the launcher splits the
 output channels only for small grids, reported as `split` in the dispatch log line printed here).
 """

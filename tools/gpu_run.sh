@@ -116,7 +116,7 @@ for stage in "${stages[@]}"; do
       step "compare: forward kernel variants against the default (wgmma on Hopper) and cuDNN (bf16, TF32)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,wgmma-64px,wgmma-4stage,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
+        --variants resident,wgmma-64px,wgmma-4stage,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
         --name gpu-compare-forward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
@@ -180,12 +180,12 @@ for stage in "${stages[@]}"; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     forward-phases)
-      # (At 728 channels the 128-pixel wgmma kernel has room for 5 weight slots; with 64 pixels, 8.)
+      # (At 728 channels the 128-pixel wgmma kernel has room for 5 weight slots; with 64 pixels, 16.)
       step "forward phases: time against output channels at 728 channels @19 (intercept: depthwise + launch; slope: GEMM)"
       for n in 32 128; do
         enough 60 || break
         timed 300 python3 tools/forward_phases.py --shape "$n,728,19,19" \
-          --variants wgmma,wgmma-64px,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_PIXELS=64+XSEP_FWD_STAGES=4,resident 2>&1 \
+          --variants wgmma,wgmma-4wg,wgmma-64px,resident 2>&1 \
           | tee -a "$OUT/forward-phases.log" | grep -E "dispatch|us per" || status=1
       done
       ;;

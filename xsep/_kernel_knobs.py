@@ -1,6 +1,6 @@
 """The CUDA kernel choice's measurement knobs, set from Python for a stretch of calls, and the
 record of which kernels served them. The knobs are the environment variables XSEP_FWD_KERNEL,
-XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_BWD_KERNEL and XSEP_BWD_CHANNELS (README, "GPU runs");
+XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_FWD_WARPGROUPS, XSEP_BWD_KERNEL and XSEP_BWD_CHANNELS (README, "GPU runs");
 the C++ side (csrc/kernels/kernel_knobs.h) reads each from the environment once, and
 `kernel_knobs` overrides them in this process, so `xsep bench --variants` times several kernels
 against one baseline.
@@ -26,6 +26,7 @@ KNOBS = {
     "XSEP_FWD_KERNEL": ("resident", "tiled", "halo", "wgmma"),
     "XSEP_FWD_PIXELS": ("64", "128"),
     "XSEP_FWD_STAGES": tuple(str(s) for s in range(3, 17)),  # the resident kernel: 3; the wgmma one: 4..16
+    "XSEP_FWD_WARPGROUPS": ("2", "4"),  # the wgmma forward at 128 pixels (16-bit)
     "XSEP_BWD_KERNEL": ("first", "staged", "wgmma"),
     "XSEP_BWD_CHANNELS": ("64", "128"),
 }

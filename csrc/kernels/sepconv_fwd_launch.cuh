@@ -226,7 +226,8 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d)", choice.resident.pixels,
              choice.resident.stages, parts);
   } else if (which == FwdKernel::kWgmma) {
-    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d)", wgmma.pixels, wgmma.stages, wgmma.parts);
+    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d%s)", wgmma.pixels, wgmma.stages,
+             wgmma.parts, wgmma.warpgroups == 4 ? ", 4 warpgroups" : "");
   }
   snprintf(name, sizeof(name), "forward %s %s %s %s %s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",

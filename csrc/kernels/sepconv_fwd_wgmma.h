@@ -17,6 +17,7 @@ struct WgmmaLaunch {
   int pixels = 0;
   int parts = 1;
   int stages = 0;
+  int warpgroups = 0;
 };
 
 // True where the wgmma kernel was built for this device (sm_90a code, CuTe present at build time)

@@ -50,7 +50,11 @@ namespace xsep {
 // The pointwise-weight chunks and the ring of them; what resident_depthwise_vec needs (BM, kThreads,
 // the kernel size, T and the Z operand type).
 // T: __half, __nv_bfloat16, or float (TF32 wgmma: operands rounded to TF32 in shared memory).
-template <typename T_, int BM_>
+// kSplitN_: warpgroups along the output channels. 1: BM / 64 warpgroups of 64 x 128; 2 (for
+// measurement, XSEP_FWD_WARPGROUPS=4 at 128 pixels): twice the warps, each warpgroup 64 x 64 of a
+// tile, so the depthwise phase (and the epilogue) has 16 warps to hide its load latency with where
+// Z leaves room for one CTA per SM.
+template <typename T_, int BM_, int kSplitN_ = 1>
 struct WgmmaFwdTraits {
   using T = T_;
   using Operand = T_;
@@ -60,14 +64,16 @@ struct WgmmaFwdTraits {
   // Slots in the weight ring (a launch argument): chunks are copied stages - 2 ahead, so a slot is
   // refilled only after the wgmma batch that read it has finished (one stays in flight).
   static constexpr int kMinStages = 4, kMaxStages = 16;
-  static constexpr int kWarpgroups = BM_ / 64;
+  static constexpr int kSplitN = kSplitN_;
+  static constexpr int kWarpgroups = BM_ / 64 * kSplitN_;
   static constexpr int kThreads = 128 * kWarpgroups;
   static constexpr bool kChannelsLast = true;
   static constexpr int kKH = 3, kKW = 3;
   static constexpr int kVec = 16 / sizeof(T_);
   // Two CTAs per SM where shared memory allows (the shallow layers): at most 128 registers for 256
-  // threads. The accumulators (64 per thread) are not live during the depthwise phase.
-  static constexpr int kMinBlocks = 2;
+  // threads (512 threads: one CTA, the same 128). The accumulators (64 per thread; 32 with kSplitN
+  // 2) are not live during the depthwise phase.
+  static constexpr int kMinBlocks = kSplitN_ == 1 ? 2 : 1;
   // Bytes of one Z chunk (BM x BK) and one weight slot (BN x BK): multiples of the 512-byte
   // swizzle atom, so every chunk starts on one.
   static constexpr int kZChunkBytes = BM_ * 64;
@@ -106,10 +112,11 @@ struct WgmmaFwdCute {
   // One slot of the weight ring: BN output channels x BK channels, the same atom.
   using WSlotLayout = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW64_Atom<Element>{},
                                                    cute::Shape<cute::Int<Traits::BN>, cute::Int<Traits::BK>>{}));
-  using Atom = typename WgmmaAtom<typename Traits::T, Traits::BN, cute::GMMA::Major::K, cute::GMMA::Major::K>::type;
-  // kWarpgroups warpgroups stacked along M (pixels).
+  using Atom = typename WgmmaAtom<typename Traits::T, Traits::BN / Traits::kSplitN, cute::GMMA::Major::K,
+                                  cute::GMMA::Major::K>::type;
+  // BM / 64 warpgroups along M (pixels) by kSplitN along N (output channels).
   using TiledMma = decltype(cute::make_tiled_mma(
-      Atom{}, cute::Layout<cute::Shape<cute::Int<Traits::kWarpgroups>, cute::_1, cute::_1>>{}));
+      Atom{}, cute::Layout<cute::Shape<cute::Int<Traits::BM / 64>, cute::Int<Traits::kSplitN>, cute::_1>>{}));
 };
 
 // The packed pointwise weight: for each tile of BN output channels, for each step of BK channels,

@@ -148,6 +148,7 @@ size_t wgmma_forward_workspace_bytes(const SepConvParams& p) {
 template <class Traits>
 int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t stream, WgmmaLaunch* launch) {
   launch->pixels = Traits::BM;
+  launch->warpgroups = Traits::kWarpgroups;
   launch->stages = wgmma_stages<Traits>(p, smem_optin);
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
   int device = 0, sms = 0;
@@ -169,8 +170,12 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
   if constexpr (sizeof(T) == 2) {
-    if (wgmma_pixels<T>(p, smem_optin) == 128)
+    if (wgmma_pixels<T>(p, smem_optin) == 128) {
+      // XSEP_FWD_WARPGROUPS=4 (for measurement): four warpgroups, two along the output channels.
+      if (kernel_knob_is(KernelKnob::kFwdWarpgroups, "4"))
+        return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 2>>(p, smem_optin, stream, launch);
       return launch_wgmma_traits<WgmmaFwdTraits<T, 128>>(p, smem_optin, stream, launch);
+    }
   }
   return launch_wgmma_traits<WgmmaFwdTraits<T, 64>>(p, smem_optin, stream, launch);
 }

@@ -2,7 +2,7 @@
 // tests/cpp/cuda_host_emulation.h and the warpgroup-MMA stand-in of tests/cpp/wgmma_emulation.h,
 // compared with a direct fp64 forward of the same (rounded) inputs; the output is poisoned with
 // NaN first, so an unwritten element fails. fp16 and bf16 with 128 pixels per CTA (two
-// warpgroups) and 64 (one), fp32 on TF32 with 64; weight rings of 4 to 16 slots; the output
+// warpgroups; four, two along the output channels) and 64 (one), fp32 on TF32 with 64; weight rings of 4 to 16 slots; the output
 // channels in one CTA or split over two; partial pixel tiles, a partial channel chunk, Cout below
 // one tile and one tile plus 8, fewer weight chunks than the ring copies ahead, stride 2 with
 // asymmetric padding, dilation, padding wider than the window, ELU between the convolutions; and
@@ -32,9 +32,9 @@ const char* mode_name() {
   return std::is_same_v<T, __half> ? "fp16" : std::is_same_v<T, float> ? "tf32" : "bf16";
 }
 
-template <typename T, int BM>
+template <typename T, int BM, int kSplitN = 1>
 bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double tol) {
-  using Traits = xsep::WgmmaFwdTraits<T, BM>;
+  using Traits = xsep::WgmmaFwdTraits<T, BM, kSplitN>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
   xsep::SepConvParams& p = call.p;
@@ -54,8 +54,9 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   bool unwritten = false;
   const double worst = call.error(&unwritten);
   const bool ok = !unwritten && worst <= tol;
-  std::printf("%s wgmma-%-3d split %d stages %d %-14s %s relative error %.2e%s\n", ok ? "ok    " : "FAILED", BM, parts,
-              stages, c.name, mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
+  std::printf("%s wgmma-%-3d %d warpgroups split %d stages %2d %-14s %s relative error %.2e%s\n",
+              ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, parts, stages, c.name, mode_name<T>(), worst,
+              unwritten ? "  (unwritten elements)" : "");
   return ok;
 }
 
@@ -80,6 +81,10 @@ int main() {
       failed += !run_case<__nv_bfloat16, 128>(c, parts, parts == 1 ? 4 : 8, rng, 3e-2);
       count += 2;
     }
+    // Four warpgroups (two along the output channels) at 128 pixels.
+    failed += !run_case<__half, 128, 2>(c, 1, 6, rng, 5e-3);
+    failed += !run_case<__nv_bfloat16, 128, 2>(c, 2, 5, rng, 3e-2);
+    count += 2;
     failed += !run_case<__half, 64>(c, 1, 16, rng, 5e-3);  // the deepest ring
     failed += !run_case<__nv_bfloat16, 64>(c, 1, 11, rng, 3e-2);
     failed += !run_case<float, 64>(c, 1, 4, rng, 5e-3);  // TF32 (64 pixels only)
