@@ -154,9 +154,12 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   int device = 0, sms = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  const int64_t pieces = wgmma_packed_weight_elements<Traits>(p.Cout, p.Cmid) / Traits::kVec;
+  // One pack kernel per element type: the slot's layout does not depend on the pixels or warpgroups.
+  using PackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
+  static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the same ring slots");
+  const int64_t pieces = wgmma_packed_weight_elements<PackTraits>(p.Cout, p.Cmid) / PackTraits::kVec;
   const int64_t blocks = std::min<int64_t>((pieces + 255) / 256, static_cast<int64_t>(sms) * 8);
-  sepconv_fwd_wgmma_pack_kernel<Traits>
+  sepconv_fwd_wgmma_pack_kernel<PackTraits>
       <<<static_cast<unsigned>(blocks), 256, 0, stream>>>(p, static_cast<typename Traits::T*>(p.workspace));
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
   return launch_pixel_tiles<Traits::BM, Traits::BN>(sepconv_fwd_wgmma_kernel<Traits>, Traits::kThreads,
