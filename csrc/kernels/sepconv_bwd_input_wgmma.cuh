@@ -8,9 +8,10 @@
 // other chunk: the fence.proxy.async a copying thread needs before wgmma reads its writes waits for
 // every copy the thread has in flight, so a thread that copied each chunk would drain the ring at
 // every step (measured in the forward on an H200: gpu-checks.md); here a thread has one chunk in
-// flight when it fences, the one that must land anyway, while the other warpgroup's stays in flight. Built only for
-// sm_90a with CuTe; elsewhere StagedInputDz::run traps, and the launcher never starts it (it checks for the marker in
-// static shared memory that only the sm_90a code declares).
+// flight when it fences, the one that must land anyway, while the other warpgroup's stays in
+// flight. Built only for sm_90a with CuTe; elsewhere StagedInputDz::run traps, and the launcher
+// never starts it (it checks for the marker in static shared memory that only the sm_90a code
+// declares).
 #pragma once
 
 #include <cstdint>

@@ -103,8 +103,10 @@ struct ForwardChoice {
   ResidentShape resident;  // when kernel is kResident
 };
 
+// with_workspace: whether the call can have the wgmma kernel's workspace (a caller that passes none,
+// having not asked forward_workspace_bytes, gets the resident or tiled kernel).
 template <typename T, Math kMath>
-ForwardChoice choose_forward_kernel(const SepConvParams& p) {
+ForwardChoice choose_forward_kernel(const SepConvParams& p, bool with_workspace = true) {
   int device = 0, smem_optin = 0, major = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
@@ -118,7 +120,8 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p) {
   // resident kernel on every Xception layer in bf16 and TF32 (benchmarks/results/gpu-checks.md).
   // XSEP_FWD_KERNEL=resident keeps the resident kernel.
   if constexpr (kMath == Math::kTensorCore) {  // 16-bit, or fp32 on TF32
-    if ((forced.empty() || forced == "wgmma") && wgmma_forward_applies<T>(p)) return {FwdKernel::kWgmma, shape};
+    if ((forced.empty() || forced == "wgmma") && with_workspace && wgmma_forward_applies<T>(p))
+      return {FwdKernel::kWgmma, shape};
   }
   return {fits ? FwdKernel::kResident : FwdKernel::kTiled, shape};
 }
@@ -194,16 +197,7 @@ size_t forward_workspace_bytes(const SepConvParams& p) {
 template <typename T, Math kMath>
 LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, const char* dtype_name) {
   const bool k3x3 = p.kh == 3 && p.kw == 3;
-  ForwardChoice choice = choose_forward_kernel<T, kMath>(p);
-  // A caller that gave no workspace (it did not ask forward_workspace_bytes) gets the resident or
-  // tiled kernel.
-  if (choice.kernel == FwdKernel::kWgmma && p.workspace == nullptr) {
-    const size_t fits = resident_bytes<T, kMath>(p, choice.resident);
-    int device = 0, smem_optin = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-    choice.kernel = fits <= static_cast<size_t>(smem_optin) ? FwdKernel::kResident : FwdKernel::kTiled;
-  }
+  const ForwardChoice choice = choose_forward_kernel<T, kMath>(p, /*with_workspace=*/p.workspace != nullptr);
   int error, parts = 1;
   WgmmaLaunch wgmma;
   if (choice.kernel == FwdKernel::kWgmma) {

@@ -26,7 +26,7 @@
 // copies in flight set the pace (Little's law: bytes in flight = bandwidth x latency): the launcher
 // gives the ring every slot shared memory holds without losing a CTA per SM (4 to 16). (Fed by
 // 16-byte cp.async copies instead, with the fence they need, the ring drained at every step: on an
-// H200 each step took about one L2 round trip, ~5x the MMA's time; gpu-checks.md.)
+// H200 four slots ran as fast as five to eight; gpu-checks.md.)
 //
 // Built only with CuTe's headers (XSEP_WITH_CUTE: the nvidia-cutlass wheel) and only for sm_90a;
 // elsewhere the kernel is an empty stub that the launcher never starts (wgmma_body_built). The
@@ -38,6 +38,7 @@
 #include <type_traits>
 
 #include "bulk_copy.cuh"
+#include "cp_async.cuh"  // store_shared_16
 #include "element_types.cuh"
 #include "sepconv_fwd_epilogue.cuh"
 #include "sepconv_fwd_pixels.cuh"
@@ -246,8 +247,9 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     // 16 bytes (kVec channels from a multiple of kVec) are contiguous in the swizzled layout.
     store_shared_16(&z_chunk(k0 / BK)(m, k0 % BK), out.u);
   });
-  // Z, written through the generic proxy, visible to wgmma: each thread fences its own stores (it
-  // has no copies in flight to wait for), then the barrier at the first step publishes them all.
+  // Z, written through the generic proxy, visible to wgmma: each thread fences its own stores (no
+  // cp.async of its own in flight for the fence to wait for: the weight's bulk copies are the async
+  // proxy's), then the barrier at the first step publishes them all.
   fence_shared_for_wgmma();
 
   typename Cute::TiledMma mma;
