@@ -16,7 +16,8 @@ launchers use and compares with a direct fp64 computation:
                               gradient, with plan_backward
   wgmma_fwd_emulation.cpp     the Hopper wgmma forward (fp16, bf16, TF32), with a stand-in for the
                               warpgroup MMA that reads CuTe's descriptors as the PTX ISA defines them
-                              (wgmma_emulation.h)
+                              (wgmma_emulation.h), its weight ring fed by bulk copies
+  fast_divmod_check.cpp       the multiply-high division the kernels' pixel arithmetic uses
 
 No GPU needed: kernels written in a session without one are checked here before a GPU runs them
 (and the kernels that have passed on the H100 check the emulation)."""
@@ -104,6 +105,14 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
     assert out.count("ok     staged128 ") == 14, out  # bf16 and TF32
     assert out.count("ok     wgmma     ") == (14 if flags else 0), out  # fp16 and bf16
     assert out.count("ok     wgmma128  ") == (7 if flags else 0), out  # fp16
+
+
+def test_fast_divmod_agrees_with_division(tmp_path):
+    # The kernels' multiply-high division (csrc/kernels/fast_divmod.h), under ASan + UBSan: every
+    # divisor to 4096 at the edges of its dividends, then large divisors with random dividends.
+    out = build_and_run("fast_divmod_check.cpp", "asan", tmp_path)
+    assert out.rstrip().endswith("divisions checked, 0 wrong"), out
+    assert int(out.split()[0]) > 10_000_000, out
 
 
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))

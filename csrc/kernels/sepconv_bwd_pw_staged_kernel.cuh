@@ -24,6 +24,7 @@
 
 #include "cp_async.cuh"
 #include "element_types.cuh"
+#include "fast_divmod.h"
 #include "mma_tile.cuh"
 #include "sepconv_bwd.h"
 #include "sepconv_bwd_tiles.cuh"
@@ -129,6 +130,22 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   const int64_t hw = static_cast<int64_t>(f.Ho) * f.Wo;
   const T* __restrict__ x = static_cast<const T*>(f.x);
   const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
+  // Pixel q's image and output row and column, each step for every pixel a thread touches: by
+  // multiply-high (FastDivmod) where every pixel index fits 31 bits, else 64-bit division.
+  const bool narrow = static_cast<int64_t>(f.N) * hw <= INT32_MAX;
+  const FastDivmod by_hw(narrow ? static_cast<int>(hw) : 1), by_wo(f.Wo);
+  auto locate = [&](int64_t q, int64_t* img, int* oy, int* ox) {
+    int rem;
+    if (narrow) {
+      int i;
+      by_hw.divmod(static_cast<int>(q), &i, &rem);
+      *img = i;
+    } else {
+      *img = q / hw;
+      rem = static_cast<int>(q - *img * hw);
+    }
+    by_wo.divmod(rem, oy, ox);
+  };
 
   for (int i = threadIdx.x; i < kTaps * BM; i += kThreads) {
     const int tap = i / BM, cm = cm0 + i % BM;
@@ -152,10 +169,11 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
       const bool valid = q < end && co0 + n < f.Cout;
       int64_t at = 0;
       if (valid) {
-        const int64_t img = q / hw;
-        const int rem = static_cast<int>(q - img * hw);
-        at = img * f.y_stride[0] + static_cast<int64_t>(rem / f.Wo) * f.y_stride[2] +
-             static_cast<int64_t>(rem % f.Wo) * f.y_stride[3] + co0 + n;
+        int64_t img;
+        int oy, ox;
+        locate(q, &img, &oy, &ox);
+        at = img * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] + static_cast<int64_t>(ox) * f.y_stride[3] +
+             co0 + n;
       }
       cp_async_16(gemm.dy_at(buf, k, n), gy + at, valid);
     }
@@ -171,9 +189,10 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
 #pragma unroll
     for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
     if (q < end && cm < f.Cmid) {
-      const int64_t img = q / hw;
-      const int rem = static_cast<int>(q - img * hw);
-      const int iy0 = (rem / f.Wo) * f.sh - f.pt, ix0 = (rem % f.Wo) * f.sw - f.pl;
+      int64_t img;
+      int oy, ox;
+      locate(q, &img, &oy, &ox);
+      const int iy0 = oy * f.sh - f.pt, ix0 = ox * f.sw - f.pl;
       const int64_t xc = img * f.x_stride[0] + cm;  // channel stride 1, M == 1: cm is the channel
       Vec16<T> xv[kTaps];                           // every tap's load issued before the arithmetic
 #pragma unroll
