@@ -174,7 +174,8 @@ print("checked")
 # halo: experimental, forced only here; it applies to the channels_last cases with C % 8 == 0.
 # The resident kernel's measurement knobs: three weight chunks in flight (XSEP_FWD_STAGES=3), 64 or
 # 128 pixels per CTA (XSEP_FWD_PIXELS; 16-bit channels_last 3x3 calls, 32 pixels elsewhere). The
-# wgmma kernel's: 64 pixels (XSEP_FWD_PIXELS), the smallest weight ring (XSEP_FWD_STAGES=4).
+# wgmma kernel's: 64 pixels (XSEP_FWD_PIXELS), the smallest weight ring (XSEP_FWD_STAGES=4). The
+# streamed kernel's: its default ring and the smallest (2 slots: every chunk waits for a free one).
 FORWARD_VARIANTS = {
     "resident": dict(XSEP_FWD_KERNEL="resident"),
     "resident-3stage": dict(XSEP_FWD_KERNEL="resident", XSEP_FWD_STAGES="3"),
@@ -186,6 +187,8 @@ FORWARD_VARIANTS = {
     "wgmma-64px": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_PIXELS="64"),
     "wgmma-4stage": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_STAGES="4"),
     "wgmma-4wg": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_WARPGROUPS="4"),
+    "streamed": dict(XSEP_FWD_KERNEL="streamed"),
+    "streamed-2stage": dict(XSEP_FWD_KERNEL="streamed", XSEP_FWD_STAGES="2"),
 }
 
 
@@ -199,7 +202,7 @@ def test_every_forward_kernel_matches_reference(variant):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
-    if kernel == "wgmma" and " wgmma" not in result.stderr:
+    if kernel in ("wgmma", "streamed") and f" {kernel}" not in result.stderr:
         # Hopper only, and only in builds for sm_90a with CuTe's headers (setup.py).
         major, minor = torch.cuda.get_device_capability()
         pytest.skip(f"no wgmma kernels in this build for sm_{major}{minor} (needs sm_90a code and nvidia-cutlass)")
@@ -219,6 +222,10 @@ def test_every_forward_kernel_matches_reference(variant):
     if variant == "wgmma-4wg":  # the 128-pixel calls (16-bit) on four warpgroups; TF32 keeps 64 pixels
         assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+, 4 warpgroups\)", result.stderr)
         assert not re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "4 asked"
+    if kernel == "streamed":  # every 16-bit and TF32 channels_last 3x3 call with 16-byte channels
+        stages = "2" if variant == "streamed-2stage" else "6"
+        assert re.search(rf"bfloat16 mma channels_last 3x3 streamed \(128 pixels, {stages} stages", result.stderr)
+        assert re.search(r"float32 tf32-mma channels_last 3x3 streamed \(128 pixels", result.stderr)
     if variant == "wgmma-4stage":
         stage_counts = set(re.findall(r"wgmma \(\d+ pixels, (\d+) stages", result.stderr))
         assert stage_counts == {"4"}, f"4 stages asked, the log says {stage_counts}"

@@ -17,6 +17,8 @@ launchers use and compares with a direct fp64 computation:
   wgmma_fwd_emulation.cpp     the Hopper wgmma forward (fp16, bf16, TF32), with a stand-in for the
                               warpgroup MMA that reads CuTe's descriptors as the PTX ISA defines them
                               (wgmma_emulation.h), its weight ring fed by bulk copies
+  streamed_fwd_emulation.cpp  the warp-specialised Hopper forward (producer warps compute the
+                              depthwise chunks into a ring, consumer warpgroups multiply them)
   fast_divmod_check.cpp       the multiply-high division the kernels' pixel arithmetic uses
 
 No GPU needed: kernels written in a session without one are checked here before a GPU runs them
@@ -105,6 +107,16 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
     assert out.count("ok     staged128 ") == 14, out  # bf16 and TF32
     assert out.count("ok     wgmma     ") == (14 if flags else 0), out  # fp16 and bf16
     assert out.count("ok     wgmma128  ") == (7 if flags else 0), out  # fp16
+
+
+@pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
+def test_streamed_forward_in_host_emulation(sanitizer, tmp_path):
+    out = build_and_run("streamed_fwd_emulation.cpp", sanitizer, tmp_path, cute_flags())
+    assert "24 runs, 0 failed" in out, out
+    for mode in ("fp16", "bf16", "tf32"):
+        assert out.count(f" {mode} ") == (12 if mode == "bf16" else 6), out
+    for stages in (2, 3, 5, 8):  # the smallest ring: every chunk waits for a slot to be freed
+        assert f"streamed stages {stages} " in out, out
 
 
 def test_fast_divmod_agrees_with_division(tmp_path):

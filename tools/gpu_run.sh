@@ -116,7 +116,7 @@ for stage in "${stages[@]}"; do
       step "compare: forward kernel variants against the default (wgmma on Hopper) and cuDNN (bf16, TF32)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,wgmma-64px,wgmma-4stage,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
+        --variants resident,streamed,streamed-3stage,XSEP_FWD_KERNEL=streamed+XSEP_FWD_STAGES=8,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
         --name gpu-compare-forward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
@@ -131,18 +131,19 @@ for stage in "${stages[@]}"; do
       ;;
     compare-forward)
       # The forward alone (bf16, TF32): the default kernels against the resident one and cuDNN.
-      step "compare: the default forward against the resident kernel and cuDNN (bf16, TF32)"
+      step "compare: the default forward against the resident and streamed kernels and cuDNN (bf16, TF32)"
       enough 60 || continue
       timed 240 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident --out "$OUT" --name gpu-compare-forward 2>&1 | grep -vE "row/s|^\s*$" | tail -50
+        --variants resident,streamed --out "$OUT" --name gpu-compare-forward 2>&1 | grep -vE "row/s|^\s*$" | tail -50
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     sanitizer-new)
-      step "compute-sanitizer on the newest kernels (wgmma forward and backward; halo forward, staged backward)"
+      step "compute-sanitizer on the newest kernels (wgmma and streamed forward, wgmma backward; halo forward, staged backward)"
       # The experimental kernels, forced (none is chosen automatically yet); the halo forward takes
       # channels_last inputs with channels in 16-byte vectors, the 3-stage resident forward the rest.
       for tool in memcheck racecheck; do
         for spec in "wgmma:XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma" \
+                    "streamed:XSEP_FWD_KERNEL=streamed XSEP_BWD_KERNEL=wgmma" \
                     "halo-staged:XSEP_FWD_KERNEL=halo XSEP_FWD_STAGES=3 XSEP_BWD_KERNEL=staged"; do
           IFS=: read -r name knobs <<< "$spec"
           enough 45 || break 2
@@ -185,7 +186,7 @@ for stage in "${stages[@]}"; do
       for n in 32 128; do
         enough 60 || break
         timed 300 python3 tools/forward_phases.py --shape "$n,728,19,19" \
-          --variants wgmma,wgmma-4wg,wgmma-64px,resident 2>&1 \
+          --variants wgmma,streamed,wgmma-4wg,resident 2>&1 \
           | tee -a "$OUT/forward-phases.log" | grep -E "dispatch|us per" || status=1
       done
       ;;

@@ -23,9 +23,10 @@ from xsep._extension import _C
 
 # The values each knob takes (anything else is ignored by the launchers, so it is refused here).
 KNOBS = {
-    "XSEP_FWD_KERNEL": ("resident", "tiled", "halo", "wgmma"),
+    "XSEP_FWD_KERNEL": ("resident", "tiled", "halo", "wgmma", "streamed"),
     "XSEP_FWD_PIXELS": ("64", "128"),
-    "XSEP_FWD_STAGES": tuple(str(s) for s in range(3, 17)),  # the resident kernel: 3; the wgmma one: 4..16
+    # the resident kernel: 3; the wgmma one: 4..16; the streamed one: 2..8
+    "XSEP_FWD_STAGES": tuple(str(s) for s in range(2, 17)),
     "XSEP_FWD_WARPGROUPS": ("2", "4"),  # the wgmma forward at 128 pixels (16-bit)
     "XSEP_BWD_KERNEL": ("first", "staged", "wgmma"),
     "XSEP_BWD_CHANNELS": ("64", "128"),

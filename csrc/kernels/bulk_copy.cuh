@@ -20,6 +20,7 @@ namespace xsep {
 #if defined(XSEP_HOST_EMULATION)
 void emulated_mbarrier_init(uint64_t* bar, int arrivals);
 void emulated_mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
+void emulated_mbarrier_arrive(uint64_t* bar);
 void emulated_mbarrier_wait_parity(uint64_t* bar, uint32_t parity);
 void emulated_bulk_copy_to_shared(void* dst, const void* src, uint32_t bytes, uint64_t* bar);
 #endif
@@ -48,6 +49,15 @@ __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_
 #elif defined(XSEP_WGMMA_DEVICE_CODE)
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(shared_address(bar)), "r"(bytes)
                : "memory");
+#endif
+}
+
+// One arrival (release: this thread's prior writes are seen by whoever waits for the phase).
+__device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+#if defined(XSEP_HOST_EMULATION)
+  emulated_mbarrier_arrive(bar);
+#elif defined(XSEP_WGMMA_DEVICE_CODE)
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(shared_address(bar)) : "memory");
 #endif
 }
 

@@ -1,17 +1,17 @@
-// Which forward kernel runs, and its launch: the resident kernel (32 pixels and all output channels
-// per CTA) where its shared memory fits, else the tiled kernel. Included by the per-dtype .cu files.
+// Which forward kernel runs, and its launch: on Hopper (sm_90a builds with CuTe) the wgmma kernel
+// (sepconv_fwd_wgmma_kernel.cuh) where it applies; elsewhere the resident kernel (32 pixels and all
+// output channels per CTA) where its shared memory fits, else the tiled kernel. Included by the
+// per-dtype .cu files.
 //
-// 32 pixels rather than 64: on the H100 (benchmarks/results/gpu-forward-bf16-resident*.md) 32 was
-// faster on most Xception layers at N=32 and 128 (up to 1.5x on 728-channel layers: three CTAs per
-// SM instead of one) and within 2% on the rest, and it fits intermediates twice as wide.
+// 32 pixels rather than 64 for the resident kernel: on the H100
+// (benchmarks/results/gpu-forward-bf16-resident*.md) 32 was faster on most Xception layers at N=32
+// and 128 (up to 1.5x on 728-channel layers: three CTAs per SM instead of one) and within 2% on the
+// rest, and it fits intermediates twice as wide.
 //
-// XSEP_FWD_KERNEL=resident | tiled forces a choice (resident only where it fits), for benchmarks
-// and tests; unset or auto: resident where it fits. XSEP_FWD_KERNEL=halo runs the experimental
-// halo kernel (sepconv_fwd_halo_kernel.cuh) where it applies, and XSEP_FWD_KERNEL=wgmma the
-// experimental Hopper kernel (sepconv_fwd_wgmma_kernel.cuh: sm_90a builds with CuTe), the usual
-// choice elsewhere.
-// XSEP_FWD_STAGES=3 and XSEP_FWD_PIXELS=64|128: the resident kernel with three weight chunks in
-// flight, or more pixels per CTA, for measurement.
+// XSEP_FWD_KERNEL=resident | tiled | halo | wgmma | streamed forces a choice where it applies, for
+// benchmarks and tests (halo: the experimental halo kernel, sepconv_fwd_halo_kernel.cuh; streamed:
+// the warp-specialised Hopper kernel, sepconv_fwd_streamed_kernel.cuh). XSEP_FWD_STAGES and
+// XSEP_FWD_PIXELS=64|128: ring depths and pixels per CTA, for measurement.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -27,11 +27,12 @@
 #include "sepconv_fwd_halo_kernel.cuh"
 #include "sepconv_fwd_kernel.cuh"
 #include "sepconv_fwd_resident_kernel.cuh"
+#include "sepconv_fwd_streamed.h"
 #include "sepconv_fwd_wgmma.h"
 
 namespace xsep {
 
-enum class FwdKernel { kResident, kTiled, kHalo, kWgmma };
+enum class FwdKernel { kResident, kTiled, kHalo, kWgmma, kStreamed };
 constexpr int kResidentPixels = 32;
 
 // Where the halo kernel can run: see sepconv_fwd_halo_kernel.cuh.
@@ -119,7 +120,10 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p, bool with_workspace 
   // The wgmma kernel where it applies (Hopper, sm_90a builds with CuTe): on an H200 it beat the
   // resident kernel on every Xception layer in bf16 and TF32 (benchmarks/results/gpu-checks.md).
   // XSEP_FWD_KERNEL=resident keeps the resident kernel.
+  // XSEP_FWD_KERNEL=streamed: the warp-specialised Hopper kernel (sepconv_fwd_streamed_kernel.cuh),
+  // not yet measured on a GPU, so never the default.
   if constexpr (kMath == Math::kTensorCore) {  // 16-bit, or fp32 on TF32
+    if (forced == "streamed" && with_workspace && streamed_forward_applies<T>(p)) return {FwdKernel::kStreamed, shape};
     if ((forced.empty() || forced == "wgmma") && with_workspace && wgmma_forward_applies<T>(p))
       return {FwdKernel::kWgmma, shape};
   }
@@ -174,11 +178,12 @@ int launch_forward_variant(const SepConvParams& p, cudaStream_t stream, ForwardC
   return launch_tiled<FwdTraits<T, kMath, kChannelsLast, KH, KW>>(p, stream);
 }
 
-// The wgmma kernel runs on tensor cores only (choose_forward_kernel never picks it for exact fp32).
+// The wgmma kernels run on tensor cores only (choose_forward_kernel never picks them for exact fp32).
 template <typename T, Math kMath>
-int launch_wgmma_if_tensor_cores(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
+int launch_wgmma_if_tensor_cores(const SepConvParams& p, cudaStream_t stream, FwdKernel kernel, WgmmaLaunch* launch) {
   if constexpr (kMath == Math::kTensorCore) {
-    return launch_wgmma_forward<T>(p, stream, launch);
+    return kernel == FwdKernel::kStreamed ? launch_streamed_forward<T>(p, stream, launch)
+                                          : launch_wgmma_forward<T>(p, stream, launch);
   } else {
     return static_cast<int>(cudaErrorNotSupported);
   }
@@ -189,7 +194,9 @@ int launch_wgmma_if_tensor_cores(const SepConvParams& p, cudaStream_t stream, Wg
 template <typename T, Math kMath>
 size_t forward_workspace_bytes(const SepConvParams& p) {
   if constexpr (kMath == Math::kTensorCore) {
-    if (choose_forward_kernel<T, kMath>(p).kernel == FwdKernel::kWgmma) return wgmma_forward_workspace_bytes<T>(p);
+    const FwdKernel kernel = choose_forward_kernel<T, kMath>(p).kernel;
+    if (kernel == FwdKernel::kWgmma) return wgmma_forward_workspace_bytes<T>(p);
+    if (kernel == FwdKernel::kStreamed) return streamed_forward_workspace_bytes<T>(p);
   }
   return 0;
 }
@@ -200,8 +207,8 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
   const ForwardChoice choice = choose_forward_kernel<T, kMath>(p, /*with_workspace=*/p.workspace != nullptr);
   int error, parts = 1;
   WgmmaLaunch wgmma;
-  if (choice.kernel == FwdKernel::kWgmma) {
-    error = launch_wgmma_if_tensor_cores<T, kMath>(p, stream, &wgmma);
+  if (choice.kernel == FwdKernel::kWgmma || choice.kernel == FwdKernel::kStreamed) {
+    error = launch_wgmma_if_tensor_cores<T, kMath>(p, stream, choice.kernel, &wgmma);
   } else if (p.channels_last) {
     error = k3x3 ? launch_forward_variant<T, kMath, true, 3, 3>(p, stream, choice, &parts)
                  : launch_forward_variant<T, kMath, true, 0, 0>(p, stream, choice, &parts);
@@ -214,7 +221,8 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
   const char* kernel = which == FwdKernel::kResident ? "resident"
                        : which == FwdKernel::kHalo   ? "halo"
                        : which == FwdKernel::kWgmma  ? "wgmma"
-                                                     : "tiled";
+                       : which == FwdKernel::kStreamed ? "streamed"
+                                                       : "tiled";
   char detail[64] = "";
   if (which == FwdKernel::kResident) {
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d)", choice.resident.pixels,
@@ -222,6 +230,8 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
   } else if (which == FwdKernel::kWgmma) {
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d%s)", wgmma.pixels, wgmma.stages,
              wgmma.parts, wgmma.warpgroups == 4 ? ", 4 warpgroups" : "");
+  } else if (which == FwdKernel::kStreamed) {
+    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, 128-channel tiles)", wgmma.pixels, wgmma.stages);
   }
   snprintf(name, sizeof(name), "forward %s %s %s %s %s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",

@@ -144,6 +144,26 @@ size_t wgmma_forward_workspace_bytes(const SepConvParams& p) {
   return static_cast<size_t>(wgmma_packed_weight_elements<WgmmaFwdTraits<T, 64>>(p.Cout, p.Cmid)) * sizeof(T);
 }
 
+// The grid of a grid-stride loop over `items` (256 threads a CTA, at most 8 CTAs per SM).
+inline unsigned grid_stride_blocks(int64_t items) {
+  int device = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((items + 255) / 256, static_cast<int64_t>(sms) * 8)));
+}
+
+// The pointwise weight packed as ring slots into `packed` (wgmma_packed_weight_elements): one pack
+// kernel per element type, since the slot's layout depends on neither the pixels nor the
+// warpgroups (the streamed kernel uses it too). Returns the launch's cudaError_t.
+template <class Traits>
+int launch_wgmma_weight_pack(const SepConvParams& p, typename Traits::T* packed, cudaStream_t stream) {
+  using PackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
+  static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the same ring slots");
+  const int64_t pieces = wgmma_packed_weight_elements<PackTraits>(p.Cout, p.Cmid) / PackTraits::kVec;
+  sepconv_fwd_wgmma_pack_kernel<PackTraits><<<grid_stride_blocks(pieces), 256, 0, stream>>>(p, packed);
+  return static_cast<int>(cudaGetLastError());
+}
+
 // The pack kernel, then the forward; p.workspace holds wgmma_forward_workspace_bytes.
 template <class Traits>
 int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t stream, WgmmaLaunch* launch) {
@@ -151,17 +171,8 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   launch->warpgroups = Traits::kWarpgroups;
   launch->stages = wgmma_stages<Traits>(p, smem_optin);
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
-  int device = 0, sms = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  // One pack kernel per element type: the slot's layout does not depend on the pixels or warpgroups.
-  using PackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
-  static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the same ring slots");
-  const int64_t pieces = wgmma_packed_weight_elements<PackTraits>(p.Cout, p.Cmid) / PackTraits::kVec;
-  const int64_t blocks = std::min<int64_t>((pieces + 255) / 256, static_cast<int64_t>(sms) * 8);
-  sepconv_fwd_wgmma_pack_kernel<PackTraits>
-      <<<static_cast<unsigned>(blocks), 256, 0, stream>>>(p, static_cast<typename Traits::T*>(p.workspace));
-  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
+  if (const int e = launch_wgmma_weight_pack<Traits>(p, static_cast<typename Traits::T*>(p.workspace), stream))
+    return e;
   return launch_pixel_tiles<Traits::BM, Traits::BN>(sepconv_fwd_wgmma_kernel<Traits>, Traits::kThreads,
                                                     WgmmaFwdLayout<Traits>::bytes(p.Cmid, launch->stages), p, stream,
                                                     &launch->parts, launch->stages);

@@ -244,6 +244,8 @@ inline void emulated_mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
   b.bytes_announced += bytes;
 }
 
+inline void emulated_mbarrier_arrive(uint64_t* bar) { emulated_mbarrier_arrive_expect_tx(bar, 0); }
+
 inline void emulated_bulk_copy_to_shared(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
   if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || reinterpret_cast<uintptr_t>(src) % 16 != 0 || bytes % 16 != 0)
     xsep_emulation::die("cp.async.bulk with an address or size not a multiple of 16 bytes");

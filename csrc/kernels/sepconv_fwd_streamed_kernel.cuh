@@ -1,0 +1,281 @@
+// The streamed forward on Hopper (wgmma, sm_90a): a warp-specialised CTA whose producer warps compute
+// the depthwise result Z one K chunk at a time into a ring of shared-memory slots while its consumer
+// warpgroups multiply the chunks already there by the pointwise weight. For channels_last 3x3 layers
+// with 16-byte aligned channels (every Xception layer) in fp16, bf16, and fp32 on TF32.
+//
+//   CTA: 128 output pixels x 128 output channels (one tile of the pointwise GEMM); 512 threads.
+//   Producers (threads 256..511, two warpgroups): for each chunk of BK channels (64 bytes of them),
+//     wait until its ring slot is free, start the bulk copy of the matching pointwise-weight chunk
+//     (one thread), compute the chunk's 128 x BK depthwise values (two pixels per thread, one
+//     16-byte group of channels: its 9 weights loaded once per chunk), store them in the
+//     64-byte-swizzled K-major layout wgmma reads, fence them for the async proxy, arrive.
+//   Consumers (threads 0..255, two warpgroups of 64 pixels x 128 channels): wait for the slot's
+//     chunk (the producers' 256 arrivals and the weight's bytes), one wgmma batch, release the
+//     slot of the batch before (retired by the wait that keeps one in flight); then bias, one
+//     rounding, and stores from the accumulators.
+//
+// Why: the resident wgmma kernel (sepconv_fwd_wgmma_kernel.cuh) computes all of Z before its first
+// MMA and keeps it in shared memory, so its depthwise phase and its GEMM never overlap, Z's 186 KB
+// (728 channels) leave one CTA of 8 warps per SM and 4-5 weight chunks in flight, and at N = 32 the
+// 91 pixel tiles of a 19x19 layer leave 41 of 132 SMs idle. Here the two phases run at once on
+// different warps (CUDA cores and load units against tensor cores), the ring needs 16 KB a slot,
+// and the grid has a CTA per pixel tile and output-channel tile. The price: each output-channel
+// tile recomputes Z (Cout / 128 times; ~9 FMA per value against 128 MMA FMA per value and tile).
+// Whether that trade wins is what the benchmark measures (XSEP_FWD_KERNEL=streamed).
+//
+// Depthwise arithmetic as the other kernels': fp32 products and sums in tap order, skipped taps in
+// the padding, rounded once to the storage type, then the intermediate activation, then (fp32) TF32.
+// The depthwise weight comes repacked ([16-byte group][tap][channel], the pack kernel below), so a
+// tap's weights for a thread's channels are one 16-byte load and each converts with one
+// instruction.
+//
+// Built only with CuTe's headers and only for sm_90a, like the resident wgmma kernel; the host
+// emulation (tests/cpp/streamed_fwd_emulation.cpp) runs it with stand-ins for wgmma, the mbarriers
+// and the bulk copies.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "bulk_copy.cuh"
+#include "cp_async.cuh"  // store_shared_16, XSEP_DYNAMIC_SHARED
+#include "element_types.cuh"
+#include "sepconv_fwd_pixels.cuh"
+#include "sepconv_fwd_wgmma_kernel.cuh"  // WgmmaFwdCute, the pointwise-weight pack, store_output_pair
+#include "sepconv_params.h"
+#include "wgmma_common.cuh"
+
+namespace xsep {
+
+template <typename T_>
+struct StreamedFwdTraits {
+  using T = T_;
+  using Operand = T_;
+  static constexpr int BM = 128;              // pixels per CTA: two consumer warpgroups of 64
+  static constexpr int BN = 128;              // output channels per CTA (the wgmma N)
+  static constexpr int BK = 64 / sizeof(T_);  // channels per chunk: one 64-byte swizzle row
+  static constexpr int kSplitN = 1;           // WgmmaFwdCute: consumer warpgroups along M only
+  static constexpr int kConsumerThreads = 256, kProducerThreads = 256;
+  static constexpr int kThreads = kConsumerThreads + kProducerThreads;
+  static constexpr int kMinStages = 2, kMaxStages = 8, kDefaultStages = 6;
+  static constexpr bool kChannelsLast = true;
+  static constexpr int kKH = 3, kKW = 3, kTaps = 9;
+  static constexpr int kVec = 16 / sizeof(T_);          // channels per 16-byte group
+  static constexpr int kGroupsPerChunk = BK / kVec;     // 4
+  static constexpr int kPixelStride = kProducerThreads / kGroupsPerChunk;  // 64: a producer's pixels
+  static constexpr int kPixelsPerProducer = BM / kPixelStride;            // 2
+  static constexpr int kZChunkBytes = BM * 64;
+  static constexpr int kWSlotBytes = BN * 64;
+  static_assert(kProducerThreads % kGroupsPerChunk == 0 && BM % kPixelStride == 0, "whole pixels per producer");
+};
+
+// Dynamic shared memory: [alignment slack][Z ring: stages chunks][weight ring: stages slots].
+template <class Traits>
+struct StreamedFwdLayout {
+  static constexpr int kAlign = 512;  // the 64-byte swizzle's pattern
+  static __host__ __device__ int kpad(int cmid) { return (cmid + Traits::BK - 1) / Traits::BK * Traits::BK; }
+  static __host__ __device__ size_t bytes(int stages) {
+    return kAlign + static_cast<size_t>(stages) * (Traits::kZChunkBytes + Traits::kWSlotBytes);
+  }
+};
+
+// The workspace: the pointwise weight packed as ring slots (sepconv_fwd_wgmma_pack_kernel of the
+// 64-pixel resident traits: the same BN x BK slots), then the depthwise weight repacked.
+template <class Traits>
+using StreamedPackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
+
+template <class Traits>
+__host__ __device__ inline int64_t streamed_dw_offset_elements(int cout, int cmid) {
+  return wgmma_packed_weight_elements<StreamedPackTraits<Traits>>(cout, cmid);  // a multiple of 16 bytes
+}
+template <class Traits>
+__host__ __device__ inline int64_t streamed_workspace_elements(int cout, int cmid) {
+  return streamed_dw_offset_elements<Traits>(cout, cmid) + static_cast<int64_t>(cmid) * Traits::kTaps;
+}
+
+// The depthwise weight ([Cmid][3][3], multiplier 1) as [Cmid / kVec groups][tap][kVec channels]:
+// element (group g, tap t, lane j) is the weight of channel g * kVec + j at tap t.
+template <class Traits>
+__global__ void sepconv_fwd_streamed_dw_pack_kernel(const SepConvParams p, typename Traits::T* packed) {
+#if defined(XSEP_WGMMA_DEVICE_CODE)
+  using T = typename Traits::T;
+  constexpr int kTaps = Traits::kTaps, kVec = Traits::kVec;
+  const T* __restrict__ w = static_cast<const T*>(p.dw_weight);
+  const int64_t total = static_cast<int64_t>(p.Cmid) * kTaps;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t g = i / (kTaps * kVec);
+    const int t = static_cast<int>(i / kVec % kTaps), j = static_cast<int>(i % kVec);
+    packed[i] = w[(g * kVec + j) * kTaps + t];
+  }
+#endif
+}
+
+// Element j of a 16-byte group as fp32, with one instruction for bf16 (its bits are fp32's top
+// half): the same value as to_float.
+template <typename T>
+__device__ __forceinline__ float group_element(const Vec16<T>& v, int j) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const uint32_t pair = j / 2 == 0 ? v.u.x : j / 2 == 1 ? v.u.y : j / 2 == 2 ? v.u.z : v.u.w;
+    return __uint_as_float(j % 2 == 0 ? pair << 16 : pair & 0xffff0000u);
+  }
+#endif
+  return to_float(v.v[j]);
+}
+
+#if defined(XSEP_WITH_CUTE)
+
+// stages: ring slots, kMinStages..kMaxStages (dynamic shared memory StreamedFwdLayout::bytes(stages)).
+// Grid: (output-channel tiles, pixel tiles). p.workspace: streamed_workspace_elements, packed.
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads, 1) sepconv_fwd_streamed_kernel(const SepConvParams p, const int stages) {
+#if defined(XSEP_WGMMA_DEVICE_CODE)
+  using namespace cute;
+  using Cute = WgmmaFwdCute<Traits>;
+  using Element = typename Cute::Element;
+  using T = typename Traits::T;
+  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kVec = Traits::kVec, kTaps = Traits::kTaps;
+  using Layout = StreamedFwdLayout<Traits>;
+  __shared__ FwdTapTable<BM, Traits::kKH, Traits::kKW> px;
+  __shared__ uint64_t full[Traits::kMaxStages];   // slot s holds its chunk: 256 producer arrivals + weight bytes
+  __shared__ uint64_t empty[Traits::kMaxStages];  // slot s is free: 256 consumer arrivals
+  XSEP_DYNAMIC_SHARED(smem_raw);
+  unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw);
+  Element* z = reinterpret_cast<Element*>(smem);
+  Element* w = reinterpret_cast<Element*>(smem + static_cast<size_t>(stages) * Traits::kZChunkBytes);
+  auto z_chunk = [&](int s) { return make_tensor(make_smem_ptr(z + s * BM * BK), typename Cute::ZChunkLayout{}); };
+  auto w_slot = [&](int s) { return make_tensor(make_smem_ptr(w + s * BN * BK), typename Cute::WSlotLayout{}); };
+  const int steps = Layout::kpad(p.Cmid) / BK;
+  const int tile = blockIdx.x, co0 = tile * BN;
+  const int64_t p0 = static_cast<int64_t>(blockIdx.y) * BM;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) {
+      mbarrier_init(&full[s], Traits::kProducerThreads + 1);  // + the weight copy's expect_tx
+      mbarrier_init(&empty[s], Traits::kConsumerThreads);
+    }
+  }
+  px.fill(p, p0);
+  __syncthreads();
+
+  if (threadIdx.x >= Traits::kConsumerThreads) {
+    // ---- producers --------------------------------------------------------------------------
+    const int pt = threadIdx.x - Traits::kConsumerThreads;
+    const int lane_group = pt % Traits::kGroupsPerChunk;  // the thread's 16-byte group within a chunk
+    const int m_first = pt / Traits::kGroupsPerChunk;
+    const T* __restrict__ x = static_cast<const T*>(p.x);
+    const T* workspace = static_cast<const T*>(p.workspace);
+    const T* packed_w = workspace + static_cast<int64_t>(tile) * steps * (BN * BK);
+    const uint4* __restrict__ packed_dw =
+        reinterpret_cast<const uint4*>(workspace + streamed_dw_offset_elements<Traits>(p.Cout, p.Cmid));
+    const int64_t row_step = static_cast<int64_t>(p.dh) * p.x_stride[2];
+    const int64_t col_step = static_cast<int64_t>(p.dw) * p.x_stride[3];
+    int slot = 0;
+    uint32_t phase = 1;  // empty[s]'s phase before the first: complete (every slot starts free)
+#pragma unroll 1
+    for (int g = 0; g < steps; ++g) {
+      mbarrier_wait_parity(&empty[slot], phase);
+      if (pt == 0) {
+        mbarrier_arrive_expect_tx(&full[slot], Traits::kWSlotBytes);
+        bulk_copy_to_shared(w + slot * BN * BK, packed_w + static_cast<int64_t>(g) * (BN * BK), Traits::kWSlotBytes,
+                            &full[slot]);
+      }
+      const int group = g * Traits::kGroupsPerChunk + lane_group, k0 = group * kVec;
+      const bool channels_live = k0 < p.Cmid;  // Cmid % kVec == 0: a group is wholly in or out
+      Vec16<T> wv[kTaps];
+      if (channels_live) {
+#pragma unroll
+        for (int t = 0; t < kTaps; ++t) wv[t].u = __ldg(packed_dw + static_cast<int64_t>(group) * kTaps + t);
+      }
+#pragma unroll 1
+      for (int i = 0; i < Traits::kPixelsPerProducer; ++i) {
+        const int m = m_first + i * Traits::kPixelStride;
+        float acc[kVec];
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
+        if (channels_live && px.reads_input(m)) {
+          const int64_t base = px.x_base[m] + k0;
+          Vec16<T> xv[kTaps];
+#pragma unroll
+          for (int t = 0; t < kTaps; ++t) {
+            const bool inside = px.tap_inside(p, m, t / Traits::kKW, t % Traits::kKW);
+            const int64_t off = base + (t / Traits::kKW) * row_step + (t % Traits::kKW) * col_step;
+            xv[t].u = __ldg(reinterpret_cast<const uint4*>(x + (inside ? off : 0)));
+          }
+#pragma unroll
+          for (int t = 0; t < kTaps; ++t) {
+            if (!px.tap_inside(p, m, t / Traits::kKW, t % Traits::kKW)) continue;  // nothing, even for an infinite weight
+#pragma unroll
+            for (int j = 0; j < kVec; ++j) acc[j] = fmaf(group_element(xv[t], j), group_element(wv[t], j), acc[j]);
+          }
+        }
+        Vec16<T> out;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          T v = from_float<T>(acc[j]);
+          if (p.activation != Activation::kNone) v = from_float<T>(activate(p.activation, to_float(v)));
+          if constexpr (std::is_same_v<T, float>) v = round_to_tf32(v);
+          out.v[j] = v;
+        }
+        // 16 bytes (kVec channels from a multiple of kVec) are contiguous in the swizzled layout.
+        store_shared_16(&z_chunk(slot)(m, lane_group * kVec), out.u);
+      }
+      fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma once the slot is full
+      mbarrier_arrive(&full[slot]);
+      if (++slot == stages) slot = 0, phase ^= 1;
+    }
+  } else {
+    // ---- consumers --------------------------------------------------------------------------
+    typename Cute::TiledMma mma;
+    ThrMMA thr_mma = mma.get_slice(threadIdx.x);
+    Tensor acc = partition_fragment_C(mma, Shape<Int<BM>, Int<BN>>{});  // fp32, (MMA, MMA_M, MMA_N)
+    clear(acc);
+    int slot = 0, previous = 0;
+    uint32_t phase = 0;
+#pragma unroll 1
+    for (int g = 0; g < steps; ++g) {
+      mbarrier_wait_parity(&full[slot], phase);
+      Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(slot)));  // (MMA, MMA_M, MMA_K)
+      Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(w_slot(slot)));   // (MMA, MMA_N, MMA_K)
+      warpgroup_fence_operand(acc);
+      wgmma_arrive();
+      gemm(mma, a_frag, b_frag, acc);
+      wgmma_commit();
+      wgmma_wait<1>();  // the batch of step g - 1 has read its slot: free it
+      warpgroup_fence_operand(acc);
+      if (g > 0) mbarrier_arrive(&empty[previous]);
+      previous = slot;
+      if (++slot == stages) slot = 0, phase ^= 1;
+    }
+    wgmma_wait<0>();
+    warpgroup_fence_operand(acc);
+
+    // Bias, one rounding, stores from registers (as the resident wgmma kernel's epilogue: a
+    // thread's accumulator rows are r and r + 8 of its warpgroup's 64).
+    Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
+    T* __restrict__ y = static_cast<T*>(p.y);
+    const T* __restrict__ bias = static_cast<const T*>(p.bias);
+    const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+    auto output_base = [&](int m) -> int64_t {
+      const int64_t pix = p0 + m;
+      return pix < pixels ? fwd_pixel_origin(p, pix).y_base : -1;
+    };
+    const int m0 = get<0>(coords(0));
+    const int64_t y_row0 = output_base(m0), y_row8 = output_base(m0 + 8);
+#pragma unroll
+    for (int i = 0; i < size(acc); i += 2) {
+      const int m = get<0>(coords(i)), co = co0 + get<1>(coords(i));
+      const int64_t y_base = m == m0 ? y_row0 : m == m0 + 8 ? y_row8 : output_base(m);
+      if (co >= p.Cout || y_base < 0) continue;  // Cout % kVec == 0: co + 1 is inside too
+      float v0 = acc(i), v1 = acc(i + 1);
+      if (bias != nullptr) v0 += to_float(__ldg(bias + co)), v1 += to_float(__ldg(bias + co + 1));
+      store_output_pair(y, y_base, co, v0, v1);
+    }
+  }
+#endif
+}
+
+#endif  // XSEP_WITH_CUTE
+
+}  // namespace xsep

@@ -1,0 +1,105 @@
+// Choice and launch of the streamed wgmma forward, included by sepconv_fwd_streamed_wgmma_*.cu.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+
+#include "kernel_knobs.h"
+#include "sepconv_fwd_streamed.h"
+#include "sepconv_fwd_streamed_kernel.cuh"
+#include "sepconv_fwd_wgmma_launch.cuh"  // launch_wgmma_weight_pack, grid_stride_blocks
+
+namespace xsep {
+
+#if defined(XSEP_WITH_CUTE)
+
+// Ring slots: kDefaultStages, or XSEP_FWD_STAGES=2..8 (for measurement).
+template <class Traits>
+int streamed_stages() {
+  const int asked = std::atoi(kernel_knob(KernelKnob::kFwdStages).c_str());
+  return asked >= Traits::kMinStages && asked <= Traits::kMaxStages ? asked : Traits::kDefaultStages;
+}
+
+// The kernel's static shared memory: its tap table and the slots' two barriers.
+template <class Traits>
+constexpr size_t streamed_static_bytes() {
+  return sizeof(FwdTapTable<Traits::BM, Traits::kKH, Traits::kKW>) + 2 * Traits::kMaxStages * sizeof(uint64_t);
+}
+
+template <typename T>
+bool streamed_forward_built() {
+  static std::atomic<int8_t> cache[64];
+  return once_per_device(cache, [] { return wgmma_body_built(sepconv_fwd_streamed_kernel<StreamedFwdTraits<T>>); });
+}
+
+template <typename T>
+bool streamed_forward_applies(const SepConvParams& p) {
+  using Traits = StreamedFwdTraits<T>;
+  int device = 0, smem_optin = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  // The pixel tiles are the grid's y (at most 65535 CTAs).
+  return p.channels_last && p.kh == 3 && p.kw == 3 && depthwise_vec_applies<Traits>(p) &&
+         output_vec_applies<Traits>(p) && reinterpret_cast<uintptr_t>(p.pw_weight) % 16 == 0 &&
+         (pixels + Traits::BM - 1) / Traits::BM <= 65535 &&
+         StreamedFwdLayout<Traits>::bytes(Traits::kMaxStages) + kernel_static_shared_bytes(streamed_static_bytes<Traits>()) <=
+             static_cast<size_t>(smem_optin) &&
+         streamed_forward_built<T>();
+}
+
+template <typename T>
+size_t streamed_forward_workspace_bytes(const SepConvParams& p) {
+  return static_cast<size_t>(streamed_workspace_elements<StreamedFwdTraits<T>>(p.Cout, p.Cmid)) * sizeof(T);
+}
+
+// Both pack kernels, then the forward over (output-channel tiles, pixel tiles): the CTAs of one
+// pixel tile are neighbours in the launch order, so its input rows are read from DRAM about once.
+template <typename T>
+int launch_streamed_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
+  using Traits = StreamedFwdTraits<T>;
+  launch->pixels = Traits::BM;
+  launch->warpgroups = Traits::kThreads / 128;
+  launch->stages = streamed_stages<Traits>();
+  launch->parts = 1;
+  if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
+  T* workspace = static_cast<T*>(p.workspace);
+  if (const int e = launch_wgmma_weight_pack<StreamedPackTraits<Traits>>(p, workspace, stream)) return e;
+  sepconv_fwd_streamed_dw_pack_kernel<Traits>
+      <<<grid_stride_blocks(static_cast<int64_t>(p.Cmid) * Traits::kTaps), 256, 0, stream>>>(
+          p, workspace + streamed_dw_offset_elements<Traits>(p.Cout, p.Cmid));
+  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
+  const auto kernel = sepconv_fwd_streamed_kernel<Traits>;
+  const size_t bytes = StreamedFwdLayout<Traits>::bytes(launch->stages);
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (err != cudaSuccess) return static_cast<int>(err);
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  const dim3 grid(static_cast<unsigned>((p.Cout + Traits::BN - 1) / Traits::BN),
+                  static_cast<unsigned>((pixels + Traits::BM - 1) / Traits::BM));
+  kernel<<<grid, Traits::kThreads, bytes, stream>>>(p, launch->stages);
+  return static_cast<int>(cudaGetLastError());
+}
+
+#else  // without CuTe there is no wgmma kernel: nothing applies
+
+template <typename T>
+bool streamed_forward_applies(const SepConvParams&) {
+  return false;
+}
+
+template <typename T>
+size_t streamed_forward_workspace_bytes(const SepConvParams&) {
+  return 0;
+}
+
+template <typename T>
+int launch_streamed_forward(const SepConvParams&, cudaStream_t, WgmmaLaunch*) {
+  return static_cast<int>(cudaErrorNotSupported);
+}
+
+#endif  // XSEP_WITH_CUTE
+
+}  // namespace xsep
