@@ -35,6 +35,15 @@ __device__ __forceinline__ void store_shared_16(void* dst, uint4 v) {
 #endif
 }
 
+// The same for a 4- or 8-byte value (V: uint32_t, uint2, float2).
+template <typename V>
+__device__ __forceinline__ void store_shared(void* dst, V v) {
+  *static_cast<V*>(dst) = v;
+#if defined(XSEP_HOST_EMULATION)
+  emulated_generic_shared_write(dst, static_cast<int>(sizeof(V)));
+#endif
+}
+
 // 16 bytes from src to dst (shared memory) when `valid`; else nothing is read (src may be any
 // valid address) and the 16 bytes are zero-filled.
 __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {

@@ -41,6 +41,7 @@
 #include "cp_async.cuh"  // store_shared_16, XSEP_DYNAMIC_SHARED
 #include "element_types.cuh"
 #include "sepconv_fwd_pixels.cuh"
+#include "sepconv_fwd_quad_depthwise.cuh"
 #include "sepconv_fwd_wgmma_kernel.cuh"  // WgmmaFwdCute, the pointwise-weight pack, store_output_pair
 #include "sepconv_params.h"
 #include "wgmma_common.cuh"
@@ -60,13 +61,15 @@ struct StreamedFwdTraits {
   static constexpr int kMinStages = 2, kMaxStages = 8, kDefaultStages = 6;
   static constexpr bool kChannelsLast = true;
   static constexpr int kKH = 3, kKW = 3, kTaps = 9;
-  static constexpr int kVec = 16 / sizeof(T_);          // channels per 16-byte group
-  static constexpr int kGroupsPerChunk = BK / kVec;     // 4
-  static constexpr int kPixelStride = kProducerThreads / kGroupsPerChunk;  // 64: a producer's pixels
-  static constexpr int kPixelsPerProducer = BM / kPixelStride;            // 2
+  static constexpr int kVec = 16 / sizeof(T_);  // channels per 16-byte vector (the channel-count rule)
+  // A producer's work item: a pair of channels of four neighbouring pixels
+  // (sepconv_fwd_quad_depthwise.cuh); a chunk has BK / 2 pairs x BM / 4 quads of them.
+  static constexpr int kPairsPerChunk = BK / 2;
+  static constexpr int kItemsPerProducer = kPairsPerChunk * (BM / kQuadPixels) / kProducerThreads;  // 2; TF32 1
   static constexpr int kZChunkBytes = BM * 64;
   static constexpr int kWSlotBytes = BN * 64;
-  static_assert(kProducerThreads % kGroupsPerChunk == 0 && BM % kPixelStride == 0, "whole pixels per producer");
+  static_assert(kProducerThreads % kPairsPerChunk == 0, "a producer keeps its channel pair in every chunk");
+  static_assert(kItemsPerProducer * kProducerThreads == kPairsPerChunk * (BM / kQuadPixels), "whole items");
 };
 
 // Dynamic shared memory: [alignment slack][Z ring: stages chunks][weight ring: stages slots].
@@ -80,48 +83,53 @@ struct StreamedFwdLayout {
 };
 
 // The workspace: the pointwise weight packed as ring slots (sepconv_fwd_wgmma_pack_kernel of the
-// 64-pixel resident traits: the same BN x BK slots), then the depthwise weight repacked.
+// 64-pixel resident traits: the same BN x BK slots), then the depthwise weight in fp32 as
+// [channel pair][tap][2] (sepconv_fwd_streamed_dw_pack_kernel).
 template <class Traits>
 using StreamedPackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
 
 template <class Traits>
-__host__ __device__ inline int64_t streamed_dw_offset_elements(int cout, int cmid) {
-  return wgmma_packed_weight_elements<StreamedPackTraits<Traits>>(cout, cmid);  // a multiple of 16 bytes
+__host__ __device__ inline size_t streamed_dw_offset_bytes(int cout, int cmid) {
+  return static_cast<size_t>(wgmma_packed_weight_elements<StreamedPackTraits<Traits>>(cout, cmid)) *
+         sizeof(typename Traits::T);  // a multiple of 16 bytes
 }
 template <class Traits>
-__host__ __device__ inline int64_t streamed_workspace_elements(int cout, int cmid) {
-  return streamed_dw_offset_elements<Traits>(cout, cmid) + static_cast<int64_t>(cmid) * Traits::kTaps;
+__host__ __device__ inline size_t streamed_workspace_bytes(int cout, int cmid) {
+  return streamed_dw_offset_bytes<Traits>(cout, cmid) + static_cast<size_t>(cmid) * Traits::kTaps * sizeof(float);
 }
 
-// The depthwise weight ([Cmid][3][3], multiplier 1) as [Cmid / kVec groups][tap][kVec channels]:
-// element (group g, tap t, lane j) is the weight of channel g * kVec + j at tap t.
+// The depthwise weight ([Cmid][3][3], multiplier 1, Cmid even) in fp32 as [Cmid / 2][tap][2]: a
+// tap's weights for a channel pair are one 8-byte load.
 template <class Traits>
-__global__ void sepconv_fwd_streamed_dw_pack_kernel(const SepConvParams p, typename Traits::T* packed) {
+__global__ void sepconv_fwd_streamed_dw_pack_kernel(const SepConvParams p, float* packed) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
   using T = typename Traits::T;
-  constexpr int kTaps = Traits::kTaps, kVec = Traits::kVec;
+  constexpr int kTaps = Traits::kTaps;
   const T* __restrict__ w = static_cast<const T*>(p.dw_weight);
   const int64_t total = static_cast<int64_t>(p.Cmid) * kTaps;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t g = i / (kTaps * kVec);
-    const int t = static_cast<int>(i / kVec % kTaps), j = static_cast<int>(i % kVec);
-    packed[i] = w[(g * kVec + j) * kTaps + t];
+    const int64_t pair = i / (2 * kTaps);
+    const int t = static_cast<int>(i / 2 % kTaps), j = static_cast<int>(i % 2);
+    packed[i] = to_float(w[(2 * pair + j) * kTaps + t]);
   }
 #endif
 }
 
-// Element j of a 16-byte group as fp32, with one instruction for bf16 (its bits are fp32's top
-// half): the same value as to_float.
+// v as Z stores it: rounded once to T, then the intermediate activation, then (fp32) TF32.
 template <typename T>
-__device__ __forceinline__ float group_element(const Vec16<T>& v, int j) {
-#if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    const uint32_t pair = j / 2 == 0 ? v.u.x : j / 2 == 1 ? v.u.y : j / 2 == 2 ? v.u.z : v.u.w;
-    return __uint_as_float(j % 2 == 0 ? pair << 16 : pair & 0xffff0000u);
-  }
-#endif
-  return to_float(v.v[j]);
+__device__ __forceinline__ T z_value(const SepConvParams& p, float v) {
+  T z = from_float<T>(v);
+  if (p.activation != Activation::kNone) z = from_float<T>(activate(p.activation, to_float(z)));
+  if constexpr (std::is_same_v<T, float>) z = round_to_tf32(z);
+  return z;
+}
+
+template <typename T>
+__device__ __forceinline__ ChannelPair<T> z_pair(const SepConvParams& p, float2 v) {
+  PairBits<T> out;
+  out.e[0] = z_value<T>(p, v.x), out.e[1] = z_value<T>(p, v.y);
+  return out.u;
 }
 
 #if defined(XSEP_WITH_CUTE)
@@ -161,16 +169,20 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) sepconv_fwd_streamed_kern
 
   if (threadIdx.x >= Traits::kConsumerThreads) {
     // ---- producers --------------------------------------------------------------------------
+    // Item i of this thread: channel pair `pair` of every chunk, quad quads[i] of the tile.
     const int pt = threadIdx.x - Traits::kConsumerThreads;
-    const int lane_group = pt % Traits::kGroupsPerChunk;  // the thread's 16-byte group within a chunk
-    const int m_first = pt / Traits::kGroupsPerChunk;
-    const T* __restrict__ x = static_cast<const T*>(p.x);
-    const T* workspace = static_cast<const T*>(p.workspace);
-    const T* packed_w = workspace + static_cast<int64_t>(tile) * steps * (BN * BK);
-    const uint4* __restrict__ packed_dw =
-        reinterpret_cast<const uint4*>(workspace + streamed_dw_offset_elements<Traits>(p.Cout, p.Cmid));
-    const int64_t row_step = static_cast<int64_t>(p.dh) * p.x_stride[2];
-    const int64_t col_step = static_cast<int64_t>(p.dw) * p.x_stride[3];
+    const int pair = pt % Traits::kPairsPerChunk;
+    int m0[Traits::kItemsPerProducer];
+    QuadWindow<T> quads[Traits::kItemsPerProducer];
+#pragma unroll
+    for (int i = 0; i < Traits::kItemsPerProducer; ++i) {
+      m0[i] = (pt + i * Traits::kProducerThreads) / Traits::kPairsPerChunk * kQuadPixels;
+      quads[i] = quad_window<T>(p, p0, m0[i]);
+    }
+    const unsigned char* workspace = static_cast<const unsigned char*>(p.workspace);
+    const T* packed_w = reinterpret_cast<const T*>(workspace) + static_cast<int64_t>(tile) * steps * (BN * BK);
+    const float2* __restrict__ packed_dw =
+        reinterpret_cast<const float2*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid));
     int slot = 0;
     uint32_t phase = 1;  // empty[s]'s phase before the first: complete (every slot starts free)
 #pragma unroll 1
@@ -181,45 +193,30 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) sepconv_fwd_streamed_kern
         bulk_copy_to_shared(w + slot * BN * BK, packed_w + static_cast<int64_t>(g) * (BN * BK), Traits::kWSlotBytes,
                             &full[slot]);
       }
-      const int group = g * Traits::kGroupsPerChunk + lane_group, k0 = group * kVec;
-      const bool channels_live = k0 < p.Cmid;  // Cmid % kVec == 0: a group is wholly in or out
-      Vec16<T> wv[kTaps];
-      if (channels_live) {
+      const int k = g * BK + 2 * pair;  // the pair's first channel
+      const bool live = k < p.Cmid;     // Cmid even: a pair is wholly in or out
+      float2 wk[kTaps];
 #pragma unroll
-        for (int t = 0; t < kTaps; ++t) wv[t].u = __ldg(packed_dw + static_cast<int64_t>(group) * kTaps + t);
-      }
-#pragma unroll 1
-      for (int i = 0; i < Traits::kPixelsPerProducer; ++i) {
-        const int m = m_first + i * Traits::kPixelStride;
-        float acc[kVec];
+      for (int t = 0; t < kTaps; ++t) wk[t] = live ? __ldg(packed_dw + static_cast<int64_t>(k / 2) * kTaps + t) : float2{};
+      // Every item's window loads first (all in flight at once), then the arithmetic.
+      ChannelPair<T> window[Traits::kItemsPerProducer][3][kQuadCols];
 #pragma unroll
-        for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
-        if (channels_live && px.reads_input(m)) {
-          const int64_t base = px.x_base[m] + k0;
-          Vec16<T> xv[kTaps];
+      for (int i = 0; i < Traits::kItemsPerProducer; ++i)
+        if (live && quads[i].window) load_quad_window(p, quads[i], k, window[i]);
 #pragma unroll
-          for (int t = 0; t < kTaps; ++t) {
-            const bool inside = px.tap_inside(p, m, t / Traits::kKW, t % Traits::kKW);
-            const int64_t off = base + (t / Traits::kKW) * row_step + (t % Traits::kKW) * col_step;
-            xv[t].u = __ldg(reinterpret_cast<const uint4*>(x + (inside ? off : 0)));
-          }
+      for (int i = 0; i < Traits::kItemsPerProducer; ++i) {
+        float2 out[kQuadPixels];
+        if (live && quads[i].window) {
+          quad_window_sums<T>(window[i], wk, out);
+        } else if (live) {
+          quad_pixel_sums<T>(p, px, m0[i], k, wk, out);
+        } else {
 #pragma unroll
-          for (int t = 0; t < kTaps; ++t) {
-            if (!px.tap_inside(p, m, t / Traits::kKW, t % Traits::kKW)) continue;  // nothing, even for an infinite weight
-#pragma unroll
-            for (int j = 0; j < kVec; ++j) acc[j] = fmaf(group_element(xv[t], j), group_element(wv[t], j), acc[j]);
-          }
+          for (int r = 0; r < kQuadPixels; ++r) out[r] = make_float2(0.f, 0.f);
         }
-        Vec16<T> out;
+        // Pixels past the last and channels past Cmid store zeros (the weight's padding is zero too).
 #pragma unroll
-        for (int j = 0; j < kVec; ++j) {
-          T v = from_float<T>(acc[j]);
-          if (p.activation != Activation::kNone) v = from_float<T>(activate(p.activation, to_float(v)));
-          if constexpr (std::is_same_v<T, float>) v = round_to_tf32(v);
-          out.v[j] = v;
-        }
-        // 16 bytes (kVec channels from a multiple of kVec) are contiguous in the swizzled layout.
-        store_shared_16(&z_chunk(slot)(m, lane_group * kVec), out.u);
+        for (int r = 0; r < kQuadPixels; ++r) store_shared(&z_chunk(slot)(m0[i] + r, 2 * pair), z_pair<T>(p, out[r]));
       }
       fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma once the slot is full
       mbarrier_arrive(&full[slot]);

@@ -53,7 +53,7 @@ bool streamed_forward_applies(const SepConvParams& p) {
 
 template <typename T>
 size_t streamed_forward_workspace_bytes(const SepConvParams& p) {
-  return static_cast<size_t>(streamed_workspace_elements<StreamedFwdTraits<T>>(p.Cout, p.Cmid)) * sizeof(T);
+  return streamed_workspace_bytes<StreamedFwdTraits<T>>(p.Cout, p.Cmid);
 }
 
 // Both pack kernels, then the forward over (output-channel tiles, pixel tiles): the CTAs of one
@@ -66,11 +66,12 @@ int launch_streamed_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLa
   launch->stages = streamed_stages<Traits>();
   launch->parts = 1;
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
-  T* workspace = static_cast<T*>(p.workspace);
-  if (const int e = launch_wgmma_weight_pack<StreamedPackTraits<Traits>>(p, workspace, stream)) return e;
+  unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
+  if (const int e = launch_wgmma_weight_pack<StreamedPackTraits<Traits>>(p, reinterpret_cast<T*>(workspace), stream))
+    return e;
   sepconv_fwd_streamed_dw_pack_kernel<Traits>
       <<<grid_stride_blocks(static_cast<int64_t>(p.Cmid) * Traits::kTaps), 256, 0, stream>>>(
-          p, workspace + streamed_dw_offset_elements<Traits>(p.Cout, p.Cmid));
+          p, reinterpret_cast<float*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
   const auto kernel = sepconv_fwd_streamed_kernel<Traits>;
   const size_t bytes = StreamedFwdLayout<Traits>::bytes(launch->stages);

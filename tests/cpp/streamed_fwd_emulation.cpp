@@ -45,9 +45,11 @@ bool run_case(const Case& c, int stages, std::mt19937& rng, double tol) {
     xsep_emulation::die("a case the streamed launcher would not take");
 
   // The workspace as the launcher fills it: both pack kernels, on small grids (their stride loops).
-  std::vector<T> workspace(xsep::streamed_workspace_elements<Traits>(p.Cout, p.Cmid));
-  xsep_emulation::run_grid(dim3(3), 64, [&] { xsep::sepconv_fwd_wgmma_pack_kernel<PackTraits>(p, workspace.data()); });
-  T* dw = workspace.data() + xsep::streamed_dw_offset_elements<Traits>(p.Cout, p.Cmid);
+  std::vector<uint4> workspace((xsep::streamed_workspace_bytes<Traits>(p.Cout, p.Cmid) + 15) / 16);
+  auto* bytes = reinterpret_cast<unsigned char*>(workspace.data());
+  xsep_emulation::run_grid(dim3(3), 64,
+                           [&] { xsep::sepconv_fwd_wgmma_pack_kernel<PackTraits>(p, reinterpret_cast<T*>(bytes)); });
+  auto* dw = reinterpret_cast<float*>(bytes + xsep::streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid));
   xsep_emulation::run_grid(dim3(2), 32, [&] { xsep::sepconv_fwd_streamed_dw_pack_kernel<Traits>(p, dw); });
   p.workspace = workspace.data();
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
