@@ -226,6 +226,8 @@ def test_every_forward_kernel_matches_reference(variant):
         stages = "2" if variant == "streamed-2stage" else "6"
         assert re.search(rf"bfloat16 mma channels_last 3x3 streamed \(128 pixels, {stages} stages", result.stderr)
         assert re.search(r"float32 tf32-mma channels_last 3x3 streamed \(128 pixels", result.stderr)
+        # Cout 728 and 1024 in tiles of 192 (4 and 6 instead of 6 and 8), the others of 128.
+        assert "192-channel tiles" in result.stderr and "128-channel tiles" in result.stderr
     if variant == "wgmma-4stage":
         stage_counts = set(re.findall(r"wgmma \(\d+ pixels, (\d+) stages", result.stderr))
         assert stage_counts == {"4"}, f"4 stages asked, the log says {stage_counts}"

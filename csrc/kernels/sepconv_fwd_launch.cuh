@@ -231,7 +231,8 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d%s)", wgmma.pixels, wgmma.stages,
              wgmma.parts, wgmma.warpgroups == 4 ? ", 4 warpgroups" : "");
   } else if (which == FwdKernel::kStreamed) {
-    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, 128-channel tiles)", wgmma.pixels, wgmma.stages);
+    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, %d-channel tiles)", wgmma.pixels, wgmma.stages,
+             wgmma.tile_channels);
   }
   snprintf(name, sizeof(name), "forward %s %s %s %s %s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",

@@ -3,13 +3,14 @@
 // warpgroups multiply the chunks already there by the pointwise weight. For channels_last 3x3 layers
 // with 16-byte aligned channels (every Xception layer) in fp16, bf16, and fp32 on TF32.
 //
-//   CTA: 128 output pixels x 128 output channels (one tile of the pointwise GEMM); 512 threads.
+//   CTA: 128 output pixels x 128 or 192 output channels (one tile of the pointwise GEMM); 512
+//   threads.
 //   Producers (threads 256..511, two warpgroups): for each chunk of BK channels (64 bytes of them),
 //     wait until its ring slot is free, start the bulk copy of the matching pointwise-weight chunk
 //     (one thread), compute the chunk's 128 x BK depthwise values (two pixels per thread, one
 //     16-byte group of channels: its 9 weights loaded once per chunk), store them in the
 //     64-byte-swizzled K-major layout wgmma reads, fence them for the async proxy, arrive.
-//   Consumers (threads 0..255, two warpgroups of 64 pixels x 128 channels): wait for the slot's
+//   Consumers (threads 0..255, two warpgroups of 64 pixels x BN channels): wait for the slot's
 //     chunk (the producers' 256 arrivals and the weight's bytes), one wgmma batch, release the
 //     slot of the batch before (retired by the wait that keeps one in flight); then bias, one
 //     rounding, and stores from the accumulators.
@@ -48,12 +49,15 @@
 
 namespace xsep {
 
-template <typename T_>
+// BN_: output channels per CTA (the wgmma N), 128 or 192: 192 recomputes Z fewer times where Cout
+// needs fewer tiles of it (728: 4 instead of 6), and its 96 accumulators a thread still fit the
+// 128 registers 512 threads leave.
+template <typename T_, int BN_ = 128>
 struct StreamedFwdTraits {
   using T = T_;
   using Operand = T_;
   static constexpr int BM = 128;              // pixels per CTA: two consumer warpgroups of 64
-  static constexpr int BN = 128;              // output channels per CTA (the wgmma N)
+  static constexpr int BN = BN_;
   static constexpr int BK = 64 / sizeof(T_);  // channels per chunk: one 64-byte swizzle row
   static constexpr int kSplitN = 1;           // WgmmaFwdCute: consumer warpgroups along M only
   static constexpr int kConsumerThreads = 256, kProducerThreads = 256;
@@ -82,15 +86,12 @@ struct StreamedFwdLayout {
   }
 };
 
-// The workspace: the pointwise weight packed as ring slots (sepconv_fwd_wgmma_pack_kernel of the
-// 64-pixel resident traits: the same BN x BK slots), then the depthwise weight in fp32 as
-// [channel pair][tap][2] (sepconv_fwd_streamed_dw_pack_kernel).
-template <class Traits>
-using StreamedPackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
-
+// The workspace: the pointwise weight packed as ring slots of BN x BK (sepconv_fwd_wgmma_pack_kernel
+// with these traits), then the depthwise weight in fp32 as [channel pair][tap][2]
+// (sepconv_fwd_streamed_dw_pack_kernel).
 template <class Traits>
 __host__ __device__ inline size_t streamed_dw_offset_bytes(int cout, int cmid) {
-  return static_cast<size_t>(wgmma_packed_weight_elements<StreamedPackTraits<Traits>>(cout, cmid)) *
+  return static_cast<size_t>(wgmma_packed_weight_elements<Traits>(cout, cmid)) *
          sizeof(typename Traits::T);  // a multiple of 16 bytes
 }
 template <class Traits>

@@ -29,15 +29,22 @@ constexpr size_t streamed_static_bytes() {
   return sizeof(FwdTapTable<Traits::BM, Traits::kKH, Traits::kKW>) + 2 * Traits::kMaxStages * sizeof(uint64_t);
 }
 
+// Output channels per CTA: 192 where it takes fewer tiles than 128 (each tile recomputes Z), e.g.
+// 4 instead of 6 at 728, 11 instead of 16 at 2048; else 128.
+inline int streamed_tile_channels(int cout) { return (cout + 191) / 192 < (cout + 127) / 128 ? 192 : 128; }
+
 template <typename T>
 bool streamed_forward_built() {
   static std::atomic<int8_t> cache[64];
-  return once_per_device(cache, [] { return wgmma_body_built(sepconv_fwd_streamed_kernel<StreamedFwdTraits<T>>); });
+  return once_per_device(cache, [] {
+    return wgmma_body_built(sepconv_fwd_streamed_kernel<StreamedFwdTraits<T, 128>>) &&
+           wgmma_body_built(sepconv_fwd_streamed_kernel<StreamedFwdTraits<T, 192>>);
+  });
 }
 
 template <typename T>
 bool streamed_forward_applies(const SepConvParams& p) {
-  using Traits = StreamedFwdTraits<T>;
+  using Traits = StreamedFwdTraits<T, 192>;  // the larger shared memory of the two
   int device = 0, smem_optin = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return false;
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
@@ -53,22 +60,23 @@ bool streamed_forward_applies(const SepConvParams& p) {
 
 template <typename T>
 size_t streamed_forward_workspace_bytes(const SepConvParams& p) {
-  return streamed_workspace_bytes<StreamedFwdTraits<T>>(p.Cout, p.Cmid);
+  return streamed_tile_channels(p.Cout) == 192 ? streamed_workspace_bytes<StreamedFwdTraits<T, 192>>(p.Cout, p.Cmid)
+                                               : streamed_workspace_bytes<StreamedFwdTraits<T, 128>>(p.Cout, p.Cmid);
 }
 
 // Both pack kernels, then the forward over (output-channel tiles, pixel tiles): the CTAs of one
 // pixel tile are neighbours in the launch order, so its input rows are read from DRAM about once.
-template <typename T>
-int launch_streamed_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
-  using Traits = StreamedFwdTraits<T>;
+template <class Traits>
+int launch_streamed_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
+  using T = typename Traits::T;
   launch->pixels = Traits::BM;
   launch->warpgroups = Traits::kThreads / 128;
   launch->stages = streamed_stages<Traits>();
   launch->parts = 1;
+  launch->tile_channels = Traits::BN;
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
   unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
-  if (const int e = launch_wgmma_weight_pack<StreamedPackTraits<Traits>>(p, reinterpret_cast<T*>(workspace), stream))
-    return e;
+  if (const int e = launch_wgmma_weight_pack<Traits>(p, reinterpret_cast<T*>(workspace), stream)) return e;
   sepconv_fwd_streamed_dw_pack_kernel<Traits>
       <<<grid_stride_blocks(static_cast<int64_t>(p.Cmid) * Traits::kTaps), 256, 0, stream>>>(
           p, reinterpret_cast<float*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
@@ -82,6 +90,12 @@ int launch_streamed_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLa
                   static_cast<unsigned>((pixels + Traits::BM - 1) / Traits::BM));
   kernel<<<grid, Traits::kThreads, bytes, stream>>>(p, launch->stages);
   return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T>
+int launch_streamed_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
+  if (streamed_tile_channels(p.Cout) == 192) return launch_streamed_traits<StreamedFwdTraits<T, 192>>(p, stream, launch);
+  return launch_streamed_traits<StreamedFwdTraits<T, 128>>(p, stream, launch);
 }
 
 #else  // without CuTe there is no wgmma kernel: nothing applies

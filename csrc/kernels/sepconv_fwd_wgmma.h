@@ -18,6 +18,7 @@ struct WgmmaLaunch {
   int parts = 1;
   int stages = 0;
   int warpgroups = 0;
+  int tile_channels = 0;  // the streamed kernel's output channels per CTA
 };
 
 // True where the wgmma kernel was built for this device (sm_90a code, CuTe present at build time)

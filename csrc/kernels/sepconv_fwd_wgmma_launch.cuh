@@ -152,13 +152,11 @@ inline unsigned grid_stride_blocks(int64_t items) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((items + 255) / 256, static_cast<int64_t>(sms) * 8)));
 }
 
-// The pointwise weight packed as ring slots into `packed` (wgmma_packed_weight_elements): one pack
-// kernel per element type, since the slot's layout depends on neither the pixels nor the
-// warpgroups (the streamed kernel uses it too). Returns the launch's cudaError_t.
-template <class Traits>
-int launch_wgmma_weight_pack(const SepConvParams& p, typename Traits::T* packed, cudaStream_t stream) {
-  using PackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
-  static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the same ring slots");
+// The pointwise weight packed as PackTraits' ring slots (BN x BK) into `packed`
+// (wgmma_packed_weight_elements<PackTraits>); the streamed kernel uses it too. Returns the launch's
+// cudaError_t.
+template <class PackTraits>
+int launch_wgmma_weight_pack(const SepConvParams& p, typename PackTraits::T* packed, cudaStream_t stream) {
   const int64_t pieces = wgmma_packed_weight_elements<PackTraits>(p.Cout, p.Cmid) / PackTraits::kVec;
   sepconv_fwd_wgmma_pack_kernel<PackTraits><<<grid_stride_blocks(pieces), 256, 0, stream>>>(p, packed);
   return static_cast<int>(cudaGetLastError());
@@ -171,7 +169,10 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   launch->warpgroups = Traits::kWarpgroups;
   launch->stages = wgmma_stages<Traits>(p, smem_optin);
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
-  if (const int e = launch_wgmma_weight_pack<Traits>(p, static_cast<typename Traits::T*>(p.workspace), stream))
+  // One pack kernel per element type: the slot's layout depends on neither the pixels nor the warpgroups.
+  using PackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
+  static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the same ring slots");
+  if (const int e = launch_wgmma_weight_pack<PackTraits>(p, static_cast<typename Traits::T*>(p.workspace), stream))
     return e;
   return launch_pixel_tiles<Traits::BM, Traits::BN>(sepconv_fwd_wgmma_kernel<Traits>, Traits::kThreads,
                                                     WgmmaFwdLayout<Traits>::bytes(p.Cmid, launch->stages), p, stream,

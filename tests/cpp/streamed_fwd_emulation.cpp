@@ -2,7 +2,7 @@
 // the depthwise chunks into a ring while consumer warpgroups multiply them) run on the host through
 // tests/cpp/cuda_host_emulation.h and the warpgroup-MMA stand-in of tests/cpp/wgmma_emulation.h,
 // against a direct fp64 forward of the same (rounded) inputs; the output is poisoned with NaN first,
-// so an unwritten element fails. fp16, bf16 and fp32 on TF32; rings of 2 (every chunk waits for its
+// so an unwritten element fails. fp16, bf16 and fp32 on TF32, 128 and 192 output channels per CTA; rings of 2 (every chunk waits for its
 // slot to be freed) to 8 slots, more chunks than slots and fewer; partial pixel and channel tiles,
 // Cout of one tile plus 8, stride 2 with asymmetric padding, dilation, padding wider than the window,
 // ELU between the convolutions. Each thread of a CTA is a std::thread, so producers and consumers
@@ -33,10 +33,9 @@ const char* mode_name() {
   return std::is_same_v<T, __half> ? "fp16" : std::is_same_v<T, float> ? "tf32" : "bf16";
 }
 
-template <typename T>
+template <typename T, int BN = 128>
 bool run_case(const Case& c, int stages, std::mt19937& rng, double tol) {
-  using Traits = xsep::StreamedFwdTraits<T>;
-  using PackTraits = xsep::StreamedPackTraits<Traits>;
+  using Traits = xsep::StreamedFwdTraits<T, BN>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
   xsep::SepConvParams& p = call.p;
@@ -48,7 +47,7 @@ bool run_case(const Case& c, int stages, std::mt19937& rng, double tol) {
   std::vector<uint4> workspace((xsep::streamed_workspace_bytes<Traits>(p.Cout, p.Cmid) + 15) / 16);
   auto* bytes = reinterpret_cast<unsigned char*>(workspace.data());
   xsep_emulation::run_grid(dim3(3), 64,
-                           [&] { xsep::sepconv_fwd_wgmma_pack_kernel<PackTraits>(p, reinterpret_cast<T*>(bytes)); });
+                           [&] { xsep::sepconv_fwd_wgmma_pack_kernel<Traits>(p, reinterpret_cast<T*>(bytes)); });
   auto* dw = reinterpret_cast<float*>(bytes + xsep::streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid));
   xsep_emulation::run_grid(dim3(2), 32, [&] { xsep::sepconv_fwd_streamed_dw_pack_kernel<Traits>(p, dw); });
   p.workspace = workspace.data();
@@ -62,8 +61,8 @@ bool run_case(const Case& c, int stages, std::mt19937& rng, double tol) {
   bool unwritten = false;
   const double worst = call.error(&unwritten);
   const bool ok = !unwritten && worst <= tol;
-  std::printf("%s streamed stages %d %-14s %s relative error %.2e%s\n", ok ? "ok    " : "FAILED", stages, c.name,
-              mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
+  std::printf("%s streamed-%d stages %d %-14s %s relative error %.2e%s\n", ok ? "ok    " : "FAILED", BN, stages,
+              c.name, mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
   return ok;
 }
 
@@ -74,7 +73,7 @@ int main() {
       {"partial", 2, 40, 7, 9, 24, 1, 1, 1, 1, 1, 1, Activation::kNone},          // 126 pixels, 40 of 64 channels
       {"s2_asymmetric", 1, 16, 17, 23, 136, 2, 1, 0, 1, 0, 1, Activation::kNone},  // Cout one tile + 8
       {"d2_elu", 1, 24, 12, 13, 40, 1, 2, 2, 2, 2, 2, Activation::kElu},
-      {"deep", 1, 200, 6, 7, 264, 1, 1, 1, 1, 1, 1, Activation::kNone},  // 7 chunks, 3 Cout tiles
+      {"deep", 1, 200, 6, 7, 264, 1, 1, 1, 1, 1, 1, Activation::kNone},  // 7 chunks, 3 (2) Cout tiles
       // Padding of 3: the outer output rows and columns read nothing but padding (no tap bits).
       {"wide_padding", 1, 16, 5, 6, 24, 1, 1, 3, 2, 3, 3, Activation::kElu},
       {"two_tiles", 1, 72, 13, 11, 32, 1, 1, 1, 1, 1, 1, Activation::kNone},  // 143 pixels: a second, partial tile
@@ -87,7 +86,10 @@ int main() {
     failed += !run_case<__nv_bfloat16>(c, 3, rng, 3e-2);
     failed += !run_case<__nv_bfloat16>(c, 8, rng, 3e-2);
     failed += !run_case<float>(c, 5, rng, 5e-3);  // TF32
-    count += 4;
+    // 192 output channels per CTA: Cout below one tile, one tile + 8 past 128, two tiles.
+    failed += !run_case<__nv_bfloat16, 192>(c, 4, rng, 3e-2);
+    failed += !run_case<float, 192>(c, 2, rng, 5e-3);
+    count += 6;
   }
   std::printf("%d runs, %d failed\n", count, failed);
   return failed == 0 ? 0 : 1;
