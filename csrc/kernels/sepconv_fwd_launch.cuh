@@ -218,9 +218,9 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
   }
   static thread_local char name[160];
   const FwdKernel which = choice.kernel;
-  const char* kernel = which == FwdKernel::kResident ? "resident"
-                       : which == FwdKernel::kHalo   ? "halo"
-                       : which == FwdKernel::kWgmma  ? "wgmma"
+  const char* kernel = which == FwdKernel::kResident   ? "resident"
+                       : which == FwdKernel::kHalo     ? "halo"
+                       : which == FwdKernel::kWgmma    ? "wgmma"
                        : which == FwdKernel::kStreamed ? "streamed"
                                                        : "tiled";
   char detail[64] = "";

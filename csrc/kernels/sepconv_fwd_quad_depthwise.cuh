@@ -1,5 +1,7 @@
-// The streamed forward's depthwise work item (sepconv_fwd_streamed_kernel.cuh): one pair of
-// neighbouring channels of four neighbouring output pixels, for one K chunk.
+// The Hopper forwards' depthwise phase (sepconv_fwd_wgmma_kernel.cuh, sepconv_fwd_streamed_kernel.cuh):
+// Z of a tile of output pixels, one K chunk at a time, in work items of one pair of neighbouring
+// channels of four neighbouring output pixels (QuadDepthwise: a thread's items, the same in every
+// chunk).
 //
 // Where the four pixels lie on one output row and the layer has stride 1 and dilation 1 along the
 // row (every Xception separable conv), they read a 3 x 6 window of input pixels: 18 loads of the
@@ -17,9 +19,11 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "activation.h"
 #include "element_types.cuh"
 #include "sepconv_fwd_pixels.cuh"
 #include "sepconv_params.h"
+#include "wgmma_common.cuh"  // round_to_tf32
 
 namespace xsep {
 
@@ -56,7 +60,8 @@ __device__ __forceinline__ float2 pair_to_float2(ChannelPair<T> v) {
     return v;
   } else {
 #if defined(__CUDA_ARCH__)
-    if constexpr (std::is_same_v<T, __nv_bfloat16>) return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+    if constexpr (std::is_same_v<T, __nv_bfloat16>)
+      return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
 #endif
     PairBits<T> bits;
     bits.u = v;
@@ -165,5 +170,92 @@ __device__ __forceinline__ void quad_pixel_sums(const SepConvParams& p, const Ta
     }
   }
 }
+
+// The depthwise weight ([Cmid][3][3], multiplier 1, Cmid even) in fp32 as [Cmid / 2][tap][2]: a
+// tap's weights for a channel pair are one 8-byte load. Cmid * 9 floats.
+template <typename T>
+__global__ void sepconv_fwd_dw_pairs_pack_kernel(const SepConvParams p, float* packed) {
+  const T* __restrict__ w = static_cast<const T*>(p.dw_weight);
+  const int64_t total = static_cast<int64_t>(p.Cmid) * 9;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t pair = i / 18;
+    const int t = static_cast<int>(i / 2 % 9), j = static_cast<int>(i % 2);
+    packed[i] = to_float(w[(2 * pair + j) * 9 + t]);
+  }
+}
+
+#if defined(XSEP_WITH_CUTE)
+// v as Z stores it: rounded once to T, then the intermediate activation, then (fp32) TF32.
+template <typename T>
+__device__ __forceinline__ T z_value(const SepConvParams& p, float v) {
+  T z = from_float<T>(v);
+  if (p.activation != Activation::kNone) z = from_float<T>(activate(p.activation, to_float(z)));
+  if constexpr (std::is_same_v<T, float>) z = round_to_tf32(z);
+  return z;
+}
+
+template <typename T>
+__device__ __forceinline__ ChannelPair<T> z_pair(const SepConvParams& p, float2 v) {
+  PairBits<T> out;
+  out.e[0] = z_value<T>(p, v.x), out.e[1] = z_value<T>(p, v.y);
+  return out.u;
+}
+
+// A thread's share of Z for a tile of BM output pixels (from pixel p0), chunk by chunk of BK
+// channels, among kThreads threads (thread t of them): kItems (pair, quad) items a chunk, the same
+// channel pair and quads in every chunk. packed_dw: sepconv_fwd_dw_pairs_pack_kernel's weights.
+template <typename T, int BM, int BK, int kThreads>
+struct QuadDepthwise {
+  static constexpr int kPairs = BK / 2;
+  static constexpr int kItems = kPairs * (BM / kQuadPixels) / kThreads;
+  static_assert(kThreads % kPairs == 0, "a thread keeps its channel pair in every chunk");
+  static_assert(kItems >= 1 && kItems * kThreads == kPairs * (BM / kQuadPixels), "whole items a thread");
+  int pair;
+  int m0[kItems];
+  QuadWindow<T> quads[kItems];
+  const float2* packed_dw;
+
+  __device__ __forceinline__ QuadDepthwise(const SepConvParams& p, int64_t p0, int t, const float2* dw)
+      : pair(t % kPairs), packed_dw(dw) {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      m0[i] = (t + i * kThreads) / kPairs * kQuadPixels;
+      quads[i] = quad_window<T>(p, p0, m0[i]);
+    }
+  }
+
+  // Z of chunk g (channels g * BK ..): store(m, kk, bits) for each of the thread's pixels m, with
+  // kk the pair's first channel within the chunk; zero past the last pixel and past Cmid (the
+  // pointwise weight's padding is zero too). px: the tile's tap table (the per-pixel path).
+  template <class TapTable, class Store>
+  __device__ __forceinline__ void chunk(const SepConvParams& p, const TapTable& px, int g, Store&& store) const {
+    const int k = g * BK + 2 * pair;  // the pair's first channel
+    const bool live = k < p.Cmid;     // Cmid even: a pair is wholly in or out
+    float2 w[9];
+#pragma unroll
+    for (int t = 0; t < 9; ++t) w[t] = live ? __ldg(packed_dw + static_cast<int64_t>(k / 2) * 9 + t) : float2{};
+    // Every item's window loads first (all in flight at once), then the arithmetic.
+    ChannelPair<T> window[kItems][3][kQuadCols];
+#pragma unroll
+    for (int i = 0; i < kItems; ++i)
+      if (live && quads[i].window) load_quad_window(p, quads[i], k, window[i]);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      float2 out[kQuadPixels];
+      if (live && quads[i].window) {
+        quad_window_sums<T>(window[i], w, out);
+      } else if (live) {
+        quad_pixel_sums<T>(p, px, m0[i], k, w, out);
+      } else {
+#pragma unroll
+        for (int r = 0; r < kQuadPixels; ++r) out[r] = make_float2(0.f, 0.f);
+      }
+#pragma unroll
+      for (int r = 0; r < kQuadPixels; ++r) store(m0[i] + r, 2 * pair, z_pair<T>(p, out[r]));
+    }
+  }
+};
+#endif  // XSEP_WITH_CUTE
 
 }  // namespace xsep

@@ -56,7 +56,7 @@ template <typename T_, int BN_ = 128>
 struct StreamedFwdTraits {
   using T = T_;
   using Operand = T_;
-  static constexpr int BM = 128;              // pixels per CTA: two consumer warpgroups of 64
+  static constexpr int BM = 128;  // pixels per CTA: two consumer warpgroups of 64
   static constexpr int BN = BN_;
   static constexpr int BK = 64 / sizeof(T_);  // channels per chunk: one 64-byte swizzle row
   static constexpr int kSplitN = 1;           // WgmmaFwdCute: consumer warpgroups along M only
@@ -66,14 +66,8 @@ struct StreamedFwdTraits {
   static constexpr bool kChannelsLast = true;
   static constexpr int kKH = 3, kKW = 3, kTaps = 9;
   static constexpr int kVec = 16 / sizeof(T_);  // channels per 16-byte vector (the channel-count rule)
-  // A producer's work item: a pair of channels of four neighbouring pixels
-  // (sepconv_fwd_quad_depthwise.cuh); a chunk has BK / 2 pairs x BM / 4 quads of them.
-  static constexpr int kPairsPerChunk = BK / 2;
-  static constexpr int kItemsPerProducer = kPairsPerChunk * (BM / kQuadPixels) / kProducerThreads;  // 2; TF32 1
   static constexpr int kZChunkBytes = BM * 64;
   static constexpr int kWSlotBytes = BN * 64;
-  static_assert(kProducerThreads % kPairsPerChunk == 0, "a producer keeps its channel pair in every chunk");
-  static_assert(kItemsPerProducer * kProducerThreads == kPairsPerChunk * (BM / kQuadPixels), "whole items");
 };
 
 // Dynamic shared memory: [alignment slack][Z ring: stages chunks][weight ring: stages slots].
@@ -88,7 +82,7 @@ struct StreamedFwdLayout {
 
 // The workspace: the pointwise weight packed as ring slots of BN x BK (sepconv_fwd_wgmma_pack_kernel
 // with these traits), then the depthwise weight in fp32 as [channel pair][tap][2]
-// (sepconv_fwd_streamed_dw_pack_kernel).
+// (sepconv_fwd_dw_pairs_pack_kernel).
 template <class Traits>
 __host__ __device__ inline size_t streamed_dw_offset_bytes(int cout, int cmid) {
   return static_cast<size_t>(wgmma_packed_weight_elements<Traits>(cout, cmid)) *
@@ -99,52 +93,19 @@ __host__ __device__ inline size_t streamed_workspace_bytes(int cout, int cmid) {
   return streamed_dw_offset_bytes<Traits>(cout, cmid) + static_cast<size_t>(cmid) * Traits::kTaps * sizeof(float);
 }
 
-// The depthwise weight ([Cmid][3][3], multiplier 1, Cmid even) in fp32 as [Cmid / 2][tap][2]: a
-// tap's weights for a channel pair are one 8-byte load.
-template <class Traits>
-__global__ void sepconv_fwd_streamed_dw_pack_kernel(const SepConvParams p, float* packed) {
-#if defined(XSEP_WGMMA_DEVICE_CODE)
-  using T = typename Traits::T;
-  constexpr int kTaps = Traits::kTaps;
-  const T* __restrict__ w = static_cast<const T*>(p.dw_weight);
-  const int64_t total = static_cast<int64_t>(p.Cmid) * kTaps;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t pair = i / (2 * kTaps);
-    const int t = static_cast<int>(i / 2 % kTaps), j = static_cast<int>(i % 2);
-    packed[i] = to_float(w[(2 * pair + j) * kTaps + t]);
-  }
-#endif
-}
-
-// v as Z stores it: rounded once to T, then the intermediate activation, then (fp32) TF32.
-template <typename T>
-__device__ __forceinline__ T z_value(const SepConvParams& p, float v) {
-  T z = from_float<T>(v);
-  if (p.activation != Activation::kNone) z = from_float<T>(activate(p.activation, to_float(z)));
-  if constexpr (std::is_same_v<T, float>) z = round_to_tf32(z);
-  return z;
-}
-
-template <typename T>
-__device__ __forceinline__ ChannelPair<T> z_pair(const SepConvParams& p, float2 v) {
-  PairBits<T> out;
-  out.e[0] = z_value<T>(p, v.x), out.e[1] = z_value<T>(p, v.y);
-  return out.u;
-}
-
 #if defined(XSEP_WITH_CUTE)
 
 // stages: ring slots, kMinStages..kMaxStages (dynamic shared memory StreamedFwdLayout::bytes(stages)).
 // Grid: (output-channel tiles, pixel tiles). p.workspace: streamed_workspace_elements, packed.
 template <class Traits>
-__global__ void __launch_bounds__(Traits::kThreads, 1) sepconv_fwd_streamed_kernel(const SepConvParams p, const int stages) {
+__global__ void __launch_bounds__(Traits::kThreads, 1)
+    sepconv_fwd_streamed_kernel(const SepConvParams p, const int stages) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
   using namespace cute;
   using Cute = WgmmaFwdCute<Traits>;
   using Element = typename Cute::Element;
   using T = typename Traits::T;
-  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kVec = Traits::kVec, kTaps = Traits::kTaps;
+  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK;
   using Layout = StreamedFwdLayout<Traits>;
   __shared__ FwdTapTable<BM, Traits::kKH, Traits::kKW> px;
   __shared__ uint64_t full[Traits::kMaxStages];   // slot s holds its chunk: 256 producer arrivals + weight bytes
@@ -170,20 +131,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) sepconv_fwd_streamed_kern
 
   if (threadIdx.x >= Traits::kConsumerThreads) {
     // ---- producers --------------------------------------------------------------------------
-    // Item i of this thread: channel pair `pair` of every chunk, quad quads[i] of the tile.
     const int pt = threadIdx.x - Traits::kConsumerThreads;
-    const int pair = pt % Traits::kPairsPerChunk;
-    int m0[Traits::kItemsPerProducer];
-    QuadWindow<T> quads[Traits::kItemsPerProducer];
-#pragma unroll
-    for (int i = 0; i < Traits::kItemsPerProducer; ++i) {
-      m0[i] = (pt + i * Traits::kProducerThreads) / Traits::kPairsPerChunk * kQuadPixels;
-      quads[i] = quad_window<T>(p, p0, m0[i]);
-    }
     const unsigned char* workspace = static_cast<const unsigned char*>(p.workspace);
     const T* packed_w = reinterpret_cast<const T*>(workspace) + static_cast<int64_t>(tile) * steps * (BN * BK);
-    const float2* __restrict__ packed_dw =
-        reinterpret_cast<const float2*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid));
+    const QuadDepthwise<T, BM, BK, Traits::kProducerThreads> depthwise(
+        p, p0, pt, reinterpret_cast<const float2*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
     int slot = 0;
     uint32_t phase = 1;  // empty[s]'s phase before the first: complete (every slot starts free)
 #pragma unroll 1
@@ -194,31 +146,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) sepconv_fwd_streamed_kern
         bulk_copy_to_shared(w + slot * BN * BK, packed_w + static_cast<int64_t>(g) * (BN * BK), Traits::kWSlotBytes,
                             &full[slot]);
       }
-      const int k = g * BK + 2 * pair;  // the pair's first channel
-      const bool live = k < p.Cmid;     // Cmid even: a pair is wholly in or out
-      float2 wk[kTaps];
-#pragma unroll
-      for (int t = 0; t < kTaps; ++t) wk[t] = live ? __ldg(packed_dw + static_cast<int64_t>(k / 2) * kTaps + t) : float2{};
-      // Every item's window loads first (all in flight at once), then the arithmetic.
-      ChannelPair<T> window[Traits::kItemsPerProducer][3][kQuadCols];
-#pragma unroll
-      for (int i = 0; i < Traits::kItemsPerProducer; ++i)
-        if (live && quads[i].window) load_quad_window(p, quads[i], k, window[i]);
-#pragma unroll
-      for (int i = 0; i < Traits::kItemsPerProducer; ++i) {
-        float2 out[kQuadPixels];
-        if (live && quads[i].window) {
-          quad_window_sums<T>(window[i], wk, out);
-        } else if (live) {
-          quad_pixel_sums<T>(p, px, m0[i], k, wk, out);
-        } else {
-#pragma unroll
-          for (int r = 0; r < kQuadPixels; ++r) out[r] = make_float2(0.f, 0.f);
-        }
-        // Pixels past the last and channels past Cmid store zeros (the weight's padding is zero too).
-#pragma unroll
-        for (int r = 0; r < kQuadPixels; ++r) store_shared(&z_chunk(slot)(m0[i] + r, 2 * pair), z_pair<T>(p, out[r]));
-      }
+      // 2 or 4 bytes (a pair of channels from an even one) are contiguous in the swizzled layout.
+      depthwise.chunk(p, px, g, [&](int m, int kk, ChannelPair<T> v) { store_shared(&z_chunk(slot)(m, kk), v); });
       fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma once the slot is full
       mbarrier_arrive(&full[slot]);
       if (++slot == stages) slot = 0, phase ^= 1;

@@ -53,7 +53,8 @@ bool streamed_forward_applies(const SepConvParams& p) {
   return p.channels_last && p.kh == 3 && p.kw == 3 && depthwise_vec_applies<Traits>(p) &&
          output_vec_applies<Traits>(p) && reinterpret_cast<uintptr_t>(p.pw_weight) % 16 == 0 &&
          (pixels + Traits::BM - 1) / Traits::BM <= 65535 &&
-         StreamedFwdLayout<Traits>::bytes(Traits::kMaxStages) + kernel_static_shared_bytes(streamed_static_bytes<Traits>()) <=
+         StreamedFwdLayout<Traits>::bytes(Traits::kMaxStages) +
+                 kernel_static_shared_bytes(streamed_static_bytes<Traits>()) <=
              static_cast<size_t>(smem_optin) &&
          streamed_forward_built<T>();
 }
@@ -77,7 +78,7 @@ int launch_streamed_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLau
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
   unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
   if (const int e = launch_wgmma_weight_pack<Traits>(p, reinterpret_cast<T*>(workspace), stream)) return e;
-  sepconv_fwd_streamed_dw_pack_kernel<Traits>
+  sepconv_fwd_dw_pairs_pack_kernel<T>
       <<<grid_stride_blocks(static_cast<int64_t>(p.Cmid) * Traits::kTaps), 256, 0, stream>>>(
           p, reinterpret_cast<float*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
@@ -94,7 +95,8 @@ int launch_streamed_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLau
 
 template <typename T>
 int launch_streamed_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
-  if (streamed_tile_channels(p.Cout) == 192) return launch_streamed_traits<StreamedFwdTraits<T, 192>>(p, stream, launch);
+  if (streamed_tile_channels(p.Cout) == 192)
+    return launch_streamed_traits<StreamedFwdTraits<T, 192>>(p, stream, launch);
   return launch_streamed_traits<StreamedFwdTraits<T, 128>>(p, stream, launch);
 }
 

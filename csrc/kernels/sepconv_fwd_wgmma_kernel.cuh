@@ -3,9 +3,10 @@
 // CTA, Z up to 768 channels): the resident kernel's plan (sepconv_fwd_resident_kernel.cuh) with the
 // pointwise GEMM moved from WMMA to wgmma.
 //
-//   1. Z[BM x Cmid] = depthwise(x) of the CTA's BM pixels, computed once into shared memory (the
-//      resident kernel's 16-byte depthwise) in the K-major, 64-byte-swizzled layout wgmma reads
-//      directly (CuTe's GMMA layout atoms: chunks of BM pixels x 64 bytes of channels).
+//   1. Z[BM x Cmid] = depthwise(x) of the CTA's BM pixels, computed once into shared memory
+//      (sepconv_fwd_quad_depthwise.cuh: a thread's items are a channel pair of four neighbouring
+//      pixels, which on a row share a 3 x 6 input window) in the K-major, 64-byte-swizzled layout
+//      wgmma reads directly (CuTe's GMMA layout atoms: chunks of BM pixels x 64 bytes of channels).
 //   2. For each tile of 128 output channels: Y = Z . W^T, one wgmma batch (BM/64 warpgroups of
 //      64 x 128 x BK) per BK channels (64 bytes of them: 32 16-bit, 16 fp32). The weight is packed
 //      first (sepconv_fwd_wgmma_pack_kernel: zero-padded, TF32-rounded for fp32) into chunks laid
@@ -38,18 +39,18 @@
 #include <type_traits>
 
 #include "bulk_copy.cuh"
-#include "cp_async.cuh"  // store_shared_16
+#include "cp_async.cuh"  // store_shared
 #include "element_types.cuh"
 #include "sepconv_fwd_epilogue.cuh"
 #include "sepconv_fwd_pixels.cuh"
+#include "sepconv_fwd_quad_depthwise.cuh"
 #include "sepconv_fwd_resident_kernel.cuh"
 #include "sepconv_params.h"
 #include "wgmma_common.cuh"
 
 namespace xsep {
 
-// The pointwise-weight chunks and the ring of them; what resident_depthwise_vec needs (BM, kThreads,
-// the kernel size, T and the Z operand type).
+// The pointwise-weight chunks and the ring of them; the tile's pixels and threads, the kernel size.
 // T: __half, __nv_bfloat16, or float (TF32 wgmma: operands rounded to TF32 in shared memory).
 // kSplitN_: warpgroups along the output channels. 1: BM / 64 warpgroups of 64 x 128; 2 (for
 // measurement, XSEP_FWD_WARPGROUPS=4 at 128 pixels): twice the warps, each warpgroup 64 x 64 of a
@@ -130,6 +131,17 @@ __host__ __device__ inline int64_t wgmma_packed_weight_elements(int cout, int cm
   return tiles * WgmmaFwdLayout<Traits>::kpad(cmid) * Traits::BN;
 }
 
+// The workspace: the packed pointwise weight, then the depthwise weight in fp32 channel pairs
+// (sepconv_fwd_dw_pairs_pack_kernel: Cmid x 9 floats).
+template <class Traits>
+__host__ __device__ inline size_t wgmma_dw_offset_bytes(int cout, int cmid) {
+  return static_cast<size_t>(wgmma_packed_weight_elements<Traits>(cout, cmid)) * sizeof(typename Traits::T);
+}
+template <class Traits>
+__host__ __device__ inline size_t wgmma_workspace_bytes(int cout, int cmid) {
+  return wgmma_dw_offset_bytes<Traits>(cout, cmid) + static_cast<size_t>(cmid) * 9 * sizeof(float);
+}
+
 // Packs p.pw_weight into `packed` (wgmma_packed_weight_elements), 16 bytes per thread and step of
 // a grid-stride loop; neighbouring threads read neighbouring pieces of a weight row.
 template <class Traits>
@@ -193,7 +205,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   using Cute = WgmmaFwdCute<Traits>;
   using Element = typename Cute::Element;
   using T = typename Traits::T;
-  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kVec = Traits::kVec;
+  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK;
   constexpr uint32_t kChunkBytes = Traits::kWSlotBytes;
   using Layout = WgmmaFwdLayout<Traits>;
   // The pixel table and the slots' barriers are static shared memory, which the launcher also uses
@@ -233,20 +245,19 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
   __syncthreads();
 
-  // 1. Z, a K chunk after another, with the intermediate activation applied as the resident kernel
-  // does (after rounding).
-  resident_depthwise_vec<Traits>(p, px, kpad, BK / kVec, [&](int m, int k0, Vec16<T> out) {
-    if (p.activation != Activation::kNone) {
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) out.v[j] = from_float<T>(activate(p.activation, to_float(out.v[j])));
+  // 1. Z, a K chunk after another (sepconv_fwd_quad_depthwise.cuh: a thread's items are one channel
+  // pair of four neighbouring pixels), with the intermediate activation applied after rounding.
+  {
+    const QuadDepthwise<T, BM, BK, Traits::kThreads> depthwise(
+        p, static_cast<int64_t>(blockIdx.x) * BM, threadIdx.x,
+        reinterpret_cast<const float2*>(static_cast<const unsigned char*>(p.workspace) +
+                                        wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
+#pragma unroll 1
+    for (int c = 0; c < steps; ++c) {
+      // 4 or 8 bytes (a pair of channels from an even one) are contiguous in the swizzled layout.
+      depthwise.chunk(p, px, c, [&](int m, int kk, ChannelPair<T> v) { store_shared(&z_chunk(c)(m, kk), v); });
     }
-    if constexpr (std::is_same_v<T, float>) {
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) out.v[j] = round_to_tf32(out.v[j]);
-    }
-    // 16 bytes (kVec channels from a multiple of kVec) are contiguous in the swizzled layout.
-    store_shared_16(&z_chunk(k0 / BK)(m, k0 % BK), out.u);
-  });
+  }
   // Z, written through the generic proxy, visible to wgmma: each thread fences its own stores (no
   // cp.async of its own in flight for the fence to wait for: the weight's bulk copies are the async
   // proxy's), then the barrier at the first step publishes them all.

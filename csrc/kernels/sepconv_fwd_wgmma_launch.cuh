@@ -137,11 +137,12 @@ bool wgmma_forward_applies(const SepConvParams& p) {
          wgmma_pixels<T>(p, smem_optin) > 0 && wgmma_forward_built<T>();
 }
 
-// The packed weight's bytes (p.workspace): the same for 64 and 128 pixels per CTA (the ring
-// slot's layout does not depend on them).
+// The workspace's bytes (p.workspace: the packed pointwise weight, then the depthwise weight in
+// fp32 pairs): the same for 64 and 128 pixels per CTA (the ring slot's layout does not depend on
+// them).
 template <typename T>
 size_t wgmma_forward_workspace_bytes(const SepConvParams& p) {
-  return static_cast<size_t>(wgmma_packed_weight_elements<WgmmaFwdTraits<T, 64>>(p.Cout, p.Cmid)) * sizeof(T);
+  return wgmma_workspace_bytes<WgmmaFwdTraits<T, 64>>(p.Cout, p.Cmid);
 }
 
 // The grid of a grid-stride loop over `items` (256 threads a CTA, at most 8 CTAs per SM).
@@ -149,7 +150,8 @@ inline unsigned grid_stride_blocks(int64_t items) {
   int device = 0, sms = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((items + 255) / 256, static_cast<int64_t>(sms) * 8)));
+  return static_cast<unsigned>(
+      std::max<int64_t>(1, std::min<int64_t>((items + 255) / 256, static_cast<int64_t>(sms) * 8)));
 }
 
 // The pointwise weight packed as PackTraits' ring slots (BN x BK) into `packed`
@@ -172,8 +174,12 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   // One pack kernel per element type: the slot's layout depends on neither the pixels nor the warpgroups.
   using PackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
   static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the same ring slots");
-  if (const int e = launch_wgmma_weight_pack<PackTraits>(p, static_cast<typename Traits::T*>(p.workspace), stream))
-    return e;
+  using T = typename Traits::T;
+  unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
+  if (const int e = launch_wgmma_weight_pack<PackTraits>(p, reinterpret_cast<T*>(workspace), stream)) return e;
+  sepconv_fwd_dw_pairs_pack_kernel<T><<<grid_stride_blocks(static_cast<int64_t>(p.Cmid) * 9), 256, 0, stream>>>(
+      p, reinterpret_cast<float*>(workspace + wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
+  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
   return launch_pixel_tiles<Traits::BM, Traits::BN>(sepconv_fwd_wgmma_kernel<Traits>, Traits::kThreads,
                                                     WgmmaFwdLayout<Traits>::bytes(p.Cmid, launch->stages), p, stream,
                                                     &launch->parts, launch->stages);
