@@ -12,6 +12,8 @@ intercept a is the depthwise phase plus the launch (and the wgmma kernel's weigh
 grows with Cout too, but is a small copy). Cout = 128 .. 1024 in steps of 128 (the CTA
 count does not change with Cout while a tile's pixels fill the GPU: the launcher splits the
 output channels only for small grids, reported as `split` in the dispatch log line printed here).
+The streamed kernel (variant `streamed`) recomputes Z for every tile of output channels, so its
+slope holds both phases and its intercept only the launch and the packing.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@
 #                                                # from timings (tools/forward_phases.py), then Nsight Compute
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels, with the
 #                                                # SASS lines where warps stall most (tools/ncu_hotspots.py)
+#   bash tools/gpu_run.sh build profile-streamed # the same for the streamed forward (XSEP_FWD_KERNEL=streamed)
 #
 # No stage named: build tests sanitizer sanitizer-new. GPU_RUN_BUDGET=S: the script ends within S seconds of its
 # start: a stage that cannot start with its minimum time left is skipped (and says so), and the
@@ -190,25 +191,29 @@ for stage in "${stages[@]}"; do
           | tee -a "$OUT/forward-phases.log" | grep -E "dispatch|us per" || status=1
       done
       ;;
-    profile)
+    profile | profile-streamed)
       # One forward and one backward of the default kernels (the NVTX range in profile_case.py),
-      # then the SASS lines where the warps stall most (tools/ncu_hotspots.py).
-      step "Nsight Compute: one forward and backward of 728->728 @19, N=32, bf16 (default kernels)"
+      # then the SASS lines where the warps stall most (tools/ncu_hotspots.py); profile-streamed: the
+      # forward alone on the streamed kernel (XSEP_FWD_KERNEL=streamed).
+      # (skip, count: the last call's kernels by launch count, where the NVTX filter finds none.)
+      name=$stage; kernels=regex:sepconv; knobs=(); skip=18; count=6
+      [ "$stage" = profile-streamed ] && { kernels=regex:sepconv_fwd; knobs=(XSEP_FWD_KERNEL=streamed); skip=9; count=3; }
+      step "Nsight Compute ($stage): 728->728 @19, N=32, bf16"
       enough 90 || continue
-      timeout --signal=TERM --kill-after=10 "$(limit 400)" ncu --set full --nvtx --nvtx-include "profiled/" \
-        -k regex:sepconv -f -o "$OUT/profile" python3 tools/profile_case.py > "$OUT/profile.log" 2>&1 || status=1
-      if [ ! -f "$OUT/profile.ncu-rep" ]; then  # the NVTX filter matched nothing: the last call's kernels by count
+      env "${knobs[@]}" timeout --signal=TERM --kill-after=10 "$(limit 400)" ncu --set full --nvtx --nvtx-include "profiled/" \
+        -k "$kernels" -f -o "$OUT/$name" python3 tools/profile_case.py > "$OUT/$name.log" 2>&1 || status=1
+      if [ ! -f "$OUT/$name.ncu-rep" ]; then  # the NVTX filter matched nothing: the last call's kernels by count
         echo "no kernel in the NVTX range; profiling by launch count"
-        timeout --signal=TERM --kill-after=10 "$(limit 400)" ncu --set full -k regex:sepconv --launch-skip 18 \
-          --launch-count 6 -f -o "$OUT/profile" python3 tools/profile_case.py >> "$OUT/profile.log" 2>&1 || status=1
+        env "${knobs[@]}" timeout --signal=TERM --kill-after=10 "$(limit 400)" ncu --set full -k "$kernels" --launch-skip "$skip" \
+          --launch-count "$count" -f -o "$OUT/$name" python3 tools/profile_case.py >> "$OUT/$name.log" 2>&1 || status=1
       fi
-      ncu --import "$OUT/profile.ncu-rep" --page details > "$OUT/profile.txt" 2>&1 || status=1
+      ncu --import "$OUT/$name.ncu-rep" --page details > "$OUT/$name.txt" 2>&1 || status=1
       grep -E "^  [a-z_]+.*sepconv|Duration|Compute \(SM\) Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|L2 Cache Throughput|Achieved Occupancy|Registers Per|Warp Cycles Per Issued" \
-        "$OUT/profile.txt" | head -80
-      ncu --import "$OUT/profile.ncu-rep" --page source --csv --print-source sass > "$OUT/profile-source.csv" 2> "$OUT/profile-source.log" \
-        && python3 tools/ncu_hotspots.py "$OUT/profile-source.csv" --top 25 | tee "$OUT/profile-hotspots.txt" | head -120 \
-        || { echo "source page export failed:"; tail -5 "$OUT/profile-source.log"; status=1; }
-      rm -f "$OUT/profile-source.csv"  # large; the hotspots and the report keep what it says
+        "$OUT/$name.txt" | head -80
+      ncu --import "$OUT/$name.ncu-rep" --page source --csv --print-source sass > "$OUT/$name-source.csv" 2> "$OUT/$name-source.log" \
+        && python3 tools/ncu_hotspots.py "$OUT/$name-source.csv" --top 25 | tee "$OUT/$name-hotspots.txt" | head -120 \
+        || { echo "source page export failed:"; tail -5 "$OUT/$name-source.log"; status=1; }
+      rm -f "$OUT/$name-source.csv"  # large; the hotspots and the report keep what it says
       ;;
     networks)
       step "network benchmarks"
@@ -216,7 +221,7 @@ for stage in "${stages[@]}"; do
       timed 1800 python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
-    *) echo "unknown stage $stage (first, build, quick-tests, compare, compare-forward, sanitizer-new, tests, sanitizer, bench, bench-more, networks, forward-phases, profile)"; exit 2 ;;
+    *) echo "unknown stage $stage (first, build, quick-tests, compare, compare-forward, sanitizer-new, tests, sanitizer, bench, bench-more, networks, forward-phases, profile, profile-streamed)"; exit 2 ;;
   esac
   pack
 done
