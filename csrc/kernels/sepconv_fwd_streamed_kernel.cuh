@@ -7,9 +7,10 @@
 //   threads.
 //   Producers (threads 256..511, two warpgroups): for each chunk of BK channels (64 bytes of them),
 //     wait until its ring slot is free, start the bulk copy of the matching pointwise-weight chunk
-//     (one thread), compute the chunk's 128 x BK depthwise values (two pixels per thread, one
-//     16-byte group of channels: its 9 weights loaded once per chunk), store them in the
-//     64-byte-swizzled K-major layout wgmma reads, fence them for the async proxy, arrive.
+//     (one thread), compute the chunk's 128 x BK depthwise values (QuadDepthwise,
+//     sepconv_fwd_quad_depthwise.cuh: a thread takes a channel pair of four neighbouring pixels,
+//     twice for 16-bit types), store them in the 64-byte-swizzled K-major layout wgmma reads,
+//     fence them for the async proxy, arrive.
 //   Consumers (threads 0..255, two warpgroups of 64 pixels x BN channels): wait for the slot's
 //     chunk (the producers' 256 arrivals and the weight's bytes), one wgmma batch, release the
 //     slot of the batch before (retired by the wait that keeps one in flight); then bias, one
@@ -21,14 +22,12 @@
 // 91 pixel tiles of a 19x19 layer leave 41 of 132 SMs idle. Here the two phases run at once on
 // different warps (CUDA cores and load units against tensor cores), the ring needs 16 KB a slot,
 // and the grid has a CTA per pixel tile and output-channel tile. The price: each output-channel
-// tile recomputes Z (Cout / 128 times; ~9 FMA per value against 128 MMA FMA per value and tile).
-// Whether that trade wins is what the benchmark measures (XSEP_FWD_KERNEL=streamed).
+// tile recomputes Z (Cout / BN times; ~9 FMA per value against BN MMA FMA per value and tile: by
+// the SASS count ~29 producer instructions per value, so the producers, not the tensor cores, set
+// the pace). Whether that trade wins is what the benchmark measures (XSEP_FWD_KERNEL=streamed).
 //
-// Depthwise arithmetic as the other kernels': fp32 products and sums in tap order, skipped taps in
-// the padding, rounded once to the storage type, then the intermediate activation, then (fp32) TF32.
-// The depthwise weight comes repacked ([16-byte group][tap][channel], the pack kernel below), so a
-// tap's weights for a thread's channels are one 16-byte load and each converts with one
-// instruction.
+// Depthwise arithmetic as QuadDepthwise's: fp32 products and sums in tap order, rounded once to the
+// storage type, then the intermediate activation, then (fp32) TF32.
 //
 // Built only with CuTe's headers and only for sm_90a, like the resident wgmma kernel; the host
 // emulation (tests/cpp/streamed_fwd_emulation.cpp) runs it with stand-ins for wgmma, the mbarriers
@@ -39,7 +38,7 @@
 #include <type_traits>
 
 #include "bulk_copy.cuh"
-#include "cp_async.cuh"  // store_shared_16, XSEP_DYNAMIC_SHARED
+#include "cp_async.cuh"  // store_shared, XSEP_DYNAMIC_SHARED
 #include "element_types.cuh"
 #include "sepconv_fwd_pixels.cuh"
 #include "sepconv_fwd_quad_depthwise.cuh"
