@@ -7,10 +7,11 @@
 //   * dY [pixel][co] is copied with 16-byte cp.async as it lies in channels_last memory (read as a
 //     row-major B), one chunk ahead: in flight while Z of the next chunk is computed and the tensor
 //     cores work on this one. The first kernel loads it element by element, synchronously.
-//   * Z (recomputed from x) is computed eight channels per thread from 16-byte loads of x (all
-//     nine taps' loads issued before the arithmetic), weights from shared memory, and stored with one
-//     16-byte store as [pixel][cm] (a column-major A). The first kernel computes one value per
-//     thread per pass, nine scalar loads each.
+//   * Z (recomputed from x) is computed by each thread for one channel pair of four neighbouring
+//     pixels (the forward's QuadDepthwise items): on an output row they share a 3 x 6 window of x,
+//     whose loads for the next chunk are issued before this chunk's barrier and MMA; stored as
+//     [pixel][cm] (a column-major A). The first kernel computes one value per thread per pass,
+//     nine scalar loads each.
 //   * One barrier per chunk instead of three (the pixel table is gone: each thread finds its
 //     pixel's coordinates itself).
 // Taken only where it applies (staged_pw_applies): fp16/bf16, or fp32 on TF32 tensor cores; 3x3
@@ -28,6 +29,7 @@
 #include "mma_tile.cuh"
 #include "sepconv_bwd.h"
 #include "sepconv_bwd_tiles.cuh"
+#include "sepconv_fwd_quad_depthwise.cuh"
 
 namespace xsep {
 
@@ -115,8 +117,6 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   using Tile = typename Traits::Tile;
   constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, kThreads = Tile::kThreads;
   constexpr int kTaps = Traits::kTaps, kVec = Traits::kVec;
-  constexpr int kGroups = BM / kVec;  // kVec-channel groups of Z per pixel
-  static_assert(kGroups * BK % kThreads == 0, "whole (pixel, kVec channels) items of Z per thread per chunk");
   static_assert(BK * (BN / kVec) % kThreads == 0 && BN <= kThreads, "whole dY copies per thread; bias threads");
   XSEP_DYNAMIC_SHARED(smem);  // sizeof(StagedPwShared<Traits>) bytes
   StagedPwShared<Traits>& s = *reinterpret_cast<StagedPwShared<Traits>*>(smem);
@@ -179,68 +179,99 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
     }
   };
 
-  // Z of pixel q0 + k, channels cm0 + kVec g .. + kVec, into slot `buf` (zero past the split and
-  // Cmid); item = k * kGroups + g, so neighbouring threads take neighbouring channel groups.
-  auto compute_z_item = [&](int64_t q0, int buf, int item) {
-    const int g = item % kGroups, k = item / kGroups;
-    const int64_t q = q0 + k;
-    const int cm = cm0 + g * kVec;
-    float acc[kVec];
+  // Z in items of one channel pair of four neighbouring pixels (sepconv_fwd_quad_depthwise.cuh):
+  // thread t takes pair t % kPairs of every chunk and quad t / kPairs; its pair's 9 weights stay in
+  // registers. A quad on one output row (stride and dilation 1 along it, inside the split) reads a
+  // 3 x 6 input window, and the window of the next chunk is loaded before this chunk's barrier and
+  // MMA, so those loads are in flight while they run. Other quads read per pixel when their chunk
+  // is computed. Taps in the padding add 0 * w (as the forward's QuadDepthwise).
+  constexpr int kPairs = BM / 2;
+  static_assert(kPairs * (BK / kQuadPixels) == kThreads, "one (pair, quad) item per thread per chunk");
+  const int pair = threadIdx.x % kPairs, quad_pixel = threadIdx.x / kPairs * kQuadPixels;
+  const int cm_pair = cm0 + 2 * pair;       // the pair's first channel (M == 1: a channel of x)
+  const bool pair_live = cm_pair < f.Cmid;  // C even: a pair is wholly in or out
+  float2 wq[kTaps];
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
-    if (q < end && cm < f.Cmid) {
-      int64_t img;
-      int oy, ox;
-      locate(q, &img, &oy, &ox);
-      const int iy0 = oy * f.sh - f.pt, ix0 = ox * f.sw - f.pl;
-      const int64_t xc = img * f.x_stride[0] + cm;  // channel stride 1, M == 1: cm is the channel
-      Vec16<T> xv[kTaps];                           // every tap's load issued before the arithmetic
+  for (int t = 0; t < kTaps; ++t) wq[t] = make_float2(s.wdw[t][2 * pair], s.wdw[t][2 * pair + 1]);
+
+  // The window of the quad of chunk q0 (QuadWindow::window false: the per-pixel path), its loads
+  // issued into v.
+  auto prefetch = [&](int64_t q0, QuadWindow<T>& w, ChannelPair<T>(&v)[3][kQuadCols]) {
+    w = QuadWindow<T>{x, 0u, false};
+    const int64_t q = q0 + quad_pixel;
+    if (!pair_live || f.sw != 1 || f.dw != 1 || q + kQuadPixels > end) return;
+    int64_t img;
+    int oy, ox;
+    locate(q, &img, &oy, &ox);
+    if (ox + kQuadPixels > f.Wo) return;  // a row break inside the four
+    const int iy0 = oy * f.sh - f.pt, ix0 = ox - f.pl;
+    w.window = true;
+    w.corner =
+        x + img * f.x_stride[0] + static_cast<int64_t>(iy0) * f.x_stride[2] + static_cast<int64_t>(ix0) * f.x_stride[3];
+    for (int ky = 0; ky < 3; ++ky)
+      for (int c = 0; c < kQuadCols; ++c)
+        if (inside_image(f, iy0 + ky * f.dh, ix0 + c)) w.inside |= 1u << (ky * kQuadCols + c);
+    load_quad_window(f, w, cm_pair, v);
+  };
+
+  // Z of the thread's quad of chunk q0 into slot `buf`, channels cm_pair, cm_pair + 1 (zero past
+  // the split and Cmid), from its window (prefetched) or pixel by pixel.
+  auto compute_z = [&](int64_t q0, int buf, const QuadWindow<T>& w, const ChannelPair<T>(&v)[3][kQuadCols]) {
+    float2 out[kQuadPixels];
+    if (w.window) {
+      quad_window_sums<T>(v, wq, out);
+    } else {
+#pragma unroll  // out[r] stays in registers
+      for (int r = 0; r < kQuadPixels; ++r) {
+        out[r] = make_float2(0.f, 0.f);
+        const int64_t q = q0 + quad_pixel + r;
+        if (!pair_live || q >= end) continue;
+        int64_t img;
+        int oy, ox;
+        locate(q, &img, &oy, &ox);
+        const int iy0 = oy * f.sh - f.pt, ix0 = ox * f.sw - f.pl;
+        const T* origin = x + img * f.x_stride[0] + cm_pair;
 #pragma unroll
-      for (int tap = 0; tap < kTaps; ++tap) {
-        const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
-        const bool inside = iy >= 0 && iy < f.H && ix >= 0 && ix < f.W;
-        const int64_t off =
-            inside ? xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3] : 0;
-        xv[tap].u = __ldg(reinterpret_cast<const uint4*>(x + off));
-      }
-#pragma unroll
-      for (int tap = 0; tap < kTaps; ++tap) {
-        const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
-        if (iy < 0 || iy >= f.H || ix < 0 || ix >= f.W) continue;  // nothing, even for an infinite weight
-        float w[kVec];
-#pragma unroll
-        for (int j = 0; j < kVec; j += 4) {  // 16-byte shared loads
-          const float4 w4 = *reinterpret_cast<const float4*>(&s.wdw[tap][g * kVec + j]);
-          w[j] = w4.x, w[j + 1] = w4.y, w[j + 2] = w4.z, w[j + 3] = w4.w;
+        for (int tap = 0; tap < kTaps; ++tap) {
+          const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
+          ChannelPair<T> xv = zero_pair<T>();
+          if (inside_image(f, iy, ix))
+            xv = load_pair<T>(origin + static_cast<int64_t>(iy) * f.x_stride[2] +
+                              static_cast<int64_t>(ix) * f.x_stride[3]);
+          const float2 xf = pair_to_float2<T>(xv);
+          out[r].x = fmaf(xf.x, wq[tap].x, out[r].x);
+          out[r].y = fmaf(xf.y, wq[tap].y, out[r].y);
         }
-#pragma unroll
-        for (int j = 0; j < kVec; ++j) acc[j] = fmaf(to_float(xv[tap].v[j]), w[j], acc[j]);
-      }
-      if (f.activation != Activation::kNone) {  // Z rounded as the unfused op stores it, then activated
-#pragma unroll
-        for (int j = 0; j < kVec; ++j) acc[j] = activate(f.activation, round_like_storage<T>(acc[j]));
       }
     }
-    Vec16<T> out;
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) out.v[j] = from_float<T>(acc[j]);
-    store_shared_16(gemm.z_at(buf, k, g * kVec), out.u);
-  };
-  auto compute_z = [&](int64_t q0, int buf) {
-#pragma unroll
-    for (int i = 0; i < kGroups * BK / kThreads; ++i) compute_z_item(q0, buf, threadIdx.x + i * kThreads);
+    for (int r = 0; r < kQuadPixels; ++r) {
+      if (f.activation != Activation::kNone) {  // Z rounded as the unfused op stores it, then activated
+        out[r].x = activate(f.activation, round_like_storage<T>(out[r].x));
+        out[r].y = activate(f.activation, round_like_storage<T>(out[r].y));
+      }
+      PairBits<T> z;
+      z.e[0] = from_float<T>(out[r].x), z.e[1] = from_float<T>(out[r].y);
+      store_shared(gemm.z_at(buf, quad_pixel + r, 2 * pair), z.u);
+    }
   };
 
   float bias_acc = 0.f;  // thread n < BN: grad_bias[co0 + n] over this split, in pixel order
   // Chunk i in slot i % kStages: Z_i written and dY_i landed, one barrier, then dY_{i+1} issued
   // into the next slot (last read by the MMA of chunk i + 1 - kStages, which every thread finished
   // before this barrier) and chunk i multiplied. Z_{i+1} goes to the next slot after the barrier.
+  QuadWindow<T> window{x, 0u, false};
+  ChannelPair<T> window_pixels[3][kQuadCols];
+  if (want_pw && begin < end) prefetch(begin, window, window_pixels);
   copy_dy(begin, 0);
   cp_async_commit();
   int buf = 0;
 #pragma unroll 1
   for (int64_t q0 = begin; q0 < end; q0 += BK, buf = (buf + 1) % kStages) {
-    if (want_pw) compute_z(q0, buf);
+    if (want_pw) {
+      compute_z(q0, buf, window, window_pixels);
+      if (q0 + BK < end) prefetch(q0 + BK, window, window_pixels);  // in flight across the barrier and MMA
+    }
     cp_async_wait<0>();
     fence_for_gemm<Traits>();
     __syncthreads();  // Z_i and dY_i complete for everyone; older slots free
