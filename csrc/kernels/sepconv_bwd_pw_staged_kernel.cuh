@@ -190,13 +190,14 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   const int pair = threadIdx.x % kPairs, quad_pixel = threadIdx.x / kPairs * kQuadPixels;
   const int cm_pair = cm0 + 2 * pair;       // the pair's first channel (M == 1: a channel of x)
   const bool pair_live = cm_pair < f.Cmid;  // C even: a pair is wholly in or out
-  float2 wq[kTaps];
+  using Pair = ChannelGroup<T, 2>;
+  float wq[kTaps][2];
 #pragma unroll
-  for (int t = 0; t < kTaps; ++t) wq[t] = make_float2(s.wdw[t][2 * pair], s.wdw[t][2 * pair + 1]);
+  for (int t = 0; t < kTaps; ++t) wq[t][0] = s.wdw[t][2 * pair], wq[t][1] = s.wdw[t][2 * pair + 1];
 
   // The window of the quad of chunk q0 (QuadWindow::window false: the per-pixel path), its loads
   // issued into v.
-  auto prefetch = [&](int64_t q0, QuadWindow<T>& w, ChannelPair<T>(&v)[3][kQuadCols]) {
+  auto prefetch = [&](int64_t q0, QuadWindow<T>& w, Pair(&v)[3][kQuadCols]) {
     w = QuadWindow<T>{x, 0u, false};
     const int64_t q = q0 + quad_pixel;
     if (!pair_live || f.sw != 1 || f.dw != 1 || q + kQuadPixels > end) return;
@@ -211,19 +212,19 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
     for (int ky = 0; ky < 3; ++ky)
       for (int c = 0; c < kQuadCols; ++c)
         if (inside_image(f, iy0 + ky * f.dh, ix0 + c)) w.inside |= 1u << (ky * kQuadCols + c);
-    load_quad_window(f, w, cm_pair, v);
+    load_quad_window<T, 2>(f, w, cm_pair, v);
   };
 
   // Z of the thread's quad of chunk q0 into slot `buf`, channels cm_pair, cm_pair + 1 (zero past
   // the split and Cmid), from its window (prefetched) or pixel by pixel.
-  auto compute_z = [&](int64_t q0, int buf, const QuadWindow<T>& w, const ChannelPair<T>(&v)[3][kQuadCols]) {
-    float2 out[kQuadPixels];
+  auto compute_z = [&](int64_t q0, int buf, const QuadWindow<T>& w, const Pair(&v)[3][kQuadCols]) {
+    float out[kQuadPixels][2];
     if (w.window) {
-      quad_window_sums<T>(v, wq, out);
+      quad_window_sums<T, 2>(v, wq, out);
     } else {
 #pragma unroll  // out[r] stays in registers
       for (int r = 0; r < kQuadPixels; ++r) {
-        out[r] = make_float2(0.f, 0.f);
+        out[r][0] = out[r][1] = 0.f;
         const int64_t q = q0 + quad_pixel + r;
         if (!pair_live || q >= end) continue;
         int64_t img;
@@ -234,24 +235,25 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
 #pragma unroll
         for (int tap = 0; tap < kTaps; ++tap) {
           const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
-          ChannelPair<T> xv = zero_pair<T>();
+          Pair xv{};
           if (inside_image(f, iy, ix))
-            xv = load_pair<T>(origin + static_cast<int64_t>(iy) * f.x_stride[2] +
-                              static_cast<int64_t>(ix) * f.x_stride[3]);
-          const float2 xf = pair_to_float2<T>(xv);
-          out[r].x = fmaf(xf.x, wq[tap].x, out[r].x);
-          out[r].y = fmaf(xf.y, wq[tap].y, out[r].y);
+            xv = load_group<T, 2>(origin + static_cast<int64_t>(iy) * f.x_stride[2] +
+                                  static_cast<int64_t>(ix) * f.x_stride[3]);
+          float xf[2];
+          group_to_floats<T, 2>(xv, xf);
+          out[r][0] = fmaf(xf[0], wq[tap][0], out[r][0]);
+          out[r][1] = fmaf(xf[1], wq[tap][1], out[r][1]);
         }
       }
     }
 #pragma unroll
     for (int r = 0; r < kQuadPixels; ++r) {
       if (f.activation != Activation::kNone) {  // Z rounded as the unfused op stores it, then activated
-        out[r].x = activate(f.activation, round_like_storage<T>(out[r].x));
-        out[r].y = activate(f.activation, round_like_storage<T>(out[r].y));
+        out[r][0] = activate(f.activation, round_like_storage<T>(out[r][0]));
+        out[r][1] = activate(f.activation, round_like_storage<T>(out[r][1]));
       }
-      PairBits<T> z;
-      z.e[0] = from_float<T>(out[r].x), z.e[1] = from_float<T>(out[r].y);
+      GroupBits<T, 2> z;
+      z.e[0] = from_float<T>(out[r][0]), z.e[1] = from_float<T>(out[r][1]);
       store_shared(gemm.z_at(buf, quad_pixel + r, 2 * pair), z.u);
     }
   };
@@ -261,7 +263,7 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   // into the next slot (last read by the MMA of chunk i + 1 - kStages, which every thread finished
   // before this barrier) and chunk i multiplied. Z_{i+1} goes to the next slot after the barrier.
   QuadWindow<T> window{x, 0u, false};
-  ChannelPair<T> window_pixels[3][kQuadCols];
+  Pair window_pixels[3][kQuadCols];
   if (want_pw && begin < end) prefetch(begin, window, window_pixels);
   copy_dy(begin, 0);
   cp_async_commit();

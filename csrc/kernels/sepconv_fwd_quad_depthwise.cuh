@@ -1,15 +1,18 @@
-// The Hopper forwards' depthwise phase (sepconv_fwd_wgmma_kernel.cuh, sepconv_fwd_streamed_kernel.cuh):
-// Z of a tile of output pixels, one K chunk at a time, in work items of one pair of neighbouring
-// channels of four neighbouring output pixels (QuadDepthwise: a thread's items, the same in every
-// chunk).
+// The depthwise intermediate Z as the Hopper forwards (sepconv_fwd_wgmma_kernel.cuh,
+// sepconv_fwd_streamed_kernel.cuh) and the staged pw-gradient kernel recompute it: in work items of
+// kLanes neighbouring channels (2 or 4) of four neighbouring output pixels. QuadDepthwise is a
+// thread's share of a tile's Z, the same items in every K chunk.
 //
 // Where the four pixels lie on one output row and the layer has stride 1 and dilation 1 along the
 // row (every Xception separable conv), they read a 3 x 6 window of input pixels: 18 loads of the
-// pair instead of 36, each converted to fp32 once and used by up to three pixels, and the pair's
-// 18 weights (fp32, repacked: StreamedDwPack) stay in registers for the whole chunk. Taps in the
-// padding read zero (the window's bits say which), so the loop has no branch. Elsewhere (a row
-// break inside the four, stride or dilation along the row, the tile's tail) each pixel reads its
-// own 9 taps through the CTA's tap table.
+// channel group instead of 36, each converted to fp32 once and used by up to three pixels, and the
+// group's 9 x kLanes weights (fp32, repacked by sepconv_fwd_dw_pack_kernel) stay in registers for
+// the whole chunk. Taps in the padding read zero (the window's bits say which), so the loop has no
+// branch. Elsewhere (a row break inside the four, stride or dilation along the row, the tile's
+// tail) each pixel reads its own 9 taps through the CTA's tap table.
+//
+// Four channels per item where the tile has enough of them for every thread (each load then feeds
+// twice the FMAs: ~20 instructions per value by the SASS count against ~27 with pairs), else pairs.
 //
 // Arithmetic: per channel, fp32 products summed in tap order (ky, then kx) from 0, as the other
 // forward kernels; a tap in the padding adds 0 * w (the others skip it: the same value for a finite
@@ -27,46 +30,63 @@
 
 namespace xsep {
 
-// Two neighbouring channels as stored: 4 bytes for fp16/bf16, 8 for fp32.
-template <typename T>
-using ChannelPair = std::conditional_t<sizeof(T) == 2, uint32_t, float2>;
+// kLanes neighbouring channels as stored: 4, 8 or 16 bytes (16-bit pairs: one 32-bit word).
+template <typename T, int kLanes>
+struct LaneStorage {
+  static_assert(kLanes == 2 || kLanes == 4, "pairs or quartets of channels");
+  static constexpr int kBytes = kLanes * static_cast<int>(sizeof(T));
+  using type = std::conditional_t<kBytes == 4, uint32_t, std::conditional_t<kBytes == 8, uint2, uint4>>;
+};
+template <typename T, int kLanes>
+using ChannelGroup = typename LaneStorage<T, kLanes>::type;
 
-// A pair's bits and its two elements.
-template <typename T>
-union PairBits {
-  ChannelPair<T> u;
-  T e[2];
-  __device__ PairBits() {}
+// A group's bits and its elements.
+template <typename T, int kLanes>
+union GroupBits {
+  ChannelGroup<T, kLanes> u;
+  T e[kLanes];
+  __device__ GroupBits() {}
 };
 
-template <typename T>
-__device__ __forceinline__ ChannelPair<T> zero_pair() {
-  if constexpr (sizeof(T) == 2) {
-    return 0u;
-  } else {
-    return make_float2(0.f, 0.f);
-  }
+template <typename T, int kLanes>
+__device__ __forceinline__ ChannelGroup<T, kLanes> load_group(const T* p) {
+  return __ldg(reinterpret_cast<const ChannelGroup<T, kLanes>*>(p));
 }
 
-template <typename T>
-__device__ __forceinline__ ChannelPair<T> load_pair(const T* p) {
-  return __ldg(reinterpret_cast<const ChannelPair<T>*>(p));
-}
-
-// The pair as fp32, one instruction an element for bf16 (its bits are fp32's top half).
-template <typename T>
-__device__ __forceinline__ float2 pair_to_float2(ChannelPair<T> v) {
-  if constexpr (std::is_same_v<T, float>) {
+// 32-bit word i of a group.
+template <class V>
+__device__ __forceinline__ uint32_t group_word(const V& v, int i) {
+  if constexpr (std::is_same_v<V, uint32_t>) {
     return v;
+  } else if constexpr (std::is_same_v<V, uint2>) {
+    return i == 0 ? v.x : v.y;
   } else {
-#if defined(__CUDA_ARCH__)
-    if constexpr (std::is_same_v<T, __nv_bfloat16>)
-      return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
-#endif
-    PairBits<T> bits;
-    bits.u = v;
-    return make_float2(to_float(bits.e[0]), to_float(bits.e[1]));
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
   }
+}
+
+// The group as fp32, one instruction an element for bf16 (its bits are fp32's top half).
+template <typename T, int kLanes>
+__device__ __forceinline__ void group_to_floats(const ChannelGroup<T, kLanes>& v, float (&f)[kLanes]) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+#pragma unroll
+    for (int i = 0; i < kLanes / 2; ++i) {
+      const uint32_t w = group_word(v, i);
+      f[2 * i] = __uint_as_float(w << 16), f[2 * i + 1] = __uint_as_float(w & 0xffff0000u);
+    }
+    return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+#pragma unroll
+    for (int i = 0; i < kLanes; ++i) f[i] = __uint_as_float(group_word(v, i));
+    return;
+  }
+#endif
+  GroupBits<T, kLanes> bits;
+  bits.u = v;
+#pragma unroll
+  for (int i = 0; i < kLanes; ++i) f[i] = to_float(bits.e[i]);
 }
 
 // The four pixels m0..m0 + 3 of a CTA's tile, found once per thread (they are the same in every
@@ -80,6 +100,7 @@ struct QuadWindow {
 };
 
 constexpr int kQuadPixels = 4;
+constexpr int kQuadCols = kQuadPixels + 2;
 
 // p0: the tile's first pixel; m0: the quad's first pixel in the tile.
 template <typename T>
@@ -93,50 +114,51 @@ __device__ __forceinline__ QuadWindow<T> quad_window(const SepConvParams& p, int
   q.window = true;
   q.corner += o.x_base;
   for (int ky = 0; ky < 3; ++ky)
-    for (int c = 0; c < kQuadPixels + 2; ++c)
-      if (inside_image(p, o.iy + ky * p.dh, o.ix + c)) q.inside |= 1u << (ky * (kQuadPixels + 2) + c);
+    for (int c = 0; c < kQuadCols; ++c)
+      if (inside_image(p, o.iy + ky * p.dh, o.ix + c)) q.inside |= 1u << (ky * kQuadCols + c);
   return q;
 }
 
-constexpr int kQuadCols = kQuadPixels + 2;
-
-// The window path's loads for channels k, k + 1 (k < Cmid): the 3 x 6 input pixels, zero in the
-// padding. Separate from the arithmetic so a thread can have every item's loads in flight at once.
-// The addresses are a chain of pointer steps (one 64-bit add a load: the compiler would otherwise
-// rebuild each from element offsets).
-template <typename T>
+// The window path's loads for channels k .. k + kLanes (k < Cmid): the 3 x 6 input pixels, zero in
+// the padding. Separate from the arithmetic so a thread can have every item's loads in flight at
+// once. The addresses are a chain of pointer steps (one 64-bit add a load: the compiler would
+// otherwise rebuild each from element offsets).
+template <typename T, int kLanes>
 __device__ __forceinline__ void load_quad_window(const SepConvParams& p, const QuadWindow<T>& q, int k,
-                                                 ChannelPair<T> (&v)[3][kQuadCols]) {
+                                                 ChannelGroup<T, kLanes> (&v)[3][kQuadCols]) {
   const int64_t row_step = static_cast<int64_t>(p.dh) * p.x_stride[2], col_step = p.x_stride[3];
 #pragma unroll
   for (int ky = 0; ky < 3; ++ky) {
     const T* at = q.corner + k + ky * row_step;
 #pragma unroll
     for (int c = 0; c < kQuadCols; ++c, at += col_step) {
-      v[ky][c] = zero_pair<T>();
-      if ((q.inside >> (ky * kQuadCols + c)) & 1u) v[ky][c] = load_pair<T>(at);
+      v[ky][c] = ChannelGroup<T, kLanes>{};
+      if ((q.inside >> (ky * kQuadCols + c)) & 1u) v[ky][c] = load_group<T, kLanes>(at);
     }
   }
 }
 
-// The four pixels' depthwise values from their window: out[r] for pixel m0 + r, fp32. w: the pair's
-// weights, [tap][channel].
-template <typename T>
-__device__ __forceinline__ void quad_window_sums(const ChannelPair<T> (&v)[3][kQuadCols], const float2 (&w)[9],
-                                                 float2 (&out)[kQuadPixels]) {
+// The four pixels' depthwise values from their window: out[r] for pixel m0 + r, fp32. w: the
+// group's weights, [tap][lane].
+template <typename T, int kLanes>
+__device__ __forceinline__ void quad_window_sums(const ChannelGroup<T, kLanes> (&v)[3][kQuadCols],
+                                                 const float (&w)[9][kLanes], float (&out)[kQuadPixels][kLanes]) {
 #pragma unroll
-  for (int r = 0; r < kQuadPixels; ++r) out[r] = make_float2(0.f, 0.f);
+  for (int r = 0; r < kQuadPixels; ++r)
+#pragma unroll
+    for (int j = 0; j < kLanes; ++j) out[r][j] = 0.f;
 #pragma unroll
   for (int ky = 0; ky < 3; ++ky) {
 #pragma unroll
     for (int c = 0; c < kQuadCols; ++c) {
-      const float2 f = pair_to_float2<T>(v[ky][c]);
+      float f[kLanes];
+      group_to_floats<T, kLanes>(v[ky][c], f);
 #pragma unroll
       for (int r = 0; r < kQuadPixels; ++r) {
         const int kx = c - r;  // ascending within the row: each pixel's taps in (ky, kx) order
         if (kx < 0 || kx > 2) continue;
-        out[r].x = fmaf(f.x, w[ky * 3 + kx].x, out[r].x);
-        out[r].y = fmaf(f.y, w[ky * 3 + kx].y, out[r].y);
+#pragma unroll
+        for (int j = 0; j < kLanes; ++j) out[r][j] = fmaf(f[j], w[ky * 3 + kx][j], out[r][j]);
       }
     }
   }
@@ -144,45 +166,68 @@ __device__ __forceinline__ void quad_window_sums(const ChannelPair<T> (&v)[3][kQ
 
 // The per-pixel path (no window): the same values, each pixel's 9 taps read through the CTA's tap
 // table `px`.
-template <typename T, class TapTable>
+template <typename T, int kLanes, class TapTable>
 __device__ __forceinline__ void quad_pixel_sums(const SepConvParams& p, const TapTable& px, int m0, int k,
-                                                const float2 (&w)[9], float2 (&out)[kQuadPixels]) {
+                                                const float (&w)[9][kLanes], float (&out)[kQuadPixels][kLanes]) {
   const T* __restrict__ x = static_cast<const T*>(p.x);
   const int64_t row_step = static_cast<int64_t>(p.dh) * p.x_stride[2];
   const int64_t col_step = static_cast<int64_t>(p.dw) * p.x_stride[3];
 #pragma unroll  // out[r] stays in registers
   for (int r = 0; r < kQuadPixels; ++r) {
-    out[r] = make_float2(0.f, 0.f);
+#pragma unroll
+    for (int j = 0; j < kLanes; ++j) out[r][j] = 0.f;
     const int m = m0 + r;
     if (!px.reads_input(m)) continue;  // past the last pixel, or a window wholly in the padding
     const T* origin = x + px.x_base[m] + k;
-    ChannelPair<T> v[9];
+    ChannelGroup<T, kLanes> v[9];
 #pragma unroll
     for (int t = 0; t < 9; ++t) {
-      v[t] = zero_pair<T>();
-      if (px.tap_inside(p, m, t / 3, t % 3)) v[t] = load_pair<T>(origin + (t / 3) * row_step + (t % 3) * col_step);
+      v[t] = ChannelGroup<T, kLanes>{};
+      if (px.tap_inside(p, m, t / 3, t % 3))
+        v[t] = load_group<T, kLanes>(origin + (t / 3) * row_step + (t % 3) * col_step);
     }
 #pragma unroll
     for (int t = 0; t < 9; ++t) {
-      const float2 f = pair_to_float2<T>(v[t]);
-      out[r].x = fmaf(f.x, w[t].x, out[r].x);
-      out[r].y = fmaf(f.y, w[t].y, out[r].y);
+      float f[kLanes];
+      group_to_floats<T, kLanes>(v[t], f);
+#pragma unroll
+      for (int j = 0; j < kLanes; ++j) out[r][j] = fmaf(f[j], w[t][j], out[r][j]);
     }
   }
 }
 
-// The depthwise weight ([Cmid][3][3], multiplier 1, Cmid even) in fp32 as [Cmid / 2][tap][2]: a
-// tap's weights for a channel pair are one 8-byte load. Cmid * 9 floats.
-template <typename T>
-__global__ void sepconv_fwd_dw_pairs_pack_kernel(const SepConvParams p, float* packed) {
+// The depthwise weight ([Cmid][3][3], multiplier 1, Cmid a multiple of kLanes) in fp32 as
+// [Cmid / kLanes][tap][kLanes]: a tap's weights for a channel group are one 8- or 16-byte load.
+// Cmid * 9 floats.
+template <typename T, int kLanes>
+__global__ void sepconv_fwd_dw_pack_kernel(const SepConvParams p, float* packed) {
   const T* __restrict__ w = static_cast<const T*>(p.dw_weight);
   const int64_t total = static_cast<int64_t>(p.Cmid) * 9;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t pair = i / 18;
-    const int t = static_cast<int>(i / 2 % 9), j = static_cast<int>(i % 2);
-    packed[i] = to_float(w[(2 * pair + j) * 9 + t]);
+    const int64_t group = i / (9 * kLanes);
+    const int t = static_cast<int>(i / kLanes % 9), j = static_cast<int>(i % kLanes);
+    packed[i] = to_float(w[(group * kLanes + j) * 9 + t]);
   }
+}
+
+// The weights of channel group `group` (channels group * kLanes ..) from that packing.
+template <int kLanes>
+__device__ __forceinline__ void load_group_weights(const float* packed, int group, float (&w)[9][kLanes]) {
+  using V = std::conditional_t<kLanes == 2, float2, float4>;
+  const V* at = reinterpret_cast<const V*>(packed) + static_cast<int64_t>(group) * 9;
+#pragma unroll
+  for (int t = 0; t < 9; ++t) {
+    const V v = __ldg(at + t);
+    w[t][0] = v.x, w[t][1] = v.y;
+    if constexpr (kLanes == 4) w[t][2] = v.z, w[t][3] = v.w;
+  }
+}
+
+// Channels per item for a tile of BM pixels and BK channels a chunk among kThreads threads: four
+// where every thread then has whole items, else two.
+__host__ __device__ constexpr int quad_lanes(int bm, int bk, int threads) {
+  return (bk / 4) * (bm / kQuadPixels) >= threads && (bk / 4) * (bm / kQuadPixels) % threads == 0 ? 4 : 2;
 }
 
 #if defined(XSEP_WITH_CUTE)
@@ -195,64 +240,74 @@ __device__ __forceinline__ T z_value(const SepConvParams& p, float v) {
   return z;
 }
 
-template <typename T>
-__device__ __forceinline__ ChannelPair<T> z_pair(const SepConvParams& p, float2 v) {
-  PairBits<T> out;
-  out.e[0] = z_value<T>(p, v.x), out.e[1] = z_value<T>(p, v.y);
-  return out.u;
-}
-
 // A thread's share of Z for a tile of BM output pixels (from pixel p0), chunk by chunk of BK
-// channels, among kThreads threads (thread t of them): kItems (pair, quad) items a chunk, the same
-// channel pair and quads in every chunk. packed_dw: sepconv_fwd_dw_pairs_pack_kernel's weights.
-template <typename T, int BM, int BK, int kThreads>
+// channels, among kThreads threads (thread t of them): kItems (channel group, quad) items a chunk,
+// the same group and quads in every chunk. packed_dw: sepconv_fwd_dw_pack_kernel<T, kLanes>'s
+// weights.
+template <typename T, int BM, int BK, int kThreads, int kLanes_ = quad_lanes(BM, BK, kThreads)>
 struct QuadDepthwise {
-  static constexpr int kPairs = BK / 2;
-  static constexpr int kItems = kPairs * (BM / kQuadPixels) / kThreads;
-  static_assert(kThreads % kPairs == 0, "a thread keeps its channel pair in every chunk");
-  static_assert(kItems >= 1 && kItems * kThreads == kPairs * (BM / kQuadPixels), "whole items a thread");
-  int pair;
+  static constexpr int kLanes = kLanes_;
+  static constexpr int kGroups = BK / kLanes;
+  static constexpr int kItems = kGroups * (BM / kQuadPixels) / kThreads;
+  static_assert(kThreads % kGroups == 0, "a thread keeps its channel group in every chunk");
+  static_assert(kItems >= 1 && kItems * kThreads == kGroups * (BM / kQuadPixels), "whole items a thread");
+  using Group = ChannelGroup<T, kLanes>;
+  int group;  // within a chunk
   int m0[kItems];
   QuadWindow<T> quads[kItems];
-  const float2* packed_dw;
+  const float* packed_dw;
 
-  __device__ __forceinline__ QuadDepthwise(const SepConvParams& p, int64_t p0, int t, const float2* dw)
-      : pair(t % kPairs), packed_dw(dw) {
+  __device__ __forceinline__ QuadDepthwise(const SepConvParams& p, int64_t p0, int t, const float* dw)
+      : group(t % kGroups), packed_dw(dw) {
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
-      m0[i] = (t + i * kThreads) / kPairs * kQuadPixels;
+      m0[i] = (t + i * kThreads) / kGroups * kQuadPixels;
       quads[i] = quad_window<T>(p, p0, m0[i]);
     }
   }
 
   // Z of chunk g (channels g * BK ..): store(m, kk, bits) for each of the thread's pixels m, with
-  // kk the pair's first channel within the chunk; zero past the last pixel and past Cmid (the
-  // pointwise weight's padding is zero too). px: the tile's tap table (the per-pixel path).
+  // kk the group's first channel within the chunk and bits its kLanes values as stored; zero past
+  // the last pixel and past Cmid (the pointwise weight's padding is zero too). px: the tile's tap
+  // table (the per-pixel path).
   template <class TapTable, class Store>
   __device__ __forceinline__ void chunk(const SepConvParams& p, const TapTable& px, int g, Store&& store) const {
-    const int k = g * BK + 2 * pair;  // the pair's first channel
-    const bool live = k < p.Cmid;     // Cmid even: a pair is wholly in or out
-    float2 w[9];
+    const int k = g * BK + kLanes * group;  // the group's first channel
+    const bool live = k < p.Cmid;           // Cmid % kLanes == 0: a group is wholly in or out
+    float w[9][kLanes];
+    if (live) {
+      load_group_weights<kLanes>(packed_dw, k / kLanes, w);
+    } else {
 #pragma unroll
-    for (int t = 0; t < 9; ++t) w[t] = live ? __ldg(packed_dw + static_cast<int64_t>(k / 2) * 9 + t) : float2{};
+      for (int t = 0; t < 9; ++t)
+#pragma unroll
+        for (int j = 0; j < kLanes; ++j) w[t][j] = 0.f;
+    }
     // Every item's window loads first (all in flight at once), then the arithmetic.
-    ChannelPair<T> window[kItems][3][kQuadCols];
+    Group window[kItems][3][kQuadCols];
 #pragma unroll
     for (int i = 0; i < kItems; ++i)
-      if (live && quads[i].window) load_quad_window(p, quads[i], k, window[i]);
+      if (live && quads[i].window) load_quad_window<T, kLanes>(p, quads[i], k, window[i]);
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
-      float2 out[kQuadPixels];
+      float out[kQuadPixels][kLanes];
       if (live && quads[i].window) {
-        quad_window_sums<T>(window[i], w, out);
+        quad_window_sums<T, kLanes>(window[i], w, out);
       } else if (live) {
-        quad_pixel_sums<T>(p, px, m0[i], k, w, out);
+        quad_pixel_sums<T, kLanes>(p, px, m0[i], k, w, out);
       } else {
 #pragma unroll
-        for (int r = 0; r < kQuadPixels; ++r) out[r] = make_float2(0.f, 0.f);
+        for (int r = 0; r < kQuadPixels; ++r)
+#pragma unroll
+          for (int j = 0; j < kLanes; ++j) out[r][j] = 0.f;
       }
 #pragma unroll
-      for (int r = 0; r < kQuadPixels; ++r) store(m0[i] + r, 2 * pair, z_pair<T>(p, out[r]));
+      for (int r = 0; r < kQuadPixels; ++r) {
+        GroupBits<T, kLanes> z;
+#pragma unroll
+        for (int j = 0; j < kLanes; ++j) z.e[j] = z_value<T>(p, out[r][j]);
+        store(m0[i] + r, kLanes * group, z.u);
+      }
     }
   }
 };

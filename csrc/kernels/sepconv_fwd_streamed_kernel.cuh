@@ -8,8 +8,8 @@
 //   Producers (threads 256..511, two warpgroups): for each chunk of BK channels (64 bytes of them),
 //     wait until its ring slot is free, start the bulk copy of the matching pointwise-weight chunk
 //     (one thread), compute the chunk's 128 x BK depthwise values (QuadDepthwise,
-//     sepconv_fwd_quad_depthwise.cuh: a thread takes a channel pair of four neighbouring pixels,
-//     twice for 16-bit types), store them in the 64-byte-swizzled K-major layout wgmma reads,
+//     sepconv_fwd_quad_depthwise.cuh: a thread takes four channels (16-bit types, 128-channel
+//     tiles) or two of four neighbouring pixels), store them in the 64-byte-swizzled K-major layout wgmma reads,
 //     fence them for the async proxy, arrive.
 //   Consumers (threads 0..255, two warpgroups of 64 pixels x BN channels): wait for the slot's
 //     chunk (the producers' 256 arrivals and the weight's bytes), one wgmma batch, release the
@@ -23,7 +23,7 @@
 // different warps (CUDA cores and load units against tensor cores), the ring needs 16 KB a slot,
 // and the grid has a CTA per pixel tile and output-channel tile. The price: each output-channel
 // tile recomputes Z (Cout / BN times; ~9 FMA per value against BN MMA FMA per value and tile: by
-// the SASS count ~29 producer instructions per value, so the producers, not the tensor cores, set
+// the SASS count ~20 producer instructions per value, so the producers, not the tensor cores, set
 // the pace). Whether that trade wins is what the benchmark measures (XSEP_FWD_KERNEL=streamed).
 //
 // Depthwise arithmetic as QuadDepthwise's: fp32 products and sums in tap order, rounded once to the
@@ -79,9 +79,17 @@ struct StreamedFwdLayout {
   }
 };
 
+// Channels per producer work item (QuadDepthwise): four for 16-bit types with 128-channel tiles,
+// else pairs (four beside the 96 accumulators of a 192-channel tile spill: the kernel's threads have
+// 128 registers each).
+template <class Traits>
+__host__ __device__ constexpr int streamed_dw_lanes() {
+  return Traits::BN == 128 ? quad_lanes(Traits::BM, Traits::BK, Traits::kProducerThreads) : 2;
+}
+
 // The workspace: the pointwise weight packed as ring slots of BN x BK (sepconv_fwd_wgmma_pack_kernel
-// with these traits), then the depthwise weight in fp32 as [channel pair][tap][2]
-// (sepconv_fwd_dw_pairs_pack_kernel).
+// with these traits), then the depthwise weight in fp32 as [channel group][tap][lane]
+// (sepconv_fwd_dw_pack_kernel with the producers' channel groups: streamed_dw_lanes).
 template <class Traits>
 __host__ __device__ inline size_t streamed_dw_offset_bytes(int cout, int cmid) {
   return static_cast<size_t>(wgmma_packed_weight_elements<Traits>(cout, cmid)) *
@@ -133,8 +141,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     const int pt = threadIdx.x - Traits::kConsumerThreads;
     const unsigned char* workspace = static_cast<const unsigned char*>(p.workspace);
     const T* packed_w = reinterpret_cast<const T*>(workspace) + static_cast<int64_t>(tile) * steps * (BN * BK);
-    const QuadDepthwise<T, BM, BK, Traits::kProducerThreads> depthwise(
-        p, p0, pt, reinterpret_cast<const float2*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
+    const QuadDepthwise<T, BM, BK, Traits::kProducerThreads, streamed_dw_lanes<Traits>()> depthwise(
+        p, p0, pt, reinterpret_cast<const float*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
     int slot = 0;
     uint32_t phase = 1;  // empty[s]'s phase before the first: complete (every slot starts free)
 #pragma unroll 1
@@ -145,8 +153,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         bulk_copy_to_shared(w + slot * BN * BK, packed_w + static_cast<int64_t>(g) * (BN * BK), Traits::kWSlotBytes,
                             &full[slot]);
       }
-      // 2 or 4 bytes (a pair of channels from an even one) are contiguous in the swizzled layout.
-      depthwise.chunk(p, px, g, [&](int m, int kk, ChannelPair<T> v) { store_shared(&z_chunk(slot)(m, kk), v); });
+      // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled layout.
+      depthwise.chunk(p, px, g, [&](int m, int kk, auto v) { store_shared(&z_chunk(slot)(m, kk), v); });
       fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma once the slot is full
       mbarrier_arrive(&full[slot]);
       if (++slot == stages) slot = 0, phase ^= 1;

@@ -78,7 +78,7 @@ int launch_streamed_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLau
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
   unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
   if (const int e = launch_wgmma_weight_pack<Traits>(p, reinterpret_cast<T*>(workspace), stream)) return e;
-  sepconv_fwd_dw_pairs_pack_kernel<T>
+  sepconv_fwd_dw_pack_kernel<T, streamed_dw_lanes<Traits>()>
       <<<grid_stride_blocks(static_cast<int64_t>(p.Cmid) * Traits::kTaps), 256, 0, stream>>>(
           p, reinterpret_cast<float*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);

@@ -4,8 +4,8 @@
 // pointwise GEMM moved from WMMA to wgmma.
 //
 //   1. Z[BM x Cmid] = depthwise(x) of the CTA's BM pixels, computed once into shared memory
-//      (sepconv_fwd_quad_depthwise.cuh: a thread's items are a channel pair of four neighbouring
-//      pixels, which on a row share a 3 x 6 input window) in the K-major, 64-byte-swizzled layout
+//      (sepconv_fwd_quad_depthwise.cuh: a thread's items are two or four channels of four
+//      neighbouring pixels, which on a row share a 3 x 6 input window) in the K-major, 64-byte-swizzled layout
 //      wgmma reads directly (CuTe's GMMA layout atoms: chunks of BM pixels x 64 bytes of channels).
 //   2. For each tile of 128 output channels: Y = Z . W^T, one wgmma batch (BM/64 warpgroups of
 //      64 x 128 x BK) per BK channels (64 bytes of them: 32 16-bit, 16 fp32). The weight is packed
@@ -131,8 +131,12 @@ __host__ __device__ inline int64_t wgmma_packed_weight_elements(int cout, int cm
   return tiles * WgmmaFwdLayout<Traits>::kpad(cmid) * Traits::BN;
 }
 
-// The workspace: the packed pointwise weight, then the depthwise weight in fp32 channel pairs
-// (sepconv_fwd_dw_pairs_pack_kernel: Cmid x 9 floats).
+// The workspace: the packed pointwise weight, then the depthwise weight in fp32 channel groups
+// (sepconv_fwd_dw_pack_kernel with wgmma_dw_lanes: Cmid x 9 floats).
+template <class Traits>
+__host__ __device__ constexpr int wgmma_dw_lanes() {
+  return quad_lanes(Traits::BM, Traits::BK, Traits::kThreads);
+}
 template <class Traits>
 __host__ __device__ inline size_t wgmma_dw_offset_bytes(int cout, int cmid) {
   return static_cast<size_t>(wgmma_packed_weight_elements<Traits>(cout, cmid)) * sizeof(typename Traits::T);
@@ -245,17 +249,17 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
   __syncthreads();
 
-  // 1. Z, a K chunk after another (sepconv_fwd_quad_depthwise.cuh: a thread's items are one channel
-  // pair of four neighbouring pixels), with the intermediate activation applied after rounding.
+  // 1. Z, a K chunk after another (sepconv_fwd_quad_depthwise.cuh: a thread's items are two or four
+  // channels of four neighbouring pixels), with the intermediate activation applied after rounding.
   {
     const QuadDepthwise<T, BM, BK, Traits::kThreads> depthwise(
         p, static_cast<int64_t>(blockIdx.x) * BM, threadIdx.x,
-        reinterpret_cast<const float2*>(static_cast<const unsigned char*>(p.workspace) +
-                                        wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
+        reinterpret_cast<const float*>(static_cast<const unsigned char*>(p.workspace) +
+                                       wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
 #pragma unroll 1
     for (int c = 0; c < steps; ++c) {
-      // 4 or 8 bytes (a pair of channels from an even one) are contiguous in the swizzled layout.
-      depthwise.chunk(p, px, c, [&](int m, int kk, ChannelPair<T> v) { store_shared(&z_chunk(c)(m, kk), v); });
+      // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled layout.
+      depthwise.chunk(p, px, c, [&](int m, int kk, auto v) { store_shared(&z_chunk(c)(m, kk), v); });
     }
   }
   // Z, written through the generic proxy, visible to wgmma: each thread fences its own stores (no

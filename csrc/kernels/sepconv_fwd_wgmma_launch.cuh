@@ -177,8 +177,9 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   using T = typename Traits::T;
   unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
   if (const int e = launch_wgmma_weight_pack<PackTraits>(p, reinterpret_cast<T*>(workspace), stream)) return e;
-  sepconv_fwd_dw_pairs_pack_kernel<T><<<grid_stride_blocks(static_cast<int64_t>(p.Cmid) * 9), 256, 0, stream>>>(
-      p, reinterpret_cast<float*>(workspace + wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
+  sepconv_fwd_dw_pack_kernel<T, wgmma_dw_lanes<Traits>()>
+      <<<grid_stride_blocks(static_cast<int64_t>(p.Cmid) * 9), 256, 0, stream>>>(
+          p, reinterpret_cast<float*>(workspace + wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
   return launch_pixel_tiles<Traits::BM, Traits::BN>(sepconv_fwd_wgmma_kernel<Traits>, Traits::kThreads,
                                                     WgmmaFwdLayout<Traits>::bytes(p.Cmid, launch->stages), p, stream,

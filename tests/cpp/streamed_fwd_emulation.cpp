@@ -49,7 +49,7 @@ bool run_case(const Case& c, int stages, std::mt19937& rng, double tol) {
   xsep_emulation::run_grid(dim3(3), 64,
                            [&] { xsep::sepconv_fwd_wgmma_pack_kernel<Traits>(p, reinterpret_cast<T*>(bytes)); });
   auto* dw = reinterpret_cast<float*>(bytes + xsep::streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid));
-  xsep_emulation::run_grid(dim3(2), 32, [&] { xsep::sepconv_fwd_dw_pairs_pack_kernel<T>(p, dw); });
+  xsep_emulation::run_grid(dim3(2), 32, [&] { xsep::sepconv_fwd_dw_pack_kernel<T, xsep::streamed_dw_lanes<Traits>()>(p, dw); });
   p.workspace = workspace.data();
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   const dim3 grid(static_cast<unsigned>((p.Cout + Traits::BN - 1) / Traits::BN),

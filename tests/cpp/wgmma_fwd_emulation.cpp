@@ -48,7 +48,7 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   xsep_emulation::run_grid(dim3(3), 64,
                            [&] { xsep::sepconv_fwd_wgmma_pack_kernel<Traits>(p, reinterpret_cast<T*>(bytes)); });
   auto* dw = reinterpret_cast<float*>(bytes + xsep::wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid));
-  xsep_emulation::run_grid(dim3(2), 32, [&] { xsep::sepconv_fwd_dw_pairs_pack_kernel<T>(p, dw); });
+  xsep_emulation::run_grid(dim3(2), 32, [&] { xsep::sepconv_fwd_dw_pack_kernel<T, xsep::wgmma_dw_lanes<Traits>()>(p, dw); });
   p.workspace = workspace.data();
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   xsep_emulation::run_grid(
