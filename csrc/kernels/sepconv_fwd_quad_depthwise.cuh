@@ -12,7 +12,7 @@
 // tail) each pixel reads its own 9 taps through the CTA's tap table.
 //
 // Four channels per item where the tile has enough of them for every thread (each load then feeds
-// twice the FMAs: ~20 instructions per value by the SASS count against ~27 with pairs), else pairs.
+// twice the FMAs: ~22 instructions per value by the SASS count against ~27 with pairs), else pairs.
 //
 // Arithmetic: per channel, fp32 products summed in tap order (ky, then kx) from 0, as the other
 // forward kernels; a tap in the padding adds 0 * w (the others skip it: the same value for a finite

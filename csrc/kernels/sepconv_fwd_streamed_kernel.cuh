@@ -23,7 +23,7 @@
 // different warps (CUDA cores and load units against tensor cores), the ring needs 16 KB a slot,
 // and the grid has a CTA per pixel tile and output-channel tile. The price: each output-channel
 // tile recomputes Z (Cout / BN times; ~9 FMA per value against BN MMA FMA per value and tile: by
-// the SASS count ~20 producer instructions per value, so the producers, not the tensor cores, set
+// the SASS count ~22-27 producer instructions per value, so the producers, not the tensor cores, set
 // the pace). Whether that trade wins is what the benchmark measures (XSEP_FWD_KERNEL=streamed).
 //
 // Depthwise arithmetic as QuadDepthwise's: fp32 products and sums in tap order, rounded once to the
