@@ -21,6 +21,7 @@ namespace xsep {
 void emulated_mbarrier_init(uint64_t* bar, int arrivals);
 void emulated_mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
 void emulated_mbarrier_arrive(uint64_t* bar);
+void emulated_named_barrier_sync(int id, int threads);
 void emulated_mbarrier_wait_parity(uint64_t* bar, uint32_t parity);
 void emulated_bulk_copy_to_shared(void* dst, const void* src, uint32_t bytes, uint64_t* bar);
 #endif
@@ -58,6 +59,16 @@ __device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
   emulated_mbarrier_arrive(bar);
 #elif defined(XSEP_WGMMA_DEVICE_CODE)
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(shared_address(bar)) : "memory");
+#endif
+}
+
+// A barrier among `threads` threads of the CTA (whole warps), numbered `id` (1..15; 0 is
+// __syncthreads'): the warp-specialised kernels synchronise one role's warps with it.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+#if defined(XSEP_HOST_EMULATION)
+  emulated_named_barrier_sync(id, threads);
+#elif defined(XSEP_WGMMA_DEVICE_CODE)
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 #endif
 }
 

@@ -22,14 +22,25 @@ struct FwdPixelOrigin {
   int64_t x_base, y_base;
 };
 
+// kNarrow: the tensor has fewer than 2^31 pixels, so 32-bit division finds the image (a 64-bit one
+// is a call whose scratch registers a kernel at its register limit may have to spill).
+template <bool kNarrow = false>
 __device__ __forceinline__ FwdPixelOrigin fwd_pixel_origin(const SepConvParams& p, int64_t pix) {
-  const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
-  const int64_t n = pix / hw;
-  const int rem = static_cast<int>(pix - n * hw);
+  int64_t n;
+  int rem;
+  if constexpr (kNarrow) {
+    const int hw = p.Ho * p.Wo, q = static_cast<int>(pix);
+    n = q / hw, rem = q - static_cast<int>(n) * hw;
+  } else {
+    const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
+    n = pix / hw;
+    rem = static_cast<int>(pix - n * hw);
+  }
   const int oy = rem / p.Wo, ox = rem % p.Wo;
   FwdPixelOrigin o;
   o.iy = oy * p.sh - p.pt, o.ix = ox * p.sw - p.pl;
-  o.x_base = n * p.x_stride[0] + static_cast<int64_t>(o.iy) * p.x_stride[2] + static_cast<int64_t>(o.ix) * p.x_stride[3];
+  o.x_base =
+      n * p.x_stride[0] + static_cast<int64_t>(o.iy) * p.x_stride[2] + static_cast<int64_t>(o.ix) * p.x_stride[3];
   o.y_base = n * p.y_stride[0] + static_cast<int64_t>(oy) * p.y_stride[2] + static_cast<int64_t>(ox) * p.y_stride[3];
   return o;
 }
@@ -83,13 +94,17 @@ struct FwdTapTable {
   uint16_t taps[BM];  // bit ky * kKW + kx: that tap is inside the image (none past the last pixel)
 
   __device__ __forceinline__ void fill(const SepConvParams& p, int64_t p0) {
-    if (threadIdx.x >= BM) return;
-    const int m = threadIdx.x;
+    if (threadIdx.x < BM) fill_row(p, p0, threadIdx.x);
+  }
+
+  // Row m (< BM) alone, by whichever thread the caller assigns it (kNarrow: fwd_pixel_origin's).
+  template <bool kNarrow = false>
+  __device__ __forceinline__ void fill_row(const SepConvParams& p, int64_t p0, int m) {
     const int64_t pix = p0 + m;
     unsigned bits = 0;
     int64_t base = 0;
     if (pix < static_cast<int64_t>(p.N) * p.Ho * p.Wo) {
-      const FwdPixelOrigin o = fwd_pixel_origin(p, pix);
+      const FwdPixelOrigin o = fwd_pixel_origin<kNarrow>(p, pix);
       for (int ky = 0; ky < kKH; ++ky)
         for (int kx = 0; kx < kKW; ++kx)
           if (inside_image(p, o.iy + ky * p.dh, o.ix + kx * p.dw)) bits |= 1u << (ky * kKW + kx);

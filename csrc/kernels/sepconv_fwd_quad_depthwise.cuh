@@ -102,14 +102,14 @@ struct QuadWindow {
 constexpr int kQuadPixels = 4;
 constexpr int kQuadCols = kQuadPixels + 2;
 
-// p0: the tile's first pixel; m0: the quad's first pixel in the tile.
-template <typename T>
+// p0: the tile's first pixel; m0: the quad's first pixel in the tile. kNarrow: fwd_pixel_origin's.
+template <typename T, bool kNarrow = false>
 __device__ __forceinline__ QuadWindow<T> quad_window(const SepConvParams& p, int64_t p0, int m0) {
   QuadWindow<T> q{static_cast<const T*>(p.x), 0u, false};
   const int64_t pix = p0 + m0, pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   if (p.sw != 1 || p.dw != 1 || pix + kQuadPixels > pixels) return q;
-  const FwdPixelOrigin o = fwd_pixel_origin(p, pix);
-  const int ox = static_cast<int>((pix % (static_cast<int64_t>(p.Ho) * p.Wo)) % p.Wo);
+  const FwdPixelOrigin o = fwd_pixel_origin<kNarrow>(p, pix);
+  const int ox = o.ix + p.pl;             // stride 1 along the row: the output column
   if (ox + kQuadPixels > p.Wo) return q;  // a row break inside the four
   q.window = true;
   q.corner += o.x_base;
@@ -243,8 +243,8 @@ __device__ __forceinline__ T z_value(const SepConvParams& p, float v) {
 // A thread's share of Z for a tile of BM output pixels (from pixel p0), chunk by chunk of BK
 // channels, among kThreads threads (thread t of them): kItems (channel group, quad) items a chunk,
 // the same group and quads in every chunk. packed_dw: sepconv_fwd_dw_pack_kernel<T, kLanes>'s
-// weights.
-template <typename T, int BM, int BK, int kThreads, int kLanes_ = quad_lanes(BM, BK, kThreads)>
+// weights. kNarrow: fewer than 2^31 pixels (fwd_pixel_origin's 32-bit division).
+template <typename T, int BM, int BK, int kThreads, int kLanes_ = quad_lanes(BM, BK, kThreads), bool kNarrow = false>
 struct QuadDepthwise {
   static constexpr int kLanes = kLanes_;
   static constexpr int kGroups = BK / kLanes;
@@ -262,7 +262,7 @@ struct QuadDepthwise {
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       m0[i] = (t + i * kThreads) / kGroups * kQuadPixels;
-      quads[i] = quad_window<T>(p, p0, m0[i]);
+      quads[i] = quad_window<T, kNarrow>(p, p0, m0[i]);
     }
   }
 

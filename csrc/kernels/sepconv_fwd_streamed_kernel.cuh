@@ -3,13 +3,13 @@
 // warpgroups multiply the chunks already there by the pointwise weight. For channels_last 3x3 layers
 // with 16-byte aligned channels (every Xception layer) in fp16, bf16, and fp32 on TF32.
 //
-//   CTA: 128 output pixels x 128 or 192 output channels (one tile of the pointwise GEMM); 512
-//   threads.
+//   CTA: tiles of 128 output pixels x 128 or 192 output channels (of the pointwise GEMM), one
+//   after another (persistent: a CTA per SM); 512 threads.
 //   Producers (threads 256..511, two warpgroups): for each chunk of BK channels (64 bytes of them),
 //     wait until its ring slot is free, start the bulk copy of the matching pointwise-weight chunk
 //     (one thread), compute the chunk's 128 x BK depthwise values (QuadDepthwise,
-//     sepconv_fwd_quad_depthwise.cuh: a thread takes four channels (16-bit types, 128-channel
-//     tiles) or two of four neighbouring pixels), store them in the 64-byte-swizzled K-major layout wgmma reads,
+//     sepconv_fwd_quad_depthwise.cuh: a thread takes two channels of four neighbouring pixels,
+//     twice a chunk for 16-bit types), store them in the 64-byte-swizzled K-major layout wgmma reads,
 //     fence them for the async proxy, arrive.
 //   Consumers (threads 0..255, two warpgroups of 64 pixels x BN channels): wait for the slot's
 //     chunk (the producers' 256 arrivals and the weight's bytes), one wgmma batch, release the
@@ -21,9 +21,9 @@
 // (728 channels) leave one CTA of 8 warps per SM and 4-5 weight chunks in flight, and at N = 32 the
 // 91 pixel tiles of a 19x19 layer leave 41 of 132 SMs idle. Here the two phases run at once on
 // different warps (CUDA cores and load units against tensor cores), the ring needs 16 KB a slot,
-// and the grid has a CTA per pixel tile and output-channel tile. The price: each output-channel
+// and the tiles are 128 pixels x BN output channels. The price: each output-channel
 // tile recomputes Z (Cout / BN times; ~9 FMA per value against BN MMA FMA per value and tile: by
-// the SASS count ~22-27 producer instructions per value, so the producers, not the tensor cores, set
+// the SASS count ~27 producer instructions per value, so the producers, not the tensor cores, set
 // the pace). Whether that trade wins is what the benchmark measures (XSEP_FWD_KERNEL=streamed).
 //
 // Depthwise arithmetic as QuadDepthwise's: fp32 products and sums in tap order, rounded once to the
@@ -79,12 +79,11 @@ struct StreamedFwdLayout {
   }
 };
 
-// Channels per producer work item (QuadDepthwise): four for 16-bit types with 128-channel tiles,
-// else pairs (four beside the 96 accumulators of a 192-channel tile spill: the kernel's threads have
-// 128 registers each).
+// Channels per producer work item (QuadDepthwise): pairs. (Four, with the tile loop's state, spill
+// at 128 registers a thread, even beside the 64 accumulators of a 128-channel tile.)
 template <class Traits>
 __host__ __device__ constexpr int streamed_dw_lanes() {
-  return Traits::BN == 128 ? quad_lanes(Traits::BM, Traits::BK, Traits::kProducerThreads) : 2;
+  return 2;
 }
 
 // The workspace: the pointwise weight packed as ring slots of BN x BK (sepconv_fwd_wgmma_pack_kernel
@@ -103,7 +102,11 @@ __host__ __device__ inline size_t streamed_workspace_bytes(int cout, int cmid) {
 #if defined(XSEP_WITH_CUTE)
 
 // stages: ring slots, kMinStages..kMaxStages (dynamic shared memory StreamedFwdLayout::bytes(stages)).
-// Grid: (output-channel tiles, pixel tiles). p.workspace: streamed_workspace_elements, packed.
+// Persistent: CTA b takes tiles b, b + gridDim.x, ... of (pixel tile, output-channel tile), the
+// output channels fastest (a pixel tile's CTAs run at once, so its input rows come from DRAM about
+// once); the ring's slots and phases run on from one tile to the next, so the producers start a
+// tile's chunks while the consumers store the last one's outputs. p.workspace:
+// streamed_workspace_bytes, packed.
 template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     sepconv_fwd_streamed_kernel(const SepConvParams p, const int stages) {
@@ -114,7 +117,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   using T = typename Traits::T;
   constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK;
   using Layout = StreamedFwdLayout<Traits>;
-  __shared__ FwdTapTable<BM, Traits::kKH, Traits::kKW> px;
+  __shared__ FwdTapTable<BM, Traits::kKH, Traits::kKW> px;  // the producers' current pixel tile
   __shared__ uint64_t full[Traits::kMaxStages];   // slot s holds its chunk: 256 producer arrivals + weight bytes
   __shared__ uint64_t empty[Traits::kMaxStages];  // slot s is free: 256 consumer arrivals
   XSEP_DYNAMIC_SHARED(smem_raw);
@@ -124,8 +127,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   auto z_chunk = [&](int s) { return make_tensor(make_smem_ptr(z + s * BM * BK), typename Cute::ZChunkLayout{}); };
   auto w_slot = [&](int s) { return make_tensor(make_smem_ptr(w + s * BN * BK), typename Cute::WSlotLayout{}); };
   const int steps = Layout::kpad(p.Cmid) / BK;
-  const int tile = blockIdx.x, co0 = tile * BN;
-  const int64_t p0 = static_cast<int64_t>(blockIdx.y) * BM;
+  // Fewer than 2^31 pixels and tiles (streamed_forward_applies): 32-bit index arithmetic.
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  const int cout_tiles = (p.Cout + BN - 1) / BN;
+  const int tiles = static_cast<int>((pixels + BM - 1) / BM) * cout_tiles;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) {
@@ -133,78 +138,95 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       mbarrier_init(&empty[s], Traits::kConsumerThreads);
     }
   }
-  px.fill(p, p0);
   __syncthreads();
 
   if (threadIdx.x >= Traits::kConsumerThreads) {
     // ---- producers --------------------------------------------------------------------------
+    constexpr int kProducerBarrier = 1;  // named barrier id: the producers alone
     const int pt = threadIdx.x - Traits::kConsumerThreads;
     const unsigned char* workspace = static_cast<const unsigned char*>(p.workspace);
-    const T* packed_w = reinterpret_cast<const T*>(workspace) + static_cast<int64_t>(tile) * steps * (BN * BK);
-    const QuadDepthwise<T, BM, BK, Traits::kProducerThreads, streamed_dw_lanes<Traits>()> depthwise(
-        p, p0, pt, reinterpret_cast<const float*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
+    const float* packed_dw =
+        reinterpret_cast<const float*>(workspace + streamed_dw_offset_bytes<Traits>(p.Cout, p.Cmid));
     int slot = 0;
     uint32_t phase = 1;  // empty[s]'s phase before the first: complete (every slot starts free)
 #pragma unroll 1
-    for (int g = 0; g < steps; ++g) {
-      mbarrier_wait_parity(&empty[slot], phase);
-      if (pt == 0) {
-        mbarrier_arrive_expect_tx(&full[slot], Traits::kWSlotBytes);
-        bulk_copy_to_shared(w + slot * BN * BK, packed_w + static_cast<int64_t>(g) * (BN * BK), Traits::kWSlotBytes,
-                            &full[slot]);
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      const int ct = tile % cout_tiles;
+      const int64_t p0 = static_cast<int64_t>(tile / cout_tiles) * BM;
+      named_barrier_sync(kProducerBarrier, Traits::kProducerThreads);  // all done with the last tile's table
+      if (pt < BM) px.template fill_row<true>(p, p0, pt);
+      named_barrier_sync(kProducerBarrier, Traits::kProducerThreads);
+      const T* packed_w = reinterpret_cast<const T*>(workspace) + static_cast<int64_t>(ct) * steps * (BN * BK);
+      const QuadDepthwise<T, BM, BK, Traits::kProducerThreads, streamed_dw_lanes<Traits>(), /*kNarrow=*/true> depthwise(
+          p, p0, pt, packed_dw);
+#pragma unroll 1
+      for (int g = 0; g < steps; ++g) {
+        mbarrier_wait_parity(&empty[slot], phase);
+        if (pt == 0) {
+          mbarrier_arrive_expect_tx(&full[slot], Traits::kWSlotBytes);
+          bulk_copy_to_shared(w + slot * BN * BK, packed_w + static_cast<int64_t>(g) * (BN * BK), Traits::kWSlotBytes,
+                              &full[slot]);
+        }
+        // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled layout.
+        depthwise.chunk(p, px, g, [&](int m, int kk, auto v) { store_shared(&z_chunk(slot)(m, kk), v); });
+        fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma once the slot is full
+        mbarrier_arrive(&full[slot]);
+        if (++slot == stages) slot = 0, phase ^= 1;
       }
-      // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled layout.
-      depthwise.chunk(p, px, g, [&](int m, int kk, auto v) { store_shared(&z_chunk(slot)(m, kk), v); });
-      fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma once the slot is full
-      mbarrier_arrive(&full[slot]);
-      if (++slot == stages) slot = 0, phase ^= 1;
     }
   } else {
     // ---- consumers --------------------------------------------------------------------------
     typename Cute::TiledMma mma;
     ThrMMA thr_mma = mma.get_slice(threadIdx.x);
     Tensor acc = partition_fragment_C(mma, Shape<Int<BM>, Int<BN>>{});  // fp32, (MMA, MMA_M, MMA_N)
-    clear(acc);
     int slot = 0, previous = 0;
     uint32_t phase = 0;
 #pragma unroll 1
-    for (int g = 0; g < steps; ++g) {
-      mbarrier_wait_parity(&full[slot], phase);
-      Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(slot)));  // (MMA, MMA_M, MMA_K)
-      Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(w_slot(slot)));   // (MMA, MMA_N, MMA_K)
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      const int co0 = tile % cout_tiles * BN;
+      const int64_t p0 = static_cast<int64_t>(tile / cout_tiles) * BM;
+      clear(acc);
+#pragma unroll 1
+      for (int g = 0; g < steps; ++g) {
+        mbarrier_wait_parity(&full[slot], phase);
+        Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(slot)));  // (MMA, MMA_M, MMA_K)
+        Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(w_slot(slot)));   // (MMA, MMA_N, MMA_K)
+        warpgroup_fence_operand(acc);
+        wgmma_arrive();
+        gemm(mma, a_frag, b_frag, acc);
+        wgmma_commit();
+        wgmma_wait<1>();  // the batch of step g - 1 has read its slot: free it
+        warpgroup_fence_operand(acc);
+        if (g > 0) mbarrier_arrive(&empty[previous]);
+        previous = slot;
+        if (++slot == stages) slot = 0, phase ^= 1;
+      }
+      wgmma_wait<0>();
       warpgroup_fence_operand(acc);
-      wgmma_arrive();
-      gemm(mma, a_frag, b_frag, acc);
-      wgmma_commit();
-      wgmma_wait<1>();  // the batch of step g - 1 has read its slot: free it
-      warpgroup_fence_operand(acc);
-      if (g > 0) mbarrier_arrive(&empty[previous]);
-      previous = slot;
-      if (++slot == stages) slot = 0, phase ^= 1;
-    }
-    wgmma_wait<0>();
-    warpgroup_fence_operand(acc);
+      mbarrier_arrive(&empty[previous]);  // the tile's last chunk: its slot is the next tile's
 
-    // Bias, one rounding, stores from registers (as the resident wgmma kernel's epilogue: a
-    // thread's accumulator rows are r and r + 8 of its warpgroup's 64).
-    Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
-    T* __restrict__ y = static_cast<T*>(p.y);
-    const T* __restrict__ bias = static_cast<const T*>(p.bias);
-    const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-    auto output_base = [&](int m) -> int64_t {
-      const int64_t pix = p0 + m;
-      return pix < pixels ? fwd_pixel_origin(p, pix).y_base : -1;
-    };
-    const int m0 = get<0>(coords(0));
-    const int64_t y_row0 = output_base(m0), y_row8 = output_base(m0 + 8);
+      // Bias, one rounding, stores from registers (as the resident wgmma kernel's epilogue: a
+      // thread's accumulator rows are r and r + 8 of its warpgroup's 64) while the producers fill
+      // the next tile's first slots.
+      // (Declared here, not kept across the main loop: registers are short beside the accumulators.)
+      Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
+      T* __restrict__ y = static_cast<T*>(p.y);
+      const T* __restrict__ bias = static_cast<const T*>(p.bias);
+      const int m0 = get<0>(coords(0));
+      auto output_base = [&](int m) -> int64_t {
+        const int64_t pix = p0 + m;
+        return pix < pixels ? fwd_pixel_origin</*kNarrow=*/true>(p, pix).y_base : -1;
+      };
+      const int64_t y_row0 = output_base(m0), y_row8 = output_base(m0 + 8);
 #pragma unroll
-    for (int i = 0; i < size(acc); i += 2) {
-      const int m = get<0>(coords(i)), co = co0 + get<1>(coords(i));
-      const int64_t y_base = m == m0 ? y_row0 : m == m0 + 8 ? y_row8 : output_base(m);
-      if (co >= p.Cout || y_base < 0) continue;  // Cout % kVec == 0: co + 1 is inside too
-      float v0 = acc(i), v1 = acc(i + 1);
-      if (bias != nullptr) v0 += to_float(__ldg(bias + co)), v1 += to_float(__ldg(bias + co + 1));
-      store_output_pair(y, y_base, co, v0, v1);
+      for (int i = 0; i < size(acc); i += 2) {
+        const int m = get<0>(coords(i)), co = co0 + get<1>(coords(i));
+        const int64_t y_base = m == m0 ? y_row0 : m == m0 + 8 ? y_row8 : output_base(m);
+        if (co >= p.Cout || y_base < 0) continue;  // Cout % kVec == 0: co + 1 is inside too
+        float v0 = acc(i), v1 = acc(i + 1);
+        if (bias != nullptr) v0 += to_float(__ldg(bias + co)), v1 += to_float(__ldg(bias + co + 1));
+        store_output_pair(y, y_base, co, v0, v1);
+      }
     }
   }
 #endif

@@ -3,7 +3,9 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 
@@ -48,11 +50,12 @@ bool streamed_forward_applies(const SepConvParams& p) {
   int device = 0, smem_optin = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return false;
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  // Pixels and tiles below 2^31: the kernel's index arithmetic is 32-bit.
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  // The pixel tiles are the grid's y (at most 65535 CTAs).
+  const int64_t tiles = (pixels + Traits::BM - 1) / Traits::BM * ((p.Cout + 127) / 128);
   return p.channels_last && p.kh == 3 && p.kw == 3 && depthwise_vec_applies<Traits>(p) &&
-         output_vec_applies<Traits>(p) && reinterpret_cast<uintptr_t>(p.pw_weight) % 16 == 0 &&
-         (pixels + Traits::BM - 1) / Traits::BM <= 65535 &&
+         output_vec_applies<Traits>(p) && reinterpret_cast<uintptr_t>(p.pw_weight) % 16 == 0 && pixels <= INT32_MAX &&
+         tiles <= INT32_MAX &&
          StreamedFwdLayout<Traits>::bytes(Traits::kMaxStages) +
                  kernel_static_shared_bytes(streamed_static_bytes<Traits>()) <=
              static_cast<size_t>(smem_optin) &&
@@ -65,8 +68,8 @@ size_t streamed_forward_workspace_bytes(const SepConvParams& p) {
                                                : streamed_workspace_bytes<StreamedFwdTraits<T, 128>>(p.Cout, p.Cmid);
 }
 
-// Both pack kernels, then the forward over (output-channel tiles, pixel tiles): the CTAs of one
-// pixel tile are neighbours in the launch order, so its input rows are read from DRAM about once.
+// Both pack kernels, then the forward: persistent, as many CTAs as fit on the GPU at once (one per
+// SM: 512 threads of 128 registers), each taking tiles in turn.
 template <class Traits>
 int launch_streamed_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
   using T = typename Traits::T;
@@ -86,10 +89,15 @@ int launch_streamed_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLau
   const size_t bytes = StreamedFwdLayout<Traits>::bytes(launch->stages);
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   if (err != cudaSuccess) return static_cast<int>(err);
+  int device = 0, sms = 0, per_sm = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Traits::kThreads, bytes);
+  if (err != cudaSuccess) return static_cast<int>(err);
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  const dim3 grid(static_cast<unsigned>((p.Cout + Traits::BN - 1) / Traits::BN),
-                  static_cast<unsigned>((pixels + Traits::BM - 1) / Traits::BM));
-  kernel<<<grid, Traits::kThreads, bytes, stream>>>(p, launch->stages);
+  const int64_t tiles = (pixels + Traits::BM - 1) / Traits::BM * ((p.Cout + Traits::BN - 1) / Traits::BN);
+  const int64_t ctas = std::min<int64_t>(tiles, static_cast<int64_t>(sms) * std::max(per_sm, 1));
+  kernel<<<static_cast<unsigned>(ctas), Traits::kThreads, bytes, stream>>>(p, launch->stages);
   return static_cast<int>(cudaGetLastError());
 }
 

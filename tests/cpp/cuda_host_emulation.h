@@ -246,6 +246,21 @@ inline void emulated_mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
 
 inline void emulated_mbarrier_arrive(uint64_t* bar) { emulated_mbarrier_arrive_expect_tx(bar, 0); }
 
+// bar.sync id, threads: one std::barrier per id, made by its first user (each id always with the
+// same thread count, as on the GPU).
+inline std::mutex named_barrier_mutex;
+inline std::unique_ptr<std::barrier<>> named_barriers[16];
+inline void emulated_named_barrier_sync(int id, int threads) {
+  if (id < 1 || id > 15) xsep_emulation::die("named barrier id outside 1..15");
+  std::barrier<>* bar;
+  {
+    std::lock_guard<std::mutex> lock(named_barrier_mutex);
+    if (!named_barriers[id]) named_barriers[id] = std::make_unique<std::barrier<>>(threads);
+    bar = named_barriers[id].get();
+  }
+  bar->arrive_and_wait();
+}
+
 inline void emulated_bulk_copy_to_shared(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
   if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || reinterpret_cast<uintptr_t>(src) % 16 != 0 || bytes % 16 != 0)
     xsep_emulation::die("cp.async.bulk with an address or size not a multiple of 16 bytes");
