@@ -205,28 +205,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       warpgroup_fence_operand(acc);
       mbarrier_arrive(&empty[previous]);  // the tile's last chunk: its slot is the next tile's
 
-      // Bias, one rounding, stores from registers (as the resident wgmma kernel's epilogue: a
-      // thread's accumulator rows are r and r + 8 of its warpgroup's 64) while the producers fill
-      // the next tile's first slots.
-      // (Declared here, not kept across the main loop: registers are short beside the accumulators.)
-      Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
-      T* __restrict__ y = static_cast<T*>(p.y);
-      const T* __restrict__ bias = static_cast<const T*>(p.bias);
-      const int m0 = get<0>(coords(0));
-      auto output_base = [&](int m) -> int64_t {
-        const int64_t pix = p0 + m;
-        return pix < pixels ? fwd_pixel_origin</*kNarrow=*/true>(p, pix).y_base : -1;
-      };
-      const int64_t y_row0 = output_base(m0), y_row8 = output_base(m0 + 8);
-#pragma unroll
-      for (int i = 0; i < size(acc); i += 2) {
-        const int m = get<0>(coords(i)), co = co0 + get<1>(coords(i));
-        const int64_t y_base = m == m0 ? y_row0 : m == m0 + 8 ? y_row8 : output_base(m);
-        if (co >= p.Cout || y_base < 0) continue;  // Cout % kVec == 0: co + 1 is inside too
-        float v0 = acc(i), v1 = acc(i + 1);
-        if (bias != nullptr) v0 += to_float(__ldg(bias + co)), v1 += to_float(__ldg(bias + co + 1));
-        store_output_pair(y, y_base, co, v0, v1);
-      }
+      // Bias, one rounding, stores from registers while the producers fill the next tile's first
+      // slots. (coords made here, not kept across the main loop: registers are short beside acc.)
+      store_accumulator_tile<T, /*kNarrow=*/true>(
+          p, acc, thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{})), p0, co0);
     }
   }
 #endif

@@ -198,6 +198,37 @@ __device__ __forceinline__ void store_output_pair(T* y, int64_t base, int co, fl
   }
 }
 
+#if defined(XSEP_WITH_CUTE)
+// Bias, one rounding, stores from registers: a wgmma accumulator tile `acc` (fp32; `coords` its
+// (pixel, channel) indices in the tile, as partition_C gives them) of the pixels from p0 and the
+// output channels from co0. Neighbouring channels are neighbouring values (i, i + 1), i even. The
+// D fragment gives a thread rows r and r + 8 of its warpgroup's 64: their output offsets are found
+// once (two divisions; kNarrow: fwd_pixel_origin's), any other row (none in this layout) when it is
+// stored.
+template <typename T, bool kNarrow = false, class Acc, class Coords>
+__device__ __forceinline__ void store_accumulator_tile(const SepConvParams& p, const Acc& acc, const Coords& coords,
+                                                       int64_t p0, int co0) {
+  T* __restrict__ y = static_cast<T*>(p.y);
+  const T* __restrict__ bias = static_cast<const T*>(p.bias);
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  auto output_base = [&](int m) -> int64_t {  // -1: past the last pixel
+    const int64_t pix = p0 + m;
+    return pix < pixels ? fwd_pixel_origin<kNarrow>(p, pix).y_base : -1;
+  };
+  const int m0 = cute::get<0>(coords(0));
+  const int64_t y_row0 = output_base(m0), y_row8 = output_base(m0 + 8);
+#pragma unroll
+  for (int i = 0; i < cute::size(acc); i += 2) {
+    const int m = cute::get<0>(coords(i)), co = co0 + cute::get<1>(coords(i));
+    const int64_t y_base = m == m0 ? y_row0 : m == m0 + 8 ? y_row8 : output_base(m);
+    if (co >= p.Cout || y_base < 0) continue;  // Cout % kVec == 0: co + 1 is inside too
+    float v0 = acc(i), v1 = acc(i + 1);
+    if (bias != nullptr) v0 += to_float(__ldg(bias + co)), v1 += to_float(__ldg(bias + co + 1));
+    store_output_pair(y, y_base, co, v0, v1);
+  }
+}
+#endif  // XSEP_WITH_CUTE
+
 // stages: slots in the weight ring, kMinStages..kMaxStages (the launcher's choice; the dynamic
 // shared memory is WgmmaFwdLayout::bytes(Cmid, stages)). p.workspace: the packed weight
 // (sepconv_fwd_wgmma_pack_kernel).
@@ -271,19 +302,6 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   ThrMMA thr_mma = mma.get_slice(threadIdx.x);
   Tensor acc = partition_fragment_C(mma, Shape<Int<BM>, Int<BN>>{});  // fp32, (MMA, MMA_M, MMA_N)
   Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
-  T* __restrict__ y = static_cast<T*>(p.y);
-  const T* __restrict__ bias = static_cast<const T*>(p.bias);
-  // Where this thread's accumulator rows go (-1: past the last pixel). The wgmma D fragment gives a
-  // thread two rows of its warpgroup's 64, r and r + 8, the same for every tile: found once here
-  // (two 64-bit divisions) instead of kept per pixel in shared memory. Any other row (there is
-  // none in this layout) is found when it is stored.
-  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  auto output_base = [&](int m) -> int64_t {
-    const int64_t pix = static_cast<int64_t>(blockIdx.x) * BM + m;
-    return pix < pixels ? fwd_pixel_origin(p, pix).y_base : -1;
-  };
-  const int m0 = get<0>(coords(0));
-  const int64_t y_row0 = output_base(m0), y_row8 = output_base(m0 + 8);
 
   int g = 0;           // the chunk of this step
   int slot = 0;        // its slot, g % stages
@@ -313,17 +331,8 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     wgmma_wait<0>();
     warpgroup_fence_operand(acc);
 
-    // 3. Bias, one rounding, stores from registers while the next tile's chunks are in flight. The
-    // accumulator layout holds neighbouring channels in neighbouring values (i, i + 1), i even.
-#pragma unroll
-    for (int i = 0; i < size(acc); i += 2) {
-      const int m = get<0>(coords(i)), co = co0 + get<1>(coords(i));
-      const int64_t y_base = m == m0 ? y_row0 : m == m0 + 8 ? y_row8 : output_base(m);
-      if (co >= p.Cout || y_base < 0) continue;  // Cout % kVec == 0: co + 1 is inside too
-      float v0 = acc(i), v1 = acc(i + 1);
-      if (bias != nullptr) v0 += to_float(__ldg(bias + co)), v1 += to_float(__ldg(bias + co + 1));
-      store_output_pair(y, y_base, co, v0, v1);
-    }
+    // 3. Bias, one rounding, stores from registers while the next tile's chunks are in flight.
+    store_accumulator_tile<T>(p, acc, coords, static_cast<int64_t>(blockIdx.x) * BM, co0);
   }
 #endif
 }
