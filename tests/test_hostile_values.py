@@ -115,3 +115,24 @@ def test_denormal_inputs(device):
     assert y.abs().max() < 1e-36
     # Subnormal arithmetic has an absolute error of about the smallest subnormal: compare on that scale.
     assert (y.double() - exact).abs().max() <= 2 * (unfused.double() - exact).abs().max() + 1e-44
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+def test_infinite_depthwise_weight_on_the_padding_contributes_nothing(dtype, device):
+    # SECURITY.md: a tap that falls on the zero padding contributes nothing, even with an infinite
+    # weight. Tap (0, 0) of channel 5 is +inf: the top row and left column of the output read it on
+    # the padding, so they stay finite; the other pixels read it on real ones, so they are not.
+    # channels_last 3x3 with 16-byte channels: on a GPU the tensor-core kernels, whose depthwise
+    # phase reads zero-filled windows (and must not multiply that zero by the infinite weight).
+    torch.manual_seed(0)
+    x = torch.rand(2, 16, 11, 13, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    dw = torch.rand(16, 1, 3, 3, device=device).to(dtype)
+    dw[5, 0, 0, 0] = float("inf")
+    pw = torch.rand(24, 16, 1, 1, device=device).to(dtype)
+    with tf32_enabled(True):
+        y = separable_conv2d(x, dw, pw, None, stride=1, padding=1)
+    border = torch.zeros(11, 13, dtype=torch.bool, device=device)
+    border[0, :] = border[:, 0] = True
+    assert y[:, :, border].isfinite().all(), "an infinite weight on the padding reached the output"
+    assert y[:, :, ~border].isinf().all(), "an infinite weight on real pixels must reach the output"

@@ -183,8 +183,9 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   // thread t takes pair t % kPairs of every chunk and quad t / kPairs; its pair's 9 weights stay in
   // registers. A quad on one output row (stride and dilation 1 along it, inside the split) reads a
   // 3 x 6 input window, and the window of the next chunk is loaded before this chunk's barrier and
-  // MMA, so those loads are in flight while they run. Other quads read per pixel when their chunk
-  // is computed. Taps in the padding add 0 * w (as the forward's QuadDepthwise).
+  // MMA, so those loads are in flight while they run. Other quads (and every quad of a pair with a
+  // non-finite weight) read per pixel when their chunk is computed. Taps in the padding contribute
+  // nothing, as the forward's QuadDepthwise.
   constexpr int kPairs = BM / 2;
   static_assert(kPairs * (BK / kQuadPixels) == kThreads, "one (pair, quad) item per thread per chunk");
   const int pair = threadIdx.x % kPairs, quad_pixel = threadIdx.x / kPairs * kQuadPixels;
@@ -194,13 +195,15 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   float wq[kTaps][2];
 #pragma unroll
   for (int t = 0; t < kTaps; ++t) wq[t][0] = s.wdw[t][2 * pair], wq[t][1] = s.wdw[t][2 * pair + 1];
+  // The window path adds its zero-filled padding taps: only with finite weights is that nothing.
+  const bool windows = pair_live && weights_finite<2>(wq);
 
   // The window of the quad of chunk q0 (QuadWindow::window false: the per-pixel path), its loads
   // issued into v.
   auto prefetch = [&](int64_t q0, QuadWindow<T>& w, Pair(&v)[3][kQuadCols]) {
     w = QuadWindow<T>{x, 0u, false};
     const int64_t q = q0 + quad_pixel;
-    if (!pair_live || f.sw != 1 || f.dw != 1 || q + kQuadPixels > end) return;
+    if (!windows || f.sw != 1 || f.dw != 1 || q + kQuadPixels > end) return;
     int64_t img;
     int oy, ox;
     locate(q, &img, &oy, &ox);
@@ -235,14 +238,16 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
 #pragma unroll
         for (int tap = 0; tap < kTaps; ++tap) {
           const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
+          const bool inside = inside_image(f, iy, ix);
           Pair xv{};
-          if (inside_image(f, iy, ix))
+          if (inside)
             xv = load_group<T, 2>(origin + static_cast<int64_t>(iy) * f.x_stride[2] +
                                   static_cast<int64_t>(ix) * f.x_stride[3]);
           float xf[2];
           group_to_floats<T, 2>(xv, xf);
-          out[r][0] = fmaf(xf[0], wq[tap][0], out[r][0]);
-          out[r][1] = fmaf(xf[1], wq[tap][1], out[r][1]);
+          // A tap in the padding: zero times a zero weight (nothing, even for an infinite one).
+          out[r][0] = fmaf(xf[0], inside ? wq[tap][0] : 0.f, out[r][0]);
+          out[r][1] = fmaf(xf[1], inside ? wq[tap][1] : 0.f, out[r][1]);
         }
       }
     }

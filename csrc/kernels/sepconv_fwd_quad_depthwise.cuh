@@ -8,15 +8,17 @@
 // channel group instead of 36, each converted to fp32 once and used by up to three pixels, and the
 // group's 9 x kLanes weights (fp32, repacked by sepconv_fwd_dw_pack_kernel) stay in registers for
 // the whole chunk. Taps in the padding read zero (the window's bits say which), so the loop has no
-// branch. Elsewhere (a row break inside the four, stride or dilation along the row, the tile's
-// tail) each pixel reads its own 9 taps through the CTA's tap table.
+// branch: with finite weights adding 0 * w is skipping the tap. Elsewhere (a row break inside the
+// four, stride or dilation along the row, the tile's tail, or a non-finite weight in the group)
+// each pixel reads its own 9 taps through the CTA's tap table, and a tap in the padding multiplies
+// its zero by a zero weight.
 //
 // Four channels per item where the tile has enough of them for every thread (each load then feeds
 // twice the FMAs: ~22 instructions per value by the SASS count against ~27 with pairs), else pairs.
 //
 // Arithmetic: per channel, fp32 products summed in tap order (ky, then kx) from 0, as the other
-// forward kernels; a tap in the padding adds 0 * w (the others skip it: the same value for a finite
-// weight; an infinite one gives NaN there, as the explicitly padded reference does).
+// forward kernels; a tap in the padding contributes nothing, even for an infinite weight (as cuDNN
+// and oneDNN, and SECURITY.md promises), up to the sign of a zero sum.
 #pragma once
 
 #include <cstdint>
@@ -165,7 +167,7 @@ __device__ __forceinline__ void quad_window_sums(const ChannelGroup<T, kLanes> (
 }
 
 // The per-pixel path (no window): the same values, each pixel's 9 taps read through the CTA's tap
-// table `px`.
+// table `px`; a tap in the padding multiplies zero by zero (any weight: nothing from it).
 template <typename T, int kLanes, class TapTable>
 __device__ __forceinline__ void quad_pixel_sums(const SepConvParams& p, const TapTable& px, int m0, int k,
                                                 const float (&w)[9][kLanes], float (&out)[kQuadPixels][kLanes]) {
@@ -188,10 +190,11 @@ __device__ __forceinline__ void quad_pixel_sums(const SepConvParams& p, const Ta
     }
 #pragma unroll
     for (int t = 0; t < 9; ++t) {
+      const bool inside = px.tap_inside(p, m, t / 3, t % 3);
       float f[kLanes];
       group_to_floats<T, kLanes>(v[t], f);
 #pragma unroll
-      for (int j = 0; j < kLanes; ++j) out[r][j] = fmaf(f[j], w[t][j], out[r][j]);
+      for (int j = 0; j < kLanes; ++j) out[r][j] = fmaf(f[j], inside ? w[t][j] : 0.f, out[r][j]);
     }
   }
 }
@@ -222,6 +225,18 @@ __device__ __forceinline__ void load_group_weights(const float* packed, int grou
     w[t][0] = v.x, w[t][1] = v.y;
     if constexpr (kLanes == 4) w[t][2] = v.z, w[t][3] = v.w;
   }
+}
+
+// Whether every weight of a group is finite (then the window path's zero-filled padding taps add
+// nothing: 0 * w = 0).
+template <int kLanes>
+__device__ __forceinline__ bool weights_finite(const float (&w)[9][kLanes]) {
+  bool finite = true;
+#pragma unroll
+  for (int t = 0; t < 9; ++t)
+#pragma unroll
+    for (int j = 0; j < kLanes; ++j) finite &= fabsf(w[t][j]) <= 3.402823466e38f;  // false for inf and NaN
+  return finite;
 }
 
 // Channels per item for a tile of BM pixels and BK channels a chunk among kThreads threads: four
@@ -284,14 +299,15 @@ struct QuadDepthwise {
         for (int j = 0; j < kLanes; ++j) w[t][j] = 0.f;
     }
     // Every item's window loads first (all in flight at once), then the arithmetic.
+    const bool windows = live && weights_finite<kLanes>(w);
     Group window[kItems][3][kQuadCols];
 #pragma unroll
     for (int i = 0; i < kItems; ++i)
-      if (live && quads[i].window) load_quad_window<T, kLanes>(p, quads[i], k, window[i]);
+      if (windows && quads[i].window) load_quad_window<T, kLanes>(p, quads[i], k, window[i]);
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       float out[kQuadPixels][kLanes];
-      if (live && quads[i].window) {
+      if (windows && quads[i].window) {
         quad_window_sums<T, kLanes>(window[i], w, out);
       } else if (live) {
         quad_pixel_sums<T, kLanes>(p, px, m0[i], k, w, out);

@@ -131,12 +131,16 @@ __host__ __device__ inline int64_t wgmma_packed_weight_elements(int cout, int cm
   return tiles * WgmmaFwdLayout<Traits>::kpad(cmid) * Traits::BN;
 }
 
-// The workspace: the packed pointwise weight, then the depthwise weight in fp32 channel groups
-// (sepconv_fwd_dw_pack_kernel with wgmma_dw_lanes: Cmid x 9 floats).
+// Channels per depthwise work item (QuadDepthwise): four where every thread has whole items and
+// the registers allow, else pairs (the kernels of two CTAs per SM at 256 threads have 128
+// registers a thread, and spill with four).
 template <class Traits>
 __host__ __device__ constexpr int wgmma_dw_lanes() {
-  return quad_lanes(Traits::BM, Traits::BK, Traits::kThreads);
+  return Traits::kMinBlocks * Traits::kThreads > 256 ? 2 : quad_lanes(Traits::BM, Traits::BK, Traits::kThreads);
 }
+
+// The workspace: the packed pointwise weight, then the depthwise weight in fp32 channel groups
+// (sepconv_fwd_dw_pack_kernel with wgmma_dw_lanes: Cmid x 9 floats).
 template <class Traits>
 __host__ __device__ inline size_t wgmma_dw_offset_bytes(int cout, int cmid) {
   return static_cast<size_t>(wgmma_packed_weight_elements<Traits>(cout, cmid)) * sizeof(typename Traits::T);
@@ -283,7 +287,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   // 1. Z, a K chunk after another (sepconv_fwd_quad_depthwise.cuh: a thread's items are two or four
   // channels of four neighbouring pixels), with the intermediate activation applied after rounding.
   {
-    const QuadDepthwise<T, BM, BK, Traits::kThreads> depthwise(
+    const QuadDepthwise<T, BM, BK, Traits::kThreads, wgmma_dw_lanes<Traits>()> depthwise(
         p, static_cast<int64_t>(blockIdx.x) * BM, threadIdx.x,
         reinterpret_cast<const float*>(static_cast<const unsigned char*>(p.workspace) +
                                        wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
