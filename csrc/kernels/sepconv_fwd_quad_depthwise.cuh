@@ -13,8 +13,9 @@
 // each pixel reads its own 9 taps through the CTA's tap table, and a tap in the padding multiplies
 // its zero by a zero weight.
 //
-// Four channels per item where the tile has enough of them for every thread (each load then feeds
-// twice the FMAs: ~22 instructions per value by the SASS count against ~27 with pairs), else pairs.
+// Four channels per item (each load then feeds twice the FMAs: ~22 instructions per value by the
+// SASS count against ~27 with pairs) where the tile has enough of them for every thread and the
+// kernel's registers allow (the caller's choice: wgmma_dw_lanes, streamed_dw_lanes), else pairs.
 //
 // Arithmetic: per channel, fp32 products summed in tap order (ky, then kx) from 0, as the other
 // forward kernels; a tap in the padding contributes nothing, even for an infinite weight (as cuDNN
