@@ -25,17 +25,9 @@ void emulated_generic_shared_write(const void* dst, int bytes);
 void emulated_fence_proxy_async();
 #endif
 
-// A 16-byte store to shared memory that a wgmma may read. On the GPU a plain store; the host
-// emulation records it, as it records landed cp.async copies, as unseen by wgmma (the async proxy)
-// until this thread's fence_shared_for_wgmma.
-__device__ __forceinline__ void store_shared_16(void* dst, uint4 v) {
-  *static_cast<uint4*>(dst) = v;
-#if defined(XSEP_HOST_EMULATION)
-  emulated_generic_shared_write(dst, 16);
-#endif
-}
-
-// The same for a 4- or 8-byte value (V: uint32_t, uint2, float2).
+// A store of V (4, 8 or 16 bytes: uint32_t, uint2, float2, uint4) to shared memory that a wgmma may
+// read. On the GPU a plain store; the host emulation records it, as it records landed cp.async
+// copies, as unseen by wgmma (the async proxy) until this thread's fence_shared_for_wgmma.
 template <typename V>
 __device__ __forceinline__ void store_shared(void* dst, V v) {
   *static_cast<V*>(dst) = v;

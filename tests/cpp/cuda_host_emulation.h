@@ -20,7 +20,7 @@
 //     writes is the async proxy's: wgmma may read it with no fence.
 //   * Dynamic shared memory starts 128 bytes past a 1024-byte boundary (all its declaration
 //     promises), so the kernels must align their swizzled wgmma buffers themselves.
-//   * Proxies: what a thread's landed cp.async copies and store_shared_16 stores wrote stays unseen
+//   * Proxies: what a thread's landed cp.async copies and store_shared stores wrote stays unseen
 //     by wgmma (the async proxy) until that thread's fence.proxy.async (fence_shared_for_wgmma); the
 //     wgmma stand-in (wgmma_emulation.h) aborts on reading it earlier.
 // Not modelled: warp shuffles and votes, the memory model beyond the barriers, timing. Built with
@@ -76,7 +76,7 @@ struct Copy {
 inline const bool eager_copies = std::getenv("XSEP_EMULATION_EAGER_COPIES") != nullptr;
 
 // What wgmma (the async proxy) may not read yet: per 16-byte granule of the shared window, the
-// thread (+ 1) whose generic-proxy write there (a landed cp.async copy, store_shared_16) it has not
+// thread (+ 1) whose generic-proxy write there (a landed cp.async copy, store_shared) it has not
 // fenced since (fence.proxy.async: fence_shared_for_wgmma); 0: published. The wgmma stand-in refuses
 // to read an unpublished granule, so a missing or misplaced fence shows. (Other plain stores are
 // not tracked.)
