@@ -25,11 +25,10 @@
 
 #include "cp_async.cuh"
 #include "element_types.cuh"
-#include "fast_divmod.h"
 #include "mma_tile.cuh"
 #include "sepconv_bwd.h"
 #include "sepconv_bwd_tiles.cuh"
-#include "sepconv_fwd_quad_depthwise.cuh"
+#include "sepconv_bwd_z_pairs.cuh"
 
 namespace xsep {
 
@@ -127,26 +126,8 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   pw_split_pixels(p, blockIdx.z, &begin, &end);
   const bool want_pw = p.grad_pw != nullptr;
   const bool want_bias = p.grad_bias != nullptr && blockIdx.x == 0;
-  const int64_t hw = static_cast<int64_t>(f.Ho) * f.Wo;
-  const T* __restrict__ x = static_cast<const T*>(f.x);
   const T* __restrict__ gy = static_cast<const T*>(p.grad_y);
-  // Pixel q's image and output row and column, each step for every pixel a thread touches: by
-  // multiply-high (FastDivmod) where every pixel index fits 31 bits, else 64-bit division.
-  const bool narrow = static_cast<int64_t>(f.N) * hw <= INT32_MAX;
-  const FastDivmod by_hw(narrow ? static_cast<int>(hw) : 1), by_wo(f.Wo);
-  auto locate = [&](int64_t q, int64_t* img, int* oy, int* ox) {
-    int rem;
-    if (narrow) {
-      int i;
-      by_hw.divmod(static_cast<int>(q), &i, &rem);
-      *img = i;
-    } else {
-      *img = q / hw;
-      rem = static_cast<int>(q - *img * hw);
-    }
-    by_wo.divmod(rem, oy, ox);
-  };
-
+  const PixelLocator at(f);  // pixel q's image, output row and column
   for (int i = threadIdx.x; i < kTaps * BM; i += kThreads) {
     const int tap = i / BM, cm = cm0 + i % BM;
     s.wdw[tap][i % BM] =
@@ -167,109 +148,44 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
       const int k = v / (BN / kVec), n = (v % (BN / kVec)) * kVec;
       const int64_t q = q0 + k;
       const bool valid = q < end && co0 + n < f.Cout;
-      int64_t at = 0;
+      int64_t offset = 0;
       if (valid) {
         int64_t img;
         int oy, ox;
-        locate(q, &img, &oy, &ox);
-        at = img * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] + static_cast<int64_t>(ox) * f.y_stride[3] +
+        at.locate(q, &img, &oy, &ox);
+        offset = img * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] + static_cast<int64_t>(ox) * f.y_stride[3] +
              co0 + n;
       }
-      cp_async_16(gemm.dy_at(buf, k, n), gy + at, valid);
+      cp_async_16(gemm.dy_at(buf, k, n), gy + offset, valid);
     }
   };
 
-  // Z in items of one channel pair of four neighbouring pixels (sepconv_fwd_quad_depthwise.cuh):
-  // thread t takes pair t % kPairs of every chunk and quad t / kPairs; its pair's 9 weights stay in
-  // registers. A quad on one output row (stride and dilation 1 along it, inside the split) reads a
-  // 3 x 6 input window, and the window of the next chunk is loaded before this chunk's barrier and
-  // MMA, so those loads are in flight while they run. Other quads (and every quad of a pair with a
-  // non-finite weight) read per pixel when their chunk is computed. Taps in the padding contribute
-  // nothing, as the forward's QuadDepthwise.
+  // Z in items of one channel pair of four neighbouring pixels (sepconv_bwd_z_pairs.cuh): thread t
+  // takes pair t % kPairs of every chunk and quad t / kPairs; the window of the next chunk's quad
+  // is loaded before this chunk's barrier and MMA, so those loads are in flight while they run.
   constexpr int kPairs = BM / 2;
   static_assert(kPairs * (BK / kQuadPixels) == kThreads, "one (pair, quad) item per thread per chunk");
   const int pair = threadIdx.x % kPairs, quad_pixel = threadIdx.x / kPairs * kQuadPixels;
-  const int cm_pair = cm0 + 2 * pair;       // the pair's first channel (M == 1: a channel of x)
-  const bool pair_live = cm_pair < f.Cmid;  // C even: a pair is wholly in or out
-  using Pair = ChannelGroup<T, 2>;
   float wq[kTaps][2];
 #pragma unroll
   for (int t = 0; t < kTaps; ++t) wq[t][0] = s.wdw[t][2 * pair], wq[t][1] = s.wdw[t][2 * pair + 1];
-  // The window path adds its zero-filled padding taps: only with finite weights is that nothing.
-  const bool windows = pair_live && weights_finite<2>(wq);
+  const ZPairItems<T> z_items(f, cm0 + 2 * pair, wq);
 
-  // The window of the quad of chunk q0 (QuadWindow::window false: the per-pixel path), its loads
-  // issued into v.
-  auto prefetch = [&](int64_t q0, QuadWindow<T>& w, Pair(&v)[3][kQuadCols]) {
-    w = QuadWindow<T>{x, 0u, false};
-    const int64_t q = q0 + quad_pixel;
-    if (!windows || f.sw != 1 || f.dw != 1 || q + kQuadPixels > end) return;
-    int64_t img;
-    int oy, ox;
-    locate(q, &img, &oy, &ox);
-    if (ox + kQuadPixels > f.Wo) return;  // a row break inside the four
-    const int iy0 = oy * f.sh - f.pt, ix0 = ox - f.pl;
-    w.window = true;
-    w.corner =
-        x + img * f.x_stride[0] + static_cast<int64_t>(iy0) * f.x_stride[2] + static_cast<int64_t>(ix0) * f.x_stride[3];
-    for (int ky = 0; ky < 3; ++ky)
-      for (int c = 0; c < kQuadCols; ++c)
-        if (inside_image(f, iy0 + ky * f.dh, ix0 + c)) w.inside |= 1u << (ky * kQuadCols + c);
-    load_quad_window<T, 2>(f, w, cm_pair, v);
-  };
-
-  // Z of the thread's quad of chunk q0 into slot `buf`, channels cm_pair, cm_pair + 1 (zero past
-  // the split and Cmid), from its window (prefetched) or pixel by pixel.
-  auto compute_z = [&](int64_t q0, int buf, const QuadWindow<T>& w, const Pair(&v)[3][kQuadCols]) {
+  // Z of the thread's quad of chunk q0 into slot `buf`, from its prefetched window or pixel by pixel.
+  auto compute_z = [&](int64_t q0, int buf, const QuadWindow<T>& w, const typename ZPairItems<T>::Window& v) {
     float out[kQuadPixels][2];
-    if (w.window) {
-      quad_window_sums<T, 2>(v, wq, out);
-    } else {
-#pragma unroll  // out[r] stays in registers
-      for (int r = 0; r < kQuadPixels; ++r) {
-        out[r][0] = out[r][1] = 0.f;
-        const int64_t q = q0 + quad_pixel + r;
-        if (!pair_live || q >= end) continue;
-        int64_t img;
-        int oy, ox;
-        locate(q, &img, &oy, &ox);
-        const int iy0 = oy * f.sh - f.pt, ix0 = ox * f.sw - f.pl;
-        const T* origin = x + img * f.x_stride[0] + cm_pair;
+    z_items.compute(q0 + quad_pixel, end, w, v, out);
 #pragma unroll
-        for (int tap = 0; tap < kTaps; ++tap) {
-          const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
-          const bool inside = inside_image(f, iy, ix);
-          Pair xv{};
-          if (inside)
-            xv = load_group<T, 2>(origin + static_cast<int64_t>(iy) * f.x_stride[2] +
-                                  static_cast<int64_t>(ix) * f.x_stride[3]);
-          float xf[2];
-          group_to_floats<T, 2>(xv, xf);
-          // A tap in the padding: zero times a zero weight (nothing, even for an infinite one).
-          out[r][0] = fmaf(xf[0], inside ? wq[tap][0] : 0.f, out[r][0]);
-          out[r][1] = fmaf(xf[1], inside ? wq[tap][1] : 0.f, out[r][1]);
-        }
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < kQuadPixels; ++r) {
-      if (f.activation != Activation::kNone) {  // Z rounded as the unfused op stores it, then activated
-        out[r][0] = activate(f.activation, round_like_storage<T>(out[r][0]));
-        out[r][1] = activate(f.activation, round_like_storage<T>(out[r][1]));
-      }
-      GroupBits<T, 2> z;
-      z.e[0] = from_float<T>(out[r][0]), z.e[1] = from_float<T>(out[r][1]);
-      store_shared(gemm.z_at(buf, quad_pixel + r, 2 * pair), z.u);
-    }
+    for (int r = 0; r < kQuadPixels; ++r) store_shared(gemm.z_at(buf, quad_pixel + r, 2 * pair), z_items.bits(out[r]).u);
   };
 
   float bias_acc = 0.f;  // thread n < BN: grad_bias[co0 + n] over this split, in pixel order
   // Chunk i in slot i % kStages: Z_i written and dY_i landed, one barrier, then dY_{i+1} issued
   // into the next slot (last read by the MMA of chunk i + 1 - kStages, which every thread finished
   // before this barrier) and chunk i multiplied. Z_{i+1} goes to the next slot after the barrier.
-  QuadWindow<T> window{x, 0u, false};
-  Pair window_pixels[3][kQuadCols];
-  if (want_pw && begin < end) prefetch(begin, window, window_pixels);
+  QuadWindow<T> window{static_cast<const T*>(f.x), 0u, false};
+  typename ZPairItems<T>::Window window_pixels;
+  if (want_pw && begin < end) z_items.prefetch(begin + quad_pixel, end, window, window_pixels);
   copy_dy(begin, 0);
   cp_async_commit();
   int buf = 0;
@@ -277,7 +193,7 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   for (int64_t q0 = begin; q0 < end; q0 += BK, buf = (buf + 1) % kStages) {
     if (want_pw) {
       compute_z(q0, buf, window, window_pixels);
-      if (q0 + BK < end) prefetch(q0 + BK, window, window_pixels);  // in flight across the barrier and MMA
+      if (q0 + BK < end) z_items.prefetch(q0 + BK + quad_pixel, end, window, window_pixels);  // in flight across the barrier and MMA
     }
     cp_async_wait<0>();
     fence_for_gemm<Traits>();
