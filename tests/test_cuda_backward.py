@@ -176,7 +176,8 @@ def test_float64_backward_falls_back_visibly():
 # fp32 on TF32, 3x3, channels_last, C*M and Cout multiples of a 16-byte vector (the pw-gradient one
 # also multiplier 1). Partial Cout
 # chunks (136, 40), a partial channel chunk (C=72: 64 + 8), multiplier 2, stride 2 'same',
-# dilation 2, many tiles, several pw splits (xception_like).
+# dilation 2, many tiles, several pw splits (xception_like); Cout 264 (the resident pw-gradient
+# kernel's two slices of 256, the second mostly padding; several 64-pixel stages a split).
 FORCED_STAGED_BACKWARD_CHECK = """
 import sys, torch
 sys.path.insert(0, {tests!r})
@@ -189,6 +190,7 @@ cases = [
     Case("s2_same", N=2, C=72, H=17, W=23, Cout=40, stride=2, padding="same"),
     Case("d2", N=1, C=24, H=20, W=21, Cout=32, dilation=2, padding=2),
     Case("xception_like", N=2, C=128, H=19, W=19, Cout=256),
+    Case("slices_264", N=2, C=64, H=24, W=23, Cout=264),
 ]
 names = ["x", "dw_weight", "pw_weight", "bias"]
 for case in cases:
@@ -217,10 +219,11 @@ print("checked")
 """
 
 
-@pytest.mark.parametrize("kernel", ["first", "staged", "wgmma", "staged-128ch", "wgmma-128ch"])
+@pytest.mark.parametrize("kernel", ["first", "staged", "wgmma", "resident", "staged-128ch", "wgmma-128ch"])
 def test_staged_kernels_match_reference(kernel):
     # first: the kernels the staged ones replaced as the default (XSEP_BWD_KERNEL=first). wgmma: the
-    # staged kernels with their GEMMs on wgmma (fp16 / bf16; sm_90a builds). -128ch: the
+    # staged kernels with their GEMMs on wgmma (fp16 / bf16; sm_90a builds). resident: the wgmma
+    # input-gradient kernel with the resident pw-gradient kernel (the Hopper default). -128ch: the
     # input-gradient kernel with 128 channels per CTA (XSEP_BWD_CHANNELS=128).
     tests = os.path.dirname(os.path.abspath(__file__))
     kernel, wide = kernel.removesuffix("-128ch"), kernel.endswith("-128ch")
@@ -229,15 +232,16 @@ def test_staged_kernels_match_reference(kernel):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
-    if kernel == "wgmma":
+    if kernel in ("wgmma", "resident"):
         if "wgmma-input" not in result.stderr:
             major, minor = torch.cuda.get_device_capability()
             pytest.skip(f"no wgmma kernels in this build for sm_{major}{minor} (needs sm_90a code and nvidia-cutlass)")
         # The backward's lines (the forward of fp32 on TF32 runs the wgmma forward by default).
         wgmma_lines = [line for line in result.stderr.splitlines() if "wgmma" in line and "backward" in line]
+        pw = "wgmma-pw" if kernel == "wgmma" else "resident-pw"
         for dtype in ["backward bfloat16", "backward float16"]:
-            assert any(dtype in line and "wgmma-input wgmma-pw" in line for line in wgmma_lines), (
-                f"{dtype}: the wgmma kernels did not both run"
+            assert any(dtype in line and f"wgmma-input {pw}" in line for line in wgmma_lines), (
+                f"{dtype}: wgmma-input and {pw} did not both run"
             )
         assert not any("float32" in line for line in wgmma_lines), "the wgmma kernels are 16-bit only"
     elif kernel == "first":

@@ -7,6 +7,9 @@ forward also for sm_90a, with CuTe's headers from the nvidia-cutlass wheel), the
     FFMA kernel has no FFMA (cuobjdump -sass); reduction kernels are held to the first rule only;
     the wgmma kernels must show HGMMA in their sm_90a build (elsewhere they have no wgmma; the
     forward's weight-packing kernel moves data only), or
+  - ptxas serialised a kernel's wgmma (C7515: ordinary instructions touch the accumulators while a
+    batch is in flight) or injected a wait for all of them (C7517): either undoes the overlap the
+    kernel was written for, and only its speed on a GPU would show it, or
   - CuTe's headers are missing (the wgmma kernels would go unchecked).
 Prints one row per kernel and architecture. Then it compiles the CUDA glue (csrc/cuda/*.cpp) with
 -fsyntax-only against the installed torch's headers, so the host side is checked too; a CPU build of
@@ -121,6 +124,12 @@ def parse_ptxas(log: str) -> dict[tuple[str, str], KernelReport]:
         m = re.search(r"Used (\d+) registers", line)
         if m:
             current.registers = int(m.group(1))
+    # Performance advisories about wgmma (they name the function, printed before its report; only
+    # sm_90a code has wgmma).
+    for code, name in re.findall(r"\((C7515|C7517)\).*?in (?:the )?function '(\w+)'", log):
+        report = reports.setdefault((name, "sm_90a"), KernelReport(name, "sm_90a"))
+        what = "serialises its wgmma" if code == "C7515" else "injected a wait for every wgmma in flight"
+        report.problems.append(f"ptxas {code}: {what}")
     return reports
 
 

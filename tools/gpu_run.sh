@@ -122,10 +122,10 @@ for stage in "${stages[@]}"; do
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       pack
-      step "compare: backward kernel variants against the default (staged on wgmma) and cuDNN (bf16)"
+      step "compare: backward kernel variants against the default (resident pw on Hopper) and cuDNN (bf16)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
-        --variants bwd-first,bwd-staged,bwd-wgmma-128ch --out "$OUT" \
+        --variants bwd-wgmma,bwd-staged,bwd-wgmma-128ch --out "$OUT" \
         --name gpu-compare-backward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
@@ -139,11 +139,12 @@ for stage in "${stages[@]}"; do
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     sanitizer-new)
-      step "compute-sanitizer on the newest kernels (wgmma and streamed forward, wgmma backward; halo forward, staged backward)"
+      step "compute-sanitizer on the newest kernels (wgmma and streamed forward, wgmma and resident-pw backward; halo forward, staged backward)"
       # The experimental kernels, forced (none is chosen automatically yet); the halo forward takes
       # channels_last inputs with channels in 16-byte vectors, the 3-stage resident forward the rest.
       for tool in memcheck racecheck; do
         for spec in "wgmma:XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma" \
+                    "resident-pw:XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=resident" \
                     "streamed:XSEP_FWD_KERNEL=streamed XSEP_BWD_KERNEL=wgmma" \
                     "halo-staged:XSEP_FWD_KERNEL=halo XSEP_FWD_STAGES=3 XSEP_BWD_KERNEL=staged"; do
           IFS=: read -r name knobs <<< "$spec"

@@ -28,7 +28,7 @@ KNOBS = {
     # the resident kernel: 3; the wgmma one: 4..16; the streamed one: 2..8
     "XSEP_FWD_STAGES": tuple(str(s) for s in range(2, 17)),
     "XSEP_FWD_WARPGROUPS": ("2", "4"),  # the wgmma forward at 128 pixels (16-bit)
-    "XSEP_BWD_KERNEL": ("first", "staged", "wgmma"),
+    "XSEP_BWD_KERNEL": ("first", "staged", "wgmma", "resident"),
     "XSEP_BWD_CHANNELS": ("64", "128"),
 }
 

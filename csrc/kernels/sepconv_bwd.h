@@ -8,12 +8,16 @@
 //   pw-gradient kernel     grad_pw = dY^T . Z, Z recomputed from x, split-K over pixels into
 //                          partial sums; grad_bias partial sums of dY on the side
 //   reduce kernel          adds the partial sums in a fixed order (deterministic, no atomics)
+// On Hopper the pw-gradient kernel with Z resident (sepconv_bwd_pw_resident_kernel.cuh) takes its
+// place where it applies: its own split of the pixels (plan_resident_pw), Z computed once per pixel.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <string>
 
+#include "kernel_knobs.h"
 #include "sepconv_bwd_plan.h"
 #include "sepconv_params.h"
 
@@ -63,19 +67,79 @@ inline SepConvBwdParams with_input_channels(const SepConvBwdParams& p, int chann
   return q;
 }
 
+// ---- the resident pw-gradient kernel's plan (sepconv_bwd_pw_resident_kernel.cuh) ----
+inline constexpr int kPwResidentChannels = 64;                         // depthwise channels per CTA (the GEMM's M)
+inline constexpr int kPwResidentMaxPixels = 1024;                      // pixels of Z a CTA keeps: 128 KB in 16 bits
+inline constexpr int kPwResidentStagePixels = 64;                      // dY pixels a stage (a split is whole stages)
+inline constexpr int64_t kPwResidentMaxPartials = int64_t{128} << 20;  // partial-sum floats (512 MB)
+
+// Whether this call wants the resident pw-gradient kernel on a device of compute capability `major`
+// (XSEP_BWD_KERNEL unset or `resident`, Hopper, a 16-bit dtype, grad_pw asked for, and the layout it
+// reads: 3x3, multiplier 1, channels_last x with 16-byte aligned pixels, dense channels_last grad_y
+// (pixel q's channels at q * Cout), channel counts in whole 16-byte vectors). Whether its code was
+// built is the launcher's check.
+inline bool resident_pw_wanted(const SepConvBwdParams& p, int major, int element_bytes) {
+  const std::string knob = kernel_knob(KernelKnob::kBwdKernel);
+  if (!(knob.empty() || knob == "resident") || major != 9 || element_bytes != 2 || p.grad_pw == nullptr) return false;
+  const SepConvParams& f = p.fwd;
+  constexpr int kVec = 8;
+  const bool x_pixels = f.x_stride[1] == 1 && f.x_stride[0] % kVec == 0 && f.x_stride[2] % kVec == 0 &&
+                        f.x_stride[3] % kVec == 0 && reinterpret_cast<uintptr_t>(f.x) % 16 == 0;
+  const int64_t row = static_cast<int64_t>(f.Wo) * f.Cout;
+  const bool dense_y = f.y_stride[1] == 1 && f.y_stride[3] == f.Cout && (f.Ho == 1 || f.y_stride[2] == row) &&
+                       (f.N == 1 || f.y_stride[0] == f.Ho * row) && reinterpret_cast<uintptr_t>(p.grad_y) % 16 == 0;
+  return f.kh == 3 && f.kw == 3 && f.M == 1 && f.channels_last && f.C % kVec == 0 && f.Cout % kVec == 0 && x_pixels &&
+         dense_y;
+}
+
+// Sets p.pw_resident_splits and p.pw_resident_pixels_per_split: splits of whole stages, at most
+// kPwResidentMaxPixels each, as many as fill the waves the fewest such splits need (one CTA per SM,
+// a CTA per split and chunk of 64 channels); none (0) where the partial sums would pass
+// kPwResidentMaxPartials floats or the grid's 65535 splits.
+inline void plan_resident_pw(SepConvBwdParams& p, int num_sms) {
+  const SepConvParams& f = p.fwd;
+  p.pw_resident_splits = 0;
+  p.pw_resident_pixels_per_split = 0;
+  const int64_t pixels = static_cast<int64_t>(f.N) * f.Ho * f.Wo;
+  if (pixels <= 0 || num_sms <= 0) return;
+  const int64_t chunks = (f.Cmid + kPwResidentChannels - 1) / kPwResidentChannels;
+  const int64_t fewest = (pixels + kPwResidentMaxPixels - 1) / kPwResidentMaxPixels;
+  const int64_t waves = (fewest * chunks + num_sms - 1) / num_sms;
+  const int64_t splits = fewest > waves * num_sms / chunks ? fewest : waves * num_sms / chunks;
+  const int64_t per_split = ((pixels + splits - 1) / splits + kPwResidentStagePixels - 1) / kPwResidentStagePixels *
+                            kPwResidentStagePixels;  // <= kPwResidentMaxPixels, as splits >= fewest
+  const int64_t used = (pixels + per_split - 1) / per_split;
+  if (used > 65535 || used * f.Cout * f.Cmid > kPwResidentMaxPartials) return;
+  p.pw_resident_splits = static_cast<int>(used);
+  p.pw_resident_pixels_per_split = per_split;
+}
+
+// p with the resident kernel's split in the fields the pw-gradient kernels and their reduction read.
+inline SepConvBwdParams with_resident_pw(const SepConvBwdParams& p) {
+  SepConvBwdParams q = p;
+  q.pw_splits = p.pw_resident_splits;
+  q.pw_pixels_per_split = p.pw_resident_pixels_per_split;
+  return q;
+}
+
+// The output channels per warpgroup of the resident kernel (its wgmma N): 64 where Cout <= 128
+// (one slice of 128), else 128.
+inline int resident_pw_half(int cout) { return cout <= 128 ? 64 : 128; }
+
 // Scratch rows the fixed-order reduction of `count` partial sums needs (reduce_partials).
 inline int64_t reduce_scratch_rows(int64_t count) { return count > 64 ? (count + 31) / 32 : 0; }
 
 // fp32 elements of workspace: grad_dw partials, grad_pw partials, grad_bias partials, then the
-// scratch the reductions share (they run one after the other on the stream).
+// scratch the reductions share (they run one after the other on the stream). The pw rows are the
+// larger of the two pw-gradient plans' splits: the launcher takes either.
 inline int64_t backward_workspace_floats(const SepConvBwdParams& p) {
   const SepConvParams& f = p.fwd;
+  const int64_t splits = p.pw_splits > p.pw_resident_splits ? p.pw_splits : p.pw_resident_splits;
   const int64_t dw_row = static_cast<int64_t>(f.Cmid) * f.kh * f.kw;
   const int64_t pw_row = static_cast<int64_t>(f.Cout) * f.Cmid;
   const int64_t dw_scratch = reduce_scratch_rows(p.dw_partials) * dw_row;
-  const int64_t pw_scratch = reduce_scratch_rows(p.pw_splits) * pw_row;
-  return p.dw_partials * dw_row + static_cast<int64_t>(p.pw_splits) * (pw_row + f.Cout) +
-         (dw_scratch > pw_scratch ? dw_scratch : pw_scratch);
+  const int64_t pw_scratch = reduce_scratch_rows(splits) * pw_row;
+  return p.dw_partials * dw_row + splits * (pw_row + f.Cout) + (dw_scratch > pw_scratch ? dw_scratch : pw_scratch);
 }
 
 LaunchResult sepconv_backward_fp16(const SepConvBwdParams& p, cudaStream_t stream);

@@ -4,7 +4,7 @@
 // grad_y . W_pw over Cout in chunks of 32: two warpgroups of 64 x N x 16 wgmma, grad_y (A, K-major: Cout
 // is contiguous in channels_last grad_y) and W_pw (B, MN-major: its rows are contiguous along the
 // channels) copied as they lie in memory with 16-byte cp.async into wgmma's 64-byte-swizzled
-// layouts, two chunks ahead in a 4-slot ring, one wgmma batch in flight. Each warpgroup copies every
+// layouts, two chunks ahead in a 4-slot ring, a step's wgmma batch retired within the step. Each warpgroup copies every
 // other chunk: the fence.proxy.async a copying thread needs before wgmma reads its writes waits for
 // every copy the thread has in flight, so a thread that copied each chunk would drain the ring at
 // every step (measured in the forward on an H200: gpu-checks.md); here a thread has one chunk in
@@ -32,7 +32,7 @@ struct StagedInputDz<StagedInputTraits<T, true, kChannels>> {
   static_assert(sizeof(T) == 2, "wgmma dZ: fp16 / bf16");
   static constexpr int BM = Tile::BM, BN = Tile::BN, BK = 32, kThreads = Tile::kThreads;
   static_assert(BM == 128 && (BN == 64 || BN == 128) && kThreads == 256, "two warpgroups of 64 x BN");
-  static constexpr int kStages = 4, kAhead = 2;  // as the wgmma forward: one batch in flight
+  static constexpr int kStages = 4, kAhead = 2;  // two chunks ahead, as the wgmma forward
   static constexpr int kAlign = 1024;            // align_for_wgmma's slack
   static constexpr int kABytes = BM * BK * 2, kBBytes = BN * BK * 2;
   struct Storage {
@@ -72,7 +72,8 @@ struct StagedInputDz<StagedInputTraits<T, true, kChannels>> {
     Tensor acc = partition_fragment_C(mma, Shape<Int<BM>, Int<BN>>{});
     Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(a_ring));  // (MMA, MMA_M, MMA_K, kStages)
     Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(b_ring));  // (MMA, MMA_N, MMA_K, kStages)
-    clear(acc);
+    // The first k-block overwrites the accumulators (scale-d 0): clearing them with ordinary
+    // instructions made ptxas serialise every wgmma of the loop (C7515).
     const int steps = (f.Cout + BK - 1) / BK;
     static_assert(kAhead == 2, "one chunk in flight per warpgroup");
     if (copier < steps) copy_chunk(copier, copier);  // chunks 0 and 1
@@ -88,9 +89,16 @@ struct StagedInputDz<StagedInputTraits<T, true, kChannels>> {
       const int slot = step % kStages;
       warpgroup_fence_operand(acc);
       wgmma_arrive();
-      gemm(mma, a_frag(_, _, _, slot), b_frag(_, _, _, slot), acc);
+#pragma unroll
+      for (int k = 0; k < size<2>(a_frag); ++k) {
+        mma.accumulate_ = step == 0 && k == 0 ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
+        gemm(mma, a_frag(_, _, k, slot), b_frag(_, _, k, slot), acc);
+      }
       wgmma_commit();
-      wgmma_wait<1>();
+      // All of this step's batch retired before the next chunk's copies are issued: with a batch
+      // left in flight across them (wait<1>), ptxas (sm_90a, 128 registers) serialised every wgmma
+      // of the loop, one wait per k-block (C7515); this way a step's k-blocks run back to back.
+      wgmma_wait<0>();
       warpgroup_fence_operand(acc);
     }
     wgmma_wait<0>();

@@ -55,6 +55,7 @@ cudaError_t reduce_partials(float* parts, int64_t count, int64_t len, float* scr
 // the staged (or wgmma) input kernel with 128 depthwise channels per CTA instead of 64 (StagedInputTraits).
 struct StagedChoice {
   bool input = false, pw = false;
+  bool pw_resident = false;                    // the resident pw-gradient kernel (pw false then)
   bool input_wgmma = false, pw_wgmma = false;  // the wgmma ones (input / pw true too)
   int input_channels = kBwdInputChannels;      // the input kernel's channels per CTA (Cmid units)
 };
@@ -73,8 +74,15 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
     // Unset: the wgmma kernels where built (sm_90a), else the staged ones where they apply; on an
     // H200 both beat the first kernels 2-3.7x on every Xception layer (gpu-checks.md).
     // XSEP_BWD_KERNEL=first keeps the first kernels, =staged the staged ones without wgmma.
+    // Unset or XSEP_BWD_KERNEL=resident: the resident pw-gradient kernel where the plan made room
+    // for it (plan_resident_pw, after resident_pw_wanted) and its code is built; the input kernel
+    // as with wgmma.
     const std::string forced = kernel_knob(KernelKnob::kBwdKernel);
-    const bool wgmma = forced.empty() || forced == "wgmma";
+    const bool wgmma = forced.empty() || forced == "wgmma" || forced == "resident";
+    if constexpr (sizeof(T) == 2) {
+      choice.pw_resident = p.pw_resident_splits > 0 && (forced.empty() || forced == "resident") &&
+                           p.grad_pw != nullptr && resident_pw_built<T>(resident_pw_half(p.fwd.Cout));
+    }
     if (forced == "staged" || wgmma) {
       int device = 0, major = 0;
       cudaGetDevice(&device);
@@ -83,7 +91,8 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
       if (kernel_knob_is(KernelKnob::kBwdChannels, "128")) choice.input_channels = kBwdInputChannelsWide;
       choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) &&
                      staged_input_applies(with_input_channels(p, choice.input_channels), major, kVec);
-      choice.pw = (p.grad_pw != nullptr || p.grad_bias != nullptr) && staged_pw_applies(p, major, kVec);
+      choice.pw =
+          !choice.pw_resident && (p.grad_pw != nullptr || p.grad_bias != nullptr) && staged_pw_applies(p, major, kVec);
       if constexpr (sizeof(T) == 2) {
         choice.input_wgmma = wgmma && choice.input && with_channel_count(choice.input_channels, [](auto channels) {
                                return wgmma_input_built<T, decltype(channels)::value>();
@@ -112,11 +121,14 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
   const SepConvParams& f = p.fwd;
   const bool k3x3 = f.kh == 3 && f.kw == 3;
   const int64_t taps = static_cast<int64_t>(f.kh) * f.kw;
+  const StagedChoice staged = choose_staged_kernels<T, kMath>(p);
+  // The pw-gradient kernels' split: the resident kernel's own, or the plan's. The workspace holds
+  // the larger (backward_workspace_floats); the offsets follow the split that runs.
+  const SepConvBwdParams pw = staged.pw_resident ? with_resident_pw(p) : p;
   float* ws_dw = p.workspace;
   float* ws_pw = ws_dw + p.dw_partials * f.Cmid * taps;
-  float* ws_bias = ws_pw + static_cast<int64_t>(p.pw_splits) * f.Cout * f.Cmid;
-  float* scratch = ws_bias + static_cast<int64_t>(p.pw_splits) * f.Cout;
-  const StagedChoice staged = choose_staged_kernels<T, kMath>(p);
+  float* ws_bias = ws_pw + static_cast<int64_t>(pw.pw_splits) * f.Cout * f.Cmid;
+  float* scratch = ws_bias + static_cast<int64_t>(pw.pw_splits) * f.Cout;
 
   auto run = [&](auto traits) -> cudaError_t {
     using Traits = decltype(traits);
@@ -126,6 +138,11 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
       const cudaError_t launched = [&] {
         if constexpr (kMath == Math::kTensorCore) {  // the staged kernels have no FFMA variant
           if constexpr (sizeof(T) == 2) {
+            if (staged.pw_resident) {
+              const dim3 resident_grid(static_cast<unsigned>((f.Cmid + kPwResidentChannels - 1) / kPwResidentChannels),
+                                       1u, static_cast<unsigned>(pw.pw_splits));
+              return launch_resident_pw<T>(pw, resident_pw_half(f.Cout), resident_grid, stream);
+            }
             if (staged.pw_wgmma) return launch_wgmma_pw<T>(p, grid, stream);
           }
           if (staged.pw) {
@@ -139,13 +156,13 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
       }();
       if (launched != cudaSuccess) return launched;
       if (p.grad_pw != nullptr) {
-        const cudaError_t e = reduce_partials(ws_pw, p.pw_splits, static_cast<int64_t>(f.Cout) * f.Cmid, scratch,
+        const cudaError_t e = reduce_partials(ws_pw, pw.pw_splits, static_cast<int64_t>(f.Cout) * f.Cmid, scratch,
                                               static_cast<T*>(p.grad_pw), stream);
         if (e != cudaSuccess) return e;
       }
       if (p.grad_bias != nullptr) {
         const cudaError_t e =
-            reduce_partials(ws_bias, p.pw_splits, f.Cout, scratch, static_cast<T*>(p.grad_bias), stream);
+            reduce_partials(ws_bias, pw.pw_splits, f.Cout, scratch, static_cast<T*>(p.grad_bias), stream);
         if (e != cudaSuccess) return e;
       }
     }
@@ -187,13 +204,14 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
   snprintf(name, sizeof(name), "backward %s %s %s %s (tiles %dx%d, pw splits %d)%s%s%s", dtype_name,
            kMath == Math::kTensorCore ? (std::is_same_v<T, float> ? "tf32-mma" : "mma") : "ffma",
            f.channels_last ? "channels_last" : "nchw", k3x3 ? "3x3" : "general-kernel", p.tiles.tih, p.tiles.tiw,
-           p.pw_splits,
+           pw.pw_splits,
            staged.input_wgmma ? " wgmma-input"
            : staged.input     ? " staged-input"
                               : "",
-           staged.pw_wgmma ? " wgmma-pw"
-           : staged.pw     ? " staged-pw"
-                           : "",
+           staged.pw_resident ? " resident-pw"
+           : staged.pw_wgmma  ? " wgmma-pw"
+           : staged.pw        ? " staged-pw"
+                              : "",
            staged.input_channels == kBwdInputChannelsWide ? " (input: 128 channels per CTA)" : "");
   return {static_cast<int>(e), name};
 }

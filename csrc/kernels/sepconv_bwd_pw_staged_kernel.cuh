@@ -153,8 +153,8 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
         int64_t img;
         int oy, ox;
         at.locate(q, &img, &oy, &ox);
-        offset = img * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] + static_cast<int64_t>(ox) * f.y_stride[3] +
-             co0 + n;
+        offset = img * f.y_stride[0] + static_cast<int64_t>(oy) * f.y_stride[2] +
+                 static_cast<int64_t>(ox) * f.y_stride[3] + co0 + n;
       }
       cp_async_16(gemm.dy_at(buf, k, n), gy + offset, valid);
     }
@@ -176,7 +176,8 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
     float out[kQuadPixels][2];
     z_items.compute(q0 + quad_pixel, end, w, v, out);
 #pragma unroll
-    for (int r = 0; r < kQuadPixels; ++r) store_shared(gemm.z_at(buf, quad_pixel + r, 2 * pair), z_items.bits(out[r]).u);
+    for (int r = 0; r < kQuadPixels; ++r)
+      store_shared(gemm.z_at(buf, quad_pixel + r, 2 * pair), z_items.bits(out[r]).u);
   };
 
   float bias_acc = 0.f;  // thread n < BN: grad_bias[co0 + n] over this split, in pixel order
@@ -193,7 +194,8 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits
   for (int64_t q0 = begin; q0 < end; q0 += BK, buf = (buf + 1) % kStages) {
     if (want_pw) {
       compute_z(q0, buf, window, window_pixels);
-      if (q0 + BK < end) z_items.prefetch(q0 + BK + quad_pixel, end, window, window_pixels);  // in flight across the barrier and MMA
+      if (q0 + BK < end)
+        z_items.prefetch(q0 + BK + quad_pixel, end, window, window_pixels);  // in flight across the barrier and MMA
     }
     cp_async_wait<0>();
     fence_for_gemm<Traits>();

@@ -3,7 +3,7 @@
 // plan and results; only StagedPwGemm changes. grad_pw[64 channels x 128 outputs] += Z^T . dY per
 // 32-pixel chunk: two warpgroups of 64 x 64 x 16 wgmma side by side along the outputs, both
 // operands MN-major (Z stored [pixel][channel] by the kernel's 16-byte stores, dY copied as it lies
-// in channels_last memory) in 64-byte-swizzled 4-slot rings, one batch in flight. Built only for
+// in channels_last memory) in 64-byte-swizzled 4-slot rings, each step's batch retired within the step. Built only for
 // sm_90a with CuTe; elsewhere its methods trap, and the launcher never starts it (it checks for the
 // marker in static shared memory that only the sm_90a code declares).
 #pragma once
@@ -60,12 +60,8 @@ struct StagedPwGemm<StagedPwTraits<T, true>> {
     return cute::make_tensor(cute::make_smem_ptr(reinterpret_cast<Element*>(base + kStages * kZBytes)), DyRing{});
   }
   // 16 bytes from (pixel k, channel cm) and (pixel k, output co): contiguous along cm / co.
-  __device__ __forceinline__ T* z_at(int slot, int k, int cm) {
-    return reinterpret_cast<T*>(&z_ring()(cm, k, slot));
-  }
-  __device__ __forceinline__ T* dy_at(int slot, int k, int co) {
-    return reinterpret_cast<T*>(&dy_ring()(co, k, slot));
-  }
+  __device__ __forceinline__ T* z_at(int slot, int k, int cm) { return reinterpret_cast<T*>(&z_ring()(cm, k, slot)); }
+  __device__ __forceinline__ T* dy_at(int slot, int k, int co) { return reinterpret_cast<T*>(&dy_ring()(co, k, slot)); }
   __device__ __forceinline__ T dy(int slot, int k, int co) const {
     const Element v = dy_ring()(co, k, slot);
     return *reinterpret_cast<const T*>(&v);
@@ -83,7 +79,9 @@ struct StagedPwGemm<StagedPwTraits<T, true>> {
     wgmma_arrive();
     gemm(mma, a_frag(_, _, _, slot), b_frag(_, _, _, slot), acc);
     wgmma_commit();
-    wgmma_wait<1>();
+    // Retired within the step: the kernel issues it under `if (want_pw)`, and ptxas waits for
+    // every wgmma at the loop's back edge anyway when one path has none in flight (C7517).
+    wgmma_wait<0>();
     warpgroup_fence_operand(acc);
 #endif
   }

@@ -1,6 +1,6 @@
 // The staged backward kernels with their GEMMs on wgmma (sepconv_bwd_input_wgmma.cuh,
-// sepconv_bwd_pw_wgmma.cuh) as seen from the backward launcher. Their kernels live in
-// sepconv_bwd_wgmma_{bf16,fp16}.cu, which include CuTe.
+// sepconv_bwd_pw_wgmma.cuh) and the resident pw-gradient kernel as seen from the backward launcher. Their kernels live
+// in sepconv_bwd_wgmma_{bf16,fp16}.cu, which include CuTe.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -24,5 +24,12 @@ template <typename T>
 bool wgmma_pw_built();
 template <typename T>
 cudaError_t launch_wgmma_pw(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
+
+// The resident pw-gradient kernel (sepconv_bwd_pw_resident_kernel.cuh) with `half` output channels
+// per warpgroup (resident_pw_half: 64 or 128). p carries its split (with_resident_pw).
+template <typename T>
+bool resident_pw_built(int half);
+template <typename T>
+cudaError_t launch_resident_pw(const SepConvBwdParams& p, int half, dim3 grid, cudaStream_t stream);
 
 }  // namespace xsep

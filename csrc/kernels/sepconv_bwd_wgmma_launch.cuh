@@ -6,6 +6,7 @@
 
 #include "sepconv_bwd_input_wgmma.cuh"
 #include "sepconv_bwd_launch.cuh"  // launch_staged
+#include "sepconv_bwd_pw_resident_kernel.cuh"
 #include "sepconv_bwd_pw_wgmma.cuh"
 #include "sepconv_bwd_wgmma.h"
 
@@ -40,6 +41,34 @@ cudaError_t launch_wgmma_pw(const SepConvBwdParams& p, dim3 grid, cudaStream_t s
                                                stream);
 }
 
+// f(kernel, shared bytes) for the resident kernel with `half` output channels per warpgroup.
+template <typename T, class F>
+auto with_resident_pw_kernel(int half, F&& f) {
+  using Wide = ResidentPwTraits<T, 128>;
+  using Narrow = ResidentPwTraits<T, 64>;
+  return half == 64 ? f(sepconv_bwd_pw_resident_kernel<Narrow>, Narrow::kSharedBytes)
+                    : f(sepconv_bwd_pw_resident_kernel<Wide>, Wide::kSharedBytes);
+}
+
+template <typename T>
+bool resident_pw_built(int half) {
+  static std::atomic<int8_t> wide[64], narrow[64];
+  return once_per_device(half == 64 ? narrow : wide, [half] {
+    return with_resident_pw_kernel<T>(half, [](auto kernel, int) { return wgmma_body_built(kernel); });
+  });
+}
+
+template <typename T>
+cudaError_t launch_resident_pw(const SepConvBwdParams& p, int half, dim3 grid, cudaStream_t stream) {
+  return with_resident_pw_kernel<T>(half, [&](auto kernel, int bytes) {
+    if (const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+        e != cudaSuccess)
+      return e;
+    kernel<<<grid, 256, bytes, stream>>>(p);
+    return cudaGetLastError();
+  });
+}
+
 #else  // without CuTe there are no wgmma kernels: none is built, none launches
 
 template <typename T, int kChannels>
@@ -56,6 +85,14 @@ bool wgmma_pw_built() {
 }
 template <typename T>
 cudaError_t launch_wgmma_pw(const SepConvBwdParams&, dim3, cudaStream_t) {
+  return cudaErrorNotSupported;
+}
+template <typename T>
+bool resident_pw_built(int) {
+  return false;
+}
+template <typename T>
+cudaError_t launch_resident_pw(const SepConvBwdParams&, int, dim3, cudaStream_t) {
   return cudaErrorNotSupported;
 }
 

@@ -66,7 +66,11 @@ struct ZPairItems {
 
   // wq: the pair's weights [tap][lane] in fp32.
   __device__ __forceinline__ ZPairItems(const SepConvParams& params, int first_channel, const float (&wq)[9][2])
-      : f(params), x(static_cast<const T*>(params.x)), at(params), cm(first_channel), live(first_channel < params.Cmid) {
+      : f(params),
+        x(static_cast<const T*>(params.x)),
+        at(params),
+        cm(first_channel),
+        live(first_channel < params.Cmid) {
 #pragma unroll
     for (int t = 0; t < 9; ++t) w[t][0] = wq[t][0], w[t][1] = wq[t][1];
     // The window path adds its zero-filled padding taps: only with finite weights is that nothing.

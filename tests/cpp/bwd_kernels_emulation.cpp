@@ -9,8 +9,10 @@
 // the convolutions. Built with CuTe (-DXSEP_WITH_CUTE and its include path), also the input-gradient
 // and pw-gradient kernels with their GEMMs on the warpgroup-MMA stand-in (XSEP_BWD_KERNEL=wgmma:
 // fp16, bf16; the pw-gradient one where the multiplier is 1, the staged one elsewhere), and the
-// input-gradient kernels with 128 channels per CTA (XSEP_BWD_CHANNELS=128). Prints one line per
-// case and exits 0 when all agree.
+// input-gradient kernels with 128 channels per CTA (XSEP_BWD_CHANNELS=128), and the resident
+// pw-gradient kernel (sepconv_bwd_pw_resident_kernel.cuh, fp16, bf16, where the multiplier is 1:
+// its own split plan, one slice or several, 64 or 128 output channels per warpgroup, splits of
+// several stages with a partial last one). Prints one line per case and exits 0 when all agree.
 #include <cmath>
 #include <random>
 #include <string>
@@ -21,6 +23,7 @@
 #if defined(XSEP_WITH_CUTE)
 #include "wgmma_emulation.h"  // before CuTe: its shared-memory addresses
 #include "sepconv_bwd_input_wgmma.cuh"
+#include "sepconv_bwd_pw_resident_kernel.cuh"
 #include "sepconv_bwd_pw_wgmma.cuh"
 #endif
 #include "sepconv_bwd_input_staged_kernel.cuh"
@@ -59,7 +62,9 @@ double max_abs(const std::vector<double>& v) {
 
 // The kernel sets: the first kernels, the staged ones, the staged ones with the wgmma dZ GEMM; and
 // the last two with 128 depthwise channels per input-gradient CTA (XSEP_BWD_CHANNELS=128).
-enum class Set { kFirst, kStaged, kWgmma, kStaged128, kWgmma128 };
+// And the wgmma input kernel with the resident pw-gradient kernel (kResident; the staged wgmma one
+// where it does not apply).
+enum class Set { kFirst, kStaged, kWgmma, kStaged128, kWgmma128, kResident };
 
 template <typename T>
 bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
@@ -124,11 +129,18 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   std::vector<T> gx(xr.size(), static_cast<T>(NAN)), gdw(wdwr.size()), gpw(wpwr.size()), gb(c.Cout);
   p.grad_x = gx.data(), p.grad_dw = gdw.data(), p.grad_pw = gpw.data(), p.grad_bias = gb.data();
   if (!xsep::plan_backward(p, /*num_sms=*/4)) return std::printf("FAILED %s: no plan\n", c.name), false;
+  const bool resident = set == Set::kResident && xsep::resident_pw_wanted(p, 9, sizeof(T));
+  if (set == Set::kResident && resident != (c.M == 1))
+    return std::printf("FAILED %s: the resident pw kernel does not apply as expected\n", c.name), false;
+  if (resident) {
+    xsep::plan_resident_pw(p, /*num_sms=*/4);
+    if (p.pw_resident_splits <= 0) return std::printf("FAILED %s: no resident pw plan\n", c.name), false;
+  }
   std::vector<float> workspace(xsep::backward_workspace_floats(p), NAN);
   p.workspace = workspace.data();
   constexpr int kVec = 16 / sizeof(T);
   const bool wide = set == Set::kStaged128 || set == Set::kWgmma128;
-  const bool wgmma = set == Set::kWgmma || set == Set::kWgmma128;
+  const bool wgmma = set == Set::kWgmma || set == Set::kWgmma128 || set == Set::kResident;
   // The input kernel's parameters, as the launcher sets them for its channel chunk.
   const xsep::SepConvBwdParams q = xsep::with_input_channels(p, wide ? 128 : xsep::kBwdInputChannels);
   const bool pw_staged = staged && xsep::staged_pw_applies(p, 8, kVec);
@@ -158,7 +170,21 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   } else {
     run_grid(input_grid, First::InputTile::kThreads, [&] { xsep::sepconv_bwd_input_kernel<First>(p); });
   }
-  if (pw_staged && wgmma) {
+  const xsep::SepConvBwdParams pw = resident ? xsep::with_resident_pw(p) : p;
+  if (resident) {
+#if defined(XSEP_WITH_CUTE)
+    if constexpr (sizeof(T) == 2) {
+      auto run_resident = [&](auto traits) {
+        using Traits = decltype(traits);
+        const dim3 grid(static_cast<unsigned>((Cmid + 63) / 64), 1u, static_cast<unsigned>(pw.pw_splits));
+        run_grid(
+            grid, Traits::kThreads, [&] { xsep::sepconv_bwd_pw_resident_kernel<Traits>(pw); }, Traits::kSharedBytes);
+      };
+      xsep::resident_pw_half(c.Cout) == 64 ? run_resident(xsep::ResidentPwTraits<T, 64>{})
+                                           : run_resident(xsep::ResidentPwTraits<T, 128>{});
+    }
+#endif
+  } else if (pw_staged && wgmma) {
 #if defined(XSEP_WITH_CUTE)
     if constexpr (sizeof(T) == 2) {
       using Staged = xsep::StagedPwTraits<T, /*kWgmma=*/true>;
@@ -179,7 +205,7 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   // The partial sums, added in row order (the reduce kernel's grouping only regroups fp32 sums).
   const float* ws_dw = workspace.data();
   const float* ws_pw = ws_dw + p.dw_partials * Cmid * 9;
-  const float* ws_b = ws_pw + static_cast<int64_t>(p.pw_splits) * c.Cout * Cmid;
+  const float* ws_b = ws_pw + static_cast<int64_t>(pw.pw_splits) * c.Cout * Cmid;
   auto sum_rows = [](const float* rows, int64_t count, size_t len, size_t j) {
     double s = 0.0;
     for (int64_t r = 0; r < count; ++r) s += rows[r * len + j];
@@ -190,8 +216,8 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   for (size_t i = 0; i < gx.size(); ++i) cx.add(static_cast<float>(gx[i]), gx_ref[i], sx);
   for (size_t i = 0; i < gdw_ref.size(); ++i)
     cdw.add(sum_rows(ws_dw, p.dw_partials, gdw_ref.size(), i), gdw_ref[i], sdw);
-  for (size_t i = 0; i < gpw_ref.size(); ++i) cpw.add(sum_rows(ws_pw, p.pw_splits, gpw_ref.size(), i), gpw_ref[i], spw);
-  for (int i = 0; i < c.Cout; ++i) cb.add(sum_rows(ws_b, p.pw_splits, c.Cout, i), gb_ref[i], sb);
+  for (size_t i = 0; i < gpw_ref.size(); ++i) cpw.add(sum_rows(ws_pw, pw.pw_splits, gpw_ref.size(), i), gpw_ref[i], spw);
+  for (int i = 0; i < c.Cout; ++i) cb.add(sum_rows(ws_b, pw.pw_splits, c.Cout, i), gb_ref[i], sb);
   const bool ok = !cx.unwritten && !cdw.unwritten && !cpw.unwritten && !cb.unwritten && cx.worst <= tol &&
                   cdw.worst <= tol && cpw.worst <= tol && cb.worst <= tol;
   std::printf(
@@ -199,7 +225,8 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
       "pw "
       "splits)\n",
       ok ? "ok    " : "FAILED",
-      set == Set::kWgmma128    ? "wgmma128"
+      set == Set::kResident    ? (resident ? "resident" : "resident-")
+      : set == Set::kWgmma128  ? "wgmma128"
       : set == Set::kStaged128 ? "staged128"
       : wgmma                  ? "wgmma"
       : staged                 ? "staged"
@@ -209,7 +236,7 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
       : std::is_same_v<T, float> ? "tf32"
                                  : "bf16",
       cx.worst, cdw.worst, cpw.worst, cb.worst, cx.unwritten ? "  grad_x has unwritten elements" : "",
-      static_cast<long long>(p.dw_partials), p.pw_splits);
+      static_cast<long long>(p.dw_partials), pw.pw_splits);
   return ok;
 }
 
@@ -225,6 +252,9 @@ int main() {
       {"long_splits", 2, 16, 40, 40, 16, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},  // > 4 pixel chunks per split
       {"wide_136", 1, 136, 9, 10, 40, 1, 1, 1, 1, 1, 1, 1,
        Activation::kNone},  // 128 + 8 channels: a full and a partial chunk of 128
+      // Cout 264: two slices of 256 for the resident pw kernel (the second mostly padding), splits of
+      // five 64-pixel stages, the last split shorter.
+      {"slices_264", 2, 16, 24, 23, 264, 1, 1, 1, 1, 1, 1, 1, Activation::kRelu},
   };
   std::mt19937 rng(1234);
   int failed = 0, count = 0;
@@ -244,7 +274,9 @@ int main() {
     failed += !run_case<__half>(c, Set::kWgmma, rng, 4e-3);
     failed += !run_case<__nv_bfloat16>(c, Set::kWgmma, rng, 3e-2);
     failed += !run_case<__half>(c, Set::kWgmma128, rng, 4e-3);
-    count += 3;
+    failed += !run_case<__half>(c, Set::kResident, rng, 4e-3);
+    failed += !run_case<__nv_bfloat16>(c, Set::kResident, rng, 3e-2);
+    count += 5;
 #endif
   }
   std::printf("%d cases, %d failed\n", count, failed);

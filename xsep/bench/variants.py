@@ -27,7 +27,8 @@ NAMED = {
     # backward
     "bwd-first": {"XSEP_BWD_KERNEL": "first"},
     "bwd-staged": {"XSEP_BWD_KERNEL": "staged"},
-    "bwd-wgmma": {"XSEP_BWD_KERNEL": "wgmma"},
+    "bwd-wgmma": {"XSEP_BWD_KERNEL": "wgmma"},  # the Hopper default before the resident pw kernel
+    "bwd-resident": {"XSEP_BWD_KERNEL": "resident"},
     "bwd-staged-128ch": {"XSEP_BWD_KERNEL": "staged", "XSEP_BWD_CHANNELS": "128"},
     "bwd-wgmma-128ch": {"XSEP_BWD_KERNEL": "wgmma", "XSEP_BWD_CHANNELS": "128"},
     # both directions on Hopper's wgmma
