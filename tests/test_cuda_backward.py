@@ -219,15 +219,20 @@ print("checked")
 """
 
 
-@pytest.mark.parametrize("kernel", ["first", "staged", "wgmma", "resident", "staged-128ch", "wgmma-128ch"])
+@pytest.mark.parametrize(
+    "kernel", ["first", "staged", "wgmma", "resident", "staged-128ch", "wgmma-128ch", "resident-256ch"]
+)
 def test_staged_kernels_match_reference(kernel):
     # first: the kernels the staged ones replaced as the default (XSEP_BWD_KERNEL=first). wgmma: the
     # staged kernels with their GEMMs on wgmma (fp16 / bf16; sm_90a builds). resident: the wgmma
     # input-gradient kernel with the resident pw-gradient kernel (the Hopper default). -128ch: the
-    # input-gradient kernel with 128 channels per CTA (XSEP_BWD_CHANNELS=128).
+    # input-gradient kernel with 128 channels per CTA (XSEP_BWD_CHANNELS=128); -256ch: the wgmma one
+    # with 256 (XSEP_BWD_CHANNELS=256; float32 takes the staged one at 128).
     tests = os.path.dirname(os.path.abspath(__file__))
-    kernel, wide = kernel.removesuffix("-128ch"), kernel.endswith("-128ch")
-    env = dict(os.environ, XSEP_BWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1", XSEP_BWD_CHANNELS="128" if wide else "64")
+    channels = "256" if kernel.endswith("-256ch") else "128" if kernel.endswith("-128ch") else "64"
+    kernel = kernel.removesuffix("-128ch").removesuffix("-256ch")
+    wide = channels != "64"
+    env = dict(os.environ, XSEP_BWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1", XSEP_BWD_CHANNELS=channels)
     code = FORCED_STAGED_BACKWARD_CHECK.format(tests=tests)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
@@ -252,3 +257,9 @@ def test_staged_kernels_match_reference(kernel):
     else:
         assert "staged-input staged-pw" in result.stderr, "the dispatch log does not name both staged kernels"
     assert ("(input: 128 channels per CTA)" in result.stderr) == wide, "the dispatch log and XSEP_BWD_CHANNELS disagree"
+    if channels == "256":
+        lines = result.stderr.splitlines()
+        for dtype in ["backward bfloat16", "backward float16"]:
+            assert any(dtype in line and "(input: 256 channels per CTA)" in line for line in lines), (
+                f"{dtype}: the 256-channel input kernel did not run"
+            )

@@ -114,7 +114,7 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
     except pytest.skip.Exception:
         flags = ()  # without CuTe: the first and staged kernels only
     out = build_and_run("bwd_kernels_emulation.cpp", sanitizer, tmp_path, flags)
-    assert f"{104 if flags else 64} cases, 0 failed" in out, out
+    assert f"{112 if flags else 64} cases, 0 failed" in out, out
     assert out.count("ok     staged    ") == out.count("ok     first     ") == 24, out  # eight cases, 3 modes
     assert out.count("ok     staged128 ") == 16, out  # bf16 and TF32
     assert out.count("ok     wgmma     ") == (16 if flags else 0), out  # fp16 and bf16
@@ -122,6 +122,7 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
     # the resident pw kernel: fp16 and bf16 in the seven cases with multiplier 1 (the eighth: staged)
     assert out.count("ok     resident  ") == (14 if flags else 0), out
     assert out.count("ok     resident- ") == (2 if flags else 0), out
+    assert out.count("ok     wgmma256  ") == (8 if flags else 0), out  # bf16
 
 
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))

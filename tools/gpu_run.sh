@@ -17,6 +17,8 @@
 #   bash tools/gpu_run.sh build compare          # variants vs the default vs cuDNN, one process each
 #                                                # direction (xsep bench --variants), bf16 + TF32
 #   bash tools/gpu_run.sh build compare-forward  # the forward alone: default vs resident vs cuDNN
+#   bash tools/gpu_run.sh build compare-backward # the backward alone (bf16): default vs the kernels it
+#                                                # replaced and the input kernel's channel counts vs cuDNN
 #   bash tools/gpu_run.sh build sanitizer-new    # memcheck + racecheck, the wgmma/halo/staged kernels forced
 #   bash tools/gpu_run.sh build bench            # every Xception layer, bf16 + TF32, 3 directions (~7 min)
 #   bash tools/gpu_run.sh build bench-more       # the same in fp16 and exact fp32 (~7 min)
@@ -122,10 +124,12 @@ for stage in "${stages[@]}"; do
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       pack
+      ;&  # and on into the backward's comparison
+    compare-backward)
       step "compare: backward kernel variants against the default (resident pw on Hopper) and cuDNN (bf16)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
-        --variants bwd-wgmma,bwd-staged,bwd-wgmma-128ch --out "$OUT" \
+        --variants bwd-wgmma,bwd-128ch,bwd-256ch --out "$OUT" \
         --name gpu-compare-backward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

@@ -29,7 +29,7 @@ KNOBS = {
     "XSEP_FWD_STAGES": tuple(str(s) for s in range(2, 17)),
     "XSEP_FWD_WARPGROUPS": ("2", "4"),  # the wgmma forward at 128 pixels (16-bit)
     "XSEP_BWD_KERNEL": ("first", "staged", "wgmma", "resident"),
-    "XSEP_BWD_CHANNELS": ("64", "128"),
+    "XSEP_BWD_CHANNELS": ("64", "128", "256"),  # 256: the wgmma input kernel (else 128)
 }
 
 

@@ -24,10 +24,11 @@
 namespace xsep {
 
 // Block tile sizes the plan must agree with (the kernels static_assert the same numbers).
-inline constexpr int kBwdInputRows = 128;          // input-gradient GEMM M: output pixels of a tile's ext
-inline constexpr int kBwdInputChannels = 64;       // input-gradient GEMM N: depthwise channels per CTA
-inline constexpr int kBwdInputChannelsWide = 128;  // the staged kernels' option (XSEP_BWD_CHANNELS=128)
-inline constexpr int kBwdPwPixels = 32;            // pw-gradient GEMM K chunk: pixels
+inline constexpr int kBwdInputRows = 128;            // input-gradient GEMM M: output pixels of a tile's ext
+inline constexpr int kBwdInputChannels = 64;         // input-gradient GEMM N: depthwise channels per CTA
+inline constexpr int kBwdInputChannelsWide = 128;    // the staged kernels' option (XSEP_BWD_CHANNELS=128)
+inline constexpr int kBwdInputChannelsWidest = 256;  // the wgmma one's (XSEP_BWD_CHANNELS=256)
+inline constexpr int kBwdPwPixels = 32;              // pw-gradient GEMM K chunk: pixels
 
 // Fills the plan fields of p from p.fwd. False when the fused kernels cannot take the shape (a
 // depth multiplier above kBwdInputChannels, or a kernel/dilation whose halo exceeds a tile);

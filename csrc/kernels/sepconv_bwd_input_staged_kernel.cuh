@@ -34,9 +34,11 @@ namespace xsep {
 // T: __half or __nv_bfloat16 (WMMA), or float (TF32 WMMA; exact fp32 takes the first kernel).
 // kWgmma: the dZ GEMM on Hopper's warpgroup MMA instead (16-bit types; sepconv_bwd_input_wgmma.cuh).
 // kChannels: depthwise channels per CTA (the GEMM's N), 64 as the first kernel, or 128
-// (XSEP_BWD_CHANNELS=128, for measurement): every CTA reads its ext pixels' whole grad_y row
-// (Cout values each) from L2, so twice the channels per CTA halve that traffic (at 728 channels
-// grad_y is read 12 times with 64), for twice the dZ tile in shared memory.
+// (XSEP_BWD_CHANNELS=128, for measurement), or 256 (the wgmma kernel alone, XSEP_BWD_CHANNELS=256:
+// one CTA per SM, 128 accumulators a thread): every CTA reads its ext pixels' whole grad_y row
+// (Cout values each) from L2, so more channels per CTA cut that traffic (at 728 channels grad_y is
+// read 12 times with 64, 3 times with 256) and the barriers per MMA, for a larger dZ tile in
+// shared memory.
 template <typename T_, bool kWgmma_ = false, int kChannels_ = kBwdInputChannels>
 struct StagedInputTraits {
   using T = T_;
@@ -152,9 +154,11 @@ inline bool staged_input_applies(const SepConvBwdParams& p, int major, int kVec)
          (p.channels_per_cta * f.M) % kVec == 0;
 }
 
-// Two CTAs per SM (128 registers) for 16-bit types; one for fp32 (TF32 fragments, fp32 operands).
+// Two CTAs per SM (128 registers) for 16-bit types; one for fp32 (TF32 fragments, fp32 operands)
+// and for 256 channels (a 133 KB dZ tile).
 template <class Traits>
-__global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits::T) == 2 ? 2 : 1)
+__global__ void __launch_bounds__(Traits::Tile::kThreads,
+                                  sizeof(typename Traits::T) == 2 && Traits::kChannels <= 128 ? 2 : 1)
     sepconv_bwd_input_staged_kernel(const SepConvBwdParams p) {
   using T = typename Traits::T;
   using Tile = typename Traits::Tile;

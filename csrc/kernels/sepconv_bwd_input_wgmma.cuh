@@ -1,6 +1,6 @@
 // The staged input-gradient kernel (sepconv_bwd_input_staged_kernel.cuh) with its dZ GEMM on
 // Hopper's warpgroup MMA, EXPERIMENTAL (XSEP_BWD_KERNEL=wgmma; written without a GPU): the same
-// tiles, plan and results; only StagedInputDz changes. dZ[128 ext pixels x 64 (or 128) channels] =
+// tiles, plan and results; only StagedInputDz changes. dZ[128 ext pixels x 64, 128 or 256 channels] =
 // grad_y . W_pw over Cout in chunks of 32: two warpgroups of 64 x N x 16 wgmma, grad_y (A, K-major: Cout
 // is contiguous in channels_last grad_y) and W_pw (B, MN-major: its rows are contiguous along the
 // channels) copied as they lie in memory with 16-byte cp.async into wgmma's 64-byte-swizzled
@@ -31,7 +31,7 @@ struct StagedInputDz<StagedInputTraits<T, true, kChannels>> {
   using Element = CuteElement<T>;
   static_assert(sizeof(T) == 2, "wgmma dZ: fp16 / bf16");
   static constexpr int BM = Tile::BM, BN = Tile::BN, BK = 32, kThreads = Tile::kThreads;
-  static_assert(BM == 128 && (BN == 64 || BN == 128) && kThreads == 256, "two warpgroups of 64 x BN");
+  static_assert(BM == 128 && (BN == 64 || BN == 128 || BN == 256) && kThreads == 256, "two warpgroups of 64 x BN");
   static constexpr int kStages = 4, kAhead = 2;  // two chunks ahead, as the wgmma forward
   static constexpr int kAlign = 1024;            // align_for_wgmma's slack
   static constexpr int kABytes = BM * BK * 2, kBBytes = BN * BK * 2;

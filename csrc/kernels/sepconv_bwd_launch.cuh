@@ -52,7 +52,8 @@ cudaError_t reduce_partials(float* parts, int64_t count, int64_t len, float* scr
 // sepconv_bwd_pw_staged_kernel.cuh), each where it applies; XSEP_BWD_KERNEL=wgmma, or unset: the
 // same with their GEMMs on wgmma where built (sepconv_bwd_{input,pw}_wgmma.cuh: 16-bit types, sm_90a
 // builds with CuTe); `first`: the first kernels (also wherever the staged ones do not apply). XSEP_BWD_CHANNELS=128:
-// the staged (or wgmma) input kernel with 128 depthwise channels per CTA instead of 64 (StagedInputTraits).
+// the staged (or wgmma) input kernel with 128 depthwise channels per CTA instead of 64 (StagedInputTraits);
+// =256: the wgmma input kernel with 256 (where it runs; else 128).
 struct StagedChoice {
   bool input = false, pw = false;
   bool pw_resident = false;                    // the resident pw-gradient kernel (pw false then)
@@ -89,6 +90,9 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
       constexpr int kVec = 16 / sizeof(T);
       if (kernel_knob_is(KernelKnob::kBwdChannels, "128")) choice.input_channels = kBwdInputChannelsWide;
+      // 256 channels: the wgmma input kernel alone (else 128).
+      const bool widest = kernel_knob_is(KernelKnob::kBwdChannels, "256");
+      if (widest) choice.input_channels = kBwdInputChannelsWide;
       choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) &&
                      staged_input_applies(with_input_channels(p, choice.input_channels), major, kVec);
       choice.pw =
@@ -98,6 +102,12 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
                                return wgmma_input_built<T, decltype(channels)::value>();
                              });
         choice.pw_wgmma = wgmma && choice.pw && wgmma_pw_built<T>();
+        if (widest && wgmma && (p.grad_x != nullptr || p.grad_dw != nullptr) &&
+            staged_input_applies(with_input_channels(p, kBwdInputChannelsWidest), major, kVec) &&
+            wgmma_input_built<T, kBwdInputChannelsWidest>()) {
+          choice.input = choice.input_wgmma = true;
+          choice.input_channels = kBwdInputChannelsWidest;
+        }
       }
       if (!choice.input) choice.input_channels = kBwdInputChannels;  // the first kernel: 64
     }
@@ -173,6 +183,10 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
       const cudaError_t launched = [&] {
         if constexpr (kMath == Math::kTensorCore) {
           if (staged.input) {
+            if constexpr (sizeof(T) == 2) {
+              if (staged.input_channels == kBwdInputChannelsWidest)
+                return launch_wgmma_input<T, kBwdInputChannelsWidest>(q, grid, stream);
+            }
             return with_channel_count(staged.input_channels, [&](auto channels) {
               constexpr int kChannels = decltype(channels)::value;
               if constexpr (sizeof(T) == 2) {
@@ -212,7 +226,9 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
            : staged.pw_wgmma  ? " wgmma-pw"
            : staged.pw        ? " staged-pw"
                               : "",
-           staged.input_channels == kBwdInputChannelsWide ? " (input: 128 channels per CTA)" : "");
+           staged.input_channels == kBwdInputChannelsWidest ? " (input: 256 channels per CTA)"
+           : staged.input_channels == kBwdInputChannelsWide ? " (input: 128 channels per CTA)"
+                                                            : "");
   return {static_cast<int>(e), name};
 }
 

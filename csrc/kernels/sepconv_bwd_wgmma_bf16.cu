@@ -4,8 +4,10 @@ namespace xsep {
 
 template bool wgmma_input_built<__nv_bfloat16, 64>();
 template bool wgmma_input_built<__nv_bfloat16, 128>();
+template bool wgmma_input_built<__nv_bfloat16, 256>();
 template cudaError_t launch_wgmma_input<__nv_bfloat16, 64>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
 template cudaError_t launch_wgmma_input<__nv_bfloat16, 128>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
+template cudaError_t launch_wgmma_input<__nv_bfloat16, 256>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
 template bool wgmma_pw_built<__nv_bfloat16>();
 template cudaError_t launch_wgmma_pw<__nv_bfloat16>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
 template bool resident_pw_built<__nv_bfloat16>(int half);

@@ -12,7 +12,8 @@
 // input-gradient kernels with 128 channels per CTA (XSEP_BWD_CHANNELS=128), and the resident
 // pw-gradient kernel (sepconv_bwd_pw_resident_kernel.cuh, fp16, bf16, where the multiplier is 1:
 // its own split plan, one slice or several, 64 or 128 output channels per warpgroup, splits of
-// several stages with a partial last one). Prints one line per case and exits 0 when all agree.
+// several stages with a partial last one), and the wgmma input kernel with 256 channels per CTA
+// (XSEP_BWD_CHANNELS=256, bf16). Prints one line per case and exits 0 when all agree.
 #include <cmath>
 #include <random>
 #include <string>
@@ -64,7 +65,8 @@ double max_abs(const std::vector<double>& v) {
 // the last two with 128 depthwise channels per input-gradient CTA (XSEP_BWD_CHANNELS=128).
 // And the wgmma input kernel with the resident pw-gradient kernel (kResident; the staged wgmma one
 // where it does not apply).
-enum class Set { kFirst, kStaged, kWgmma, kStaged128, kWgmma128, kResident };
+// kWgmma256: the wgmma input kernel with 256 channels per CTA (XSEP_BWD_CHANNELS=256).
+enum class Set { kFirst, kStaged, kWgmma, kStaged128, kWgmma128, kResident, kWgmma256 };
 
 template <typename T>
 bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
@@ -140,9 +142,10 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   p.workspace = workspace.data();
   constexpr int kVec = 16 / sizeof(T);
   const bool wide = set == Set::kStaged128 || set == Set::kWgmma128;
-  const bool wgmma = set == Set::kWgmma || set == Set::kWgmma128 || set == Set::kResident;
+  const bool wgmma = set == Set::kWgmma || set == Set::kWgmma128 || set == Set::kResident || set == Set::kWgmma256;
   // The input kernel's parameters, as the launcher sets them for its channel chunk.
-  const xsep::SepConvBwdParams q = xsep::with_input_channels(p, wide ? 128 : xsep::kBwdInputChannels);
+  const int input_channels = set == Set::kWgmma256 ? 256 : wide ? 128 : xsep::kBwdInputChannels;
+  const xsep::SepConvBwdParams q = xsep::with_input_channels(p, input_channels);
   const bool pw_staged = staged && xsep::staged_pw_applies(p, 8, kVec);
   if (staged && (!xsep::staged_input_applies(q, 8, kVec) || pw_staged != (c.M == 1)))
     return std::printf("FAILED %s: the staged kernels do not apply as expected\n", c.name), false;
@@ -162,7 +165,10 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   if (wgmma) {
 #if defined(XSEP_WITH_CUTE)
     if constexpr (sizeof(T) == 2) {
-      wide ? run_input(xsep::StagedInputTraits<T, true, 128>{}) : run_input(xsep::StagedInputTraits<T, true>{});
+      if (input_channels == 256)
+        run_input(xsep::StagedInputTraits<T, true, 256>{});
+      else
+        wide ? run_input(xsep::StagedInputTraits<T, true, 128>{}) : run_input(xsep::StagedInputTraits<T, true>{});
     }
 #endif
   } else if (staged) {
@@ -226,6 +232,7 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
       "splits)\n",
       ok ? "ok    " : "FAILED",
       set == Set::kResident    ? (resident ? "resident" : "resident-")
+      : set == Set::kWgmma256  ? "wgmma256"
       : set == Set::kWgmma128  ? "wgmma128"
       : set == Set::kStaged128 ? "staged128"
       : wgmma                  ? "wgmma"
@@ -276,7 +283,8 @@ int main() {
     failed += !run_case<__half>(c, Set::kWgmma128, rng, 4e-3);
     failed += !run_case<__half>(c, Set::kResident, rng, 4e-3);
     failed += !run_case<__nv_bfloat16>(c, Set::kResident, rng, 3e-2);
-    count += 5;
+    failed += !run_case<__nv_bfloat16>(c, Set::kWgmma256, rng, 3e-2);
+    count += 6;
 #endif
   }
   std::printf("%d cases, %d failed\n", count, failed);

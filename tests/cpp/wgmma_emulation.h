@@ -50,7 +50,7 @@ struct Gmma {
   bool a_mn_major; // A stored with M contiguous (else K)
   bool b_mn_major; // B stored with N contiguous (else K)
   bool zero_d;     // scale-d 0: D = A.B instead of D += A.B
-  float* d[96];    // this thread's N / 2 accumulators, in fragment order
+  float* d[128];   // this thread's N / 2 accumulators, in fragment order
 };
 inline thread_local std::vector<Gmma> open_batch;
 inline thread_local std::vector<std::vector<Gmma>> committed_batches;
@@ -155,7 +155,8 @@ inline void emulated_wgmma_wait(int pending) {
 }
 
 // The hardware atom's registers and traits, with an fma that queues the MMA (see above). CuTe
-// passes the accumulators (32 for N = 64, 64 for N = 128, 96 for N = 192) as separate references.
+// passes the accumulators (32 for N = 64, 64 for N = 128, 96 for N = 192, 128 for N = 256) as
+// separate references.
 #define XSEP_D8(r) float &d##r##0, float &d##r##1, float &d##r##2, float &d##r##3, float &d##r##4, float &d##r##5, \
                    float &d##r##6, float &d##r##7
 #define XSEP_A8(r) &d##r##0, &d##r##1, &d##r##2, &d##r##3, &d##r##4, &d##r##5, &d##r##6, &d##r##7
@@ -204,6 +205,17 @@ struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, kAMajorMN, 96> : HardwareA
     float* d[96] = {XSEP_A8(0), XSEP_A8(1), XSEP_A8(2), XSEP_A8(3), XSEP_A8(4),  XSEP_A8(5),
                     XSEP_A8(6), XSEP_A8(7), XSEP_A8(8), XSEP_A8(9), XSEP_A8(10), XSEP_A8(11)};
     queue_gmma(desc_a, desc_b, d, 96, element_kind<Element>(), kAMajorMN, kBMajorMN, scale_d);
+  }
+};
+template <class HardwareAtom, class Element, bool kBMajorMN, bool kAMajorMN>
+struct EmulatedGmma<HardwareAtom, Element, kBMajorMN, kAMajorMN, 128> : HardwareAtom {  // N = 256
+  static void fma(uint64_t const& desc_a, uint64_t const& desc_b, XSEP_D8(0), XSEP_D8(1), XSEP_D8(2), XSEP_D8(3),
+                  XSEP_D8(4), XSEP_D8(5), XSEP_D8(6), XSEP_D8(7), XSEP_D8(8), XSEP_D8(9), XSEP_D8(10), XSEP_D8(11),
+                  XSEP_D8(12), XSEP_D8(13), XSEP_D8(14), XSEP_D8(15), cute::GMMA::ScaleOut const scale_d) {
+    float* d[128] = {XSEP_A8(0),  XSEP_A8(1),  XSEP_A8(2),  XSEP_A8(3),  XSEP_A8(4),  XSEP_A8(5),
+                     XSEP_A8(6),  XSEP_A8(7),  XSEP_A8(8),  XSEP_A8(9),  XSEP_A8(10), XSEP_A8(11),
+                     XSEP_A8(12), XSEP_A8(13), XSEP_A8(14), XSEP_A8(15)};
+    queue_gmma(desc_a, desc_b, d, 128, element_kind<Element>(), kAMajorMN, kBMajorMN, scale_d);
   }
 };
 #undef XSEP_D8

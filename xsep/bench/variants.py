@@ -31,6 +31,8 @@ NAMED = {
     "bwd-resident": {"XSEP_BWD_KERNEL": "resident"},
     "bwd-staged-128ch": {"XSEP_BWD_KERNEL": "staged", "XSEP_BWD_CHANNELS": "128"},
     "bwd-wgmma-128ch": {"XSEP_BWD_KERNEL": "wgmma", "XSEP_BWD_CHANNELS": "128"},
+    "bwd-256ch": {"XSEP_BWD_CHANNELS": "256"},  # the default kernels, the wgmma input one at 256 channels
+    "bwd-128ch": {"XSEP_BWD_CHANNELS": "128"},
     # both directions on Hopper's wgmma
     "all-wgmma": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_BWD_KERNEL": "wgmma"},
 }
