@@ -216,40 +216,55 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
     __syncthreads();
   }
 
-  // grad_x of the tile's own pixels, neighbouring threads on neighbouring channels (contiguous in
-  // channels_last): the ext row / column of each tap found once per pixel, not once per tap.
+  // grad_x of the tile's own pixels: thread (part, channel) takes one input channel of pixels part,
+  // part + parts, ... (neighbouring threads on neighbouring channels: contiguous in channels_last),
+  // so it finds its pixel by stepping, not by dividing each item's index; the ext row / column of
+  // each tap found once per pixel, without a division where the stride is 1.
   if (p.grad_x != nullptr) {
     T* __restrict__ gx = static_cast<T*>(p.grad_x);
-    const int tw = t.ix1 - t.ix0, items = (t.iy1 - t.iy0) * tw * c_count;
-    for (int idx = threadIdx.x; idx < items; idx += kThreads) {
-      const int q = idx / c_count, cl = idx % c_count;
-      const int iy = t.iy0 + q / tw, ix = t.ix0 + q % tw;
-      int ext_row[3], ext_col[3];  // -1: that tap of no output reads this pixel
+    const int tw = t.ix1 - t.ix0, pixels = (t.iy1 - t.iy0) * tw;
+    const int parts = kThreads / c_count;  // c_count <= BN <= kThreads
+    const int part = threadIdx.x / c_count, cl = threadIdx.x % c_count;
+    if (part < parts) {
+      int qy = part / tw, qx = part % tw;  // pixel q's place in the tile
+      const int64_t gx_channel = t.n * p.gx_stride[0] + static_cast<int64_t>(c0 + cl) * p.gx_stride[1];
+#pragma unroll 1
+      for (int q = part; q < pixels; q += parts) {
+        const int iy = t.iy0 + qy, ix = t.ix0 + qx;
+        int ext_row[3], ext_col[3];  // -1: that tap of no output reads this pixel
 #pragma unroll
-      for (int k = 0; k < 3; ++k) {
-        const int oy = output_of_tap(iy, k, f.sh, f.pt, f.dh, f.Ho);
-        const int ox = output_of_tap(ix, k, f.sw, f.pl, f.dw, f.Wo);
-        ext_row[k] = oy < 0 ? -1 : oy - t.ey0;
-        ext_col[k] = ox < 0 ? -1 : ox - t.ex0;
-      }
-      float acc = 0.f;
-#pragma unroll
-      for (int ky = 0; ky < 3; ++ky) {
-#pragma unroll
-        for (int kx = 0; kx < 3; ++kx) {
-          if (ext_row[ky] < 0 || ext_col[kx] < 0) continue;
-          const int e = ext_row[ky] * ext_w + ext_col[kx];
-          for (int m = 0; m < f.M; ++m) acc = fmaf(s.wdw[cl * f.M + m][ky * 3 + kx], s.dz[e][cl * f.M + m], acc);
+        for (int k = 0; k < 3; ++k) {
+          const int oy =
+              f.sh == 1 ? stride1_output_of_tap(iy, k, f.pt, f.dh, f.Ho) : output_of_tap(iy, k, f.sh, f.pt, f.dh, f.Ho);
+          const int ox =
+              f.sw == 1 ? stride1_output_of_tap(ix, k, f.pl, f.dw, f.Wo) : output_of_tap(ix, k, f.sw, f.pl, f.dw, f.Wo);
+          ext_row[k] = oy < 0 ? -1 : oy - t.ey0;
+          ext_col[k] = ox < 0 ? -1 : ox - t.ex0;
         }
+        float acc = 0.f;
+#pragma unroll
+        for (int ky = 0; ky < 3; ++ky) {
+#pragma unroll
+          for (int kx = 0; kx < 3; ++kx) {
+            if (ext_row[ky] < 0 || ext_col[kx] < 0) continue;
+            const int e = ext_row[ky] * ext_w + ext_col[kx];
+            for (int m = 0; m < f.M; ++m) acc = fmaf(s.wdw[cl * f.M + m][ky * 3 + kx], s.dz[e][cl * f.M + m], acc);
+          }
+        }
+        gx[gx_channel + static_cast<int64_t>(iy) * p.gx_stride[2] + static_cast<int64_t>(ix) * p.gx_stride[3]] =
+            from_float<T>(acc);
+        for (qx += parts; qx >= tw; qx -= tw) ++qy;
       }
-      gx[t.n * p.gx_stride[0] + static_cast<int64_t>(c0 + cl) * p.gx_stride[1] +
-         static_cast<int64_t>(iy) * p.gx_stride[2] + static_cast<int64_t>(ix) * p.gx_stride[3]] = from_float<T>(acc);
     }
   }
 
   // grad_dw partial sums over the output pixels this tile owns: thread (part, channel) sums the
-  // nine taps of x * dZ over ext pixels part, part + kParts, ...; then the parts in order.
+  // nine taps of x * dZ over ext pixels part, part + kParts, ...; then the parts in order. Four of
+  // its pixels at a time, their 36 loads issued before the FMAs (with 256 channels a CTA, one
+  // thread walks all 128 ext pixels: a load's latency per pixel would set the pace); the sums
+  // still go pixel by pixel in that order.
   if (p.grad_dw != nullptr) {
+    constexpr int kBatch = 4;
     const int part = threadIdx.x / BN, cl_m = threadIdx.x % BN;
     float acc[kTaps];
 #pragma unroll
@@ -257,25 +272,36 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
     if (cl_m < cm_count) {
       const int64_t xc = t.n * f.x_stride[0] + static_cast<int64_t>(c0 + cl_m / f.M) * f.x_stride[1];
 #pragma unroll 1
-      for (int e = part; e < ext_count; e += kParts) {
-        const int ey = e / ext_w, ex = e % ext_w;
-        if (!s.own_row[ey] || !s.own_col[ex]) continue;
-        const float dz = s.dz[e][cl_m];
-        const int iy0 = (t.ey0 + ey) * f.sh - f.pt, ix0 = (t.ex0 + ex) * f.sw - f.pl;
-        T xv[kTaps];  // every load issued before the FMAs that use them
+      for (int e0 = part; e0 < ext_count; e0 += kBatch * kParts) {
+        T xv[kBatch][kTaps];
+        float dz[kBatch];
+        int iy0[kBatch], ix0[kBatch];
 #pragma unroll
-        for (int tap = 0; tap < kTaps; ++tap) {
-          const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
-          const bool inside = iy >= 0 && iy < f.H && ix >= 0 && ix < f.W;
-          xv[tap] = __ldg(
-              x +
-              (inside ? xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3] : 0));
+        for (int b = 0; b < kBatch; ++b) {
+          const int e = e0 + b * kParts;
+          const int ey = e / ext_w, ex = e % ext_w;
+          const bool owned = e < ext_count && s.own_row[ey] && s.own_col[ex];
+          dz[b] = owned ? s.dz[e][cl_m] : 0.f;
+          // An unowned pixel: every tap outside (its row below any image row), so nothing is added.
+          iy0[b] = owned ? (t.ey0 + ey) * f.sh - f.pt : -(3 * f.dh + 1);
+          ix0[b] = (t.ex0 + ex) * f.sw - f.pl;
+#pragma unroll
+          for (int tap = 0; tap < kTaps; ++tap) {
+            const int iy = iy0[b] + (tap / 3) * f.dh, ix = ix0[b] + (tap % 3) * f.dw;
+            const bool inside = iy >= 0 && iy < f.H && ix >= 0 && ix < f.W;
+            xv[b][tap] = __ldg(
+                x + (inside ? xc + static_cast<int64_t>(iy) * f.x_stride[2] + static_cast<int64_t>(ix) * f.x_stride[3]
+                            : 0));
+          }
         }
 #pragma unroll
-        for (int tap = 0; tap < kTaps; ++tap) {
-          const int iy = iy0 + (tap / 3) * f.dh, ix = ix0 + (tap % 3) * f.dw;
-          const bool inside = iy >= 0 && iy < f.H && ix >= 0 && ix < f.W;
-          if (inside) acc[tap] = fmaf(to_float(xv[tap]), dz, acc[tap]);  // outside: nothing, even for inf dZ
+        for (int b = 0; b < kBatch; ++b) {
+#pragma unroll
+          for (int tap = 0; tap < kTaps; ++tap) {
+            const int iy = iy0[b] + (tap / 3) * f.dh, ix = ix0[b] + (tap % 3) * f.dw;
+            const bool inside = iy >= 0 && iy < f.H && ix >= 0 && ix < f.W;
+            if (inside) acc[tap] = fmaf(to_float(xv[b][tap]), dz[b], acc[tap]);  // outside: nothing, even for inf dZ
+          }
         }
       }
     }

@@ -48,6 +48,12 @@ XSEP_HD int output_of_tap(int i, int k, int s, int pad, int d, int out) {
   return o < out ? o : -1;
 }
 
+// output_of_tap for stride 1: no division.
+XSEP_HD int stride1_output_of_tap(int i, int k, int pad, int d, int out) {
+  const int o = i + pad - k * d;
+  return o >= 0 && o < out ? o : -1;
+}
+
 // The sizes the plan needs (a subset of SepConvParams, so host tests need no CUDA headers).
 struct BwdGeometry {
   int N, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw;

@@ -104,9 +104,14 @@ int run_case(const Case& c, std::mt19937& rng) {
           double acc = 0;
           for (int ky = 0; ky < g.kh; ++ky) {
             const int oy = xsep::output_of_tap(iy, ky, g.sh, g.pt, g.dh, g.Ho);
+            // The kernels' division-free form at stride 1 must agree.
+            if (g.sh == 1 && oy != xsep::stride1_output_of_tap(iy, ky, g.pt, g.dh, g.Ho))
+              return fail("stride1_output_of_tap disagrees", c);
             if (oy < 0) continue;
             for (int kx = 0; kx < g.kw; ++kx) {
               const int ox = xsep::output_of_tap(ix, kx, g.sw, g.pl, g.dw, g.Wo);
+              if (g.sw == 1 && ox != xsep::stride1_output_of_tap(ix, kx, g.pl, g.dw, g.Wo))
+                return fail("stride1_output_of_tap disagrees", c);
               if (ox < 0) continue;
               if (oy < t.ey0 || oy >= t.ey1 || ox < t.ex0 || ox >= t.ex1) return fail("tap outside the ext", c);
               const int e = (oy - t.ey0) * ext_w + (ox - t.ex0);
