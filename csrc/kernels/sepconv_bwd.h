@@ -68,6 +68,18 @@ inline SepConvBwdParams with_input_channels(const SepConvBwdParams& p, int chann
   return q;
 }
 
+// Host side: can the staged pw-gradient kernel (sepconv_bwd_pw_staged_kernel.cuh) take this call? kVec: elements per
+// 16-byte vector of the dtype (the math mode is the launcher's check).
+inline bool staged_pw_applies(const SepConvBwdParams& p, int major, int kVec) {
+  const SepConvParams& f = p.fwd;
+  auto aligned_pixels = [kVec](const int64_t* stride, const void* ptr) {
+    return stride[1] == 1 && stride[0] % kVec == 0 && stride[2] % kVec == 0 && stride[3] % kVec == 0 &&
+           reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
+  };
+  return major >= 8 && f.kh == 3 && f.kw == 3 && f.M == 1 && f.channels_last && f.C % kVec == 0 && f.Cout % kVec == 0 &&
+         aligned_pixels(f.x_stride, f.x) && aligned_pixels(f.y_stride, p.grad_y);
+}
+
 // ---- the resident pw-gradient kernel's plan (sepconv_bwd_pw_resident_kernel.cuh) ----
 inline constexpr int kPwResidentChannels = 64;                         // depthwise channels per CTA (the GEMM's M)
 inline constexpr int kPwResidentMaxPixels = 1024;                      // pixels of Z a CTA keeps: 128 KB in 16 bits
@@ -76,21 +88,16 @@ inline constexpr int64_t kPwResidentMaxPartials = int64_t{128} << 20;  // partia
 
 // Whether this call wants the resident pw-gradient kernel on a device of compute capability `major`
 // (XSEP_BWD_KERNEL unset or `resident`, Hopper, a 16-bit dtype, grad_pw asked for, and the layout it
-// reads: 3x3, multiplier 1, channels_last x with 16-byte aligned pixels, dense channels_last grad_y
-// (pixel q's channels at q * Cout), channel counts in whole 16-byte vectors). Whether its code was
-// built is the launcher's check.
+// reads: the staged kernel's, with grad_y dense channels_last: pixel q's channels at q * Cout).
+// Whether its code was built is the launcher's check.
 inline bool resident_pw_wanted(const SepConvBwdParams& p, int major, int element_bytes) {
   const std::string knob = kernel_knob(KernelKnob::kBwdKernel);
   if (!(knob.empty() || knob == "resident") || major != 9 || element_bytes != 2 || p.grad_pw == nullptr) return false;
   const SepConvParams& f = p.fwd;
-  constexpr int kVec = 8;
-  const bool x_pixels = f.x_stride[1] == 1 && f.x_stride[0] % kVec == 0 && f.x_stride[2] % kVec == 0 &&
-                        f.x_stride[3] % kVec == 0 && reinterpret_cast<uintptr_t>(f.x) % 16 == 0;
   const int64_t row = static_cast<int64_t>(f.Wo) * f.Cout;
-  const bool dense_y = f.y_stride[1] == 1 && f.y_stride[3] == f.Cout && (f.Ho == 1 || f.y_stride[2] == row) &&
-                       (f.N == 1 || f.y_stride[0] == f.Ho * row) && reinterpret_cast<uintptr_t>(p.grad_y) % 16 == 0;
-  return f.kh == 3 && f.kw == 3 && f.M == 1 && f.channels_last && f.C % kVec == 0 && f.Cout % kVec == 0 && x_pixels &&
-         dense_y;
+  const bool dense_y =
+      f.y_stride[3] == f.Cout && (f.Ho == 1 || f.y_stride[2] == row) && (f.N == 1 || f.y_stride[0] == f.Ho * row);
+  return staged_pw_applies(p, major, 16 / element_bytes) && dense_y;
 }
 
 // Sets p.pw_resident_splits and p.pw_resident_pixels_per_split: splits of whole stages, at most

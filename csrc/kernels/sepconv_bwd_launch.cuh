@@ -73,11 +73,11 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
   StagedChoice choice;
   if constexpr (kMath == Math::kTensorCore) {  // 16-bit types, or fp32 on TF32 (exact fp32: the first kernels)
     // Unset: the wgmma kernels where built (sm_90a), else the staged ones where they apply; on an
-    // H200 both beat the first kernels 2-3.7x on every Xception layer (gpu-checks.md).
-    // XSEP_BWD_KERNEL=first keeps the first kernels, =staged the staged ones without wgmma.
-    // Unset or XSEP_BWD_KERNEL=resident: the resident pw-gradient kernel where the plan made room
-    // for it (plan_resident_pw, after resident_pw_wanted) and its code is built; the input kernel
-    // as with wgmma.
+    // H200 both beat the first kernels 2-3.7x on every Xception layer (gpu-checks.md). And for the
+    // pw gradient, before those, the resident kernel where the plan made room for it
+    // (plan_resident_pw, after resident_pw_wanted) and its code is built (XSEP_BWD_KERNEL=resident
+    // asks for that alone; =wgmma keeps the staged pw kernel on wgmma). XSEP_BWD_KERNEL=first keeps
+    // the first kernels, =staged the staged ones without wgmma.
     const std::string forced = kernel_knob(KernelKnob::kBwdKernel);
     const bool wgmma = forced.empty() || forced == "wgmma" || forced == "resident";
     if constexpr (sizeof(T) == 2) {

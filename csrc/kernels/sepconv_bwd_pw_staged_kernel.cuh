@@ -96,18 +96,6 @@ struct StagedPwShared {
   float wdw[Traits::kTaps][Tile::BM];  // the CTA's depthwise weights, [tap][cm]
 };
 
-// Host side: can the staged pw-gradient kernel take this call? kVec: elements per 16-byte vector of
-// the dtype (the math mode is the launcher's check).
-inline bool staged_pw_applies(const SepConvBwdParams& p, int major, int kVec) {
-  const SepConvParams& f = p.fwd;
-  auto aligned_pixels = [kVec](const int64_t* stride, const void* ptr) {
-    return stride[1] == 1 && stride[0] % kVec == 0 && stride[2] % kVec == 0 && stride[3] % kVec == 0 &&
-           reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
-  };
-  return major >= 8 && f.kh == 3 && f.kw == 3 && f.M == 1 && f.channels_last && f.C % kVec == 0 && f.Cout % kVec == 0 &&
-         aligned_pixels(f.x_stride, f.x) && aligned_pixels(f.y_stride, p.grad_y);
-}
-
 // Two CTAs per SM (128 registers) for 16-bit types; one for fp32 (TF32 fragments, fp32 operands).
 template <class Traits>
 __global__ void __launch_bounds__(Traits::Tile::kThreads, sizeof(typename Traits::T) == 2 ? 2 : 1)

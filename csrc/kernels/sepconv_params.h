@@ -12,13 +12,13 @@ namespace xsep {
 struct SepConvParams {
   // Sizes. Each fits in 32 bits (the host checks); products of them are formed in 64 bits.
   int N, C, H, W;
-  int M;     // depth multiplier: depthwise channel cm = c * M + m reads input channel c
-  int Cmid;  // C * M
+  int M;         // depth multiplier: depthwise channel cm = c * M + m reads input channel c
+  int Cmid;      // C * M
   int Cout;
-  int kh, kw;  // depthwise kernel
-  int sh, sw;  // stride
-  int pt, pl;  // padding at the top and left (bottom/right padding is implied by Ho, Wo)
-  int dh, dw;  // dilation
+  int kh, kw;    // depthwise kernel
+  int sh, sw;    // stride
+  int pt, pl;    // padding at the top and left (bottom/right padding is implied by Ho, Wo)
+  int dh, dw;    // dilation
   int Ho, Wo;
   // Element strides (n, c, h, w) of x and y: both memory formats, and views, are just strides.
   int64_t x_stride[4];
@@ -39,21 +39,21 @@ struct SepConvParams {
 // cross-CTA sums, and the launch plan (plan_backward in sepconv_bwd.h fills it).
 struct SepConvBwdParams {
   SepConvParams fwd;
-  const void* grad_y;  // (N, Cout, Ho, Wo), element strides fwd.y_stride
-  void* grad_x;        // (N, C, H, W), element strides gx_stride
+  const void* grad_y;       // (N, Cout, Ho, Wo), element strides fwd.y_stride
+  void* grad_x;             // (N, C, H, W), element strides gx_stride
   int64_t gx_stride[4];
-  void* grad_dw;     // (Cmid, kh * kw), contiguous
-  void* grad_pw;     // (Cout, Cmid), contiguous
-  void* grad_bias;   // (Cout,)
-  float* workspace;  // workspace_floats of the plan
+  void* grad_dw;            // (Cmid, kh * kw), contiguous
+  void* grad_pw;            // (Cout, Cmid), contiguous
+  void* grad_bias;          // (Cout,)
+  float* workspace;         // workspace_floats of the plan
   // Plan.
-  BwdTilePlan tiles;     // input-gradient kernel: input tiles with their halo of outputs
-  int channels_per_cta;  // input channels per CTA of the input-gradient kernel (x M = GEMM N)
-  int pw_splits;         // split-K over pixels of the pointwise-weight gradient
+  BwdTilePlan tiles;        // input-gradient kernel: input tiles with their halo of outputs
+  int channels_per_cta;     // input channels per CTA of the input-gradient kernel (x M = GEMM N)
+  int pw_splits;            // split-K over pixels of the pointwise-weight gradient
   int64_t pw_pixels_per_split;
-  int pw_resident_splits;  // the resident pw-gradient kernel's split (plan_resident_pw; 0: none)
+  int pw_resident_splits;   // the resident pw-gradient kernel's split (plan_resident_pw; 0: none)
   int64_t pw_resident_pixels_per_split;
-  int64_t dw_partials;  // N * tiles: rows of the grad_dw partial sums
+  int64_t dw_partials;      // N * tiles: rows of the grad_dw partial sums
 };
 
 enum class DType { kFloat16, kBFloat16, kFloat32 };
