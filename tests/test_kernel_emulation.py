@@ -114,6 +114,7 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
     except pytest.skip.Exception:
         flags = ()  # without CuTe: the first and staged kernels only
     out = build_and_run("bwd_kernels_emulation.cpp", sanitizer, tmp_path, flags)
+    assert "ok     resident pw plans (" in out, out
     assert f"{112 if flags else 64} cases, 0 failed" in out, out
     assert out.count("ok     staged    ") == out.count("ok     first     ") == 24, out  # eight cases, 3 modes
     assert out.count("ok     staged128 ") == 16, out  # bf16 and TF32

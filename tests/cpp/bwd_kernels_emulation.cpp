@@ -17,6 +17,7 @@
 #include <cmath>
 #include <random>
 #include <string>
+#include <vector>
 
 // clang-format off: the order matters
 #include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
@@ -247,9 +248,51 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   return ok;
 }
 
+// plan_resident_pw's promises, over Xception's layers at batch 1..128 and random shapes on 132 and
+// 4 SMs: splits of whole 64-pixel stages of at most 1024 pixels covering the pixels exactly (no
+// empty split), within the partial-sum cap; and no plan only where the fewest splits would pass it.
+bool check_resident_plans() {
+  std::mt19937 rng(99);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  struct Shape {
+    int N, C, H, Cout;
+  };
+  std::vector<Shape> shapes;
+  for (int n : {1, 7, 32, 128})
+    for (Shape s : {Shape{n, 64, 147, 128}, Shape{n, 128, 147, 128}, Shape{n, 128, 74, 256}, Shape{n, 256, 74, 256},
+                    Shape{n, 256, 37, 728}, Shape{n, 728, 37, 728}, Shape{n, 728, 19, 728}, Shape{n, 728, 19, 1024},
+                    Shape{n, 1024, 10, 1536}, Shape{n, 1536, 10, 2048}})
+      shapes.push_back(s);
+  for (int i = 0; i < 300; ++i) shapes.push_back({pick(1, 300), 8 * pick(1, 300), pick(1, 200), 8 * pick(1, 300)});
+  int checked = 0;
+  for (const Shape& sh : shapes)
+    for (int sms : {132, 4}) {
+      xsep::SepConvBwdParams p{};
+      p.fwd.N = sh.N, p.fwd.C = p.fwd.Cmid = sh.C, p.fwd.M = 1, p.fwd.Cout = sh.Cout, p.fwd.Ho = p.fwd.Wo = sh.H;
+      xsep::plan_resident_pw(p, sms);
+      const int64_t pixels = static_cast<int64_t>(sh.N) * sh.H * sh.H, pps = p.pw_resident_pixels_per_split;
+      const int64_t splits = p.pw_resident_splits, partials = splits * sh.Cout * sh.C;
+      const int64_t fewest = (pixels + xsep::kPwResidentMaxPixels - 1) / xsep::kPwResidentMaxPixels;
+      const bool ok =
+          splits > 0 ? pps % xsep::kPwResidentStagePixels == 0 && pps > 0 && pps <= xsep::kPwResidentMaxPixels &&
+                           (splits - 1) * pps < pixels && pixels <= splits * pps && splits <= 65535 &&
+                           partials <= xsep::kPwResidentMaxPartials
+                     : fewest * sh.Cout * sh.C > xsep::kPwResidentMaxPartials || fewest > 65535;
+      if (!ok) {
+        std::printf("FAILED resident pw plan: N=%d C=%d HW=%d Cout=%d on %d SMs: %lld splits of %lld pixels\n", sh.N,
+                    sh.C, sh.H, sh.Cout, sms, static_cast<long long>(splits), static_cast<long long>(pps));
+        return false;
+      }
+      ++checked;
+    }
+  std::printf("ok     resident pw plans (%d)\n", checked);
+  return true;
+}
+
 }  // namespace
 
 int main() {
+  if (!check_resident_plans()) return 1;
   const Case cases[] = {
       {"aligned_partial", 2, 40, 13, 11, 136, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},
       {"mult2", 2, 16, 20, 19, 48, 2, 1, 1, 1, 1, 1, 1, Activation::kNone},
