@@ -115,12 +115,13 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
         flags = ()  # without CuTe: the first and staged kernels only
     out = build_and_run("bwd_kernels_emulation.cpp", sanitizer, tmp_path, flags)
     assert "ok     resident pw plans (" in out, out
-    assert f"{112 if flags else 64} cases, 0 failed" in out, out
-    assert out.count("ok     staged    ") == out.count("ok     first     ") == 24, out  # eight cases, 3 modes
-    assert out.count("ok     staged128 ") == 16, out  # bf16 and TF32
-    assert out.count("ok     wgmma     ") == (16 if flags else 0), out  # fp16 and bf16
-    assert out.count("ok     wgmma128  ") == (8 if flags else 0), out  # fp16
-    # the resident pw kernel: fp16 and bf16 in the seven cases with multiplier 1 (the eighth: staged)
+    assert f"{101 if flags else 56} cases, 0 failed" in out, out
+    assert out.count("ok     staged    ") == out.count("ok     first     ") == 21, out  # seven cases, 3 modes
+    assert out.count("ok     staged128 ") == 14, out  # bf16 and TF32
+    assert out.count("ok     wgmma     ") == (14 if flags else 0), out  # fp16 and bf16
+    assert out.count("ok     wgmma128  ") == (7 if flags else 0), out  # fp16
+    # the resident pw kernel: fp16 and bf16 in the seven cases with multiplier 1 (mult2: the staged
+    # one), slices_264 among them; the 256-channel input kernel in all eight
     assert out.count("ok     resident  ") == (14 if flags else 0), out
     assert out.count("ok     resident- ") == (2 if flags else 0), out
     assert out.count("ok     wgmma256  ") == (8 if flags else 0), out  # bf16
