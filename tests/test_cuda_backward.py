@@ -234,7 +234,8 @@ def test_staged_kernels_match_reference(kernel):
     wide = channels != "64"
     env = dict(os.environ, XSEP_BWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1", XSEP_BWD_CHANNELS=channels)
     code = FORCED_STAGED_BACKWARD_CHECK.format(tests=tests)
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    # A time limit: a kernel that hangs on the GPU fails this case instead of the whole GPU call.
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
     if kernel in ("wgmma", "resident"):
