@@ -198,7 +198,11 @@ def test_every_forward_kernel_matches_reference(variant):
     kernel = FORWARD_VARIANTS[variant]["XSEP_FWD_KERNEL"]
     env = dict(os.environ, XSEP_LOG_DISPATCH="1", **FORWARD_VARIANTS[variant])
     result = subprocess.run(
-        [sys.executable, "-c", FORCED_KERNEL_CHECK.format(tests=tests)], env=env, capture_output=True, text=True, timeout=180
+        [sys.executable, "-c", FORCED_KERNEL_CHECK.format(tests=tests)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
