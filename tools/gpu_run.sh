@@ -27,6 +27,7 @@
 #                                                # from timings (tools/forward_phases.py), then Nsight Compute
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels, with the
 #                                                # SASS lines where warps stall most (tools/ncu_hotspots.py)
+#   bash tools/gpu_run.sh build kernel-times     # each kernel's time per call on 5 layers (torch.profiler)
 #   bash tools/gpu_run.sh build profile-streamed # the same for the streamed forward (XSEP_FWD_KERNEL=streamed)
 #
 # No stage named: build tests sanitizer sanitizer-new. GPU_RUN_BUDGET=S: the script ends within S seconds of its
@@ -205,7 +206,7 @@ for stage in "${stages[@]}"; do
       [ "$stage" = profile-streamed ] && { kernels=regex:sepconv_fwd; knobs=(XSEP_FWD_KERNEL=streamed); skip=9; count=3; }
       step "Nsight Compute ($stage): 728->728 @19, N=32, bf16"
       enough 90 || continue
-      env "${knobs[@]}" timeout --signal=TERM --kill-after=10 "$(limit 400)" ncu --set full --nvtx --nvtx-include "profiled/" \
+      env "${knobs[@]}" timeout --signal=TERM --kill-after=10 "$(limit 400)" ncu --set full --nvtx --nvtx-include "profiled" \
         -k "$kernels" -f -o "$OUT/$name" python3 tools/profile_case.py > "$OUT/$name.log" 2>&1 || status=1
       if [ ! -f "$OUT/$name.ncu-rep" ]; then  # the NVTX filter matched nothing: the last call's kernels by count
         echo "no kernel in the NVTX range; profiling by launch count"
@@ -220,13 +221,22 @@ for stage in "${stages[@]}"; do
         || { echo "source page export failed:"; tail -5 "$OUT/$name-source.log"; status=1; }
       rm -f "$OUT/$name-source.csv"  # large; the hotspots and the report keep what it says
       ;;
+    kernel-times)
+      # Each kernel's time per call (torch.profiler), forward and backward, on four Xception layers.
+      step "kernel times: which kernel of each direction takes the time (bf16, N=32; 728 @37 at N=128)"
+      enough 45 || continue
+      timed 120 python3 tools/kernel_times.py --shape 32,128,147,147,128,3,1 --shape 32,64,147,147,128,3,1 \
+        --shape 32,256,74,74,256,3,1 --shape 32,728,19,19,728,3,1 --shape 128,728,37,37,728,3,1 2>&1 \
+        | tee "$OUT/kernel-times.txt" | cut -c1-170 | grep -v Warn
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+      ;;
     networks)
       step "network benchmarks"
       enough 120 || continue
       timed 1800 python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
-    *) echo "unknown stage $stage (first, build, quick-tests, compare, compare-forward, sanitizer-new, tests, sanitizer, bench, bench-more, networks, forward-phases, profile, profile-streamed)"; exit 2 ;;
+    *) echo "unknown stage $stage (first, build, quick-tests, compare, compare-forward, sanitizer-new, tests, sanitizer, bench, bench-more, networks, kernel-times, forward-phases, profile, profile-streamed)"; exit 2 ;;
   esac
   pack
 done
