@@ -10,7 +10,9 @@ forward also for sm_90a, with CuTe's headers from the nvidia-cutlass wheel), the
   - ptxas serialised a kernel's wgmma (C7515: ordinary instructions touch the accumulators while a
     batch is in flight) or injected a wait for all of them (C7517): either undoes the overlap the
     kernel was written for, and only its speed on a GPU would show it, or
-  - CuTe's headers are missing (the wgmma kernels would go unchecked).
+  - CuTe's headers are missing (the wgmma kernels would go unchecked), or
+  - a kernel source does not compile for sm_90a *without* them (-O0): a user who installs
+    without the nvidia-cutlass wheel gets the kernels that do not need CuTe, not a failed build.
 Prints one row per kernel and architecture. Then it compiles the CUDA glue (csrc/cuda/*.cpp) with
 -fsyntax-only against the installed torch's headers, so the host side is checked too; a CPU build of
 torch lacks one generated header (c10/cuda/impl/cuda_cmake_macros.h), which a stand-in provides.
@@ -29,7 +31,9 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,6 +154,24 @@ def count_sass(build_dir: Path, reports: dict[tuple[str, str], KernelReport]) ->
             report.ffma = len(re.findall(r"\bFFMA\b", chunk))
 
 
+def check_without_cute() -> bool:
+    """Each csrc/kernels/*.cu compiles for sm_90a (both passes) without CuTe's headers; True if all do."""
+    nvcc = find_tool("nvcc")
+    sources = sorted((REPO / "csrc" / "kernels").glob("*.cu"))
+    flags = ["-std=c++17", "-O0", "-arch=sm_90a", "-c", f"-I{REPO / 'csrc' / 'kernels'}", "-o", os.devnull]
+    compile_one = partial(subprocess.run, capture_output=True, text=True)
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        results = list(pool.map(compile_one, ([nvcc, *flags, str(source)] for source in sources)))
+    failures = []
+    for source, result in zip(sources, results, strict=True):
+        if result.returncode != 0:
+            failures.append(source.name)
+            print(result.stderr[-3000:])
+    verdict = "FAILED " + ", ".join(failures) if failures else "ok"
+    print(f"{len(sources)} kernel sources without CuTe (sm_90a): {verdict}")
+    return not failures
+
+
 def check_glue(build_dir: Path) -> bool:
     """Syntax-check csrc/cuda/*.cpp against the installed torch; True if all compile."""
     import sysconfig
@@ -221,6 +243,7 @@ def main() -> None:
         print("the sm_90a builds of the wgmma kernels are missing")
         failed = True
     print(f"\n{len(reports)} kernel builds checked: {'FAILED' if failed else 'ok'}\n")
+    failed |= not check_without_cute()
     if not args.skip_glue:
         failed |= not check_glue(args.build_dir)
     sys.exit(1 if failed else 0)

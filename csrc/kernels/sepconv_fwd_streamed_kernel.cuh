@@ -86,6 +86,10 @@ __host__ __device__ constexpr int streamed_dw_lanes() {
   return 2;
 }
 
+// From here on, CuTe's headers (XSEP_WITH_CUTE): the pointwise-weight pack's size lives with the
+// wgmma kernel, which needs them.
+#if defined(XSEP_WITH_CUTE)
+
 // The workspace: the pointwise weight packed as ring slots of BN x BK (sepconv_fwd_wgmma_pack_kernel
 // with these traits), then the depthwise weight in fp32 as [channel group][tap][lane]
 // (sepconv_fwd_dw_pack_kernel with the producers' channel groups: streamed_dw_lanes).
@@ -98,8 +102,6 @@ template <class Traits>
 __host__ __device__ inline size_t streamed_workspace_bytes(int cout, int cmid) {
   return streamed_dw_offset_bytes<Traits>(cout, cmid) + static_cast<size_t>(cmid) * Traits::kTaps * sizeof(float);
 }
-
-#if defined(XSEP_WITH_CUTE)
 
 // stages: ring slots, kMinStages..kMaxStages (dynamic shared memory StreamedFwdLayout::bytes(stages)).
 // Persistent: CTA b takes tiles b, b + gridDim.x, ... of (pixel tile, output-channel tile), the
