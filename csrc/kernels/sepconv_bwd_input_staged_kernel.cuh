@@ -14,6 +14,9 @@
 //     pixels (a half with 128 channels per CTA; x loads of neighbouring channels coalesced, dZ
 //     broadcast), then the parts are added in a fixed order. The first kernel gives each
 //     (channel, tap) one thread and walks every ext pixel serially.
+//   * At stride 1, dilation 1 and multiplier 1 (all of Xception), grad_x and grad_dw walk rows with
+//     the 3x3 window in registers (sepconv_bwd_input_windows.cuh); elsewhere each pixel's taps are
+//     found anew.
 // Taken only where it applies (staged_input_applies): fp16/bf16, or fp32 on TF32 tensor cores; 3x3
 // kernels (any stride, dilation, padding, multiplier); channels_last grad_y with 16-byte aligned
 // pixels; Cmid and Cout multiples of a 16-byte vector (8 16-bit or 4 fp32 elements); 16-byte aligned
@@ -27,6 +30,7 @@
 #include "element_types.cuh"
 #include "mma_tile.cuh"
 #include "sepconv_bwd.h"
+#include "sepconv_bwd_input_windows.cuh"
 #include "sepconv_bwd_tiles.cuh"
 
 namespace xsep {
@@ -225,7 +229,14 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
     const int tw = t.ix1 - t.ix0, pixels = (t.iy1 - t.iy0) * tw;
     const int parts = kThreads / c_count;  // c_count <= BN <= kThreads
     const int part = threadIdx.x / c_count, cl = threadIdx.x % c_count;
-    if (part < parts) {
+    if (part < parts && unit_stride_windows_apply(f)) {  // sepconv_bwd_input_windows.cuh
+      float w[kTaps];
+#pragma unroll
+      for (int tap = 0; tap < kTaps; ++tap) w[tap] = s.wdw[cl][tap];
+      grad_x_unit_stride<T, Tile::kLdC>(f, t, s.dz, w, gx,
+                                        t.n * p.gx_stride[0] + static_cast<int64_t>(c0 + cl) * p.gx_stride[1],
+                                        p.gx_stride[2], p.gx_stride[3], cl, part, parts);
+    } else if (part < parts) {
       int qy = part / tw, qx = part % tw;  // pixel q's place in the tile
       const int64_t gx_channel = t.n * p.gx_stride[0] + static_cast<int64_t>(c0 + cl) * p.gx_stride[1];
 #pragma unroll 1
@@ -269,7 +280,11 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
     float acc[kTaps];
 #pragma unroll
     for (int tap = 0; tap < kTaps; ++tap) acc[tap] = 0.f;
-    if (cl_m < cm_count) {
+    if (cl_m < cm_count && unit_stride_windows_apply(f)) {  // sepconv_bwd_input_windows.cuh
+      grad_dw_unit_stride<T, Tile::kLdC>(f, t, s.dz, s.own_row, s.own_col,
+                                         x + t.n * f.x_stride[0] + static_cast<int64_t>(c0 + cl_m) * f.x_stride[1],
+                                         cl_m, part, kParts, acc);
+    } else if (cl_m < cm_count) {
       const int64_t xc = t.n * f.x_stride[0] + static_cast<int64_t>(c0 + cl_m / f.M) * f.x_stride[1];
 #pragma unroll 1
       for (int e0 = part; e0 < ext_count; e0 += kBatch * kParts) {

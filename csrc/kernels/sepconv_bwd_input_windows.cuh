@@ -1,0 +1,145 @@
+// The input-gradient kernel's CUDA-core phases where the 3x3 depthwise conv has stride 1,
+// dilation 1 and multiplier 1 (every separable conv of Xception): a thread walks whole rows of one
+// channel and keeps the 3x3 window it needs in registers, so each step along a row loads three new
+// values and does nine FMAs. The general path (sepconv_bwd_input_staged_kernel.cuh) finds every
+// tap's position, bounds and 64-bit address anew for every pixel; the H200 profile had it at ~850
+// instructions per (pixel, channel) at 128 channels @147, for 18 FMAs of work.
+//
+// The sums, and what is left out of them, are those of the general path: a tap whose output (for
+// grad_x) or input (for grad_dw) does not exist adds nothing, not a zero product (an infinite
+// weight or dZ must not turn into NaN there), and grad_x adds its taps in the same order (ky, then
+// kx), so it gives the same bits.
+#pragma once
+
+#include <cstdint>
+
+#include "element_types.cuh"
+#include "sepconv_bwd_tiles.cuh"
+
+namespace xsep {
+
+// Does the sliding-window path take this call? (3x3 is the staged kernel's own condition.)
+__host__ __device__ inline bool unit_stride_windows_apply(const SepConvParams& f) {
+  return f.sh == 1 && f.sw == 1 && f.dh == 1 && f.dw == 1 && f.M == 1;
+}
+
+// grad_x of input channel c0 + cl at the tile's pixels, rows t.iy0 + part, + parts, ...: the
+// output of tap (ky, kx) at input pixel (iy, ix) is (iy + pt - ky, ix + pl - kx), read from dz
+// ([ext pixel][channel], fp32) where it is in the tile's ext (the ext holds every existing output
+// that reads the tile's pixels). The window's column kx = 0 is the newest; each step right shifts
+// it one column.
+template <typename T, int kLdDz>
+__device__ __forceinline__ void grad_x_unit_stride(const SepConvParams& f, const BwdTile& t, const float (*dz)[kLdDz],
+                                                   const float (&w)[9], T* __restrict__ gx, int64_t gx_channel,
+                                                   int64_t gx_row_stride, int64_t gx_col_stride, int cl, int part,
+                                                   int parts) {
+  const int ext_h = t.ey1 - t.ey0, ext_w = t.ex1 - t.ex0;
+#pragma unroll 1
+  for (int iy = t.iy0 + part; iy < t.iy1; iy += parts) {
+    int row[3];  // ext row of tap ky's output, or -1
+#pragma unroll
+    for (int ky = 0; ky < 3; ++ky) {
+      const int r = iy + f.pt - ky - t.ey0;
+      row[ky] = r >= 0 && r < ext_h ? r * ext_w : -1;
+    }
+    // ext column of tap kx's output at the row's first pixel: ix0 + pl - ex0 - kx.
+    int col = t.ix0 + f.pl - t.ex0;  // tap 0's, the newest column
+    float v[3][3];
+    bool col_ok[3];
+#pragma unroll
+    for (int kx = 1; kx < 3; ++kx) {  // the two older columns, loaded before the first step
+      const int c = col - kx;
+      col_ok[kx] = c >= 0 && c < ext_w;
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) v[ky][kx] = col_ok[kx] && row[ky] >= 0 ? dz[row[ky] + c][cl] : 0.f;
+    }
+    T* __restrict__ out =
+        gx + gx_channel + static_cast<int64_t>(iy) * gx_row_stride + static_cast<int64_t>(t.ix0) * gx_col_stride;
+#pragma unroll 1
+    for (int ix = t.ix0; ix < t.ix1; ++ix, ++col, out += gx_col_stride) {
+      col_ok[0] = col >= 0 && col < ext_w;
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) v[ky][0] = col_ok[0] && row[ky] >= 0 ? dz[row[ky] + col][cl] : 0.f;
+      float acc = 0.f;
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) {
+#pragma unroll
+        for (int kx = 0; kx < 3; ++kx) {
+          if (row[ky] >= 0 && col_ok[kx]) acc = fmaf(w[ky * 3 + kx], v[ky][kx], acc);
+        }
+      }
+      *out = from_float<T>(acc);
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) {
+        v[ky][2] = v[ky][1];
+        v[ky][1] = v[ky][0];
+      }
+      col_ok[2] = col_ok[1];
+      col_ok[1] = col_ok[0];
+    }
+  }
+}
+
+// grad_dw tap sums of channel c0 + cl (acc, nine of them) over the ext pixels this tile owns, ext
+// rows part, + parts, ...: output (oy, ox) reads input (oy - pt + ky, ox - pl + kx). The window's
+// column kx = 2 is the newest; each step right shifts it one column.
+template <typename T, int kLdDz>
+__device__ __forceinline__ void grad_dw_unit_stride(const SepConvParams& f, const BwdTile& t, const float (*dz)[kLdDz],
+                                                    const bool* own_row, const bool* own_col,
+                                                    const T* __restrict__ x_channel, int cl, int part, int parts,
+                                                    float (&acc)[9]) {
+  const int ext_h = t.ey1 - t.ey0, ext_w = t.ex1 - t.ex0;
+  const int64_t xs2 = f.x_stride[2], xs3 = f.x_stride[3];
+#pragma unroll 1
+  for (int ey = part; ey < ext_h; ey += parts) {
+    if (!own_row[ey]) continue;  // another tile sums this output row
+    const int iy0 = t.ey0 + ey - f.pt;
+    bool row_ok[3];
+    const T* rows[3];
+#pragma unroll
+    for (int ky = 0; ky < 3; ++ky) {
+      row_ok[ky] = iy0 + ky >= 0 && iy0 + ky < f.H;
+      rows[ky] = x_channel + (row_ok[ky] ? static_cast<int64_t>(iy0 + ky) * xs2 : 0);
+    }
+    int ix = t.ex0 - f.pl;  // tap 0's input column at the row's first output
+    float v[3][3];
+    bool col_ok[3];
+#pragma unroll
+    for (int kx = 0; kx < 2; ++kx) {  // the two older columns
+      col_ok[kx] = ix + kx >= 0 && ix + kx < f.W;
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) {
+        v[ky][kx] = row_ok[ky] && col_ok[kx] ? to_float(__ldg(rows[ky] + static_cast<int64_t>(ix + kx) * xs3)) : 0.f;
+      }
+    }
+    const float (*dz_row)[kLdDz] = dz + ey * ext_w;
+#pragma unroll 1
+    for (int ex = 0; ex < ext_w; ++ex, ++ix) {
+      const int newest = ix + 2;
+      col_ok[2] = newest >= 0 && newest < f.W;
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) {
+        v[ky][2] = row_ok[ky] && col_ok[2] ? to_float(__ldg(rows[ky] + static_cast<int64_t>(newest) * xs3)) : 0.f;
+      }
+      if (own_col[ex]) {
+        const float d = dz_row[ex][cl];
+#pragma unroll
+        for (int ky = 0; ky < 3; ++ky) {
+#pragma unroll
+          for (int kx = 0; kx < 3; ++kx) {
+            if (row_ok[ky] && col_ok[kx]) acc[ky * 3 + kx] = fmaf(v[ky][kx], d, acc[ky * 3 + kx]);
+          }
+        }
+      }
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) {
+        v[ky][0] = v[ky][1];
+        v[ky][1] = v[ky][2];
+      }
+      col_ok[0] = col_ok[1];
+      col_ok[1] = col_ok[2];
+    }
+  }
+}
+
+}  // namespace xsep
