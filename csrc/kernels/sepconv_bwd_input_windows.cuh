@@ -112,15 +112,23 @@ __device__ __forceinline__ void grad_dw_unit_stride(const SepConvParams& f, cons
         v[ky][kx] = row_ok[ky] && col_ok[kx] ? to_float(__ldg(rows[ky] + static_cast<int64_t>(ix + kx) * xs3)) : 0.f;
       }
     }
+    // The newest column is loaded a step ahead (`next`, raw), so its latency overlaps a step's FMAs.
+    // Its loads outside the image read the row's first element instead (masked at the FMAs).
+    int64_t next_offset = static_cast<int64_t>(ix + 2) * xs3;
+    bool next_ok = ix + 2 >= 0 && ix + 2 < f.W;
+    T next[3];
+#pragma unroll
+    for (int ky = 0; ky < 3; ++ky) next[ky] = __ldg(rows[ky] + (row_ok[ky] && next_ok ? next_offset : 0));
     const float (*dz_row)[kLdDz] = dz + ey * ext_w;
 #pragma unroll 1
     for (int ex = 0; ex < ext_w; ++ex, ++ix) {
-      const int newest = ix + 2;
-      col_ok[2] = newest >= 0 && newest < f.W;
+      col_ok[2] = next_ok;
 #pragma unroll
-      for (int ky = 0; ky < 3; ++ky) {
-        v[ky][2] = row_ok[ky] && col_ok[2] ? to_float(__ldg(rows[ky] + static_cast<int64_t>(newest) * xs3)) : 0.f;
-      }
+      for (int ky = 0; ky < 3; ++ky) v[ky][2] = to_float(next[ky]);
+      next_offset += xs3;
+      next_ok = ix + 3 >= 0 && ix + 3 < f.W;
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) next[ky] = __ldg(rows[ky] + (row_ok[ky] && next_ok ? next_offset : 0));
       if (own_col[ex]) {
         const float d = dz_row[ex][cl];
 #pragma unroll
