@@ -220,7 +220,8 @@ print("checked")
 
 
 @pytest.mark.parametrize(
-    "kernel", ["first", "staged", "wgmma", "resident", "staged-128ch", "wgmma-128ch", "resident-256ch"]
+    "kernel",
+    ["first", "staged", "wgmma", "resident", "staged-128ch", "wgmma-128ch", "resident-256ch", "resident-pw512"],
 )
 def test_staged_kernels_match_reference(kernel):
     # first: the kernels the staged ones replaced as the default (XSEP_BWD_KERNEL=first). wgmma: the
@@ -230,9 +231,18 @@ def test_staged_kernels_match_reference(kernel):
     # with 256 (XSEP_BWD_CHANNELS=256; float32 takes the staged one at 128).
     tests = os.path.dirname(os.path.abspath(__file__))
     channels = "256" if kernel.endswith("-256ch") else "128" if kernel.endswith("-128ch") else "64"
-    kernel = kernel.removesuffix("-128ch").removesuffix("-256ch")
+    # -pw512: the resident pw-gradient kernel with splits of 512 pixels, two CTAs per SM
+    # (XSEP_BWD_PW_PIXELS=512; the cases with Cout <= 128).
+    pw_pixels = "512" if kernel.endswith("-pw512") else "1024"
+    kernel = kernel.removesuffix("-128ch").removesuffix("-256ch").removesuffix("-pw512")
     wide = channels != "64"
-    env = dict(os.environ, XSEP_BWD_KERNEL=kernel, XSEP_LOG_DISPATCH="1", XSEP_BWD_CHANNELS=channels)
+    env = dict(
+        os.environ,
+        XSEP_BWD_KERNEL=kernel,
+        XSEP_LOG_DISPATCH="1",
+        XSEP_BWD_CHANNELS=channels,
+        XSEP_BWD_PW_PIXELS=pw_pixels,
+    )
     code = FORCED_STAGED_BACKWARD_CHECK.format(tests=tests)
     # A time limit: a kernel that hangs on the GPU fails this case instead of the whole GPU call.
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
@@ -258,6 +268,10 @@ def test_staged_kernels_match_reference(kernel):
     else:
         assert "staged-input staged-pw" in result.stderr, "the dispatch log does not name both staged kernels"
     assert ("(input: 128 channels per CTA)" in result.stderr) == wide, "the dispatch log and XSEP_BWD_CHANNELS disagree"
+    two_per_sm = "resident-pw (512 pixels, 2 CTAs/SM)"
+    assert (two_per_sm in result.stderr) == (pw_pixels == "512" and "wgmma-input" in result.stderr), (
+        "the dispatch log and XSEP_BWD_PW_PIXELS disagree"
+    )
     if channels == "256":
         lines = result.stderr.splitlines()
         for dtype in ["backward bfloat16", "backward float16"]:

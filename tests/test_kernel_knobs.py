@@ -47,6 +47,7 @@ def test_knobs_start_from_the_environment():
     env.pop("XSEP_FWD_PIXELS", None)
     env.pop("XSEP_FWD_STAGES", None)
     env.pop("XSEP_BWD_CHANNELS", None)
+    env.pop("XSEP_BWD_PW_PIXELS", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == str({"XSEP_FWD_KERNEL": "halo", "XSEP_BWD_KERNEL": "staged"})
 

@@ -130,7 +130,7 @@ for stage in "${stages[@]}"; do
       step "compare: backward kernel variants against the default (resident pw on Hopper) and cuDNN (bf16)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
-        --variants bwd-wgmma,bwd-128ch,bwd-256ch --out "$OUT" \
+        --variants bwd-wgmma,bwd-128ch,bwd-256ch,bwd-pw512 --out "$OUT" \
         --name gpu-compare-backward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

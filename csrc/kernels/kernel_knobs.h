@@ -1,6 +1,6 @@
 // The measurement knobs of the kernel choice (XSEP_FWD_KERNEL, XSEP_FWD_PIXELS, XSEP_FWD_STAGES,
-// XSEP_FWD_WARPGROUPS, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS): the environment's value, unless the process has set its
-// own. `xsep bench
+// XSEP_FWD_WARPGROUPS, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS, XSEP_BWD_PW_PIXELS): the environment's value, unless the
+// process has set its own. `xsep bench
 // --variants` sets them between calls (through xsep._C), so one process times several kernels
 // against one cuDNN baseline. Plain C++ (host side of the kernel library; no PyTorch).
 #pragma once
@@ -11,7 +11,16 @@
 
 namespace xsep {
 
-enum class KernelKnob { kFwdKernel, kFwdPixels, kFwdStages, kFwdWarpgroups, kBwdKernel, kBwdChannels, kCount };
+enum class KernelKnob {
+  kFwdKernel,
+  kFwdPixels,
+  kFwdStages,
+  kFwdWarpgroups,
+  kBwdKernel,
+  kBwdChannels,
+  kBwdPwPixels,
+  kCount
+};
 
 inline const char* kernel_knob_env_name(KernelKnob knob) {
   switch (knob) {
@@ -27,6 +36,8 @@ inline const char* kernel_knob_env_name(KernelKnob knob) {
       return "XSEP_BWD_KERNEL";
     case KernelKnob::kBwdChannels:
       return "XSEP_BWD_CHANNELS";
+    case KernelKnob::kBwdPwPixels:
+      return "XSEP_BWD_PW_PIXELS";
     default:
       return "";
   }

@@ -85,6 +85,18 @@ inline constexpr int kPwResidentChannels = 64;                         // depthw
 inline constexpr int kPwResidentMaxPixels = 1024;                      // pixels of Z a CTA keeps: 128 KB in 16 bits
 inline constexpr int kPwResidentStagePixels = 64;                      // dY pixels a stage (a split is whole stages)
 inline constexpr int64_t kPwResidentMaxPartials = int64_t{128} << 20;  // partial-sum floats (512 MB)
+inline constexpr int kPwResidentTwoCtaPixels = 512;  // XSEP_BWD_PW_PIXELS=512: half the Z, two CTAs per SM
+
+// The resident kernel's largest split for this call: kPwResidentMaxPixels (one CTA per SM), or
+// kPwResidentTwoCtaPixels where XSEP_BWD_PW_PIXELS=512 asks and the kernel with 64 output channels
+// per warpgroup (Cout <= 128: 128 registers a thread) fits twice in an SM, so one CTA's Z phase runs
+// beside the other's GEMM. Not the default until a GPU says it is faster: twice the splits, twice
+// the partial sums.
+inline int resident_pw_max_pixels(int cout) {
+  return cout <= 128 && kernel_knob_is(KernelKnob::kBwdPwPixels, "512") ? kPwResidentTwoCtaPixels
+                                                                        : kPwResidentMaxPixels;
+}
+inline constexpr int resident_pw_ctas_per_sm(int max_pixels) { return max_pixels <= kPwResidentTwoCtaPixels ? 2 : 1; }
 
 // Whether this call wants the resident pw-gradient kernel on a device of compute capability `major`
 // (XSEP_BWD_KERNEL unset or `resident`, Hopper, a 16-bit dtype, grad_pw asked for, and the layout it
@@ -100,26 +112,31 @@ inline bool resident_pw_wanted(const SepConvBwdParams& p, int major, int element
   return staged_pw_applies(p, major, 16 / element_bytes) && dense_y;
 }
 
-// Sets p.pw_resident_splits and p.pw_resident_pixels_per_split: splits of whole stages, at most
-// kPwResidentMaxPixels each, as many as fill the waves the fewest such splits need (one CTA per SM,
-// a CTA per split and chunk of 64 channels); none (0) where the partial sums would pass
-// kPwResidentMaxPartials floats or the grid's 65535 splits.
-inline void plan_resident_pw(SepConvBwdParams& p, int num_sms) {
+// Sets p.pw_resident_splits, p.pw_resident_pixels_per_split and p.pw_resident_max_pixels: splits
+// of whole stages, at most max_pixels each (0: resident_pw_max_pixels), as many as fill the waves
+// the fewest such splits need (resident_pw_ctas_per_sm CTAs per SM, a CTA per split and chunk of 64
+// channels); none (0) where the partial sums would pass kPwResidentMaxPartials floats or the grid's
+// 65535 splits.
+inline void plan_resident_pw(SepConvBwdParams& p, int num_sms, int max_pixels = 0) {
   const SepConvParams& f = p.fwd;
   p.pw_resident_splits = 0;
   p.pw_resident_pixels_per_split = 0;
+  p.pw_resident_max_pixels = 0;
+  if (max_pixels <= 0) max_pixels = resident_pw_max_pixels(f.Cout);
   const int64_t pixels = static_cast<int64_t>(f.N) * f.Ho * f.Wo;
   if (pixels <= 0 || num_sms <= 0) return;
   const int64_t chunks = (f.Cmid + kPwResidentChannels - 1) / kPwResidentChannels;
-  const int64_t fewest = (pixels + kPwResidentMaxPixels - 1) / kPwResidentMaxPixels;
-  const int64_t waves = (fewest * chunks + num_sms - 1) / num_sms;
-  const int64_t splits = fewest > waves * num_sms / chunks ? fewest : waves * num_sms / chunks;
+  const int64_t slots = static_cast<int64_t>(num_sms) * resident_pw_ctas_per_sm(max_pixels);
+  const int64_t fewest = (pixels + max_pixels - 1) / max_pixels;
+  const int64_t waves = (fewest * chunks + slots - 1) / slots;
+  const int64_t splits = fewest > waves * slots / chunks ? fewest : waves * slots / chunks;
   const int64_t per_split = ((pixels + splits - 1) / splits + kPwResidentStagePixels - 1) / kPwResidentStagePixels *
-                            kPwResidentStagePixels;  // <= kPwResidentMaxPixels, as splits >= fewest
+                            kPwResidentStagePixels;  // <= max_pixels, as splits >= fewest
   const int64_t used = (pixels + per_split - 1) / per_split;
   if (used > 65535 || used * f.Cout * f.Cmid > kPwResidentMaxPartials) return;
   p.pw_resident_splits = static_cast<int>(used);
   p.pw_resident_pixels_per_split = per_split;
+  p.pw_resident_max_pixels = max_pixels;
 }
 
 // p with the resident kernel's split in the fields the pw-gradient kernels and their reduction read.

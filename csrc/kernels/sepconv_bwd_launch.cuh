@@ -82,7 +82,8 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
     const bool wgmma = forced.empty() || forced == "wgmma" || forced == "resident";
     if constexpr (sizeof(T) == 2) {
       choice.pw_resident = p.pw_resident_splits > 0 && (forced.empty() || forced == "resident") &&
-                           p.grad_pw != nullptr && resident_pw_built<T>(resident_pw_half(p.fwd.Cout));
+                           p.grad_pw != nullptr &&
+                           resident_pw_built<T>(resident_pw_half(p.fwd.Cout), p.pw_resident_max_pixels);
     }
     if (forced == "staged" || wgmma) {
       int device = 0, major = 0;
@@ -222,10 +223,12 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
            staged.input_wgmma ? " wgmma-input"
            : staged.input     ? " staged-input"
                               : "",
-           staged.pw_resident ? " resident-pw"
-           : staged.pw_wgmma  ? " wgmma-pw"
-           : staged.pw        ? " staged-pw"
-                              : "",
+           staged.pw_resident && pw.pw_resident_max_pixels == kPwResidentTwoCtaPixels
+               ? " resident-pw (512 pixels, 2 CTAs/SM)"
+           : staged.pw_resident ? " resident-pw"
+           : staged.pw_wgmma    ? " wgmma-pw"
+           : staged.pw          ? " staged-pw"
+                                : "",
            staged.input_channels == kBwdInputChannelsWidest ? " (input: 256 channels per CTA)"
            : staged.input_channels == kBwdInputChannelsWide ? " (input: 128 channels per CTA)"
                                                             : "");

@@ -6,7 +6,8 @@
 //   K = pixels; split-K over pixels into fixed-order partial sums, as the other pw-gradient kernels)
 //
 //   CTA: 64 depthwise channels x one split of at most 1024 output pixels (the plan:
-//     plan_resident_pw in sepconv_bwd.h), all of Cout; 256 threads, one CTA per SM.
+//     plan_resident_pw in sepconv_bwd.h), all of Cout; 256 threads, one CTA per SM. (Or, where
+//     XSEP_BWD_PW_PIXELS=512 asks and Cout <= 128: splits of at most 512 pixels, two CTAs per SM.)
 //   Phase 1, every thread: Z of the split's pixels (ZPairItems, sepconv_bwd_z_pairs.cuh: a channel
 //     pair of four neighbouring pixels an item, the next item's 3 x 6 window loads in flight while
 //     the current one is summed), stored once as wgmma's A operand (Z^T, M-major, 128-byte swizzle):
@@ -53,16 +54,18 @@
 namespace xsep {
 
 // T: __half or __nv_bfloat16. kHalf: output channels per warpgroup (the wgmma N): 128, or 64 where
-// Cout <= 128 (resident_pw_half).
-template <typename T_, int kHalf_>
+// Cout <= 128 (resident_pw_half). kMaxPixels: the largest split (resident_pw_max_pixels), 1024, or
+// 512 with kHalf 64: two CTAs per SM (105 KB of shared memory and 128 registers a thread each).
+template <typename T_, int kHalf_, int kMaxPixels_ = kPwResidentMaxPixels>
 struct ResidentPwTraits {
   using T = T_;
   using Element = CuteElement<T_>;
   static_assert(sizeof(T_) == 2, "wgmma with both operands MN-major: 16-bit types");
   static constexpr int kHalf = kHalf_;
-  static constexpr int kSlice = 2 * kHalf_;                    // output channels per slice
-  static constexpr int BM = kPwResidentChannels;               // 64 depthwise channels (the wgmma M)
-  static constexpr int kMaxPixels = kPwResidentMaxPixels;      // 1024
+  static constexpr int kSlice = 2 * kHalf_;       // output channels per slice
+  static constexpr int BM = kPwResidentChannels;  // 64 depthwise channels (the wgmma M)
+  static constexpr int kMaxPixels = kMaxPixels_;  // 1024 or 512
+  static constexpr int kCtasPerSm = resident_pw_ctas_per_sm(kMaxPixels_);
   static constexpr int kStagePixels = kPwResidentStagePixels;  // 64: four k-blocks of 16
   static constexpr int kKBlocks = kStagePixels / 16;
   static constexpr int kThreads = 256;
@@ -70,10 +73,12 @@ struct ResidentPwTraits {
   static constexpr int kRowsPerPass = 128 / kGroups;              // pixels a warpgroup's 128 threads load at once
   static constexpr int kPieces = kStagePixels / kRowsPerPass;     // 16-byte loads a thread a stage
   static constexpr int kAlign = 1024;                             // the 128-byte swizzle's pattern
-  static constexpr int kZBytes = BM * kMaxPixels * 2;             // 128 KB
+  static constexpr int kZBytes = BM * kMaxPixels * 2;             // 128 KB (64 KB)
   static constexpr int kDyBytes = 2 * kSlice * kStagePixels * 2;  // two slots
   static constexpr int kBiasBytes = 2 * kRowsPerPass * kHalf_ * 4;
   static constexpr int kSharedBytes = kAlign + kZBytes + kDyBytes + kBiasBytes;
+  static_assert(kCtasPerSm == 1 || (kHalf_ == 64 && kSharedBytes <= 113 * 1024),
+                "two CTAs per SM: 64 output channels per warpgroup (register budget) and half the SM's shared memory");
 
   using ZLayout = decltype(cute::tile_to_shape(cute::GMMA::Layout_MN_SW128_Atom<Element>{},
                                                cute::Shape<cute::Int<BM>, cute::Int<kMaxPixels>>{}));
@@ -85,7 +90,8 @@ struct ResidentPwTraits {
 };
 
 template <class Traits>
-__global__ void __launch_bounds__(Traits::kThreads, 1) sepconv_bwd_pw_resident_kernel(const SepConvBwdParams p) {
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
+    sepconv_bwd_pw_resident_kernel(const SepConvBwdParams p) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
   using namespace cute;
   using T = typename Traits::T;

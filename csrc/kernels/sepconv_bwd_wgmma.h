@@ -26,9 +26,10 @@ template <typename T>
 cudaError_t launch_wgmma_pw(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
 
 // The resident pw-gradient kernel (sepconv_bwd_pw_resident_kernel.cuh) with `half` output channels
-// per warpgroup (resident_pw_half: 64 or 128). p carries its split (with_resident_pw).
+// per warpgroup (resident_pw_half: 64 or 128) and splits of at most max_pixels
+// (resident_pw_max_pixels). p carries its split (with_resident_pw).
 template <typename T>
-bool resident_pw_built(int half);
+bool resident_pw_built(int half, int max_pixels);
 template <typename T>
 cudaError_t launch_resident_pw(const SepConvBwdParams& p, int half, dim3 grid, cudaStream_t stream);
 

@@ -10,7 +10,7 @@ template cudaError_t launch_wgmma_input<__nv_bfloat16, 128>(const SepConvBwdPara
 template cudaError_t launch_wgmma_input<__nv_bfloat16, 256>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
 template bool wgmma_pw_built<__nv_bfloat16>();
 template cudaError_t launch_wgmma_pw<__nv_bfloat16>(const SepConvBwdParams& p, dim3 grid, cudaStream_t stream);
-template bool resident_pw_built<__nv_bfloat16>(int half);
+template bool resident_pw_built<__nv_bfloat16>(int half, int max_pixels);
 template cudaError_t launch_resident_pw<__nv_bfloat16>(const SepConvBwdParams& p, int half, dim3 grid, cudaStream_t stream);
 
 }  // namespace xsep

@@ -41,26 +41,39 @@ cudaError_t launch_wgmma_pw(const SepConvBwdParams& p, dim3 grid, cudaStream_t s
                                                stream);
 }
 
-// f(kernel, shared bytes) for the resident kernel with `half` output channels per warpgroup.
+// f(kernel, shared bytes) for the resident kernel with `half` output channels per warpgroup and
+// splits of at most max_pixels (resident_pw_max_pixels).
 template <typename T, class F>
-auto with_resident_pw_kernel(int half, F&& f) {
+auto with_resident_pw_kernel(int half, int max_pixels, F&& f) {
   using Wide = ResidentPwTraits<T, 128>;
   using Narrow = ResidentPwTraits<T, 64>;
+  using NarrowTwoPerSm = ResidentPwTraits<T, 64, kPwResidentTwoCtaPixels>;
+  if (half == 64 && max_pixels == kPwResidentTwoCtaPixels)
+    return f(sepconv_bwd_pw_resident_kernel<NarrowTwoPerSm>, NarrowTwoPerSm::kSharedBytes);
   return half == 64 ? f(sepconv_bwd_pw_resident_kernel<Narrow>, Narrow::kSharedBytes)
                     : f(sepconv_bwd_pw_resident_kernel<Wide>, Wide::kSharedBytes);
 }
 
 template <typename T>
-bool resident_pw_built(int half) {
-  static std::atomic<int8_t> wide[64], narrow[64];
-  return once_per_device(half == 64 ? narrow : wide, [half] {
-    return with_resident_pw_kernel<T>(half, [](auto kernel, int) { return wgmma_body_built(kernel); });
-  });
+bool resident_pw_built(int half, int max_pixels) {
+  static std::atomic<int8_t> wide[64], narrow[64], narrow_two[64];
+  const bool two = half == 64 && max_pixels == kPwResidentTwoCtaPixels;
+  return once_per_device(two          ? narrow_two
+                         : half == 64 ? narrow
+                                      : wide,
+                         [half, max_pixels] {
+                           return with_resident_pw_kernel<T>(half, max_pixels,
+                                                             [](auto kernel, int) { return wgmma_body_built(kernel); });
+                         });
 }
 
+// p: with_resident_pw's, its split at most p.pw_resident_max_pixels.
 template <typename T>
 cudaError_t launch_resident_pw(const SepConvBwdParams& p, int half, dim3 grid, cudaStream_t stream) {
-  return with_resident_pw_kernel<T>(half, [&](auto kernel, int bytes) {
+  if (p.pw_resident_max_pixels != kPwResidentMaxPixels && p.pw_resident_max_pixels != kPwResidentTwoCtaPixels)
+    return cudaErrorInvalidValue;
+  if (p.pw_pixels_per_split > p.pw_resident_max_pixels) return cudaErrorInvalidValue;
+  return with_resident_pw_kernel<T>(half, p.pw_resident_max_pixels, [&](auto kernel, int bytes) {
     if (const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
         e != cudaSuccess)
       return e;
@@ -88,7 +101,7 @@ cudaError_t launch_wgmma_pw(const SepConvBwdParams&, dim3, cudaStream_t) {
   return cudaErrorNotSupported;
 }
 template <typename T>
-bool resident_pw_built(int) {
+bool resident_pw_built(int, int) {
   return false;
 }
 template <typename T>

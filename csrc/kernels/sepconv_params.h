@@ -53,6 +53,7 @@ struct SepConvBwdParams {
   int64_t pw_pixels_per_split;
   int pw_resident_splits;   // the resident pw-gradient kernel's split (plan_resident_pw; 0: none)
   int64_t pw_resident_pixels_per_split;
+  int pw_resident_max_pixels;  // its kernel's largest split (resident_pw_max_pixels: 1024, or 512)
   int64_t dw_partials;      // N * tiles: rows of the grad_dw partial sums
 };
 

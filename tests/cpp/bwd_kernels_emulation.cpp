@@ -69,7 +69,9 @@ double max_abs(const std::vector<double>& v) {
 // And the wgmma input kernel with the resident pw-gradient kernel (kResident; the staged wgmma one
 // where it does not apply).
 // kWgmma256: the wgmma input kernel with 256 channels per CTA (XSEP_BWD_CHANNELS=256).
-enum class Set { kFirst, kStaged, kWgmma, kStaged128, kWgmma128, kResident, kWgmma256 };
+// kResident512: kResident with splits of at most 512 pixels, two CTAs per SM (XSEP_BWD_PW_PIXELS=512;
+// Cout <= 128).
+enum class Set { kFirst, kStaged, kWgmma, kStaged128, kWgmma128, kResident, kWgmma256, kResident512 };
 
 template <typename T>
 bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
@@ -134,18 +136,19 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   std::vector<T> gx(xr.size(), static_cast<T>(NAN)), gdw(wdwr.size()), gpw(wpwr.size()), gb(c.Cout);
   p.grad_x = gx.data(), p.grad_dw = gdw.data(), p.grad_pw = gpw.data(), p.grad_bias = gb.data();
   if (!xsep::plan_backward(p, /*num_sms=*/4)) return std::printf("FAILED %s: no plan\n", c.name), false;
-  const bool resident = set == Set::kResident && xsep::resident_pw_wanted(p, 9, sizeof(T));
-  if (set == Set::kResident && resident != (c.M == 1))
+  const bool any_resident = set == Set::kResident || set == Set::kResident512;
+  const bool resident = any_resident && xsep::resident_pw_wanted(p, 9, sizeof(T));
+  if (any_resident && resident != (c.M == 1))
     return std::printf("FAILED %s: the resident pw kernel does not apply as expected\n", c.name), false;
   if (resident) {
-    xsep::plan_resident_pw(p, /*num_sms=*/4);
+    xsep::plan_resident_pw(p, /*num_sms=*/4, set == Set::kResident512 ? xsep::kPwResidentTwoCtaPixels : 0);
     if (p.pw_resident_splits <= 0) return std::printf("FAILED %s: no resident pw plan\n", c.name), false;
   }
   std::vector<float> workspace(xsep::backward_workspace_floats(p), NAN);
   p.workspace = workspace.data();
   constexpr int kVec = 16 / sizeof(T);
   const bool wide = set == Set::kStaged128 || set == Set::kWgmma128;
-  const bool wgmma = set == Set::kWgmma || set == Set::kWgmma128 || set == Set::kResident || set == Set::kWgmma256;
+  const bool wgmma = set == Set::kWgmma || set == Set::kWgmma128 || any_resident || set == Set::kWgmma256;
   // The input kernel's parameters, as the launcher sets them for its channel chunk.
   const int input_channels = set == Set::kWgmma256 ? 256 : wide ? 128 : xsep::kBwdInputChannels;
   const xsep::SepConvBwdParams q = xsep::with_input_channels(p, input_channels);
@@ -189,8 +192,12 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
         run_grid(
             grid, Traits::kThreads, [&] { xsep::sepconv_bwd_pw_resident_kernel<Traits>(pw); }, Traits::kSharedBytes);
       };
-      xsep::resident_pw_half(c.Cout) == 64 ? run_resident(xsep::ResidentPwTraits<T, 64>{})
-                                           : run_resident(xsep::ResidentPwTraits<T, 128>{});
+      if (set == Set::kResident512)
+        run_resident(xsep::ResidentPwTraits<T, 64, xsep::kPwResidentTwoCtaPixels>{});
+      else if (xsep::resident_pw_half(c.Cout) == 64)
+        run_resident(xsep::ResidentPwTraits<T, 64>{});
+      else
+        run_resident(xsep::ResidentPwTraits<T, 128>{});
     }
 #endif
   } else if (pw_staged && wgmma) {
@@ -235,7 +242,8 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
       "pw "
       "splits)\n",
       ok ? "ok    " : "FAILED",
-      set == Set::kResident    ? (resident ? "resident" : "resident-")
+      set == Set::kResident512 ? "resident512"
+      : set == Set::kResident  ? (resident ? "resident" : "resident-")
       : set == Set::kWgmma256  ? "wgmma256"
       : set == Set::kWgmma128  ? "wgmma128"
       : set == Set::kStaged128 ? "staged128"
@@ -252,7 +260,8 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
 }
 
 // plan_resident_pw's promises, over Xception's layers at batch 1..128 and random shapes on 132 and
-// 4 SMs: splits of whole 64-pixel stages of at most 1024 pixels covering the pixels exactly (no
+// 4 SMs, at most 1024 pixels a split (and 512, two CTAs per SM, where Cout <= 128): splits of whole
+// 64-pixel stages of at most that many pixels covering the pixels exactly (no
 // empty split), within the partial-sum cap; and no plan only where the fewest splits would pass it.
 bool check_resident_plans() {
   std::mt19937 rng(99);
@@ -269,25 +278,29 @@ bool check_resident_plans() {
   for (int i = 0; i < 300; ++i) shapes.push_back({pick(1, 300), 8 * pick(1, 300), pick(1, 200), 8 * pick(1, 300)});
   int checked = 0;
   for (const Shape& sh : shapes)
-    for (int sms : {132, 4}) {
-      xsep::SepConvBwdParams p{};
-      p.fwd.N = sh.N, p.fwd.C = p.fwd.Cmid = sh.C, p.fwd.M = 1, p.fwd.Cout = sh.Cout, p.fwd.Ho = p.fwd.Wo = sh.H;
-      xsep::plan_resident_pw(p, sms);
-      const int64_t pixels = static_cast<int64_t>(sh.N) * sh.H * sh.H, pps = p.pw_resident_pixels_per_split;
-      const int64_t splits = p.pw_resident_splits, partials = splits * sh.Cout * sh.C;
-      const int64_t fewest = (pixels + xsep::kPwResidentMaxPixels - 1) / xsep::kPwResidentMaxPixels;
-      const bool ok = splits > 0
-                          ? pps % xsep::kPwResidentStagePixels == 0 && pps > 0 && pps <= xsep::kPwResidentMaxPixels &&
-                                (splits - 1) * pps < pixels && pixels <= splits * pps && splits <= 65535 &&
-                                partials <= xsep::kPwResidentMaxPartials
-                          : fewest * sh.Cout * sh.C > xsep::kPwResidentMaxPartials || fewest > 65535;
-      if (!ok) {
-        std::printf("FAILED resident pw plan: N=%d C=%d HW=%d Cout=%d on %d SMs: %lld splits of %lld pixels\n", sh.N,
-                    sh.C, sh.H, sh.Cout, sms, static_cast<long long>(splits), static_cast<long long>(pps));
-        return false;
+    for (int sms : {132, 4})
+      for (int max_pixels : {xsep::kPwResidentMaxPixels, xsep::kPwResidentTwoCtaPixels}) {
+        if (max_pixels == xsep::kPwResidentTwoCtaPixels && sh.Cout > 128) continue;  // (its kernel's limit)
+        xsep::SepConvBwdParams p{};
+        p.fwd.N = sh.N, p.fwd.C = p.fwd.Cmid = sh.C, p.fwd.M = 1, p.fwd.Cout = sh.Cout, p.fwd.Ho = p.fwd.Wo = sh.H;
+        xsep::plan_resident_pw(p, sms, max_pixels);
+        const int64_t pixels = static_cast<int64_t>(sh.N) * sh.H * sh.H, pps = p.pw_resident_pixels_per_split;
+        const int64_t splits = p.pw_resident_splits, partials = splits * sh.Cout * sh.C;
+        const int64_t fewest = (pixels + max_pixels - 1) / max_pixels;
+        const bool ok = splits > 0
+                            ? pps % xsep::kPwResidentStagePixels == 0 && pps > 0 && pps <= max_pixels &&
+                                  (splits - 1) * pps < pixels && pixels <= splits * pps && splits <= 65535 &&
+                                  partials <= xsep::kPwResidentMaxPartials && p.pw_resident_max_pixels == max_pixels
+                            : fewest * sh.Cout * sh.C > xsep::kPwResidentMaxPartials || fewest > 65535;
+        if (!ok) {
+          std::printf(
+              "FAILED resident pw plan: N=%d C=%d HW=%d Cout=%d on %d SMs, at most %d pixels: %lld splits of %lld "
+              "pixels\n",
+              sh.N, sh.C, sh.H, sh.Cout, sms, max_pixels, static_cast<long long>(splits), static_cast<long long>(pps));
+          return false;
+        }
+        ++checked;
       }
-      ++checked;
-    }
   std::printf("ok     resident pw plans (%d)\n", checked);
   return true;
 }
@@ -345,6 +358,11 @@ int main() {
     failed += !run_case<__nv_bfloat16>(c, Set::kResident, rng, 3e-2);
     failed += !run_case<__nv_bfloat16>(c, Set::kWgmma256, rng, 3e-2);
     count += 6;
+    if (c.M == 1 && c.Cout <= 128) {  // the two-CTA resident kernel's variant: 64 channels per warpgroup
+      failed += !run_case<__half>(c, Set::kResident512, rng, 4e-3);
+      failed += !run_case<__nv_bfloat16>(c, Set::kResident512, rng, 3e-2);
+      count += 2;
+    }
 #endif
   }
   std::printf("%d cases, %d failed\n", count, failed);

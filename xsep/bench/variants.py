@@ -33,6 +33,8 @@ NAMED = {
     "bwd-wgmma-128ch": {"XSEP_BWD_KERNEL": "wgmma", "XSEP_BWD_CHANNELS": "128"},
     "bwd-256ch": {"XSEP_BWD_CHANNELS": "256"},  # the default kernels, the wgmma input one at 256 channels
     "bwd-128ch": {"XSEP_BWD_CHANNELS": "128"},
+    # the resident pw-gradient kernel with splits of 512 pixels, two CTAs per SM (Cout <= 128)
+    "bwd-pw512": {"XSEP_BWD_PW_PIXELS": "512"},
     # both directions on Hopper's wgmma
     "all-wgmma": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_BWD_KERNEL": "wgmma"},
 }
