@@ -99,6 +99,7 @@ struct StagedInputDz {
   using Tile = typename Traits::Tile;
   using T = typename Traits::T;
   static constexpr int BK = Tile::BK;
+  static constexpr bool kDzRounded = false;  // dz in fp32 as the MMA left it (the kernel rounds it)
   struct Stage {
     T dy[Tile::BM][Tile::kLdAB];  // A: grad_y of the ext pixels, [pixel][co]
     T w[Tile::BK][Traits::kLdW];  // B: W_pw rows as stored, [co][cm]
@@ -189,10 +190,12 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
   __syncthreads();
 
   StagedInputDz<Traits>::run(p, s.gemm, s.dz, s.gy_base, cm0, cm_count);
-  for (int i = threadIdx.x; i < BM * BN; i += kThreads) {  // rounded as the unfused op stores dZ
-    s.dz[i / BN][i % BN] = round_like_storage<T>(s.dz[i / BN][i % BN]);
+  // Rounded as the unfused op stores dZ (the wgmma GEMM rounds as it stores; fp32 needs none).
+  if constexpr (!StagedInputDz<Traits>::kDzRounded && !std::is_same_v<T, float>) {
+    for (int i = threadIdx.x; i < BM * BN; i += kThreads)
+      s.dz[i / BN][i % BN] = round_like_storage<T>(s.dz[i / BN][i % BN]);
+    __syncthreads();
   }
-  __syncthreads();
 
   // With an intermediate activation, dZ above is the gradient of its output: times act'(Z), with
   // Z (the pre-activation) recomputed from x at each ext pixel. Taps outside the image are

@@ -33,6 +33,7 @@ struct StagedInputDz<StagedInputTraits<T, true, kChannels>> {
   static constexpr int BM = Tile::BM, BN = Tile::BN, BK = 32, kThreads = Tile::kThreads;
   static_assert(BM == 128 && (BN == 64 || BN == 128 || BN == 256) && kThreads == 256, "two warpgroups of 64 x BN");
   static constexpr int kStages = 4, kAhead = 2;  // two chunks ahead, as the wgmma forward
+  static constexpr bool kDzRounded = true;       // run stores dZ rounded to T
   static constexpr int kAlign = 1024;            // align_for_wgmma's slack
   static constexpr int kABytes = BM * BK * 2, kBBytes = BN * BK * 2;
   struct Storage {
@@ -107,7 +108,9 @@ struct StagedInputDz<StagedInputTraits<T, true, kChannels>> {
     __syncthreads();  // every wgmma done with the rings before dz aliases them
     Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
 #pragma unroll
-    for (int i = 0; i < size(acc); ++i) dz[get<0>(coords(i))][get<1>(coords(i))] = acc(i);
+    for (int i = 0; i < size(acc); ++i) {  // rounded as the unfused op stores dZ (kDzRounded)
+      dz[get<0>(coords(i))][get<1>(coords(i))] = round_like_storage<T>(acc(i));
+    }
     __syncthreads();
 #else
     __trap();  // no wgmma in this build: the launcher never starts this kernel
