@@ -4,8 +4,8 @@ see which kernel of a direction takes its time before profiling it in Nsight Com
     python3 tools/kernel_times.py --shape 32,128,147,147,128,3,1 --shape 32,728,19,19,728,3,1
 
 Each shape runs `--calls` forward+backward pairs of a channels_last input after a warm-up; the
-table gives each kernel's launches per call and mean time per launch. (Nsight Compute's NVTX
-filter misses the backward: autograd runs it on its own thread.)
+table gives each kernel's launches per call and mean time per launch (the leaves' gradient
+accumulation shows as PyTorch's add kernels). The inputs are the benchmark's (layer_inputs).
 """
 
 import argparse
@@ -14,20 +14,18 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from xsep.bench.run import layer_inputs
 from xsep.bench.shapes import parse_shape
 from xsep.ops import separable_conv2d
 
 
 def kernel_times(spec: str, dtype: torch.dtype, calls: int) -> None:
     shape, n = parse_shape(spec)
-    x = torch.randn(n, shape.C, shape.H, shape.H, device="cuda", dtype=dtype)
-    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
-    dw = (torch.randn(shape.C, 1, shape.kernel, shape.kernel, device="cuda") / shape.kernel).to(dtype).requires_grad_()
-    pw = (torch.randn(shape.Cout, shape.C, 1, 1, device="cuda") / shape.C**0.5).to(dtype).requires_grad_()
+    inputs, grads = layer_inputs(shape, n, dtype, torch.channels_last, torch.device("cuda"), True, input_sets=1)
+    (x, dw, pw), grad_y = inputs[0], grads[0]
 
     def step() -> None:
-        y = separable_conv2d(x, dw, pw, None, shape.stride, shape.kernel // 2)
-        y.backward(torch.ones_like(y))
+        separable_conv2d(x, dw, pw, None, shape.stride, shape.kernel // 2).backward(grad_y)
 
     for _ in range(3):
         step()
