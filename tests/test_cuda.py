@@ -86,10 +86,11 @@ def test_offsets_past_2_pow_31():
     assert_close_to_reference(y[-1:, :, -33:, -33:], unfused, exact)
 
 
-def dispatch_log(dtype: str, memory_format: str, channels: int = 8, out_channels: int = 16) -> str:
-    """stderr of one op call in a fresh process with XSEP_LOG_DISPATCH=1 (the log is set up once)."""
+def dispatch_log(dtype: str, memory_format: str, channels: int = 8, out_channels: int = 16, tf32: bool = True) -> str:
+    """stderr of one op call in a fresh process with XSEP_LOG_DISPATCH=1 (the log is set up once);
+    tf32: torch.backends.cudnn.allow_tf32 there (float32 on TF32 tensor cores or exact)."""
     code = (
-        "import torch, xsep.ops as o;"
+        f"import torch, xsep.ops as o; torch.backends.cudnn.allow_tf32 = {tf32};"
         f"x = torch.randn(2, {channels}, 9, 9, dtype=torch.{dtype}, device='cuda')"
         f".to(memory_format=torch.{memory_format});"
         f"o.separable_conv2d(x, torch.randn({channels}, 1, 3, 3, dtype=x.dtype, device='cuda'),"
@@ -242,15 +243,21 @@ def test_every_forward_kernel_matches_reference(variant):
         assert f"({pixels.group(1)} pixels" in result.stderr, "the dispatch log does not name the pixels per CTA"
 
 
-def test_intermediate_too_wide_for_shared_memory_uses_the_tiled_kernel():
-    # 2000 fp32 channels x 32 pixels do not fit in one CTA's shared memory: the tiled kernel runs.
+@pytest.mark.parametrize("tf32", [False, True], ids=["exact", "tf32"])
+def test_intermediate_too_wide_for_shared_memory(tf32, monkeypatch):
+    # 2000 fp32 channels x 32 pixels do not fit in one CTA's shared memory. Exact fp32 takes the
+    # tiled kernel; TF32 on Hopper builds with the wgmma kernels takes the streamed kernel (Z in
+    # chunks), elsewhere the tiled kernel.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
     case = Case("wide_fp32", N=1, C=2000, H=5, W=6, Cout=40)
     inputs = make_inputs(case, torch.float32, "channels_last", device="cuda")
     y = separable_conv2d(*inputs, **case.conv_args)
     exact = separable_conv2d_reference(*[t.double() for t in inputs], **case.conv_args)
     assert_close_to_reference(y, separable_conv2d_reference(*inputs, **case.conv_args), exact)
-    log = dispatch_log("float32", "channels_last", channels=2000, out_channels=40)
-    assert "tiled" in log, log
+    log = dispatch_log("float32", "channels_last", channels=2000, out_channels=40, tf32=tf32)
+    hopper_kernels = " wgmma " in dispatch_log("bfloat16", "channels_last")
+    expected = "streamed" if tf32 and hopper_kernels else "tiled"
+    assert f"3x3 {expected}" in log, log
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
