@@ -3,6 +3,7 @@ gradient on CUDA too): partial tiles and many tiles, bitwise determinism, output
 34-layer stack of Xception's shapes in bf16, 64-bit offsets, the dispatch log."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -34,6 +35,9 @@ BACKWARD_CASES = [
     Case("s2_same_5x5", N=2, C=19, H=17, W=23, Cout=70, kernel=(5, 5), stride=2, padding="same"),
     Case("d2_k7x1", N=1, C=33, H=29, W=9, Cout=129, kernel=(7, 1), dilation=(2, 1), padding=(6, 0)),
     Case("mult3_s3", N=2, C=22, H=20, W=19, Cout=33, multiplier=3, stride=3, padding="same"),
+    # 16-byte channel vectors in every dtype: NCHW and strided calls run the staged kernels on
+    # channels_last copies (backward_wants_channels_last_copies), channels_last calls read x as it is.
+    Case("aligned_3x3", N=2, C=24, H=15, W=13, Cout=40),
 ]
 
 
@@ -142,13 +146,14 @@ def test_offsets_past_2_pow_31():
         assert_close_to_reference(g, u, e, what=f"grad of {name}")
 
 
-def backward_log(code_x: str, multiplier: int = 1) -> str:
-    """stderr of one forward + backward in a fresh process with XSEP_LOG_DISPATCH=1."""
+def backward_log(code_x: str, multiplier: int = 1, channels: int = 8) -> str:
+    """stderr of one forward + backward in a fresh process with XSEP_LOG_DISPATCH=1 (x: `channels`
+    channels)."""
     code = (
         "import torch, xsep.ops as o;"
         f"x = ({code_x}).requires_grad_();"
-        f"dw = torch.randn(8 * {multiplier}, 1, 3, 3, dtype=x.dtype, device='cuda', requires_grad=True);"
-        f"pw = torch.randn(16, 8 * {multiplier}, 1, 1, dtype=x.dtype, device='cuda', requires_grad=True);"
+        f"dw = torch.randn({channels} * {multiplier}, 1, 3, 3, dtype=x.dtype, device='cuda', requires_grad=True);"
+        f"pw = torch.randn(16, {channels} * {multiplier}, 1, 1, dtype=x.dtype, device='cuda', requires_grad=True);"
         "o.separable_conv2d(x, dw, pw, padding=1).sum().backward();"
         "torch.cuda.synchronize()"
     )
@@ -160,6 +165,18 @@ def test_dispatch_log_names_the_fused_backward():
     x = "torch.randn(2, 8, 9, 9, dtype=torch.bfloat16, device='cuda').to(memory_format=torch.channels_last)"
     log = backward_log(x)
     assert "separable_conv2d_backward: backward bfloat16 mma channels_last 3x3" in log
+
+
+def test_nchw_backward_runs_the_staged_kernels_on_channels_last_copies():
+    log = backward_log("torch.randn(2, 8, 9, 9, dtype=torch.bfloat16, device='cuda')")
+    line = next(line for line in log.splitlines() if "separable_conv2d_backward:" in line)
+    assert "backward bfloat16 mma channels_last 3x3" in line, line
+    assert re.search(r" (staged|wgmma)-input", line) and line.endswith(
+        " on channels_last copies of x, grad_y and grad_x"
+    ), line
+    # 5 channels: no 16-byte vectors, so no copies; the first kernels read NCHW as it is.
+    log = backward_log("torch.randn(2, 5, 9, 9, dtype=torch.bfloat16, device='cuda')", channels=5)
+    assert "backward bfloat16 mma nchw 3x3" in log and "copies" not in log, log
 
 
 def test_unplannable_multiplier_falls_back_visibly():
@@ -197,11 +214,14 @@ for case in cases:
     for mode in ["bf16", "fp16", "fp32-tf32"]:
         dtype, tf32 = math_mode(mode)
         torch.backends.cudnn.allow_tf32 = tf32
-        for act in ["none", "elu"]:
-            inputs = make_inputs(case, dtype, "channels_last", device="cuda")
+        runs_of_case = [("none", "channels_last"), ("elu", "channels_last")] + [("none", l) for l in {more_layouts!r}]
+        for act, layout in runs_of_case:
+            inputs = make_inputs(case, dtype, layout, device="cuda")
             args = dict(case.conv_args, intermediate_activation=act)
             shape = separable_conv2d(*inputs, **args).shape
-            grad_out = torch.randn(shape, dtype=torch.float64, device="cuda").to(memory_format=torch.channels_last)
+            grad_out = torch.randn(shape, dtype=torch.float64, device="cuda")
+            if layout == "channels_last":
+                grad_out = grad_out.to(memory_format=torch.channels_last)
             runs = []
             for _ in range(2):
                 leaves = [t.detach().requires_grad_() for t in inputs]
@@ -210,7 +230,7 @@ for case in cases:
             _, exact = reference_outputs_and_grads(inputs, args, grad_out, torch.float64)
             _, unfused = reference_outputs_and_grads(inputs, args, grad_out, dtype)
             for name, g, again, u, e in zip(names, runs[0], runs[1], unfused, exact):
-                what = f"{{case.id}} {{mode}} {{act}} grad of {{name}}"
+                what = f"{{case.id}} {{mode}} {{act}} {{layout}} grad of {{name}}"
                 assert torch.equal(g, again), what + ": not bitwise reproducible"
                 assert g.isfinite().all(), what + ": non-finite elements (an unwritten element?)"
                 assert_close_to_reference(g, u, e, what=what)
@@ -243,7 +263,9 @@ def test_staged_kernels_match_reference(kernel):
         XSEP_BWD_CHANNELS=channels,
         XSEP_BWD_PW_PIXELS=pw_pixels,
     )
-    code = FORCED_STAGED_BACKWARD_CHECK.format(tests=tests)
+    # The first kernels also in NCHW, which they read as it is (XSEP_BWD_KERNEL=first: no copies).
+    more_layouts = ["nchw"] if kernel == "first" else []
+    code = FORCED_STAGED_BACKWARD_CHECK.format(tests=tests, more_layouts=more_layouts)
     # A time limit: a kernel that hangs on the GPU fails this case instead of the whole GPU call.
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
@@ -262,9 +284,10 @@ def test_staged_kernels_match_reference(kernel):
         assert not any("float32" in line for line in wgmma_lines), "the wgmma kernels are 16-bit only"
     elif kernel == "first":
         backward_lines = [line for line in result.stderr.splitlines() if "backward" in line]
-        assert backward_lines and not any("staged" in line or "wgmma" in line for line in backward_lines), (
-            "XSEP_BWD_KERNEL=first ran another kernel"
-        )
+        assert backward_lines and not any(
+            "staged" in line or "wgmma" in line or "copies" in line for line in backward_lines
+        ), "XSEP_BWD_KERNEL=first ran another kernel"
+        assert any("nchw 3x3" in line for line in backward_lines), "the first kernels did not run on NCHW"
     else:
         assert "staged-input staged-pw" in result.stderr, "the dispatch log does not name both staged kernels"
     assert ("(input: 128 channels per CTA)" in result.stderr) == wide, "the dispatch log and XSEP_BWD_CHANNELS disagree"

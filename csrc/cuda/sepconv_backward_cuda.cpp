@@ -23,9 +23,12 @@ using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 // d act(z) / dz times grad, with ATen ops.
 at::Tensor activation_backward(const at::Tensor& grad, const at::Tensor& z, Activation act) {
   switch (act) {
-    case Activation::kRelu: return grad * (z > 0);
-    case Activation::kElu: return grad * at::where(z <= 0, z.exp(), at::ones_like(z));
-    default: return grad;
+    case Activation::kRelu:
+      return grad * (z > 0);
+    case Activation::kElu:
+      return grad * at::where(z <= 0, z.exp(), at::ones_like(z));
+    default:
+      return grad;
   }
 }
 
@@ -41,9 +44,9 @@ Grads composite_backward(const SepConvGeometry& g, const at::Tensor& grad_out, c
     const at::Tensor z = at::conv2d(padded, dw_weight, std::nullopt, at::IntArrayRef{g.sh, g.sw}, at::IntArrayRef{0, 0},
                                     at::IntArrayRef{g.dh, g.dw}, g.C);
     const bool want_z = want_x || want_dw;
-    auto [grad_a, gpw, unused_pw_bias] = at::convolution_backward(grad_out, apply_activation(z, act), pw_weight,
-                                                                  std::nullopt, {1, 1}, {0, 0}, {1, 1}, false, {0, 0},
-                                                                  1, {want_z, want_pw, false});
+    auto [grad_a, gpw, unused_pw_bias] =
+        at::convolution_backward(grad_out, apply_activation(z, act), pw_weight, std::nullopt, {1, 1}, {0, 0}, {1, 1},
+                                 false, {0, 0}, 1, {want_z, want_pw, false});
     if (want_pw) grad_pw = like_weight(gpw, pw_weight);
     if (want_z) {
       const at::Tensor grad_z = activation_backward(grad_a, z, act);
@@ -59,6 +62,17 @@ Grads composite_backward(const SepConvGeometry& g, const at::Tensor& grad_out, c
     grad_bias = grad_out.sum({0, 2, 3}, false, acc).to(x.scalar_type());
   }
   return {grad_x, grad_dw, grad_pw, grad_bias};
+}
+
+// t itself where it has dense channels_last strides (as with_dense_channels_last assumes, also
+// where a size of 1 would let other strides pass as channels_last) and a 16-byte aligned start,
+// else a fresh channels_last tensor holding t's values (or, copy_values false, only its shape).
+at::Tensor dense_channels_last(const at::Tensor& t, bool copy_values = true) {
+  const int64_t c = t.size(1), row = t.size(3) * c;
+  const bool dense = t.stride(0) == t.size(2) * row && t.stride(1) == 1 && t.stride(2) == row && t.stride(3) == c;
+  if (dense && reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0) return t;
+  at::Tensor copy = at::empty(t.sizes(), t.options().memory_format(at::MemoryFormat::ChannelsLast));
+  return copy_values ? copy.copy_(t) : copy;
 }
 
 Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& dw_weight,
@@ -98,42 +112,69 @@ Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tenso
   const at::Tensor dw = dw_weight.contiguous();
   const at::Tensor pw = pw_weight.contiguous();
   SepConvBwdParams p{};
-  p.fwd = make_params(g, x, grad_out, fmt);  // y's strides are grad_out's
-  p.fwd.dw_weight = dw.const_data_ptr();
-  p.fwd.pw_weight = pw.const_data_ptr();
-  p.fwd.allow_tf32 = at::globalContext().allowTF32CuDNN();
-  p.fwd.activation = act;
-  p.grad_y = grad_out.const_data_ptr();
-  int num_sms = 0;
+  // The tensors the kernels read and write (x, grad_out, grad_x, in layout `layout`): the call's
+  // own, or channels_last copies of them (below).
+  const auto point_at = [&](const at::Tensor& x_k, const at::Tensor& grad_out_k, const at::Tensor& grad_x_k,
+                            at::MemoryFormat layout) {
+    p.fwd = make_params(g, x_k, grad_out_k, layout);  // y's strides are grad_out's
+    p.fwd.dw_weight = dw.const_data_ptr();
+    p.fwd.pw_weight = pw.const_data_ptr();
+    p.fwd.allow_tf32 = at::globalContext().allowTF32CuDNN();
+    p.fwd.activation = act;
+    p.grad_y = grad_out_k.const_data_ptr();
+    if (want_x) {
+      p.grad_x = grad_x_k.mutable_data_ptr();
+      for (int d = 0; d < 4; ++d) p.gx_stride[d] = grad_x_k.stride(d);
+    }
+  };
+  point_at(x, grad_out, grad_x, fmt);
+  p.grad_dw = want_dw ? grad_dw.mutable_data_ptr() : nullptr;
+  p.grad_pw = want_pw ? grad_pw.mutable_data_ptr() : nullptr;
+  p.grad_bias = want_bias ? grad_bias.mutable_data_ptr() : nullptr;
+  int num_sms = 0, major = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, x.device().index()));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.device().index()));
   if (!plan_backward(p, num_sms)) {
     log_dispatch("separable_conv2d_backward",
                  "backward fallback (ATen convolution_backward): no fused tile fits this depth multiplier / halo");
     return composite_backward(g, grad_out, x, dw_weight, pw_weight, act, output_mask);
   }
-  if (want_x) {
-    p.grad_x = grad_x.mutable_data_ptr();
-    for (int d = 0; d < 4; ++d) p.gx_stride[d] = grad_x.stride(d);
+  // A layout the staged kernels cannot read (NCHW, a view) runs on channels_last copies where they
+  // can read those; grad_x is copied back into the call's layout at the end.
+  const int element_bytes = static_cast<int>(x.element_size());
+  const bool tensor_cores = element_bytes == 2 || p.fwd.allow_tf32;
+  at::Tensor x_k = x, grad_out_k = grad_out, grad_x_k = grad_x;
+  const bool copies = backward_wants_channels_last_copies(p, major, element_bytes, tensor_cores);
+  if (copies) {
+    x_k = dense_channels_last(x);
+    grad_out_k = dense_channels_last(grad_out);
+    if (want_x) grad_x_k = dense_channels_last(grad_x, /*copy_values=*/false);
+    point_at(x_k, grad_out_k, grad_x_k, at::MemoryFormat::ChannelsLast);
   }
-  p.grad_dw = want_dw ? grad_dw.mutable_data_ptr() : nullptr;
-  p.grad_pw = want_pw ? grad_pw.mutable_data_ptr() : nullptr;
-  p.grad_bias = want_bias ? grad_bias.mutable_data_ptr() : nullptr;
-  int major = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.device().index()));
-  if (resident_pw_wanted(p, major, static_cast<int>(x.element_size()))) plan_resident_pw(p, num_sms);
+  if (resident_pw_wanted(p, major, element_bytes)) plan_resident_pw(p, num_sms);
   const at::Tensor workspace = at::empty({backward_workspace_floats(p)}, x.options().dtype(at::kFloat));
   p.workspace = workspace.mutable_data_ptr<float>();
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   LaunchResult r{};
   switch (x.scalar_type()) {
-    case at::kHalf: r = sepconv_backward_fp16(p, stream); break;
-    case at::kBFloat16: r = sepconv_backward_bf16(p, stream); break;
-    case at::kFloat: r = sepconv_backward_fp32(p, stream); break;
-    default: TORCH_CHECK_TYPE(false, fn, ": no CUDA kernel for dtype ", x.scalar_type());
+    case at::kHalf:
+      r = sepconv_backward_fp16(p, stream);
+      break;
+    case at::kBFloat16:
+      r = sepconv_backward_bf16(p, stream);
+      break;
+    case at::kFloat:
+      r = sepconv_backward_fp32(p, stream);
+      break;
+    default:
+      TORCH_CHECK_TYPE(false, fn, ": no CUDA kernel for dtype ", x.scalar_type());
   }
   C10_CUDA_CHECK(static_cast<cudaError_t>(r.error));
-  log_dispatch("separable_conv2d_backward", r.variant);
+  if (want_x && !grad_x_k.is_same(grad_x)) grad_x.copy_(grad_x_k);
+  if (dispatch_log_active())
+    log_dispatch("separable_conv2d_backward",
+                 copies ? std::string(r.variant) + " on channels_last copies of x, grad_y and grad_x" : r.variant);
   return finish();
 }
 

@@ -68,6 +68,17 @@ inline SepConvBwdParams with_input_channels(const SepConvBwdParams& p, int chann
   return q;
 }
 
+// Host side: can the staged input-gradient kernel (sepconv_bwd_input_staged_kernel.cuh, or its wgmma
+// form) take this call? kVec: elements per 16-byte vector of the dtype (the math mode is the
+// launcher's check).
+inline bool staged_input_applies(const SepConvBwdParams& p, int major, int kVec) {
+  const SepConvParams& f = p.fwd;
+  return major >= 8 && f.kh == 3 && f.kw == 3 && f.channels_last && f.y_stride[1] == 1 && f.y_stride[0] % kVec == 0 &&
+         f.y_stride[2] % kVec == 0 && f.y_stride[3] % kVec == 0 && reinterpret_cast<uintptr_t>(p.grad_y) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(f.pw_weight) % 16 == 0 && f.Cout % kVec == 0 && f.Cmid % kVec == 0 &&
+         (p.channels_per_cta * f.M) % kVec == 0;
+}
+
 // Host side: can the staged pw-gradient kernel (sepconv_bwd_pw_staged_kernel.cuh) take this call? kVec: elements per
 // 16-byte vector of the dtype (the math mode is the launcher's check).
 inline bool staged_pw_applies(const SepConvBwdParams& p, int major, int kVec) {
@@ -78,6 +89,39 @@ inline bool staged_pw_applies(const SepConvBwdParams& p, int major, int kVec) {
   };
   return major >= 8 && f.kh == 3 && f.kw == 3 && f.M == 1 && f.channels_last && f.C % kVec == 0 && f.Cout % kVec == 0 &&
          aligned_pixels(f.x_stride, f.x) && aligned_pixels(f.y_stride, p.grad_y);
+}
+
+// p as it would be with x and grad_y copied to dense channels_last tensors (fresh allocations:
+// 16-byte aligned; the copies' pointers are the caller's to set).
+inline SepConvBwdParams with_dense_channels_last(const SepConvBwdParams& p) {
+  SepConvBwdParams q = p;
+  SepConvParams& f = q.fwd;
+  const int64_t x_row = static_cast<int64_t>(f.W) * f.C, y_row = static_cast<int64_t>(f.Wo) * f.Cout;
+  const int64_t x_dense[4] = {f.H * x_row, 1, x_row, f.C}, y_dense[4] = {f.Ho * y_row, 1, y_row, f.Cout};
+  for (int d = 0; d < 4; ++d) f.x_stride[d] = x_dense[d], f.y_stride[d] = y_dense[d];
+  f.channels_last = true;
+  f.x = nullptr;
+  q.grad_y = nullptr;
+  return q;
+}
+
+// Whether the backward should run on channels_last copies of x and grad_y (and write grad_x to a
+// channels_last copy): where the staged kernels cannot read this call's layout (NCHW, a view,
+// unaligned channels_last) but would read such copies. Elsewhere the first kernels run, which on
+// an H200 were 2-3.7x slower than the staged ones on every Xception layer (both in channels_last,
+// bf16; benchmarks/results/gpu-checks.md); the copies add three passes over activation-sized
+// tensors. tensor_cores: 16-bit, or fp32 with TF32 allowed (exact fp32 takes the first kernels in
+// any layout). Not where XSEP_BWD_KERNEL=first asks for those.
+inline bool backward_wants_channels_last_copies(const SepConvBwdParams& p, int major, int element_bytes,
+                                                bool tensor_cores) {
+  if (!tensor_cores || kernel_knob_is(KernelKnob::kBwdKernel, "first")) return false;
+  const int kVec = 16 / element_bytes;
+  const auto staged_applies = [&](const SepConvBwdParams& q) {
+    const bool input = (q.grad_x != nullptr || q.grad_dw != nullptr) && staged_input_applies(q, major, kVec);
+    const bool pw = (q.grad_pw != nullptr || q.grad_bias != nullptr) && staged_pw_applies(q, major, kVec);
+    return input || pw;
+  };
+  return !staged_applies(p) && staged_applies(with_dense_channels_last(p));
 }
 
 // ---- the resident pw-gradient kernel's plan (sepconv_bwd_pw_resident_kernel.cuh) ----

@@ -149,16 +149,6 @@ struct StagedInputShared {
   bool own_col[Tile::BM];
 };
 
-// Host side: can the staged kernel take this call? kVec: elements per 16-byte vector of the dtype
-// (the math mode is the launcher's check).
-inline bool staged_input_applies(const SepConvBwdParams& p, int major, int kVec) {
-  const SepConvParams& f = p.fwd;
-  return major >= 8 && f.kh == 3 && f.kw == 3 && f.channels_last && f.y_stride[1] == 1 && f.y_stride[0] % kVec == 0 &&
-         f.y_stride[2] % kVec == 0 && f.y_stride[3] % kVec == 0 && reinterpret_cast<uintptr_t>(p.grad_y) % 16 == 0 &&
-         reinterpret_cast<uintptr_t>(f.pw_weight) % 16 == 0 && f.Cout % kVec == 0 && f.Cmid % kVec == 0 &&
-         (p.channels_per_cta * f.M) % kVec == 0;
-}
-
 // Two CTAs per SM (128 registers) for 16-bit types; one for fp32 (TF32 fragments, fp32 operands)
 // and for 256 channels (a 133 KB dZ tile).
 template <class Traits>

@@ -305,10 +305,58 @@ bool check_resident_plans() {
   return true;
 }
 
+// backward_wants_channels_last_copies (the glue's choice to run a call on channels_last copies) on
+// layouts and shapes, against what the staged kernels can read.
+bool check_layout_copies() {
+  struct Want {
+    const char* what;
+    bool x_nchw, y_nchw;
+    int C, M, Cout, k, element_bytes;
+    bool tensor_cores, expected;
+  };
+  const Want wants[] = {
+      {"nchw bf16", true, true, 64, 1, 128, 3, 2, true, true},
+      {"channels_last bf16 (read as it is)", false, false, 64, 1, 128, 3, 2, true, false},
+      {"channels_last x, nchw grad_y", false, true, 64, 1, 128, 3, 2, true, true},
+      {"nchw, 67 channels (no 16-byte vectors)", true, true, 67, 1, 128, 3, 2, true, false},
+      {"nchw, 12 output channels", true, true, 64, 1, 12, 3, 2, true, false},
+      {"nchw 5x5", true, true, 64, 1, 128, 5, 2, true, false},
+      {"nchw exact fp32", true, true, 64, 1, 128, 3, 4, false, false},
+      {"nchw fp32 on TF32", true, true, 12, 1, 20, 3, 4, true, true},
+      {"nchw multiplier 2 (the input kernel)", true, true, 20, 2, 48, 3, 2, true, true},
+  };
+  alignas(16) static char memory[64];  // stand-in addresses, 16-byte aligned
+  for (const Want& w : wants) {
+    xsep::SepConvBwdParams p{};
+    xsep::SepConvParams& f = p.fwd;
+    f.N = 2, f.C = w.C, f.M = w.M, f.Cmid = w.C * w.M, f.Cout = w.Cout, f.H = f.W = f.Ho = f.Wo = 9;
+    f.kh = f.kw = w.k, f.sh = f.sw = f.dh = f.dw = 1, f.pt = f.pl = w.k / 2;
+    const int64_t plane = 81;
+    const int64_t x_nchw[4] = {w.C * plane, plane, 9, 1}, x_last[4] = {w.C * plane, 1, 9 * w.C, w.C};
+    const int64_t y_nchw[4] = {w.Cout * plane, plane, 9, 1}, y_last[4] = {w.Cout * plane, 1, 9 * w.Cout, w.Cout};
+    for (int d = 0; d < 4; ++d) {
+      f.x_stride[d] = w.x_nchw ? x_nchw[d] : x_last[d];
+      f.y_stride[d] = w.y_nchw ? y_nchw[d] : y_last[d];
+    }
+    f.channels_last = !w.x_nchw;
+    f.x = f.dw_weight = f.pw_weight = p.grad_y = memory;
+    p.grad_x = p.grad_dw = p.grad_pw = p.grad_bias = memory;
+    if (w.M > 1) p.grad_pw = p.grad_bias = nullptr;  // (what the staged pw kernel cannot take)
+    if (!xsep::plan_backward(p, /*num_sms=*/132))
+      return std::printf("FAILED layout copies %s: no plan\n", w.what), false;
+    if (xsep::backward_wants_channels_last_copies(p, 9, w.element_bytes, w.tensor_cores) != w.expected) {
+      std::printf("FAILED layout copies %s: expected %s\n", w.what, w.expected ? "copies" : "no copies");
+      return false;
+    }
+  }
+  std::printf("ok     channels_last copies (%zu layouts)\n", sizeof(wants) / sizeof(wants[0]));
+  return true;
+}
+
 }  // namespace
 
 int main() {
-  if (!check_resident_plans()) return 1;
+  if (!check_resident_plans() || !check_layout_copies()) return 1;
   const Case cases[] = {
       {"aligned_partial", 2, 40, 13, 11, 136, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},
       {"mult2", 2, 16, 20, 19, 48, 2, 1, 1, 1, 1, 1, 1, Activation::kNone},
