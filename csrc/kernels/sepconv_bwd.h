@@ -107,11 +107,11 @@ inline SepConvBwdParams with_dense_channels_last(const SepConvBwdParams& p) {
 
 // Whether the backward should run on channels_last copies of x and grad_y (and write grad_x to a
 // channels_last copy): where the staged kernels cannot read this call's layout (NCHW, a view,
-// unaligned channels_last) but would read such copies. Elsewhere the first kernels run, which on
-// an H200 were 2-3.7x slower than the staged ones on every Xception layer (both in channels_last,
-// bf16; benchmarks/results/gpu-checks.md); the copies add three passes over activation-sized
-// tensors. tensor_cores: 16-bit, or fp32 with TF32 allowed (exact fp32 takes the first kernels in
-// any layout). Not where XSEP_BWD_KERNEL=first asks for those.
+// unaligned channels_last) but would read such copies. Elsewhere the first kernels run: on an H200
+// the NCHW backward (first kernels) took 2.3-6.5x the channels_last one (staged kernels) on the
+// Xception layers in bf16 (benchmarks/results/gpu-compare-backward.md, the same run); the copies
+// add three passes over activation-sized tensors. tensor_cores: 16-bit, or fp32 with TF32 allowed (exact fp32 takes the
+// first kernels in any layout). Not where XSEP_BWD_KERNEL=first asks for those.
 inline bool backward_wants_channels_last_copies(const SepConvBwdParams& p, int major, int element_bytes,
                                                 bool tensor_cores) {
   if (!tensor_cores || kernel_knob_is(KernelKnob::kBwdKernel, "first")) return false;
