@@ -144,12 +144,17 @@ Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tenso
   const int element_bytes = static_cast<int>(x.element_size());
   const bool tensor_cores = element_bytes == 2 || p.fwd.allow_tf32;
   at::Tensor x_k = x, grad_out_k = grad_out, grad_x_k = grad_x;
-  const bool copies = backward_wants_channels_last_copies(p, major, element_bytes, tensor_cores);
+  bool copies = backward_wants_channels_last_copies(p, major, element_bytes, tensor_cores);
   if (copies) {
-    x_k = dense_channels_last(x);
-    grad_out_k = dense_channels_last(grad_out);
-    if (want_x) grad_x_k = dense_channels_last(grad_x, /*copy_values=*/false);
-    point_at(x_k, grad_out_k, grad_x_k, at::MemoryFormat::ChannelsLast);
+    try {
+      x_k = dense_channels_last(x);
+      grad_out_k = dense_channels_last(grad_out);
+      if (want_x) grad_x_k = dense_channels_last(grad_x, /*copy_values=*/false);
+      point_at(x_k, grad_out_k, grad_x_k, at::MemoryFormat::ChannelsLast);
+    } catch (const c10::OutOfMemoryError&) {  // no room for the copies: the call's own layout
+      copies = false;
+      x_k = x, grad_out_k = grad_out, grad_x_k = grad_x;
+    }
   }
   if (resident_pw_wanted(p, major, element_bytes)) plan_resident_pw(p, num_sms);
   const at::Tensor workspace = at::empty({backward_workspace_floats(p)}, x.options().dtype(at::kFloat));
