@@ -59,7 +59,7 @@ done
 [ ${#stages[@]} -eq 0 ] && stages=(build tests sanitizer sanitizer-new)
 budget="${GPU_RUN_BUDGET:-0}"  # seconds; 0: no limit
 status=0
-quick_tests="every_forward_kernel or staged_kernels_match or dispatch_log"  # the quick-tests stage's selection
+quick_tests="every_forward_kernel or staged_kernels_match or dispatch_log or channels_last_copies or too_wide_for_shared_memory"  # the quick-tests stage's selection
 quick_tests_ran=""
 step() { echo; echo "== $* ($SECONDS s in)"; }
 # Seconds left for a command, keeping 15 for packing; a large number without a budget.
