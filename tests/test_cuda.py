@@ -175,7 +175,8 @@ print("checked")
 # halo: experimental, forced only here; it applies to the channels_last cases with C % 8 == 0.
 # The resident kernel's measurement knobs: three weight chunks in flight (XSEP_FWD_STAGES=3), 64 or
 # 128 pixels per CTA (XSEP_FWD_PIXELS; 16-bit channels_last 3x3 calls, 32 pixels elsewhere). The
-# wgmma kernel's: 64 pixels (XSEP_FWD_PIXELS), the smallest weight ring (XSEP_FWD_STAGES=4). The
+# wgmma kernel's: 64 pixels (XSEP_FWD_PIXELS), the smallest weight ring (XSEP_FWD_STAGES=4), the
+# 128-pixel build for one CTA per SM with channel quartets (XSEP_FWD_LANES=4). The
 # streamed kernel's: its default ring and the smallest (2 slots: every chunk waits for a free one).
 FORWARD_VARIANTS = {
     "resident": dict(XSEP_FWD_KERNEL="resident"),
@@ -188,6 +189,7 @@ FORWARD_VARIANTS = {
     "wgmma-64px": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_PIXELS="64"),
     "wgmma-4stage": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_STAGES="4"),
     "wgmma-4wg": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_WARPGROUPS="4"),
+    "wgmma-quads": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_LANES="4"),
     "streamed": dict(XSEP_FWD_KERNEL="streamed"),
     "streamed-2stage": dict(XSEP_FWD_KERNEL="streamed", XSEP_FWD_STAGES="2"),
 }
@@ -224,6 +226,10 @@ def test_every_forward_kernel_matches_reference(variant):
             assert re.search(shape, result.stderr), f"no call ran the wgmma kernel as {shape!r}"
     if variant == "wgmma-64px":
         assert "wgmma (64 pixels" in result.stderr and "wgmma (128 pixels" not in result.stderr, "64 pixels asked"
+    if variant == "wgmma-quads":  # the one-CTA build where Z leaves room for one CTA (vec_728), else the default
+        one_cta = r"wgmma \(128 pixels, \d+ stages, cout split \d+, one CTA per SM, 4-channel items\)"
+        assert re.search(one_cta, result.stderr), "vec_728: the one-CTA build"
+        assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "small Cmid: two per SM"
     if variant == "wgmma-4wg":  # the 128-pixel calls (16-bit) on four warpgroups; TF32 keeps 64 pixels
         assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+, 4 warpgroups\)", result.stderr)
         assert not re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "4 asked"

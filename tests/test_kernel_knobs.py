@@ -7,12 +7,13 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import xsep.bench.__main__ as bench_module
-from xsep._kernel_knobs import current, kernel_knobs, recorded_dispatches, snapshot
+from xsep._kernel_knobs import KNOBS, current, kernel_knobs, recorded_dispatches, snapshot
 from xsep.bench import run
 from xsep.bench.__main__ import main as bench_main
 from xsep.bench.variants import NAMED, affects, parse_variant
@@ -43,13 +44,17 @@ def test_unknown_knobs_and_values_are_refused_by_name():
 
 def test_knobs_start_from_the_environment():
     code = "from xsep._kernel_knobs import current; print(current())"
-    env = dict(os.environ, XSEP_FWD_KERNEL="halo", XSEP_BWD_KERNEL="staged")
-    env.pop("XSEP_FWD_PIXELS", None)
-    env.pop("XSEP_FWD_STAGES", None)
-    env.pop("XSEP_BWD_CHANNELS", None)
-    env.pop("XSEP_BWD_PW_PIXELS", None)
+    env = {name: value for name, value in os.environ.items() if name not in KNOBS}
+    env.update(XSEP_FWD_KERNEL="halo", XSEP_BWD_KERNEL="staged")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == str({"XSEP_FWD_KERNEL": "halo", "XSEP_BWD_KERNEL": "staged"})
+
+
+def test_the_python_side_knows_every_knob_of_the_kernels():
+    # The C++ side's names (kernel_knobs.h) against the values the Python side validates.
+    header = (Path(__file__).resolve().parent.parent / "csrc" / "kernels" / "kernel_knobs.h").read_text()
+    assert set(re.findall(r'return "(XSEP_[A-Z_]+)";', header)) == set(KNOBS)
+    assert set(snapshot()) == set(KNOBS)  # and the built extension answers for each
 
 
 def test_recorded_dispatches_name_the_paths_of_the_calls_in_the_block():

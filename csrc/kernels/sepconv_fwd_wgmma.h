@@ -19,6 +19,8 @@ struct WgmmaLaunch {
   int stages = 0;
   int warpgroups = 0;
   int tile_channels = 0;  // the streamed kernel's output channels per CTA
+  int min_blocks = 0;     // the CTAs per SM the kernel was built for (its launch bounds)
+  int lanes = 0;          // channels per depthwise work item (QuadDepthwise): 2 or 4
 };
 
 // True where the wgmma kernel was built for this device (sm_90a code, CuTe present at build time)

@@ -55,8 +55,11 @@ namespace xsep {
 // kSplitN_: warpgroups along the output channels. 1: BM / 64 warpgroups of 64 x 128; 2 (for
 // measurement, XSEP_FWD_WARPGROUPS=4 at 128 pixels): twice the warps, each warpgroup 64 x 64 of a
 // tile, so the depthwise phase (and the epilogue) has 16 warps to hide its load latency with where
-// Z leaves room for one CTA per SM.
-template <typename T_, int BM_, int kSplitN_ = 1>
+// Z leaves room for one CTA per SM. kMinBlocks_: the CTAs per SM the build is for (launch bounds):
+// two for 128 pixels on one warpgroup along the channels (at most 128 registers a thread: channel
+// pairs in the depthwise phase), where the shallow layers fit two; 1 (XSEP_FWD_LANES=4, for
+// measurement, where only one fits) lifts that to 255 and takes channel quartets.
+template <typename T_, int BM_, int kSplitN_ = 1, int kMinBlocks_ = (kSplitN_ == 1 ? 2 : 1)>
 struct WgmmaFwdTraits {
   using T = T_;
   using Operand = T_;
@@ -75,7 +78,7 @@ struct WgmmaFwdTraits {
   // Two CTAs per SM where shared memory allows (the shallow layers): at most 128 registers for 256
   // threads (512 threads: one CTA, the same 128). The accumulators (64 per thread; 32 with kSplitN
   // 2) are not live during the depthwise phase.
-  static constexpr int kMinBlocks = kSplitN_ == 1 ? 2 : 1;
+  static constexpr int kMinBlocks = kMinBlocks_;
   // Bytes of one Z chunk (BM x BK) and one weight slot (BN x BK): multiples of the 512-byte
   // swizzle atom, so every chunk starts on one.
   static constexpr int kZChunkBytes = BM_ * 64;

@@ -112,6 +112,19 @@ int wgmma_stages(const SepConvParams& p, int smem_optin) {
   return it->second;
 }
 
+// Whether two CTAs of this kernel fit on an SM for p's Cmid with the smallest ring: the SM's shared
+// memory against twice a CTA's (dynamic, static, and the driver's reserve per CTA).
+template <class Traits>
+bool two_ctas_per_sm(const SepConvParams& p) {
+  int device = 0, per_sm = 0, reserved = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device);
+  cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device);
+  const size_t cta = WgmmaFwdLayout<Traits>::bytes(p.Cmid, Traits::kMinStages) + wgmma_static_bytes<Traits>() +
+                     static_cast<size_t>(reserved);
+  return 2 * cta <= static_cast<size_t>(per_sm);
+}
+
 // Whether this build has the kernels' wgmma code for the current device.
 template <typename T>
 bool wgmma_forward_built() {
@@ -169,6 +182,8 @@ template <class Traits>
 int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t stream, WgmmaLaunch* launch) {
   launch->pixels = Traits::BM;
   launch->warpgroups = Traits::kWarpgroups;
+  launch->min_blocks = Traits::kMinBlocks;
+  launch->lanes = wgmma_dw_lanes<Traits>();
   launch->stages = wgmma_stages<Traits>(p, smem_optin);
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
   // One pack kernel per element type: the slot's layout depends on neither the pixels nor the warpgroups.
@@ -196,7 +211,13 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
       // XSEP_FWD_WARPGROUPS=4 (for measurement): four warpgroups, two along the output channels.
       if (kernel_knob_is(KernelKnob::kFwdWarpgroups, "4"))
         return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 2>>(p, smem_optin, stream, launch);
-      return launch_wgmma_traits<WgmmaFwdTraits<T, 128>>(p, smem_optin, stream, launch);
+      // XSEP_FWD_LANES=4 (for measurement): where Z leaves room for one CTA per SM (Cmid above
+      // ~300: the 728+ layers), the build for one: up to 255 registers a thread, channel quartets
+      // in the depthwise phase (~22 instructions a value by the SASS count, against ~27 with pairs).
+      using TwoPerSm = WgmmaFwdTraits<T, 128>;
+      if (kernel_knob_is(KernelKnob::kFwdLanes, "4") && !two_ctas_per_sm<TwoPerSm>(p))
+        return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 1, 1>>(p, smem_optin, stream, launch);
+      return launch_wgmma_traits<TwoPerSm>(p, smem_optin, stream, launch);
     }
   }
   return launch_wgmma_traits<WgmmaFwdTraits<T, 64>>(p, smem_optin, stream, launch);

@@ -32,9 +32,9 @@ const char* mode_name() {
   return std::is_same_v<T, __half> ? "fp16" : std::is_same_v<T, float> ? "tf32" : "bf16";
 }
 
-template <typename T, int BM, int kSplitN = 1>
+template <typename T, int BM, int kSplitN = 1, int kMinBlocks = (kSplitN == 1 ? 2 : 1)>
 bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double tol) {
-  using Traits = xsep::WgmmaFwdTraits<T, BM, kSplitN>;
+  using Traits = xsep::WgmmaFwdTraits<T, BM, kSplitN, kMinBlocks>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
   xsep::SepConvParams& p = call.p;
@@ -58,9 +58,11 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   bool unwritten = false;
   const double worst = call.error(&unwritten);
   const bool ok = !unwritten && worst <= tol;
-  std::printf("%s wgmma-%-3d %d warpgroups split %d stages %2d %-14s %s relative error %.2e%s\n",
-              ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, parts, stages, c.name, mode_name<T>(), worst,
-              unwritten ? "  (unwritten elements)" : "");
+  // "1-CTA": the 128-pixel build for one CTA per SM (XSEP_FWD_LANES=4), with channel quartets.
+  const bool one_cta = BM == 128 && kSplitN == 1 && kMinBlocks == 1;
+  std::printf("%s wgmma-%-3d %d warpgroups%s split %d stages %2d %-14s %s relative error %.2e%s\n",
+              ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, one_cta ? " 1-CTA" : "", parts, stages, c.name,
+              mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
   return ok;
 }
 
@@ -88,6 +90,11 @@ int main() {
     // Four warpgroups (two along the output channels) at 128 pixels.
     failed += !run_case<__half, 128, 2>(c, 1, 6, rng, 5e-3);
     failed += !run_case<__nv_bfloat16, 128, 2>(c, 2, 5, rng, 3e-2);
+    count += 2;
+    // The build for one CTA per SM at 128 pixels (channel quartets; XSEP_FWD_LANES=4).
+    static_assert(xsep::wgmma_dw_lanes<xsep::WgmmaFwdTraits<__half, 128, 1, 1>>() == 4, "quartets");
+    failed += !run_case<__half, 128, 1, 1>(c, 2, 7, rng, 5e-3);
+    failed += !run_case<__nv_bfloat16, 128, 1, 1>(c, 1, 16, rng, 3e-2);
     count += 2;
     failed += !run_case<__half, 64>(c, 1, 16, rng, 5e-3);  // the deepest ring
     failed += !run_case<__nv_bfloat16, 64>(c, 1, 11, rng, 3e-2);

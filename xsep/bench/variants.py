@@ -22,6 +22,8 @@ NAMED = {
     "wgmma-64px": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_PIXELS": "64"},
     "wgmma-4stage": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_STAGES": "4"},
     "wgmma-4wg": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_WARPGROUPS": "4"},
+    # the 128-pixel wgmma kernel built for one CTA per SM (channel quartets) where only one fits
+    "wgmma-quads": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_LANES": "4"},
     "streamed": {"XSEP_FWD_KERNEL": "streamed"},
     "streamed-3stage": {"XSEP_FWD_KERNEL": "streamed", "XSEP_FWD_STAGES": "3"},
     # backward
