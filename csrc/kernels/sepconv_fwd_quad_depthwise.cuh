@@ -282,36 +282,47 @@ struct QuadDepthwise {
     }
   }
 
-  // Z of chunk g (channels g * BK ..): store(m, kk, bits) for each of the thread's pixels m, with
-  // kk the group's first channel within the chunk and bits its kLanes values as stored; zero past
-  // the last pixel and past Cmid (the pointwise weight's padding is zero too). px: the tile's tap
-  // table (the per-pixel path).
-  template <class TapTable, class Store>
-  __device__ __forceinline__ void chunk(const SepConvParams& p, const TapTable& px, int g, Store&& store) const {
-    const int k = g * BK + kLanes * group;  // the group's first channel
-    const bool live = k < p.Cmid;           // Cmid % kLanes == 0: a group is wholly in or out
+  // A chunk's loads: the group's weights (fp32; zero past Cmid) and every window item's 3 x 6 inputs.
+  struct ChunkLoads {
     float w[9][kLanes];
-    if (live) {
-      load_group_weights<kLanes>(packed_dw, k / kLanes, w);
+    Group window[kItems][3][kQuadCols];
+  };
+
+  // Chunk g's loads (channels g * BK ..), every one issued before any is used: the windows do not
+  // wait for the weights (whether the window path may use them, finite weights, is the
+  // arithmetic's check).
+  __device__ __forceinline__ void load_chunk(const SepConvParams& p, int g, ChunkLoads& in) const {
+    const int k = g * BK + kLanes * group;  // the group's first channel
+    if (k < p.Cmid) {                       // Cmid % kLanes == 0: a group is wholly in or out
+      load_group_weights<kLanes>(packed_dw, k / kLanes, in.w);
+#pragma unroll
+      for (int i = 0; i < kItems; ++i)
+        if (quads[i].window) load_quad_window<T, kLanes>(p, quads[i], k, in.window[i]);
     } else {
 #pragma unroll
       for (int t = 0; t < 9; ++t)
 #pragma unroll
-        for (int j = 0; j < kLanes; ++j) w[t][j] = 0.f;
+        for (int j = 0; j < kLanes; ++j) in.w[t][j] = 0.f;
     }
-    // Every item's window loads first (all in flight at once), then the arithmetic.
-    const bool windows = live && weights_finite<kLanes>(w);
-    Group window[kItems][3][kQuadCols];
-#pragma unroll
-    for (int i = 0; i < kItems; ++i)
-      if (windows && quads[i].window) load_quad_window<T, kLanes>(p, quads[i], k, window[i]);
+  }
+
+  // Z of chunk g from its loads: store(m, kk, bits) for each of the thread's pixels m, with kk the
+  // group's first channel within the chunk and bits its kLanes values as stored; zero past the last
+  // pixel and past Cmid (the pointwise weight's padding is zero too). px: the tile's tap table (the
+  // per-pixel path, for items without a window and groups with a weight that is not finite).
+  template <class TapTable, class Store>
+  __device__ __forceinline__ void compute_chunk(const SepConvParams& p, const TapTable& px, int g, const ChunkLoads& in,
+                                                Store&& store) const {
+    const int k = g * BK + kLanes * group;
+    const bool live = k < p.Cmid;
+    const bool windows = live && weights_finite<kLanes>(in.w);
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       float out[kQuadPixels][kLanes];
       if (windows && quads[i].window) {
-        quad_window_sums<T, kLanes>(window[i], w, out);
+        quad_window_sums<T, kLanes>(in.window[i], in.w, out);
       } else if (live) {
-        quad_pixel_sums<T, kLanes>(p, px, m0[i], k, w, out);
+        quad_pixel_sums<T, kLanes>(p, px, m0[i], k, in.w, out);
       } else {
 #pragma unroll
         for (int r = 0; r < kQuadPixels; ++r)
@@ -325,6 +336,33 @@ struct QuadDepthwise {
         for (int j = 0; j < kLanes; ++j) z.e[j] = z_value<T>(p, out[r][j]);
         store(m0[i] + r, kLanes * group, z.u);
       }
+    }
+  }
+
+  // Z of chunk g: its loads, then its arithmetic.
+  template <class TapTable, class Store>
+  __device__ __forceinline__ void chunk(const SepConvParams& p, const TapTable& px, int g, Store&& store) const {
+    ChunkLoads in;
+    load_chunk(p, g, in);
+    compute_chunk(p, px, g, in, store);
+  }
+
+  // Z of chunks 0 .. chunks - 1 in order, each chunk's loads in flight during the previous chunk's
+  // arithmetic (two chunks' loads live at once: for builds with the registers, the one-CTA wgmma
+  // build). store(g, m, kk, bits).
+  template <class TapTable, class Store>
+  __device__ __forceinline__ void all_chunks_prefetched(const SepConvParams& p, const TapTable& px, int chunks,
+                                                        Store&& store) const {
+    ChunkLoads a, b;  // two buffers, used in turn (a loop of two chunks: no copy between them)
+    if (chunks > 0) load_chunk(p, 0, a);
+    auto step = [&](int g, const ChunkLoads& current, ChunkLoads& next) {
+      if (g + 1 < chunks) load_chunk(p, g + 1, next);
+      compute_chunk(p, px, g, current, [&](int m, int kk, auto bits) { store(g, m, kk, bits); });
+    };
+#pragma unroll 1
+    for (int g = 0; g < chunks; g += 2) {
+      step(g, a, b);
+      if (g + 1 < chunks) step(g + 1, b, a);
     }
   }
 };

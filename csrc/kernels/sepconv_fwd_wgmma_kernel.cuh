@@ -134,6 +134,11 @@ __host__ __device__ inline int64_t wgmma_packed_weight_elements(int cout, int cm
   return tiles * WgmmaFwdLayout<Traits>::kpad(cmid) * Traits::BN;
 }
 
+// The 128-pixel build for one CTA per SM (XSEP_FWD_LANES=4): registers enough for channel
+// quartets and for the next depthwise chunk's loads in flight during a chunk's arithmetic.
+template <class Traits>
+inline constexpr bool kOneCtaBuild = Traits::BM == 128 && Traits::kSplitN == 1 && Traits::kMinBlocks == 1;
+
 // Channels per depthwise work item (QuadDepthwise): four where every thread has whole items and
 // the registers allow, else pairs (the kernels of two CTAs per SM at 256 threads have 128
 // registers a thread, and spill with four).
@@ -294,10 +299,14 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
         p, static_cast<int64_t>(blockIdx.x) * BM, threadIdx.x,
         reinterpret_cast<const float*>(static_cast<const unsigned char*>(p.workspace) +
                                        wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
+    // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled layout.
+    if constexpr (kOneCtaBuild<Traits>) {  // the registers for the next chunk's loads in flight
+      depthwise.all_chunks_prefetched(p, px, steps,
+                                      [&](int c, int m, int kk, auto v) { store_shared(&z_chunk(c)(m, kk), v); });
+    } else {
 #pragma unroll 1
-    for (int c = 0; c < steps; ++c) {
-      // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled layout.
-      depthwise.chunk(p, px, c, [&](int m, int kk, auto v) { store_shared(&z_chunk(c)(m, kk), v); });
+      for (int c = 0; c < steps; ++c)
+        depthwise.chunk(p, px, c, [&](int m, int kk, auto v) { store_shared(&z_chunk(c)(m, kk), v); });
     }
   }
   // Z, written through the generic proxy, visible to wgmma: each thread fences its own stores (no

@@ -212,8 +212,9 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
       if (kernel_knob_is(KernelKnob::kFwdWarpgroups, "4"))
         return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 2>>(p, smem_optin, stream, launch);
       // XSEP_FWD_LANES=4 (for measurement): where Z leaves room for one CTA per SM (Cmid above
-      // ~300: the 728+ layers), the build for one: up to 255 registers a thread, channel quartets
-      // in the depthwise phase (~22 instructions a value by the SASS count, against ~27 with pairs).
+      // ~300: the 728+ layers), the build for one: up to 255 registers a thread (241), channel
+      // quartets in the depthwise phase (~22 instructions a value by the SASS count, against ~27
+      // with pairs) and the next chunk's loads in flight during a chunk's arithmetic.
       using TwoPerSm = WgmmaFwdTraits<T, 128>;
       if (kernel_knob_is(KernelKnob::kFwdLanes, "4") && !two_ctas_per_sm<TwoPerSm>(p))
         return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 1, 1>>(p, smem_optin, stream, launch);
