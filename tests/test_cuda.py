@@ -176,7 +176,8 @@ print("checked")
 # The resident kernel's measurement knobs: three weight chunks in flight (XSEP_FWD_STAGES=3), 64 or
 # 128 pixels per CTA (XSEP_FWD_PIXELS; 16-bit channels_last 3x3 calls, 32 pixels elsewhere). The
 # wgmma kernel's: 64 pixels (XSEP_FWD_PIXELS), the smallest weight ring (XSEP_FWD_STAGES=4), the
-# 128-pixel build for one CTA per SM with channel quartets (XSEP_FWD_LANES=4). The
+# next depthwise chunk's loads in flight (XSEP_FWD_PREFETCH=1; at 128 pixels the build for one CTA
+# per SM with channel quartets). The
 # streamed kernel's: its default ring and the smallest (2 slots: every chunk waits for a free one).
 FORWARD_VARIANTS = {
     "resident": dict(XSEP_FWD_KERNEL="resident"),
@@ -189,7 +190,7 @@ FORWARD_VARIANTS = {
     "wgmma-64px": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_PIXELS="64"),
     "wgmma-4stage": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_STAGES="4"),
     "wgmma-4wg": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_WARPGROUPS="4"),
-    "wgmma-quads": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_LANES="4"),
+    "wgmma-prefetch": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_PREFETCH="1"),
     "streamed": dict(XSEP_FWD_KERNEL="streamed"),
     "streamed-2stage": dict(XSEP_FWD_KERNEL="streamed", XSEP_FWD_STAGES="2"),
 }
@@ -226,10 +227,12 @@ def test_every_forward_kernel_matches_reference(variant):
             assert re.search(shape, result.stderr), f"no call ran the wgmma kernel as {shape!r}"
     if variant == "wgmma-64px":
         assert "wgmma (64 pixels" in result.stderr and "wgmma (128 pixels" not in result.stderr, "64 pixels asked"
-    if variant == "wgmma-quads":  # the one-CTA build where Z leaves room for one CTA (vec_728), else the default
-        one_cta = r"wgmma \(128 pixels, \d+ stages, cout split \d+, one CTA per SM, 4-channel items\)"
+    if variant == "wgmma-prefetch":  # the one-CTA build where Z leaves room for one CTA (vec_728), else the default
+        one_cta = r"wgmma \(128 pixels, \d+ stages, cout split \d+, one CTA per SM, 4-channel items, prefetch\)"
         assert re.search(one_cta, result.stderr), "vec_728: the one-CTA build"
         assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "small Cmid: two per SM"
+        assert re.search(r"bfloat16 mma channels_last 3x3 wgmma \(64 pixels, .*, prefetch\)", result.stderr), "vec_1024"
+        assert re.search(r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels, .*, prefetch\)", result.stderr)
     if variant == "wgmma-4wg":  # the 128-pixel calls (16-bit) on four warpgroups; TF32 keeps 64 pixels
         assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+, 4 warpgroups\)", result.stderr)
         assert not re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "4 asked"

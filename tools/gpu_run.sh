@@ -137,12 +137,12 @@ for stage in "${stages[@]}"; do
       ;;
     compare-forward)
       # The forward alone (bf16, TF32): the default kernels against the resident and streamed ones,
-      # the wgmma kernel's measurement variants (the one-CTA build with channel quartets, four
-      # warpgroups, an 8-slot ring as before the 16-slot one) and cuDNN.
+      # the wgmma kernel's measurement variants (the depthwise prefetch, with the one-CTA build at
+      # 728 channels; four warpgroups; an 8-slot ring as before the 16-slot one) and cuDNN.
       step "compare: the default forward against the resident, streamed and wgmma variants and cuDNN (bf16, TF32)"
       enough 60 || continue
       timed 300 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,streamed,wgmma-quads,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
+        --variants resident,streamed,wgmma-prefetch,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
         --name gpu-compare-forward 2>&1 | grep -vE "row/s|^\s*$" | tail -50
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;

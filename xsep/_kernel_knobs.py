@@ -1,6 +1,6 @@
 """The CUDA kernel choice's measurement knobs, set from Python for a stretch of calls, and the
 record of which kernels served them. The knobs are the environment variables XSEP_FWD_KERNEL,
-XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_FWD_WARPGROUPS, XSEP_FWD_LANES, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS and
+XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS and
 XSEP_BWD_PW_PIXELS (README, "GPU runs");
 the C++ side (csrc/kernels/kernel_knobs.h) reads each from the environment once, and
 `kernel_knobs` overrides them in this process, so `xsep bench --variants` times several kernels
@@ -29,9 +29,9 @@ KNOBS = {
     # the resident kernel: 3; the wgmma one: 4..16; the streamed one: 2..8
     "XSEP_FWD_STAGES": tuple(str(s) for s in range(2, 17)),
     "XSEP_FWD_WARPGROUPS": ("2", "4"),  # the wgmma forward at 128 pixels (16-bit)
-    # 4: the wgmma forward at 128 pixels built for one CTA per SM (four-channel depthwise items, up
-    # to 255 registers) where only one fits
-    "XSEP_FWD_LANES": ("2", "4"),
+    # 1: the wgmma forward's depthwise phase with the next chunk's loads in flight (at 128 pixels:
+    # the build for one CTA per SM, with channel quartets, where only one fits)
+    "XSEP_FWD_PREFETCH": ("0", "1"),
     "XSEP_BWD_KERNEL": ("first", "staged", "wgmma", "resident"),
     "XSEP_BWD_CHANNELS": ("64", "128", "256"),  # 256: the wgmma input kernel (else 128)
     "XSEP_BWD_PW_PIXELS": ("512", "1024"),  # the resident pw kernel's split; 512: two CTAs per SM (Cout <= 128)

@@ -1,5 +1,5 @@
 // The measurement knobs of the kernel choice (XSEP_FWD_KERNEL, XSEP_FWD_PIXELS, XSEP_FWD_STAGES,
-// XSEP_FWD_WARPGROUPS, XSEP_FWD_LANES, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS, XSEP_BWD_PW_PIXELS): the environment's
+// XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS, XSEP_BWD_PW_PIXELS): the environment's
 // value, unless the process has set its own. `xsep bench
 // --variants` sets them between calls (through xsep._C), so one process times several kernels
 // against one cuDNN baseline. Plain C++ (host side of the kernel library; no PyTorch).
@@ -16,7 +16,7 @@ enum class KernelKnob {
   kFwdPixels,
   kFwdStages,
   kFwdWarpgroups,
-  kFwdLanes,
+  kFwdPrefetch,
   kBwdKernel,
   kBwdChannels,
   kBwdPwPixels,
@@ -33,8 +33,8 @@ inline const char* kernel_knob_env_name(KernelKnob knob) {
       return "XSEP_FWD_STAGES";
     case KernelKnob::kFwdWarpgroups:
       return "XSEP_FWD_WARPGROUPS";
-    case KernelKnob::kFwdLanes:
-      return "XSEP_FWD_LANES";
+    case KernelKnob::kFwdPrefetch:
+      return "XSEP_FWD_PREFETCH";
     case KernelKnob::kBwdKernel:
       return "XSEP_BWD_KERNEL";
     case KernelKnob::kBwdChannels:

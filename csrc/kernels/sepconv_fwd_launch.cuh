@@ -234,9 +234,9 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
              choice.resident.stages, parts);
   } else if (which == FwdKernel::kWgmma) {
     const bool one_cta_build = wgmma.pixels == 128 && wgmma.warpgroups == 2 && wgmma.min_blocks == 1;
-    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d%s%s)", wgmma.pixels, wgmma.stages,
+    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d%s%s%s)", wgmma.pixels, wgmma.stages,
              wgmma.parts, wgmma.warpgroups == 4 ? ", 4 warpgroups" : "",
-             one_cta_build ? ", one CTA per SM, 4-channel items" : "");
+             one_cta_build ? ", one CTA per SM, 4-channel items" : "", wgmma.prefetch ? ", prefetch" : "");
   } else if (which == FwdKernel::kStreamed) {
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, %d-channel tiles)", wgmma.pixels, wgmma.stages,
              wgmma.tile_channels);

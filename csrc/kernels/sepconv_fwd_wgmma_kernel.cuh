@@ -57,9 +57,13 @@ namespace xsep {
 // tile, so the depthwise phase (and the epilogue) has 16 warps to hide its load latency with where
 // Z leaves room for one CTA per SM. kMinBlocks_: the CTAs per SM the build is for (launch bounds):
 // two for 128 pixels on one warpgroup along the channels (at most 128 registers a thread: channel
-// pairs in the depthwise phase), where the shallow layers fit two; 1 (XSEP_FWD_LANES=4, for
-// measurement, where only one fits) lifts that to 255 and takes channel quartets.
-template <typename T_, int BM_, int kSplitN_ = 1, int kMinBlocks_ = (kSplitN_ == 1 ? 2 : 1)>
+// pairs in the depthwise phase), where the shallow layers fit two; 1 (XSEP_FWD_PREFETCH=1, for
+// measurement, where only one fits) lifts that to 255 and takes channel quartets. kPrefetch_: the
+// depthwise phase keeps the next chunk's loads in flight during a chunk's arithmetic (registers
+// for two chunks' loads: the one-CTA build at 128 pixels, and the 64-pixel one, whose 128 threads
+// have 255 registers anyway; XSEP_FWD_PREFETCH=1).
+template <typename T_, int BM_, int kSplitN_ = 1, int kMinBlocks_ = (kSplitN_ == 1 ? 2 : 1),
+          bool kPrefetch_ = (BM_ == 128 && kSplitN_ == 1 && kMinBlocks_ == 1)>
 struct WgmmaFwdTraits {
   using T = T_;
   using Operand = T_;
@@ -79,6 +83,8 @@ struct WgmmaFwdTraits {
   // threads (512 threads: one CTA, the same 128). The accumulators (64 per thread; 32 with kSplitN
   // 2) are not live during the depthwise phase.
   static constexpr int kMinBlocks = kMinBlocks_;
+  static constexpr bool kPrefetch = kPrefetch_;
+  static_assert(!kPrefetch_ || kMinBlocks_ * kSplitN_ * BM_ / 64 * 128 <= 256, "registers for two chunks' loads");
   // Bytes of one Z chunk (BM x BK) and one weight slot (BN x BK): multiples of the 512-byte
   // swizzle atom, so every chunk starts on one.
   static constexpr int kZChunkBytes = BM_ * 64;
@@ -133,11 +139,6 @@ __host__ __device__ inline int64_t wgmma_packed_weight_elements(int cout, int cm
   const int64_t tiles = (cout + Traits::BN - 1) / Traits::BN;
   return tiles * WgmmaFwdLayout<Traits>::kpad(cmid) * Traits::BN;
 }
-
-// The 128-pixel build for one CTA per SM (XSEP_FWD_LANES=4): registers enough for channel
-// quartets and for the next depthwise chunk's loads in flight during a chunk's arithmetic.
-template <class Traits>
-inline constexpr bool kOneCtaBuild = Traits::BM == 128 && Traits::kSplitN == 1 && Traits::kMinBlocks == 1;
 
 // Channels per depthwise work item (QuadDepthwise): four where every thread has whole items and
 // the registers allow, else pairs (the kernels of two CTAs per SM at 256 threads have 128
@@ -300,7 +301,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
         reinterpret_cast<const float*>(static_cast<const unsigned char*>(p.workspace) +
                                        wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
     // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled layout.
-    if constexpr (kOneCtaBuild<Traits>) {  // the registers for the next chunk's loads in flight
+    if constexpr (Traits::kPrefetch) {  // the registers for the next chunk's loads in flight
       depthwise.all_chunks_prefetched(p, px, steps,
                                       [&](int c, int m, int kk, auto v) { store_shared(&z_chunk(c)(m, kk), v); });
     } else {

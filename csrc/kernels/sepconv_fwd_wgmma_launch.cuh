@@ -184,6 +184,7 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   launch->warpgroups = Traits::kWarpgroups;
   launch->min_blocks = Traits::kMinBlocks;
   launch->lanes = wgmma_dw_lanes<Traits>();
+  launch->prefetch = Traits::kPrefetch;
   launch->stages = wgmma_stages<Traits>(p, smem_optin);
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
   // One pack kernel per element type: the slot's layout depends on neither the pixels nor the warpgroups.
@@ -206,21 +207,24 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
   int device = 0, smem_optin = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  const bool prefetch = kernel_knob_is(KernelKnob::kFwdPrefetch, "1");
   if constexpr (sizeof(T) == 2) {
     if (wgmma_pixels<T>(p, smem_optin) == 128) {
       // XSEP_FWD_WARPGROUPS=4 (for measurement): four warpgroups, two along the output channels.
       if (kernel_knob_is(KernelKnob::kFwdWarpgroups, "4"))
         return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 2>>(p, smem_optin, stream, launch);
-      // XSEP_FWD_LANES=4 (for measurement): where Z leaves room for one CTA per SM (Cmid above
-      // ~300: the 728+ layers), the build for one: up to 255 registers a thread (241), channel
+      // XSEP_FWD_PREFETCH=1 (for measurement): where Z leaves room for one CTA per SM (Cmid above
+      // ~300: the 728 layers), the build for one: up to 255 registers a thread (241), channel
       // quartets in the depthwise phase (~22 instructions a value by the SASS count, against ~27
       // with pairs) and the next chunk's loads in flight during a chunk's arithmetic.
       using TwoPerSm = WgmmaFwdTraits<T, 128>;
-      if (kernel_knob_is(KernelKnob::kFwdLanes, "4") && !two_ctas_per_sm<TwoPerSm>(p))
+      if (prefetch && !two_ctas_per_sm<TwoPerSm>(p))
         return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 1, 1>>(p, smem_optin, stream, launch);
       return launch_wgmma_traits<TwoPerSm>(p, smem_optin, stream, launch);
     }
   }
+  // 64 pixels (TF32, and 16-bit Z of ~800+ channels): the same registers either way.
+  if (prefetch) return launch_wgmma_traits<WgmmaFwdTraits<T, 64, 1, 2, true>>(p, smem_optin, stream, launch);
   return launch_wgmma_traits<WgmmaFwdTraits<T, 64>>(p, smem_optin, stream, launch);
 }
 

@@ -32,9 +32,10 @@ const char* mode_name() {
   return std::is_same_v<T, __half> ? "fp16" : std::is_same_v<T, float> ? "tf32" : "bf16";
 }
 
-template <typename T, int BM, int kSplitN = 1, int kMinBlocks = (kSplitN == 1 ? 2 : 1)>
+template <typename T, int BM, int kSplitN = 1, int kMinBlocks = (kSplitN == 1 ? 2 : 1),
+          bool kPrefetch = (BM == 128 && kSplitN == 1 && kMinBlocks == 1)>
 bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double tol) {
-  using Traits = xsep::WgmmaFwdTraits<T, BM, kSplitN, kMinBlocks>;
+  using Traits = xsep::WgmmaFwdTraits<T, BM, kSplitN, kMinBlocks, kPrefetch>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
   xsep::SepConvParams& p = call.p;
@@ -58,11 +59,12 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   bool unwritten = false;
   const double worst = call.error(&unwritten);
   const bool ok = !unwritten && worst <= tol;
-  // "1-CTA": the 128-pixel build for one CTA per SM (XSEP_FWD_LANES=4), with channel quartets.
+  // "1-CTA": the 128-pixel build for one CTA per SM, with channel quartets; "prefetch": the next
+  // depthwise chunk's loads in flight (both XSEP_FWD_PREFETCH=1).
   const bool one_cta = BM == 128 && kSplitN == 1 && kMinBlocks == 1;
-  std::printf("%s wgmma-%-3d %d warpgroups%s split %d stages %2d %-14s %s relative error %.2e%s\n",
-              ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, one_cta ? " 1-CTA" : "", parts, stages, c.name,
-              mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
+  std::printf("%s wgmma-%-3d %d warpgroups%s%s split %d stages %2d %-14s %s relative error %.2e%s\n",
+              ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, one_cta ? " 1-CTA" : "", kPrefetch ? " prefetch" : "",
+              parts, stages, c.name, mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
   return ok;
 }
 
@@ -91,11 +93,14 @@ int main() {
     failed += !run_case<__half, 128, 2>(c, 1, 6, rng, 5e-3);
     failed += !run_case<__nv_bfloat16, 128, 2>(c, 2, 5, rng, 3e-2);
     count += 2;
-    // The build for one CTA per SM at 128 pixels (channel quartets; XSEP_FWD_LANES=4).
+    // XSEP_FWD_PREFETCH=1: the build for one CTA per SM at 128 pixels (channel quartets), and the
+    // 64-pixel kernel, each with the next chunk's loads in flight.
     static_assert(xsep::wgmma_dw_lanes<xsep::WgmmaFwdTraits<__half, 128, 1, 1>>() == 4, "quartets");
     failed += !run_case<__half, 128, 1, 1>(c, 2, 7, rng, 5e-3);
     failed += !run_case<__nv_bfloat16, 128, 1, 1>(c, 1, 16, rng, 3e-2);
-    count += 2;
+    failed += !run_case<__nv_bfloat16, 64, 1, 2, true>(c, 2, 5, rng, 3e-2);
+    failed += !run_case<float, 64, 1, 2, true>(c, 1, 9, rng, 5e-3);
+    count += 4;
     failed += !run_case<__half, 64>(c, 1, 16, rng, 5e-3);  // the deepest ring
     failed += !run_case<__nv_bfloat16, 64>(c, 1, 11, rng, 3e-2);
     failed += !run_case<float, 64>(c, 1, 4, rng, 5e-3);  // TF32 (64 pixels only)

@@ -22,8 +22,9 @@ NAMED = {
     "wgmma-64px": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_PIXELS": "64"},
     "wgmma-4stage": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_STAGES": "4"},
     "wgmma-4wg": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_WARPGROUPS": "4"},
-    # the 128-pixel wgmma kernel built for one CTA per SM (channel quartets) where only one fits
-    "wgmma-quads": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_LANES": "4"},
+    # the wgmma kernel with the next depthwise chunk's loads in flight (at 128 pixels: the build for
+    # one CTA per SM, channel quartets, where only one fits)
+    "wgmma-prefetch": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_PREFETCH": "1"},
     "streamed": {"XSEP_FWD_KERNEL": "streamed"},
     "streamed-3stage": {"XSEP_FWD_KERNEL": "streamed", "XSEP_FWD_STAGES": "3"},
     # backward
