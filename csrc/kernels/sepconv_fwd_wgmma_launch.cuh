@@ -223,7 +223,8 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
       return launch_wgmma_traits<TwoPerSm>(p, smem_optin, stream, launch);
     }
   }
-  // 64 pixels (TF32, and 16-bit Z of ~800+ channels): the same registers either way.
+  // 64 pixels (TF32, and 16-bit Z of ~800+ channels). The prefetch build's registers (197-241,
+  // against 120-149) allow two CTAs per SM, where the shallow TF32 layers' shared memory held more.
   if (prefetch) return launch_wgmma_traits<WgmmaFwdTraits<T, 64, 1, 2, true>>(p, smem_optin, stream, launch);
   return launch_wgmma_traits<WgmmaFwdTraits<T, 64>>(p, smem_optin, stream, launch);
 }
