@@ -348,8 +348,8 @@ struct QuadDepthwise {
   }
 
   // Z of chunks 0 .. chunks - 1 in order, each chunk's loads in flight during the previous chunk's
-  // arithmetic (two chunks' loads live at once: for builds with the registers, the one-CTA wgmma
-  // build). store(g, m, kk, bits).
+  // arithmetic (two chunks' loads live at once: for builds with the registers, the wgmma forward's
+  // with XSEP_FWD_PREFETCH=1). store(g, m, kk, bits).
   template <class TapTable, class Store>
   __device__ __forceinline__ void all_chunks_prefetched(const SepConvParams& p, const TapTable& px, int chunks,
                                                         Store&& store) const {
