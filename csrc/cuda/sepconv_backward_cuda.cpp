@@ -23,12 +23,9 @@ using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 // d act(z) / dz times grad, with ATen ops.
 at::Tensor activation_backward(const at::Tensor& grad, const at::Tensor& z, Activation act) {
   switch (act) {
-    case Activation::kRelu:
-      return grad * (z > 0);
-    case Activation::kElu:
-      return grad * at::where(z <= 0, z.exp(), at::ones_like(z));
-    default:
-      return grad;
+    case Activation::kRelu: return grad * (z > 0);
+    case Activation::kElu: return grad * at::where(z <= 0, z.exp(), at::ones_like(z));
+    default: return grad;
   }
 }
 
@@ -44,9 +41,9 @@ Grads composite_backward(const SepConvGeometry& g, const at::Tensor& grad_out, c
     const at::Tensor z = at::conv2d(padded, dw_weight, std::nullopt, at::IntArrayRef{g.sh, g.sw}, at::IntArrayRef{0, 0},
                                     at::IntArrayRef{g.dh, g.dw}, g.C);
     const bool want_z = want_x || want_dw;
-    auto [grad_a, gpw, unused_pw_bias] =
-        at::convolution_backward(grad_out, apply_activation(z, act), pw_weight, std::nullopt, {1, 1}, {0, 0}, {1, 1},
-                                 false, {0, 0}, 1, {want_z, want_pw, false});
+    auto [grad_a, gpw, unused_pw_bias] = at::convolution_backward(grad_out, apply_activation(z, act), pw_weight,
+                                                                  std::nullopt, {1, 1}, {0, 0}, {1, 1}, false, {0, 0},
+                                                                  1, {want_z, want_pw, false});
     if (want_pw) grad_pw = like_weight(gpw, pw_weight);
     if (want_z) {
       const at::Tensor grad_z = activation_backward(grad_a, z, act);
@@ -163,17 +160,10 @@ Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tenso
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   LaunchResult r{};
   switch (x.scalar_type()) {
-    case at::kHalf:
-      r = sepconv_backward_fp16(p, stream);
-      break;
-    case at::kBFloat16:
-      r = sepconv_backward_bf16(p, stream);
-      break;
-    case at::kFloat:
-      r = sepconv_backward_fp32(p, stream);
-      break;
-    default:
-      TORCH_CHECK_TYPE(false, fn, ": no CUDA kernel for dtype ", x.scalar_type());
+    case at::kHalf: r = sepconv_backward_fp16(p, stream); break;
+    case at::kBFloat16: r = sepconv_backward_bf16(p, stream); break;
+    case at::kFloat: r = sepconv_backward_fp32(p, stream); break;
+    default: TORCH_CHECK_TYPE(false, fn, ": no CUDA kernel for dtype ", x.scalar_type());
   }
   C10_CUDA_CHECK(static_cast<cudaError_t>(r.error));
   if (want_x && !grad_x_k.is_same(grad_x)) grad_x.copy_(grad_x_k);

@@ -126,10 +126,10 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p, bool with_workspace 
     if ((forced.empty() || forced == "wgmma") && with_workspace && wgmma_forward_applies<T>(p))
       return {FwdKernel::kWgmma, shape};
     // Where the wgmma kernel's Z (64 pixels x every channel) does not fit (TF32 past ~800
-    // channels: 728 fits, 1024 does not), the streamed kernel, which takes Z in chunks: on the H200 it beat the
-    // resident kernel on every Xception layer the wgmma kernel cannot take (TF32 1024->1536 @10: 0.29x of cuDNN against
-    // 0.22x at N=32, 0.23x against 0.15x at N=128; 1536->2048 @10: 0.28x against 0.09x, 0.17x against 0.04x;
-    // benchmarks/results/gpu-compare-forward.md, 1e4eb8d).
+    // channels: 728 fits, 1024 does not), the streamed kernel, which takes Z in chunks: on the
+    // H200 it beat the resident kernel on every Xception layer the wgmma kernel cannot take (TF32
+    // 1024->1536 @10: 0.29x of cuDNN against 0.22x at N=32, 0.23x against 0.15x at N=128;
+    // 1536->2048 @10: 0.28x against 0.09x, 0.17x against 0.04x; gpu-compare-forward.md, 1e4eb8d).
     if (forced.empty() && with_workspace && streamed_forward_applies<T>(p)) return {FwdKernel::kStreamed, shape};
   }
   return {fits ? FwdKernel::kResident : FwdKernel::kTiled, shape};
