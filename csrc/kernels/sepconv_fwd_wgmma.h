@@ -20,7 +20,6 @@ struct WgmmaLaunch {
   int warpgroups = 0;
   int tile_channels = 0;  // the streamed kernel's output channels per CTA
   int min_blocks = 0;     // the CTAs per SM the kernel was built for (its launch bounds)
-  int lanes = 0;          // channels per depthwise work item (QuadDepthwise): 2 or 4
   bool prefetch = false;  // the next depthwise chunk's loads in flight during a chunk's arithmetic
 };
 

@@ -183,7 +183,6 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   launch->pixels = Traits::BM;
   launch->warpgroups = Traits::kWarpgroups;
   launch->min_blocks = Traits::kMinBlocks;
-  launch->lanes = wgmma_dw_lanes<Traits>();
   launch->prefetch = Traits::kPrefetch;
   launch->stages = wgmma_stages<Traits>(p, smem_optin);
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
