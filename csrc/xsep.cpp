@@ -5,10 +5,12 @@
 
 #include "common/dispatch_log.h"
 #include "kernels/kernel_knobs.h"
+#include "kernels/phase_clocks.h"
 
 // `import xsep._C` loads this shared object, which runs the static registrations below. The ops
 // are reached through torch.ops.xsep.*; the module's own functions serve measurement (xsep bench):
-// the kernel-choice knobs and the record of which kernels ran (xsep/_kernel_knobs.py wraps them).
+// the kernel-choice knobs and the record of which kernels ran (xsep/_kernel_knobs.py wraps them),
+// and the wgmma forward's phase clocks (tools/forward_clocks.py reads them).
 namespace {
 
 PyObject* set_kernel_knob(PyObject*, PyObject* args) {
@@ -57,11 +59,31 @@ PyObject* take_dispatches(PyObject*, PyObject*) {
   return list;
 }
 
+// (kernel, slots_per_cta, records): the CTA records of the last forward launch made with
+// XSEP_FWD_CLOCKS=1 (kernels/phase_clocks.h), one flat list, taken: ('', slots, []) where no such
+// launch came since the last take.
+PyObject* take_forward_phase_clocks(PyObject*, PyObject*) {
+  const auto [kernel, slots] = xsep::PhaseClockLog::instance().take();
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(slots.size()));
+  if (list == nullptr) return nullptr;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    PyObject* value = PyLong_FromUnsignedLongLong(slots[i]);
+    if (value == nullptr) {
+      Py_DECREF(list);
+      return nullptr;
+    }
+    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), value);
+  }
+  return Py_BuildValue("(siN)", kernel.c_str(), xsep::kPhaseClockSlots, list);
+}
+
 PyMethodDef methods[] = {
     {"set_kernel_knob", set_kernel_knob, METH_VARARGS, "set_kernel_knob(name, value): '' means unset"},
     {"kernel_knob", kernel_knob, METH_VARARGS, "kernel_knob(name) -> the value in force ('' when unset)"},
     {"record_dispatches", record_dispatches, METH_VARARGS, "record_dispatches(on): keep the dispatch lines"},
     {"take_dispatches", take_dispatches, METH_NOARGS, "take_dispatches() -> the lines kept since the last take"},
+    {"take_forward_phase_clocks", take_forward_phase_clocks, METH_NOARGS,
+     "take_forward_phase_clocks() -> (kernel, slots per CTA, records) of the last XSEP_FWD_CLOCKS=1 launch"},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -163,13 +163,16 @@ def test_fast_divmod_agrees_with_division(tmp_path):
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
 def test_wgmma_forward_in_host_emulation(sanitizer, tmp_path):
     out = build_and_run("wgmma_fwd_emulation.cpp", sanitizer, tmp_path, cute_flags())
-    assert "70 runs, 0 failed" in out, out
+    assert "72 runs, 0 failed" in out, out
     assert out.count("ok     wgmma-128 2 warpgroups split 2") == 10, out  # five cases, fp16 and bf16
     assert out.count("ok     wgmma-128 4 warpgroups") == 10, out  # two along the output channels
     assert out.count("ok     wgmma-128 2 warpgroups 1-CTA prefetch") == 10, out  # the one-CTA build (quartets)
     assert out.count("ok     wgmma-64  1 warpgroups prefetch") == 10, out  # bf16 and TF32
     assert out.count("ok     wgmma-64  1 warpgroups split 1") == 15, out  # and TF32 (without prefetch)
-    assert out.count(" tf32 ") == 15, out
+    assert out.count(" tf32 ") == 16, out
+    # XSEP_FWD_CLOCKS=1: each CTA's phase stamps, in order, and the output unchanged
+    assert out.count("ok     wgmma-128 2 warpgroups clocks split 2") == 1, out
+    assert out.count("ok     wgmma-64  1 warpgroups clocks split 1") == 1, out
     assert "ok     728 channels, 128 pixels, 5 slots" in out, out
     for stages in [4, 5, 6, 7, 8, 11, 16]:  # ring depths, the least to the most
         assert f" stages {stages:2d} " in out, out

@@ -41,6 +41,7 @@
 #include "bulk_copy.cuh"
 #include "cp_async.cuh"  // store_shared
 #include "element_types.cuh"
+#include "phase_clocks.cuh"
 #include "sepconv_fwd_epilogue.cuh"
 #include "sepconv_fwd_pixels.cuh"
 #include "sepconv_fwd_quad_depthwise.cuh"
@@ -262,6 +263,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   __shared__ WgmmaFwdPixelTable<Traits> px;
   __shared__ uint64_t landed[Traits::kMaxStages];  // slot s: its chunk has landed
   XSEP_DYNAMIC_SHARED(smem_raw);
+  stamp_start(p);  // measurement only (XSEP_FWD_CLOCKS=1): phase_clocks.cuh
   unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw);
   const int kpad = Layout::kpad(p.Cmid), steps = kpad / BK, ahead = stages - 2;
   Element* z = reinterpret_cast<Element*>(smem);
@@ -293,6 +295,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
 
   px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
   __syncthreads();
+  stamp(p, kClockTableDone);
 
   // 1. Z, a K chunk after another (sepconv_fwd_quad_depthwise.cuh: a thread's items are two or four
   // channels of four neighbouring pixels), with the intermediate activation applied after rounding.
@@ -315,6 +318,8 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   // cp.async of its own in flight for the fence to wait for: the weight's bulk copies are the async
   // proxy's), then the barrier at the first step publishes them all.
   fence_shared_for_wgmma();
+  if (stamping(p)) __syncthreads();  // the stamp then times the slowest thread's depthwise phase
+  stamp(p, kClockDepthwiseDone);
 
   typename Cute::TiledMma mma;
   ThrMMA thr_mma = mma.get_slice(threadIdx.x);
@@ -325,7 +330,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   int slot = 0;        // its slot, g % stages
   uint32_t phase = 0;  // the parity of its slot's barrier phase: (g / stages) % 2
 #pragma unroll 1
-  for (int co0 = co_begin; co0 < co_end; co0 += BN) {
+  for (int co0 = co_begin, tile = 0; co0 < co_end; co0 += BN, ++tile) {
     clear(acc);
 #pragma unroll 1
     for (int step = 0; step < steps; ++step, ++g) {
@@ -348,10 +353,13 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     }
     wgmma_wait<0>();
     warpgroup_fence_operand(acc);
+    stamp_tile(p, tile, /*stores=*/false);
 
     // 3. Bias, one rounding, stores from registers while the next tile's chunks are in flight.
     store_accumulator_tile<T>(p, acc, coords, static_cast<int64_t>(blockIdx.x) * BM, co0);
+    stamp_tile(p, tile, /*stores=*/true);
   }
+  stamp_end(p);
 #endif
 }
 

@@ -32,6 +32,9 @@ struct SepConvParams {
   Activation activation;  // between the depthwise and the pointwise part (kNone: Xception's)
   bool channels_last;     // which coalescing pattern to use (the strides say where things are)
   bool allow_tf32;        // float32 only: TF32 tensor cores (true) or exact FFMA (false)
+  // Measurement only (XSEP_FWD_CLOCKS=1): where the wgmma forward's CTAs record their phases'
+  // clocks (phase_clocks.h), else nullptr.
+  unsigned long long* phase_clocks;
 };
 
 // The backward: the forward's description (x, weights, geometry; y_stride are grad_y's strides)

@@ -10,6 +10,7 @@
 // include directory). Prints one line per run; exits 0 when all agree.
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
@@ -32,9 +33,34 @@ const char* mode_name() {
   return std::is_same_v<T, __half> ? "fp16" : std::is_same_v<T, float> ? "tf32" : "bf16";
 }
 
+// With XSEP_FWD_CLOCKS=1 the kernel stamps each CTA's phases (phase_clocks.cuh): every CTA a
+// record, its stamps in the order of its phases, one pair per output-channel tile. "" if so.
+std::string phase_clock_trouble(const std::vector<unsigned long long>& records, unsigned ctas, int cout, int parts) {
+  const int tiles = (cout + 127) / 128;
+  for (unsigned cta = 0; cta < ctas; ++cta) {
+    const unsigned long long* r = records.data() + static_cast<size_t>(cta) * xsep::kPhaseClockSlots;
+    const unsigned part = cta / (ctas / parts);
+    int begin = 0, end = 0;
+    xsep::resident_cout_range<xsep::WgmmaFwdTraits<__half, 64>>(cout, static_cast<int>(part), parts, &begin, &end);
+    const unsigned long long own_tiles = static_cast<unsigned long long>((end - begin + 127) / 128);
+    if (r[xsep::kClockEndNs] == 0) return "a CTA without a record";
+    if (r[xsep::kClockTiles] != own_tiles || own_tiles > static_cast<unsigned long long>(tiles))
+      return "a record's tile count is not its CTA's";
+    std::vector<unsigned long long> order = {r[xsep::kClockStart], r[xsep::kClockTableDone],
+                                             r[xsep::kClockDepthwiseDone]};
+    for (unsigned long long t = 0; t < own_tiles; ++t)
+      order.insert(order.end(), {r[xsep::kClockTileStamps + 2 * t], r[xsep::kClockTileStamps + 2 * t + 1]});
+    order.push_back(r[xsep::kClockEnd]);
+    for (size_t i = 1; i < order.size(); ++i)
+      if (order[i] < order[i - 1] || order[i - 1] == 0) return "stamps out of their phases' order";
+    if (r[xsep::kClockEndNs] < r[xsep::kClockStartNs]) return "an end before its start";
+  }
+  return "";
+}
+
 template <typename T, int BM, int kSplitN = 1, int kMinBlocks = (kSplitN == 1 ? 2 : 1),
           bool kPrefetch = (BM == 128 && kSplitN == 1 && kMinBlocks == 1)>
-bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double tol) {
+bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double tol, bool clocks = false) {
   using Traits = xsep::WgmmaFwdTraits<T, BM, kSplitN, kMinBlocks, kPrefetch>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
@@ -52,19 +78,24 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   xsep_emulation::run_grid(dim3(2), 32, [&] { xsep::sepconv_fwd_dw_pack_kernel<T, xsep::wgmma_dw_lanes<Traits>()>(p, dw); });
   p.workspace = workspace.data();
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  const unsigned ctas = static_cast<unsigned>((pixels + BM - 1) / BM) * parts;
+  std::vector<unsigned long long> records(clocks ? static_cast<size_t>(ctas) * xsep::kPhaseClockSlots : 0);
+  p.phase_clocks = clocks ? records.data() : nullptr;
   xsep_emulation::run_grid(
       dim3(static_cast<unsigned>((pixels + BM - 1) / BM), static_cast<unsigned>(parts)), Traits::kThreads,
       [&] { xsep::sepconv_fwd_wgmma_kernel<Traits>(p, stages); }, xsep::WgmmaFwdLayout<Traits>::bytes(p.Cmid, stages));
 
   bool unwritten = false;
   const double worst = call.error(&unwritten);
-  const bool ok = !unwritten && worst <= tol;
+  const std::string trouble = clocks ? phase_clock_trouble(records, ctas, p.Cout, parts) : "";
+  const bool ok = !unwritten && worst <= tol && trouble.empty();
   // "1-CTA": the 128-pixel build for one CTA per SM, with channel quartets; "prefetch": the next
   // depthwise chunk's loads in flight (both XSEP_FWD_PREFETCH=1).
   const bool one_cta = BM == 128 && kSplitN == 1 && kMinBlocks == 1;
-  std::printf("%s wgmma-%-3d %d warpgroups%s%s split %d stages %2d %-14s %s relative error %.2e%s\n",
+  std::printf("%s wgmma-%-3d %d warpgroups%s%s%s split %d stages %2d %-14s %s relative error %.2e%s%s\n",
               ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, one_cta ? " 1-CTA" : "", kPrefetch ? " prefetch" : "",
-              parts, stages, c.name, mode_name<T>(), worst, unwritten ? "  (unwritten elements)" : "");
+              clocks ? " clocks" : "", parts, stages, c.name, mode_name<T>(), worst,
+              unwritten ? "  (unwritten elements)" : "", trouble.empty() ? "" : ("  (phase clocks: " + trouble + ")").c_str());
   return ok;
 }
 
@@ -107,6 +138,11 @@ int main() {
     failed += !run_case<float, 64>(c, 2, 7, rng, 5e-3);
     count += 4;
   }
+  // XSEP_FWD_CLOCKS=1: the same output, and every CTA's stamps (three output-channel tiles, in one
+  // CTA and split over two).
+  failed += !run_case<__nv_bfloat16, 128>(cases[3], 2, 5, rng, 3e-2, /*clocks=*/true);
+  failed += !run_case<float, 64>(cases[3], 1, 6, rng, 5e-3, /*clocks=*/true);
+  count += 2;
   // The 728-channel layers at 128 pixels: a five-slot ring within the H100's per-block opt-in
   // limit (227 KB), with the static shared memory and the kilobyte ptxas adds.
   {
