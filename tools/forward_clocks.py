@@ -107,8 +107,8 @@ def describe(label: str, s: dict) -> str:
 def main() -> None:
     import torch
 
-    from xsep._kernel_knobs import kernel_knobs, recorded_dispatches
     from xsep._extension import _C
+    from xsep._kernel_knobs import kernel_knobs, recorded_dispatches
     from xsep.bench.shapes import XCEPTION
     from xsep.bench.variants import parse_variant
     from xsep.ops import separable_conv2d
@@ -150,7 +150,8 @@ def main() -> None:
                 results.append({"layer": label, "dispatch": lines, **summary})
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": results}, f, indent=1)
+            meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+            json.dump({**meta, "rows": results}, f, indent=1)
 
 
 if __name__ == "__main__":
