@@ -10,7 +10,7 @@
 // `import xsep._C` loads this shared object, which runs the static registrations below. The ops
 // are reached through torch.ops.xsep.*; the module's own functions serve measurement (xsep bench):
 // the kernel-choice knobs and the record of which kernels ran (xsep/_kernel_knobs.py wraps them),
-// and the wgmma forward's phase clocks (tools/forward_clocks.py reads them).
+// and the instrumented kernels' phase clocks (tools/phase_clocks.py reads them).
 namespace {
 
 PyObject* set_kernel_knob(PyObject*, PyObject* args) {
@@ -59,22 +59,36 @@ PyObject* take_dispatches(PyObject*, PyObject*) {
   return list;
 }
 
-// (kernel, slots_per_cta, records): the CTA records of the last forward launch made with
-// XSEP_FWD_CLOCKS=1 (kernels/phase_clocks.h), one flat list, taken: ('', slots, []) where no such
-// launch came since the last take.
-PyObject* take_forward_phase_clocks(PyObject*, PyObject*) {
-  const auto [kernel, slots] = xsep::PhaseClockLog::instance().take();
-  PyObject* list = PyList_New(static_cast<Py_ssize_t>(slots.size()));
+// [(kernel, slots_per_cta, records)]: the launches made with XSEP_PHASE_CLOCKS=1 since the last
+// take (kernels/phase_clocks.h), each with its CTAs' records in one flat list.
+PyObject* take_phase_clocks(PyObject*, PyObject*) {
+  const auto launches = xsep::PhaseClockLog::instance().take();
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(launches.size()));
   if (list == nullptr) return nullptr;
-  for (size_t i = 0; i < slots.size(); ++i) {
-    PyObject* value = PyLong_FromUnsignedLongLong(slots[i]);
-    if (value == nullptr) {
+  for (size_t l = 0; l < launches.size(); ++l) {
+    const auto& [kernel, slots] = launches[l];
+    PyObject* values = PyList_New(static_cast<Py_ssize_t>(slots.size()));
+    if (values == nullptr) {
       Py_DECREF(list);
       return nullptr;
     }
-    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), value);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      PyObject* value = PyLong_FromUnsignedLongLong(slots[i]);
+      if (value == nullptr) {
+        Py_DECREF(values);
+        Py_DECREF(list);
+        return nullptr;
+      }
+      PyList_SET_ITEM(values, static_cast<Py_ssize_t>(i), value);
+    }
+    PyObject* launch = Py_BuildValue("(siN)", kernel.c_str(), xsep::kPhaseClockSlots, values);
+    if (launch == nullptr) {
+      Py_DECREF(list);
+      return nullptr;
+    }
+    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(l), launch);
   }
-  return Py_BuildValue("(siN)", kernel.c_str(), xsep::kPhaseClockSlots, list);
+  return list;
 }
 
 PyMethodDef methods[] = {
@@ -82,8 +96,8 @@ PyMethodDef methods[] = {
     {"kernel_knob", kernel_knob, METH_VARARGS, "kernel_knob(name) -> the value in force ('' when unset)"},
     {"record_dispatches", record_dispatches, METH_VARARGS, "record_dispatches(on): keep the dispatch lines"},
     {"take_dispatches", take_dispatches, METH_NOARGS, "take_dispatches() -> the lines kept since the last take"},
-    {"take_forward_phase_clocks", take_forward_phase_clocks, METH_NOARGS,
-     "take_forward_phase_clocks() -> (kernel, slots per CTA, records) of the last XSEP_FWD_CLOCKS=1 launch"},
+    {"take_phase_clocks", take_phase_clocks, METH_NOARGS,
+     "take_phase_clocks() -> [(kernel, slots per CTA, records)] of the XSEP_PHASE_CLOCKS=1 launches since the last"},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -252,35 +252,46 @@ def test_every_forward_kernel_matches_reference(variant):
         assert f"({pixels.group(1)} pixels" in result.stderr, "the dispatch log does not name the pixels per CTA"
 
 
-def test_phase_clocks_leave_the_output_alone_and_stamp_every_cta():
-    # XSEP_FWD_CLOCKS=1 (tools/forward_clocks.py): the wgmma forward's CTAs stamp their phases; the
-    # output is bitwise the same, and every CTA of the grid has a record in its phases' order.
+def test_phase_clocks_leave_the_results_alone_and_stamp_every_cta():
+    # XSEP_PHASE_CLOCKS=1 (tools/phase_clocks.py): the wgmma forward's and the staged input-gradient
+    # kernel's CTAs stamp their phases; the output and the gradients are bitwise the same, and every
+    # CTA of each grid has a record.
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-    from forward_clocks import summarize
+    from phase_clocks import FORWARD, INPUT_GRADIENT, summarize
 
     from xsep._extension import _C
     from xsep._kernel_knobs import kernel_knobs, recorded_dispatches
 
     case = Case("clocks", N=2, C=256, H=19, W=19, Cout=392)  # 722 pixels: 6 tiles of 128; 4 of 128 channels
-    inputs = make_inputs(case, torch.bfloat16, "channels_last", device="cuda")
-    plain = separable_conv2d(*inputs, **case.conv_args)
-    _C.take_forward_phase_clocks()
-    with kernel_knobs({"XSEP_FWD_CLOCKS": "1"}), recorded_dispatches() as lines:
-        clocked = separable_conv2d(*inputs, **case.conv_args)
-    kernel, slots, flat = _C.take_forward_phase_clocks()
-    if not any(" wgmma " in line for line in lines):
-        assert flat == [], "clocks from a launch that is not the wgmma forward's"
+    inputs = [t.requires_grad_() for t in make_inputs(case, torch.bfloat16, "channels_last", device="cuda")]
+
+    def step():
+        y = separable_conv2d(*inputs, **case.conv_args)
+        return [y.detach(), *torch.autograd.grad(y, inputs, torch.ones_like(y))]
+
+    plain = step()
+    _C.take_phase_clocks()
+    with kernel_knobs({"XSEP_PHASE_CLOCKS": "1"}), recorded_dispatches() as lines:
+        clocked = step()
+    launches = {kernel: (flat, slots) for kernel, slots, flat in _C.take_phase_clocks()}
+    assert all(torch.equal(a, b) for a, b in zip(plain, clocked, strict=True))
+    forward = next(line for line in lines if " forward " in line)
+    if " wgmma " not in forward:
+        assert FORWARD not in launches, "forward clocks from a launch that is not the wgmma forward's"
         pytest.skip(f"no wgmma forward in this build for this GPU: {lines}")
-    assert torch.equal(plain, clocked)
-    [line] = lines
-    parts = int(re.search(r"cout split (\d+)", line).group(1))
-    summary = summarize(flat, slots)
-    assert kernel == "wgmma" and summary["ctas"] == 6 * parts, (summary, line)
-    assert 1 <= summary["tiles"] <= -(-4 // parts), (summary, line)  # a part's share of the 4 tiles
+    parts = int(re.search(r"cout split (\d+)", forward).group(1))
+    summary = summarize(FORWARD, *launches[FORWARD])
+    assert summary["ctas"] == 6 * parts, (summary, forward)
+    assert 1 <= summary["count"] <= -(-4 // parts), (summary, forward)  # a part's share of the 4 tiles
     for phase in ("table", "depthwise", "gemm", "stores"):
         assert summary["share"][phase] > 0, summary
     assert 0.3 < summary["median_us"]["ghz"] < 3.5  # cycles over global-timer nanoseconds: a GPU's clock
-    assert _C.take_forward_phase_clocks()[2] == []  # taken
+    # The backward's input kernel: staged on Hopper builds for 3x3 channels_last bf16 (its dispatch line).
+    assert INPUT_GRADIENT in launches, lines
+    backward = summarize(INPUT_GRADIENT, *launches[INPUT_GRADIENT])
+    for phase in ("tables", "dz", "grad_x", "grad_dw"):
+        assert backward["share"][phase] > 0, backward
+    assert _C.take_phase_clocks() == []  # taken
 
 
 @pytest.mark.parametrize("tf32", [False, True], ids=["exact", "tf32"])

@@ -131,6 +131,8 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
     assert out.count("ok     staged128 ") == 2 * cases, out  # bf16 and TF32
     assert out.count("ok     wgmma     ") == (2 * cases if flags else 0), out  # fp16 and bf16
     assert out.count("ok     wgmma128  ") == (cases if flags else 0), out  # fp16
+    # XSEP_PHASE_CLOCKS=1 on the 128-channel input kernels: every CTA's stamps, in order
+    assert out.count("pw splits)  phase clocks") == (3 * cases if flags else 2 * cases), out
     # the resident pw kernel: fp16 and bf16 in the cases with multiplier 1 (mult2: the staged
     # one), slices_264 among them; the 256-channel input kernel in all of them
     assert out.count("ok     resident  ") == (2 * cases if flags else 0), out
@@ -170,7 +172,7 @@ def test_wgmma_forward_in_host_emulation(sanitizer, tmp_path):
     assert out.count("ok     wgmma-64  1 warpgroups prefetch") == 10, out  # bf16 and TF32
     assert out.count("ok     wgmma-64  1 warpgroups split 1") == 15, out  # and TF32 (without prefetch)
     assert out.count(" tf32 ") == 16, out
-    # XSEP_FWD_CLOCKS=1: each CTA's phase stamps, in order, and the output unchanged
+    # XSEP_PHASE_CLOCKS=1: each CTA's phase stamps, in order, and the output unchanged
     assert out.count("ok     wgmma-128 2 warpgroups clocks split 2") == 1, out
     assert out.count("ok     wgmma-64  1 warpgroups clocks split 1") == 1, out
     assert "ok     728 channels, 128 pixels, 5 slots" in out, out

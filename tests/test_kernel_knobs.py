@@ -86,8 +86,8 @@ def test_variant_specs():
         parse_variant("fastest")
     with pytest.raises(ValueError, match="XSEP_FWD_PIXELS='96'"):
         parse_variant("XSEP_FWD_PIXELS=96")
-    with pytest.raises(ValueError, match="XSEP_FWD_CLOCKS is not a kernel variant"):
-        parse_variant("XSEP_FWD_KERNEL=wgmma+XSEP_FWD_CLOCKS=1")
+    with pytest.raises(ValueError, match="XSEP_PHASE_CLOCKS is not a kernel variant"):
+        parse_variant("XSEP_FWD_KERNEL=wgmma+XSEP_PHASE_CLOCKS=1")
     assert affects(NAMED["wgmma"], "forward") and not affects(NAMED["wgmma"], "backward")
     assert affects(NAMED["bwd-staged"], "backward") and not affects(NAMED["bwd-staged"], "forward")
     assert affects(NAMED["bwd-staged"], "forward_backward") and affects(NAMED["wgmma"], "forward_backward")

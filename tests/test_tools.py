@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from forward_clocks import SLOTS, summarize
 from forward_phases import fit_line
+from phase_clocks import FORWARD, INPUT_GRADIENT, SLOTS, summarize
 
 
 def test_fit_line_recovers_intercept_and_slope():
@@ -61,27 +61,23 @@ def test_ncu_hotspots_shows_an_unknown_layout_instead_of_guessing(tmp_path):
     assert "Address,Instruction,Cycles" in result.stdout
 
 
-def clock_record(sm, start_ns, ns, stamps, tiles):
-    """A CTA's record as csrc/kernels/phase_clocks.h lays it out: stamps = the cycle counter at the
-    start, after the table, after the depthwise phase, then (K loop, stores) per stamped tile, then
-    the end."""
+def clock_record(sm, start_ns, ns, start, stamps, end, count=0):
+    """A CTA's record as csrc/kernels/phase_clocks.h lays it out: the cycle counter at its start,
+    at each stamp, at its end; `count` the kernel's (the forward's tiles)."""
     r = [0] * SLOTS
-    r[0:3] = [sm, start_ns, start_ns + ns]
-    r[3], r[4], r[5] = stamps[0], stamps[1], stamps[2]
-    r[6] = stamps[-1]
-    r[7] = tiles
-    for i, v in enumerate(stamps[3:-1]):
-        r[8 + i] = v
+    r[0:6] = [sm, start_ns, start_ns + ns, start, end, count]
+    r[6 : 6 + len(stamps)] = stamps
     return r
 
 
-def test_forward_clocks_splits_each_cta_into_its_phases():
+def test_phase_clocks_split_each_forward_cta_into_its_phases():
     # Three CTAs, the first two on SM 4 at once, the third on SM 9 after them; 2 GHz (2 cycles a ns).
-    a = clock_record(4, 1000, 500, [0, 100, 700, 800, 850, 950, 1000, 1000], tiles=2)
-    b = clock_record(4, 1200, 500, [50, 150, 750, 850, 900, 1000, 1050, 1050], tiles=2)
-    c = clock_record(9, 1700, 500, [0, 200, 600, 800, 900, 950, 1000, 1000], tiles=2)
-    s = summarize(a + b + c)
-    assert (s["ctas"], s["sms"], s["most_ctas_per_sm"]) == (3, 2, 2)
+    # Stamps: table, depthwise, then (K loop, stores) per tile.
+    a = clock_record(4, 1000, 500, 0, [100, 700, 800, 850, 950, 1000], 1000, count=2)
+    b = clock_record(4, 1200, 500, 50, [150, 750, 850, 900, 1000, 1050], 1050, count=2)
+    c = clock_record(9, 1700, 500, 0, [200, 600, 800, 900, 950, 1000], 1000, count=2)
+    s = summarize(FORWARD, a + b + c)
+    assert (s["ctas"], s["sms"], s["most_ctas_per_sm"], s["count"]) == (3, 2, 2, 2)
     assert s["span_us"] == pytest.approx(1.2)  # 1000 .. 2200 ns
     # a: table 100, depthwise 600, K loops 100 + 100, stores 50 + 50, rest 0 cycles of 1000
     assert s["median_us"]["depthwise"] == pytest.approx(0.3)  # 600, 600, 400 cycles at 2 GHz
@@ -90,33 +86,62 @@ def test_forward_clocks_splits_each_cta_into_its_phases():
     assert sum(s["share"].values()) == pytest.approx(1)
 
 
-def test_forward_clocks_counts_tiles_past_the_stamped_ones_as_rest():
+def test_phase_clocks_count_forward_tiles_past_the_stamped_ones_as_rest():
     # 20 tiles, the first 16 stamped: the time from the 16th tile's stores to the end is "rest".
-    stamps = [0, 10, 20] + [v for t in range(16) for v in (30 + 20 * t, 40 + 20 * t)] + [1000]
-    s = summarize(clock_record(0, 0, 1000, stamps, tiles=20))
-    assert s["tiles"] == 20
+    stamps = [10, 20] + [v for t in range(16) for v in (30 + 20 * t, 40 + 20 * t)]
+    s = summarize(FORWARD, clock_record(0, 0, 1000, 0, stamps, 1000, count=20))
+    assert s["count"] == 20
     assert s["share"]["rest"] == pytest.approx((1000 - 340) / 1000)
     assert s["share"]["gemm"] == pytest.approx(16 * 10 / 1000) and s["share"]["stores"] == pytest.approx(0.16)
 
 
-def test_forward_clocks_reads_the_records_the_kernel_writes():
-    # The slots' order and the stamped tiles as csrc/kernels/phase_clocks.h declares them.
+def test_phase_clocks_split_the_input_gradient_kernel_in_its_order():
+    r = clock_record(1, 0, 100, 1000, [1010, 1060, 1060, 1090, 1100], 1100)
+    s = summarize(INPUT_GRADIENT, r)
+    assert s["share"] == pytest.approx(
+        {"tables": 0.1, "dz": 0.5, "activation": 0.0, "grad_x": 0.3, "grad_dw": 0.1, "rest": 0.0}
+    )
+    assert s["median_us"]["grad_x"] == pytest.approx(0.03)  # 30 cycles at 1 GHz
+
+
+def test_phase_clocks_read_the_records_the_kernels_write():
+    # The slots' and the stamps' order as csrc/kernels/phase_clocks.h declares them.
     import re
 
-    import forward_clocks as fc
+    import phase_clocks as pc
 
     header = (Path(__file__).resolve().parent.parent / "csrc" / "kernels" / "phase_clocks.h").read_text()
-    enum = re.search(r"enum PhaseClockSlot : int \{(.*?)\};", header, re.S).group(1)
-    names = re.findall(r"^\s*(kClock\w+),", enum, re.M)
-    python = ["SM", "START_NS", "END_NS", "START", "TABLE_DONE", "DEPTHWISE_DONE", "END", "TILES", "TILE_STAMPS"]
-    expected = "Sm StartNs EndNs Start TableDone DepthwiseDone End Tiles TileStamps".split()
-    assert [n.removeprefix("kClock") for n in names] == expected
-    assert [getattr(fc, n) for n in python] == list(range(len(names)))
-    assert f"kClockMaxTiles = {fc.MAX_TILES};" in header
+
+    def members(enum):
+        body = re.search(rf"enum {enum} : int \{{(.*?)\}};", header, re.S).group(1)
+        body = re.sub(r"//[^\n]*", "", body)  # the comments
+        return re.findall(r"\b(k\w+)", body)
+
+    expected = "kClockSm kClockStartNs kClockEndNs kClockStart kClockEnd kClockCount kClockStamps".split()
+    assert members("PhaseClockSlot") == expected
+    assert [pc.SM, pc.START_NS, pc.END_NS, pc.START, pc.END, pc.COUNT, pc.STAMPS] == list(range(7))
+    assert f"kClockMaxStamps = {pc.MAX_STAMPS};" in header
+    assert members("FwdClockStamp") == ["kFwdTableDone", "kFwdDepthwiseDone", "kFwdFirstTile"]
+    assert pc.FWD_FIRST_TILE == 2
+    bwd = members("BwdInputClockStamp")
+    assert [n.removeprefix("kBwd").removesuffix("Done") for n in bwd] == [
+        "Tables",
+        "Dz",
+        "Activation",
+        "GradX",
+        "GradDw",
+    ]
+    assert len(pc.PHASES[INPUT_GRADIENT]) == len(bwd) + 1  # and "rest"
+    # The launchers' kernel names (csrc/kernels/*launch.cuh) are the ones the reader knows.
+    kernels = Path(__file__).resolve().parent.parent / "csrc" / "kernels"
+    assert f'"{FORWARD}"' in (kernels / "sepconv_fwd_wgmma_launch.cuh").read_text()
+    assert f'"{INPUT_GRADIENT}"' in (kernels / "sepconv_bwd_launch.cuh").read_text()
 
 
-def test_forward_clocks_refuses_records_it_cannot_read():
+def test_phase_clocks_refuse_records_they_cannot_read():
     with pytest.raises(ValueError, match="whole records"):
-        summarize([1, 2, 3])
+        summarize(FORWARD, [1, 2, 3])
     with pytest.raises(ValueError, match="this reader knows"):
-        summarize([0] * 48, slots=48)
+        summarize(FORWARD, [0] * 48, slots=48)
+    with pytest.raises(ValueError, match="no phases known for kernel 'halo'"):
+        summarize("halo", [0] * SLOTS)

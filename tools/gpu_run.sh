@@ -25,8 +25,8 @@
 #   bash tools/gpu_run.sh build networks         # 34-layer stack + Xception, eager and compiled
 #   bash tools/gpu_run.sh build forward-phases profile  # each forward kernel's depthwise/GEMM split
 #                                                # from timings (tools/forward_phases.py), then Nsight Compute
-#   bash tools/gpu_run.sh build forward-clocks   # every layer's wgmma forward split into its phases by
-#                                                # the CTAs' own clocks (tools/forward_clocks.py; ~1 min)
+#   bash tools/gpu_run.sh build phase-clocks     # every layer's wgmma forward and backward input kernel
+#                                                # split into phases by the CTAs' own clocks (~1 min)
 #   bash tools/gpu_run.sh build profile          # Nsight Compute report of one layer's kernels, with the
 #                                                # SASS lines where warps stall most (tools/ncu_hotspots.py)
 #   bash tools/gpu_run.sh build kernel-times     # each kernel's time per call on 5 layers (torch.profiler)
@@ -202,14 +202,15 @@ for stage in "${stages[@]}"; do
           | tee -a "$OUT/forward-phases.log" | grep -E "dispatch|us per" || status=1
       done
       ;;
-    forward-clocks)
-      # Every Xception layer's wgmma forward, phase by phase, from the clocks its CTAs stamp
-      # (XSEP_FWD_CLOCKS=1): the default and the variants that change the depthwise phase.
-      step "forward clocks: each CTA's tap table, depthwise phase, K loops and stores (N=32, bf16 + TF32)"
+    phase-clocks)
+      # Every Xception layer's wgmma forward and staged input-gradient kernel, phase by phase, from
+      # the clocks their CTAs stamp (XSEP_PHASE_CLOCKS=1): the default kernels and the variants that
+      # change the forward's depthwise phase or the input kernel's channels.
+      step "phase clocks: each CTA's phases in the forward and the backward's input kernel (N=32, bf16 + TF32)"
       enough 45 || continue
-      timed 240 python3 tools/forward_clocks.py --batch 32 --dtype bfloat16,float32 \
-        --variants default,wgmma-prefetch,wgmma-4wg --json "$OUT/forward-clocks.json" 2>&1 \
-        | tee "$OUT/forward-clocks.txt" | cut -c1-260
+      timed 300 python3 tools/phase_clocks.py --batch 32 --dtype bfloat16,float32 \
+        --variants default,wgmma-prefetch,wgmma-4wg,bwd-128ch --json "$OUT/phase-clocks.json" 2>&1 \
+        | tee "$OUT/phase-clocks.txt" | cut -c1-300
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     profile | profile-streamed)
@@ -251,7 +252,7 @@ for stage in "${stages[@]}"; do
       timed 1800 python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
-    *) echo "unknown stage $stage (first, build, quick-tests, compare, compare-forward, sanitizer-new, tests, sanitizer, bench, bench-more, networks, kernel-times, forward-phases, forward-clocks, profile, profile-streamed)"; exit 2 ;;
+    *) echo "unknown stage $stage (first, build, quick-tests, compare, compare-forward, sanitizer-new, tests, sanitizer, bench, bench-more, networks, kernel-times, forward-phases, phase-clocks, profile, profile-streamed)"; exit 2 ;;
   esac
   pack
 done

@@ -1,6 +1,6 @@
 // The measurement knobs of the kernel choice (XSEP_FWD_KERNEL, XSEP_FWD_PIXELS, XSEP_FWD_STAGES,
 // XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS, XSEP_BWD_PW_PIXELS) and
-// of the forward's phase clocks (XSEP_FWD_CLOCKS, phase_clocks.h): the environment's
+// of the kernels' phase clocks (XSEP_PHASE_CLOCKS, phase_clocks.h): the environment's
 // value, unless the process has set its own. `xsep bench
 // --variants` sets them between calls (through xsep._C), so one process times several kernels
 // against one cuDNN baseline. Plain C++ (host side of the kernel library; no PyTorch).
@@ -18,7 +18,7 @@ enum class KernelKnob {
   kFwdStages,
   kFwdWarpgroups,
   kFwdPrefetch,
-  kFwdClocks,
+  kPhaseClocks,
   kBwdKernel,
   kBwdChannels,
   kBwdPwPixels,
@@ -37,8 +37,8 @@ inline const char* kernel_knob_env_name(KernelKnob knob) {
       return "XSEP_FWD_WARPGROUPS";
     case KernelKnob::kFwdPrefetch:
       return "XSEP_FWD_PREFETCH";
-    case KernelKnob::kFwdClocks:
-      return "XSEP_FWD_CLOCKS";
+    case KernelKnob::kPhaseClocks:
+      return "XSEP_PHASE_CLOCKS";
     case KernelKnob::kBwdKernel:
       return "XSEP_BWD_KERNEL";
     case KernelKnob::kBwdChannels:

@@ -1,6 +1,6 @@
 // The device side of phase_clocks.h: a CTA stamps its phases (thread 0, on the SM's cycle counter),
 // and the host launch that gives a kernel a buffer for the records and keeps them. Measurement
-// only: without XSEP_FWD_CLOCKS=1, p.phase_clocks is null and a stamp is one untaken branch.
+// only: without XSEP_PHASE_CLOCKS=1, p.phase_clocks is null and a stamp is one untaken branch.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,7 +11,6 @@
 
 #include "kernel_knobs.h"
 #include "phase_clocks.h"
-#include "sepconv_params.h"
 
 #if defined(XSEP_HOST_EMULATION)
 #include <chrono>
@@ -48,60 +47,52 @@ __device__ __forceinline__ uint32_t sm_index() {
 }
 
 // Thread 0's stamps of its CTA's phases into its record (phase_clocks.h), each one store of the
-// clock there and then; a no-op in other threads and where p.phase_clocks is null (the pointer is a
-// kernel parameter: nothing held in registers between stamps).
-__device__ __forceinline__ unsigned long long* phase_record(const SepConvParams& p) {
-  if (p.phase_clocks == nullptr || threadIdx.x != 0) return nullptr;
-  return p.phase_clocks +
-         (static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x) * static_cast<int64_t>(kPhaseClockSlots);
+// clock there and then; a no-op in other threads and where `records` (p.phase_clocks, a kernel
+// parameter: nothing held in registers between stamps) is null.
+__device__ __forceinline__ unsigned long long* phase_record(unsigned long long* records) {
+  if (records == nullptr || threadIdx.x != 0) return nullptr;
+  return records + (static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x) * static_cast<int64_t>(kPhaseClockSlots);
 }
-__device__ __forceinline__ void stamp_start(const SepConvParams& p) {
-  if (unsigned long long* r = phase_record(p)) {
+__device__ __forceinline__ void stamp_start(unsigned long long* records) {
+  if (unsigned long long* r = phase_record(records)) {
     r[kClockSm] = sm_index();
     r[kClockStartNs] = global_ns();
     r[kClockStart] = sm_cycles();
   }
 }
-// slot: kClockTableDone or kClockDepthwiseDone.
-__device__ __forceinline__ void stamp(const SepConvParams& p, PhaseClockSlot slot) {
-  if (unsigned long long* r = phase_record(p)) r[slot] = sm_cycles();
+// The end of the kernel's phase `stamp` (its enum in phase_clocks.h; past kClockMaxStamps: none).
+__device__ __forceinline__ void stamp(unsigned long long* records, int stamp) {
+  unsigned long long* r = phase_record(records);
+  if (r != nullptr && stamp < kClockMaxStamps) r[kClockStamps + stamp] = sm_cycles();
 }
-// Tile `tile`'s K loop done (stores = false) or its stores issued (true); tiles past the first
-// kClockMaxTiles only count.
-__device__ __forceinline__ void stamp_tile(const SepConvParams& p, int tile, bool stores) {
-  unsigned long long* r = phase_record(p);
-  if (r == nullptr) return;
-  if (tile < kClockMaxTiles) r[kClockTileStamps + 2 * tile + (stores ? 1 : 0)] = sm_cycles();
-  if (stores) r[kClockTiles] = tile + 1;
+// The kernel's count of its repeated phases (kClockCount).
+__device__ __forceinline__ void stamp_count(unsigned long long* records, int count) {
+  if (unsigned long long* r = phase_record(records)) r[kClockCount] = count;
 }
-__device__ __forceinline__ void stamp_end(const SepConvParams& p) {
-  if (unsigned long long* r = phase_record(p)) {
+__device__ __forceinline__ void stamp_end(unsigned long long* records) {
+  if (unsigned long long* r = phase_record(records)) {
     r[kClockEnd] = sm_cycles();
     r[kClockEndNs] = global_ns();
   }
 }
-// Whether stamps are kept (the kernel then adds a barrier before the depthwise stamp, so that it
-// times the slowest thread).
-__device__ __forceinline__ bool stamping(const SepConvParams& p) { return p.phase_clocks != nullptr; }
 
-// launch(p) (which returns a cudaError_t as int), as is unless XSEP_FWD_CLOCKS=1; then with
-// p.phase_clocks pointing at a zeroed buffer for up to max_ctas records, after which the host waits
-// for the kernel and keeps the records of the CTAs that wrote one (PhaseClockLog, under `kernel`).
-// The wait and the copy cost the call its asynchrony: for measurement only.
+// launch(records) (a kernel over at most max_ctas CTAs, given `records` as its p.phase_clocks;
+// returns a cudaError_t as int): records is null unless XSEP_PHASE_CLOCKS=1; then it is a zeroed
+// buffer for max_ctas records, after which the host waits for the kernel and keeps the records of
+// the CTAs that wrote one (PhaseClockLog, under `kernel`). The wait and the copy cost the call its
+// asynchrony: for measurement only.
 template <class Launch>
-int launch_keeping_phase_clocks(const SepConvParams& p, int64_t max_ctas, const char* kernel, cudaStream_t stream,
-                                Launch&& launch) {
-  if (!kernel_knob_is(KernelKnob::kFwdClocks, "1")) return launch(p);
+int launch_keeping_phase_clocks(int64_t max_ctas, const char* kernel, cudaStream_t stream, Launch&& launch) {
+  if (!kernel_knob_is(KernelKnob::kPhaseClocks, "1")) return launch(nullptr);
   const size_t bytes = static_cast<size_t>(max_ctas) * kPhaseClockSlots * sizeof(uint64_t);
   unsigned long long* records = nullptr;
   if (const cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&records), bytes, stream); e != cudaSuccess)
     return static_cast<int>(e);
-  SepConvParams with_records = p;
-  with_records.phase_clocks = records;
   std::vector<uint64_t> host(static_cast<size_t>(max_ctas) * kPhaseClockSlots);
   int error = static_cast<int>(cudaMemsetAsync(records, 0, bytes, stream));
-  if (error == cudaSuccess) error = launch(with_records);
-  if (error == cudaSuccess) error = static_cast<int>(cudaMemcpyAsync(host.data(), records, bytes, cudaMemcpyDeviceToHost, stream));
+  if (error == cudaSuccess) error = launch(records);
+  if (error == cudaSuccess)
+    error = static_cast<int>(cudaMemcpyAsync(host.data(), records, bytes, cudaMemcpyDeviceToHost, stream));
   if (error == cudaSuccess) error = static_cast<int>(cudaStreamSynchronize(stream));
   cudaFreeAsync(records, stream);
   if (error != cudaSuccess) return error;

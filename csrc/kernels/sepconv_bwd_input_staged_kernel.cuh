@@ -29,6 +29,7 @@
 #include "cp_async.cuh"
 #include "element_types.cuh"
 #include "mma_tile.cuh"
+#include "phase_clocks.cuh"
 #include "sepconv_bwd.h"
 #include "sepconv_bwd_input_windows.cuh"
 #include "sepconv_bwd_tiles.cuh"
@@ -162,6 +163,10 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
   XSEP_DYNAMIC_SHARED(smem);  // sizeof(StagedInputShared<Traits>) bytes
   StagedInputShared<Traits>& s = *reinterpret_cast<StagedInputShared<Traits>*>(smem);
   const SepConvParams& f = p.fwd;
+  // Measurement only (XSEP_PHASE_CLOCKS=1, phase_clocks.cuh): thread 0 stamps each phase's end,
+  // after a barrier where the phase has none of its own (so that it times the slowest thread).
+  unsigned long long* const clocks = f.phase_clocks;
+  stamp_start(clocks);
 
   const BwdGeometry geo{f.N, f.H, f.W, f.Ho, f.Wo, f.kh, f.kw, f.sh, f.sw, f.pt, f.pl, f.dh, f.dw};
   const BwdTile t = bwd_tile(geo, p.tiles, blockIdx.x);
@@ -178,6 +183,7 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
     s.wdw[cl_m][i % kTaps] = cl_m < cm_count ? to_float(__ldg(wdw + static_cast<int64_t>(cm0) * kTaps + i)) : 0.f;
   }
   __syncthreads();
+  stamp(clocks, kBwdTablesDone);
 
   StagedInputDz<Traits>::run(p, s.gemm, s.dz, s.gy_base, cm0, cm_count);
   // Rounded as the unfused op stores dZ (the wgmma GEMM rounds as it stores; fp32 needs none).
@@ -186,6 +192,7 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
       s.dz[i / BN][i % BN] = round_like_storage<T>(s.dz[i / BN][i % BN]);
     __syncthreads();
   }
+  stamp(clocks, kBwdDzDone);
 
   // With an intermediate activation, dZ above is the gradient of its output: times act'(Z), with
   // Z (the pre-activation) recomputed from x at each ext pixel. Taps outside the image are
@@ -212,6 +219,7 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
     }
     __syncthreads();
   }
+  stamp(clocks, kBwdActivationDone);
 
   // grad_x of the tile's own pixels: thread (part, channel) takes one input channel of pixels part,
   // part + parts, ... (neighbouring threads on neighbouring channels: contiguous in channels_last),
@@ -261,6 +269,8 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
       }
     }
   }
+  if (clocks != nullptr) __syncthreads();
+  stamp(clocks, kBwdGradXDone);
 
   // grad_dw partial sums over the output pixels this tile owns: thread (part, channel) sums the
   // nine taps of x * dZ over ext pixels part, part + kParts, ...; then the parts in order. Four of
@@ -325,6 +335,9 @@ __global__ void __launch_bounds__(Traits::Tile::kThreads,
       out[static_cast<int64_t>(cm0) * kTaps + i] = sum;
     }
   }
+  if (clocks != nullptr) __syncthreads();
+  stamp(clocks, kBwdGradDwDone);
+  stamp_end(clocks);
 }
 
 }  // namespace xsep

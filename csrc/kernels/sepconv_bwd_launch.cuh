@@ -184,19 +184,26 @@ LaunchResult launch_sepconv_bwd(const SepConvBwdParams& p, cudaStream_t stream, 
       const cudaError_t launched = [&] {
         if constexpr (kMath == Math::kTensorCore) {
           if (staged.input) {
-            if constexpr (sizeof(T) == 2) {
-              if (staged.input_channels == kBwdInputChannelsWidest)
-                return launch_wgmma_input<T, kBwdInputChannelsWidest>(q, grid, stream);
-            }
-            return with_channel_count(staged.input_channels, [&](auto channels) {
-              constexpr int kChannels = decltype(channels)::value;
+            // With XSEP_PHASE_CLOCKS=1 its CTAs' phase stamps are kept (phase_clocks.cuh).
+            auto launch = [&](unsigned long long* records) -> int {
+              SepConvBwdParams r = q;
+              r.fwd.phase_clocks = records;
               if constexpr (sizeof(T) == 2) {
-                if (staged.input_wgmma) return launch_wgmma_input<T, kChannels>(q, grid, stream);
+                if (staged.input_channels == kBwdInputChannelsWidest)
+                  return launch_wgmma_input<T, kBwdInputChannelsWidest>(r, grid, stream);
               }
-              using Staged = StagedInputTraits<T, false, kChannels>;
-              return launch_staged<StagedInputShared<Staged>>(sepconv_bwd_input_staged_kernel<Staged>, grid,
-                                                              Staged::Tile::kThreads, q, stream);
-            });
+              return with_channel_count(staged.input_channels, [&](auto channels) {
+                constexpr int kChannels = decltype(channels)::value;
+                if constexpr (sizeof(T) == 2) {
+                  if (staged.input_wgmma) return launch_wgmma_input<T, kChannels>(r, grid, stream);
+                }
+                using Staged = StagedInputTraits<T, false, kChannels>;
+                return launch_staged<StagedInputShared<Staged>>(sepconv_bwd_input_staged_kernel<Staged>, grid,
+                                                                Staged::Tile::kThreads, r, stream);
+              });
+            };
+            return static_cast<cudaError_t>(launch_keeping_phase_clocks(
+                static_cast<int64_t>(grid.x) * grid.y, "staged input-gradient", stream, launch));
           }
         }
         sepconv_bwd_input_kernel<Traits><<<grid, Traits::InputTile::kThreads, 0, stream>>>(q);

@@ -263,7 +263,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   __shared__ WgmmaFwdPixelTable<Traits> px;
   __shared__ uint64_t landed[Traits::kMaxStages];  // slot s: its chunk has landed
   XSEP_DYNAMIC_SHARED(smem_raw);
-  stamp_start(p);  // measurement only (XSEP_FWD_CLOCKS=1): phase_clocks.cuh
+  stamp_start(p.phase_clocks);  // measurement only (XSEP_PHASE_CLOCKS=1): phase_clocks.cuh
   unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw);
   const int kpad = Layout::kpad(p.Cmid), steps = kpad / BK, ahead = stages - 2;
   Element* z = reinterpret_cast<Element*>(smem);
@@ -295,7 +295,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
 
   px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
   __syncthreads();
-  stamp(p, kClockTableDone);
+  stamp(p.phase_clocks, kFwdTableDone);
 
   // 1. Z, a K chunk after another (sepconv_fwd_quad_depthwise.cuh: a thread's items are two or four
   // channels of four neighbouring pixels), with the intermediate activation applied after rounding.
@@ -318,8 +318,9 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   // cp.async of its own in flight for the fence to wait for: the weight's bulk copies are the async
   // proxy's), then the barrier at the first step publishes them all.
   fence_shared_for_wgmma();
-  if (stamping(p)) __syncthreads();  // the stamp then times the slowest thread's depthwise phase
-  stamp(p, kClockDepthwiseDone);
+  // Measuring: a barrier first, so that the stamp times the slowest thread's depthwise phase.
+  if (p.phase_clocks != nullptr) __syncthreads();
+  stamp(p.phase_clocks, kFwdDepthwiseDone);
 
   typename Cute::TiledMma mma;
   ThrMMA thr_mma = mma.get_slice(threadIdx.x);
@@ -353,13 +354,14 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     }
     wgmma_wait<0>();
     warpgroup_fence_operand(acc);
-    stamp_tile(p, tile, /*stores=*/false);
+    stamp(p.phase_clocks, kFwdFirstTile + 2 * tile);
 
     // 3. Bias, one rounding, stores from registers while the next tile's chunks are in flight.
     store_accumulator_tile<T>(p, acc, coords, static_cast<int64_t>(blockIdx.x) * BM, co0);
-    stamp_tile(p, tile, /*stores=*/true);
+    stamp(p.phase_clocks, kFwdFirstTile + 2 * tile + 1);
+    stamp_count(p.phase_clocks, tile + 1);
   }
-  stamp_end(p);
+  stamp_end(p.phase_clocks);
 #endif
 }
 

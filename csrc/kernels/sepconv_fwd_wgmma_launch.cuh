@@ -197,11 +197,13 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
       <<<grid_stride_blocks(static_cast<int64_t>(p.Cmid) * 9), 256, 0, stream>>>(
           p, reinterpret_cast<float*>(workspace + wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
-  // With XSEP_FWD_CLOCKS=1, the CTAs' phase stamps are kept (a grid has at most a CTA per pixel
+  // With XSEP_PHASE_CLOCKS=1, the CTAs' phase stamps are kept (a grid has at most a CTA per pixel
   // tile and output-channel tile).
   const int64_t most_ctas = (static_cast<int64_t>(p.N) * p.Ho * p.Wo + Traits::BM - 1) / Traits::BM *
                             ((p.Cout + Traits::BN - 1) / Traits::BN);
-  return launch_keeping_phase_clocks(p, most_ctas, "wgmma", stream, [&](const SepConvParams& q) {
+  return launch_keeping_phase_clocks(most_ctas, "wgmma forward", stream, [&](unsigned long long* records) {
+    SepConvParams q = p;
+    q.phase_clocks = records;
     return launch_pixel_tiles<Traits::BM, Traits::BN>(sepconv_fwd_wgmma_kernel<Traits>, Traits::kThreads,
                                                       WgmmaFwdLayout<Traits>::bytes(q.Cmid, launch->stages), q,
                                                       stream, &launch->parts, launch->stages);

@@ -32,8 +32,8 @@ struct SepConvParams {
   Activation activation;  // between the depthwise and the pointwise part (kNone: Xception's)
   bool channels_last;     // which coalescing pattern to use (the strides say where things are)
   bool allow_tf32;        // float32 only: TF32 tensor cores (true) or exact FFMA (false)
-  // Measurement only (XSEP_FWD_CLOCKS=1): where the wgmma forward's CTAs record their phases'
-  // clocks (phase_clocks.h), else nullptr.
+  // Measurement only (XSEP_PHASE_CLOCKS=1): where the instrumented kernels' CTAs record their
+  // phases' clocks (phase_clocks.h; the backward's in fwd.phase_clocks), else nullptr.
   unsigned long long* phase_clocks;
 };
 

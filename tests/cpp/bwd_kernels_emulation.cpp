@@ -13,7 +13,9 @@
 // pw-gradient kernel (sepconv_bwd_pw_resident_kernel.cuh, fp16, bf16, where the multiplier is 1:
 // its own split plan, one slice or several, 64 or 128 output channels per warpgroup, splits of
 // several stages with a partial last one), and the wgmma input kernel with 256 channels per CTA
-// (XSEP_BWD_CHANNELS=256, bf16). Prints one line per case and exits 0 when all agree.
+// (XSEP_BWD_CHANNELS=256, bf16). The 128-channel input kernels run with their phase clocks on
+// (XSEP_PHASE_CLOCKS=1: every CTA's stamps checked). Prints one line per case and exits 0 when all
+// agree.
 #include <cmath>
 #include <cstdlib>
 #include <random>
@@ -73,6 +75,24 @@ double max_abs(const std::vector<double>& v) {
 // Cout <= 128).
 enum class Set { kFirst, kStaged, kWgmma, kStaged128, kWgmma128, kResident, kWgmma256, kResident512 };
 
+// The staged input-gradient kernel with XSEP_PHASE_CLOCKS=1 (phase_clocks.cuh): every CTA a record,
+// its stamps in the order of its phases. "" if so.
+std::string phase_clock_trouble(const std::vector<unsigned long long>& records, size_t ctas) {
+  for (size_t cta = 0; cta < ctas; ++cta) {
+    const unsigned long long* r = records.data() + cta * xsep::kPhaseClockSlots;
+    const unsigned long long* stamps = r + xsep::kClockStamps;
+    if (r[xsep::kClockEndNs] == 0) return "a CTA without a record";
+    const unsigned long long order[] = {r[xsep::kClockStart],           stamps[xsep::kBwdTablesDone],
+                                        stamps[xsep::kBwdDzDone],       stamps[xsep::kBwdActivationDone],
+                                        stamps[xsep::kBwdGradXDone],    stamps[xsep::kBwdGradDwDone],
+                                        r[xsep::kClockEnd]};
+    for (size_t i = 1; i < sizeof(order) / sizeof(order[0]); ++i)
+      if (order[i] < order[i - 1] || order[i - 1] == 0) return "stamps out of their phases' order";
+  }
+  return "";
+}
+
+// The 128-channel input kernels (kStaged128, kWgmma128) run with their phase clocks on.
 template <typename T>
 bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   const bool staged = set != Set::kFirst;
@@ -151,7 +171,7 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   const bool wgmma = set == Set::kWgmma || set == Set::kWgmma128 || any_resident || set == Set::kWgmma256;
   // The input kernel's parameters, as the launcher sets them for its channel chunk.
   const int input_channels = set == Set::kWgmma256 ? 256 : wide ? 128 : xsep::kBwdInputChannels;
-  const xsep::SepConvBwdParams q = xsep::with_input_channels(p, input_channels);
+  xsep::SepConvBwdParams q = xsep::with_input_channels(p, input_channels);
   const bool pw_staged = staged && xsep::staged_pw_applies(p, 8, kVec);
   if (staged && (!xsep::staged_input_applies(q, 8, kVec) || pw_staged != (c.M == 1)))
     return std::printf("FAILED %s: the staged kernels do not apply as expected\n", c.name), false;
@@ -162,6 +182,10 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
                         static_cast<unsigned>((c.C + q.channels_per_cta - 1) / q.channels_per_cta));
   const dim3 pw_grid(static_cast<unsigned>((Cmid + 63) / 64), static_cast<unsigned>((c.Cout + 127) / 128),
                      static_cast<unsigned>(p.pw_splits));
+  const bool clocks = wide;
+  std::vector<unsigned long long> records(
+      clocks ? static_cast<size_t>(input_grid.x) * input_grid.y * xsep::kPhaseClockSlots : 0);
+  q.fwd.phase_clocks = clocks ? records.data() : nullptr;
   auto run_input = [&](auto traits) {
     using Staged = decltype(traits);
     run_grid(
@@ -235,12 +259,13 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   for (size_t i = 0; i < gpw_ref.size(); ++i)
     cpw.add(sum_rows(ws_pw, pw.pw_splits, gpw_ref.size(), i), gpw_ref[i], spw);
   for (int i = 0; i < c.Cout; ++i) cb.add(sum_rows(ws_b, pw.pw_splits, c.Cout, i), gb_ref[i], sb);
+  const std::string trouble =
+      clocks ? phase_clock_trouble(records, static_cast<size_t>(input_grid.x) * input_grid.y) : "";
   const bool ok = !cx.unwritten && !cdw.unwritten && !cpw.unwritten && !cb.unwritten && cx.worst <= tol &&
-                  cdw.worst <= tol && cpw.worst <= tol && cb.worst <= tol;
+                  cdw.worst <= tol && cpw.worst <= tol && cb.worst <= tol && trouble.empty();
   std::printf(
       "%s %-9s %-22s %s  relative errors: grad_x %.2e  grad_dw %.2e  grad_pw %.2e  grad_bias %.2e%s  (%lld tiles, %d "
-      "pw "
-      "splits)\n",
+      "pw splits)%s%s\n",
       ok ? "ok    " : "FAILED",
       set == Set::kResident512 ? "resident512"
       : set == Set::kResident  ? (resident ? "resident" : "resident-")
@@ -255,7 +280,8 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
       : std::is_same_v<T, float> ? "tf32"
                                  : "bf16",
       cx.worst, cdw.worst, cpw.worst, cb.worst, cx.unwritten ? "  grad_x has unwritten elements" : "",
-      static_cast<long long>(p.dw_partials), pw.pw_splits);
+      static_cast<long long>(p.dw_partials), pw.pw_splits, clocks ? "  phase clocks" : "",
+      trouble.empty() ? "" : (": " + trouble).c_str());
   return ok;
 }
 

@@ -33,23 +33,22 @@ const char* mode_name() {
   return std::is_same_v<T, __half> ? "fp16" : std::is_same_v<T, float> ? "tf32" : "bf16";
 }
 
-// With XSEP_FWD_CLOCKS=1 the kernel stamps each CTA's phases (phase_clocks.cuh): every CTA a
+// With XSEP_PHASE_CLOCKS=1 the kernel stamps each CTA's phases (phase_clocks.cuh): every CTA a
 // record, its stamps in the order of its phases, one pair per output-channel tile. "" if so.
 std::string phase_clock_trouble(const std::vector<unsigned long long>& records, unsigned ctas, int cout, int parts) {
-  const int tiles = (cout + 127) / 128;
   for (unsigned cta = 0; cta < ctas; ++cta) {
     const unsigned long long* r = records.data() + static_cast<size_t>(cta) * xsep::kPhaseClockSlots;
+    const unsigned long long* stamps = r + xsep::kClockStamps;
     const unsigned part = cta / (ctas / parts);
     int begin = 0, end = 0;
     xsep::resident_cout_range<xsep::WgmmaFwdTraits<__half, 64>>(cout, static_cast<int>(part), parts, &begin, &end);
-    const unsigned long long own_tiles = static_cast<unsigned long long>((end - begin + 127) / 128);
+    const unsigned long long tiles = static_cast<unsigned long long>((end - begin + 127) / 128);
     if (r[xsep::kClockEndNs] == 0) return "a CTA without a record";
-    if (r[xsep::kClockTiles] != own_tiles || own_tiles > static_cast<unsigned long long>(tiles))
-      return "a record's tile count is not its CTA's";
-    std::vector<unsigned long long> order = {r[xsep::kClockStart], r[xsep::kClockTableDone],
-                                             r[xsep::kClockDepthwiseDone]};
-    for (unsigned long long t = 0; t < own_tiles; ++t)
-      order.insert(order.end(), {r[xsep::kClockTileStamps + 2 * t], r[xsep::kClockTileStamps + 2 * t + 1]});
+    if (r[xsep::kClockCount] != tiles) return "a record's tile count is not its CTA's";
+    std::vector<unsigned long long> order = {r[xsep::kClockStart], stamps[xsep::kFwdTableDone],
+                                             stamps[xsep::kFwdDepthwiseDone]};
+    for (unsigned long long t = 0; t < tiles; ++t)
+      order.insert(order.end(), {stamps[xsep::kFwdFirstTile + 2 * t], stamps[xsep::kFwdFirstTile + 2 * t + 1]});
     order.push_back(r[xsep::kClockEnd]);
     for (size_t i = 1; i < order.size(); ++i)
       if (order[i] < order[i - 1] || order[i - 1] == 0) return "stamps out of their phases' order";
@@ -138,7 +137,7 @@ int main() {
     failed += !run_case<float, 64>(c, 2, 7, rng, 5e-3);
     count += 4;
   }
-  // XSEP_FWD_CLOCKS=1: the same output, and every CTA's stamps (three output-channel tiles, in one
+  // XSEP_PHASE_CLOCKS=1: the same output, and every CTA's stamps (three output-channel tiles, in one
   // CTA and split over two).
   failed += !run_case<__nv_bfloat16, 128>(cases[3], 2, 5, rng, 3e-2, /*clocks=*/true);
   failed += !run_case<float, 64>(cases[3], 1, 6, rng, 5e-3, /*clocks=*/true);

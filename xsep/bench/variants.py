@@ -53,9 +53,9 @@ def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
     for part in spec.split("+"):
         name, _, value = part.partition("=")
         knobs[name] = value
-    if knobs.get("XSEP_FWD_CLOCKS", "") not in ("", "0"):
-        # each such call waits for its kernel: a timing of it would time the wait
-        raise ValueError(f"{spec!r}: XSEP_FWD_CLOCKS is not a kernel variant; tools/forward_clocks.py reads the clocks")
+    if knobs.get("XSEP_PHASE_CLOCKS", "") not in ("", "0"):
+        # each such launch waits for its kernel: a timing of it would time the wait
+        raise ValueError(f"{spec!r}: XSEP_PHASE_CLOCKS is not a kernel variant; tools/phase_clocks.py reads the clocks")
     return spec, validate(knobs)
 
 
