@@ -29,7 +29,7 @@ def test_smoke_bench_writes_well_formed_files(tmp_path):
         bench_main([*args, "--reps", "1", "--input-sets", "1", "--out", str(tmp_path), "--name", "smoke"])
     result = json.loads((tmp_path / "smoke.json").read_text())
     meta = result["metadata"]
-    for key in ("device_name", "torch", "git_commit", "csrc_tree", "command", "bandwidth_gbs", "peak_tflops"):
+    for key in ("device_name", "torch", "git_commit", "csrc_tree", "command", "bandwidth_gbs", "peak_tflops", "timing"):
         assert key in meta
     assert meta["kernel_choice"].get("XSEP_FWD_PIXELS") == "64" and "XSEP_BWD_KERNEL" not in meta["kernel_choice"]
     assert "Kernel variants forced: `XSEP_FWD_PIXELS=64`" in (tmp_path / "smoke.md").read_text()
@@ -133,3 +133,24 @@ def test_backward_rows_check_every_gradient(monkeypatch):
     assert run.check_correct(shape, n, "fp32", torch.device("cpu"), "forward")["status"] == "ok"
     wrong = run.check_correct(shape, n, "fp32", torch.device("cpu"), "backward")
     assert wrong["status"].startswith("failed") and "grad x" in wrong["status"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_timing_counts_the_gpus_work_not_the_hosts_launch():
+    # Interleaved with 10+ ms of GPU work (3e7 cycles: 15 ms at 2 GHz), a call that spends 5 ms on
+    # the host before it launches a tiny kernel while the GPU is still busy: timed back to back, its
+    # events bracket only the tiny kernel (waiting after every call would count the 5 ms).
+    import time
+
+    from xsep._timing import median_ms
+
+    device = torch.device("cuda")
+    tiny = torch.zeros(16, device=device)
+
+    def slow_host_call():
+        time.sleep(0.005)
+        tiny.add_(1)
+
+    busy, slow = median_ms([lambda: torch.cuda._sleep(30_000_000), slow_host_call], device, warmup=1, reps=5)
+    assert busy > 5 and slow < 1, (busy, slow)

@@ -78,6 +78,8 @@ def run_metadata(device: torch.device) -> dict:
         "device_type": device.type,
         # The CUDA kernel choice's knobs in force for this run (csrc/kernels/kernel_knobs.h).
         "kernel_choice": _kernel_knobs.current(),
+        # How a call was timed (xsep._timing.median_ms; files without this key waited after each).
+        "timing": "back to back" if device.type == "cuda" else "wall clock per call",
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
