@@ -1,13 +1,16 @@
 """The pure parts of the GPU tools in tools/ (their GPU parts run on the device machine only)."""
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from forward_phases import fit_line
 from phase_clocks import FORWARD, INPUT_GRADIENT, SLOTS, summarize
+from phase_clocks import main as phase_clocks_main
 
 
 def test_fit_line_recovers_intercept_and_slope():
@@ -145,3 +148,15 @@ def test_phase_clocks_refuse_records_they_cannot_read():
         summarize(FORWARD, [0] * 48, slots=48)
     with pytest.raises(ValueError, match="no phases known for kernel 'halo'"):
         summarize("halo", [0] * SLOTS)
+
+
+def test_phase_clocks_tool_runs_its_steps_where_no_kernel_is_instrumented(tmp_path, capsys):
+    # On the CPU the same forward and backward steps run, under each variant's knobs and the clocks'
+    # knob, and nothing is read: each layer says so, and the JSON holds no rows.
+    out = tmp_path / "clocks.json"
+    args = ["--device", "cpu", "--shape", "2,8,5,5,16", "--dtype", "float32,bfloat16", "--json", str(out)]
+    phase_clocks_main([*args, "--variants", "default,wgmma-prefetch"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and all("no instrumented kernel ran" in line for line in lines), lines
+    assert "8->16 @5 N=2 bfloat16 [wgmma-prefetch]" in lines[-1]
+    assert json.loads(out.read_text()) == {"device": "cpu", "torch": torch.__version__, "rows": []}

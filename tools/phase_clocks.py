@@ -131,7 +131,7 @@ def step(x, dw, pw) -> None:
     y.backward(torch.ones_like(y))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import torch
 
     from xsep._extension import _C
@@ -147,12 +147,18 @@ def main() -> None:
         "--variants", default="default", help="comma-separated kernel variants (xsep/bench/variants.py)"
     )
     parser.add_argument("--json", help="write the summaries here")
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cuda", help="cuda; cpu runs the same steps with nothing to read")
+    args = parser.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape] or [
         (args.batch, s.C, s.H, s.H, s.Cout) for s in XCEPTION
     ]
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
-    device = torch.device("cuda")
+    device = torch.device(args.device)
+
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     results = []
     for dtype_name in args.dtype.split(","):
         dtype = getattr(torch, dtype_name)
@@ -167,11 +173,11 @@ def main() -> None:
 
                 with kernel_knobs(knobs):
                     step(x, dw, pw)  # warm: the choice's caches, the allocator
-                    torch.cuda.synchronize()
+                    synchronize()
                     _C.take_phase_clocks()  # nothing older than the next step
                     with kernel_knobs({"XSEP_PHASE_CLOCKS": "1"}), recorded_dispatches() as lines:
                         step(x, dw, pw)
-                        torch.cuda.synchronize()
+                        synchronize()
                 launches = _C.take_phase_clocks()
                 if not any(flat for _, _, flat in launches):
                     print(f"{label}: no instrumented kernel ran ({'; '.join(lines)})", flush=True)
@@ -182,7 +188,8 @@ def main() -> None:
                         results.append({"layer": label, "dispatch": lines, **summary})
     if args.json:
         with open(args.json, "w") as f:
-            meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+            name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+            meta = {"device": name, "torch": torch.__version__}
             json.dump({**meta, "rows": results}, f, indent=1)
 
 
