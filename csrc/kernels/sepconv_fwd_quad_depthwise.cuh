@@ -247,11 +247,12 @@ __host__ __device__ constexpr int quad_lanes(int bm, int bk, int threads) {
 }
 
 #if defined(XSEP_WITH_CUTE)
-// v as Z stores it: rounded once to T, then the intermediate activation, then (fp32) TF32.
-template <typename T>
+// v as Z stores it: rounded once to T, then the intermediate activation (kActivation: p.activation
+// is not kNone), then (fp32) TF32.
+template <typename T, bool kActivation>
 __device__ __forceinline__ T z_value(const SepConvParams& p, float v) {
   T z = from_float<T>(v);
-  if (p.activation != Activation::kNone) z = from_float<T>(activate(p.activation, to_float(z)));
+  if constexpr (kActivation) z = from_float<T>(activate(p.activation, to_float(z)));
   if constexpr (std::is_same_v<T, float>) z = round_to_tf32(z);
   return z;
 }
@@ -313,6 +314,17 @@ struct QuadDepthwise {
   template <class TapTable, class Store>
   __device__ __forceinline__ void compute_chunk(const SepConvParams& p, const TapTable& px, int g, const ChunkLoads& in,
                                                 Store&& store) const {
+    // Whether there is an activation, asked once a chunk rather than at each value (Xception has
+    // none: the values then go from the sums to the stores with nothing in between).
+    if (p.activation == Activation::kNone)
+      compute_chunk_as<false>(p, px, g, in, store);
+    else
+      compute_chunk_as<true>(p, px, g, in, store);
+  }
+
+  template <bool kActivation, class TapTable, class Store>
+  __device__ __forceinline__ void compute_chunk_as(const SepConvParams& p, const TapTable& px, int g,
+                                                   const ChunkLoads& in, Store&& store) const {
     const int k = g * BK + kLanes * group;
     const bool live = k < p.Cmid;
     const bool windows = live && weights_finite<kLanes>(in.w);
@@ -333,7 +345,7 @@ struct QuadDepthwise {
       for (int r = 0; r < kQuadPixels; ++r) {
         GroupBits<T, kLanes> z;
 #pragma unroll
-        for (int j = 0; j < kLanes; ++j) z.e[j] = z_value<T>(p, out[r][j]);
+        for (int j = 0; j < kLanes; ++j) z.e[j] = z_value<T, kActivation>(p, out[r][j]);
         store(m0[i] + r, kLanes * group, z.u);
       }
     }
