@@ -26,13 +26,32 @@ void emulated_fence_proxy_async();
 #endif
 
 // A store of V (4, 8 or 16 bytes: uint32_t, uint2, float2, uint4) to shared memory that a wgmma may
-// read. On the GPU a plain store; the host emulation records it, as it records landed cp.async
-// copies, as unseen by wgmma (the async proxy) until this thread's fence_shared_for_wgmma.
+// read. On the GPU an st.shared at the 32-bit shared address of dst: dst is a generic pointer the
+// compiler cannot tell is shared (CuTe swizzles its address bits as an integer, and the wgmma
+// buffers are aligned the same way), so a plain store through it was a generic ST with its 64-bit
+// address built per store; a shared address is dst's low 32 bits. The host emulation records the
+// store, as it records landed cp.async copies, as unseen by wgmma (the async proxy) until this
+// thread's fence_shared_for_wgmma.
 template <typename V>
 __device__ __forceinline__ void store_shared(void* dst, V v) {
+#if defined(__CUDA_ARCH__)
+  static_assert(sizeof(V) == 4 || sizeof(V) == 8 || sizeof(V) == 16, "one store of 4, 8 or 16 bytes");
+  const unsigned at = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  unsigned w[sizeof(V) / 4];
+  memcpy(w, &v, sizeof(V));
+  if constexpr (sizeof(V) == 4) {
+    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(w[0]) : "memory");
+  } else if constexpr (sizeof(V) == 8) {
+    asm volatile("st.shared.v2.b32 [%0], {%1, %2};\n" ::"r"(at), "r"(w[0]), "r"(w[1]) : "memory");
+  } else {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(at), "r"(w[0]), "r"(w[1]), "r"(w[2]), "r"(w[3])
+                 : "memory");
+  }
+#else
   *static_cast<V*>(dst) = v;
 #if defined(XSEP_HOST_EMULATION)
   emulated_generic_shared_write(dst, static_cast<int>(sizeof(V)));
+#endif
 #endif
 }
 
