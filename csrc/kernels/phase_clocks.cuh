@@ -6,7 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <string>
+#include <utility>
 #include <vector>
 
 #include "kernel_knobs.h"

@@ -32,11 +32,10 @@ enum PhaseClockSlot : int {
 constexpr int kClockMaxStamps = 34;
 constexpr int kPhaseClockSlots = kClockStamps + kClockMaxStamps;
 
-// The wgmma forward's stamps: the tap table, Z in shared memory, then per output-channel tile (the
-// first kClockMaxTiles: 2048 channels; later tiles show only in the end stamp) its K loop and its
-// stores.
+// The wgmma forward's stamps: the tap table, Z in shared memory, then per output-channel tile its K
+// loop and its stores (the first 16 tiles, 2048 channels, fill the stamps; later tiles show only in
+// the end stamp).
 enum FwdClockStamp : int { kFwdTableDone, kFwdDepthwiseDone, kFwdFirstTile };
-constexpr int kClockMaxTiles = (kClockMaxStamps - kFwdFirstTile) / 2;
 // The staged input-gradient kernel's: tables and weights, dZ (the GEMM), dZ times the activation's
 // derivative (none: at once), grad_x, grad_dw's partial sums.
 enum BwdInputClockStamp : int { kBwdTablesDone, kBwdDzDone, kBwdActivationDone, kBwdGradXDone, kBwdGradDwDone };
