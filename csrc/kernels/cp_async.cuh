@@ -25,18 +25,11 @@ void emulated_generic_shared_write(const void* dst, int bytes);
 void emulated_fence_proxy_async();
 #endif
 
-// A store of V (4, 8 or 16 bytes: uint32_t, uint2, float2, uint4) to shared memory that a wgmma may
-// read. On the GPU an st.shared at the 32-bit shared address of dst: dst is a generic pointer the
-// compiler cannot tell is shared (CuTe swizzles its address bits as an integer, and the wgmma
-// buffers are aligned the same way), so a plain store through it was a generic ST with its 64-bit
-// address built per store; a shared address is dst's low 32 bits. The host emulation records the
-// store, as it records landed cp.async copies, as unseen by wgmma (the async proxy) until this
-// thread's fence_shared_for_wgmma.
-template <typename V>
-__device__ __forceinline__ void store_shared(void* dst, V v) {
 #if defined(__CUDA_ARCH__)
+// st.shared of V (4, 8 or 16 bytes) at a 32-bit shared address.
+template <typename V>
+__device__ __forceinline__ void st_shared(unsigned at, V v) {
   static_assert(sizeof(V) == 4 || sizeof(V) == 8 || sizeof(V) == 16, "one store of 4, 8 or 16 bytes");
-  const unsigned at = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   unsigned w[sizeof(V) / 4];
   memcpy(w, &v, sizeof(V));
   if constexpr (sizeof(V) == 4) {
@@ -47,11 +40,36 @@ __device__ __forceinline__ void store_shared(void* dst, V v) {
     asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(at), "r"(w[0]), "r"(w[1]), "r"(w[2]), "r"(w[3])
                  : "memory");
   }
+}
+#endif
+
+// A store of V (4, 8 or 16 bytes: uint32_t, uint2, float2, uint4) to shared memory that a wgmma may
+// read. On the GPU an st.shared at the 32-bit shared address of dst: dst is a generic pointer the
+// compiler cannot tell is shared (CuTe swizzles its address bits as an integer, and the wgmma
+// buffers are aligned the same way), so a plain store through it was a generic ST with its 64-bit
+// address built per store; a shared address is dst's low 32 bits. The host emulation records the
+// store, as it records landed cp.async copies, as unseen by wgmma (the async proxy) until this
+// thread's fence_shared_for_wgmma.
+template <typename V>
+__device__ __forceinline__ void store_shared(void* dst, V v) {
+#if defined(__CUDA_ARCH__)
+  st_shared(static_cast<unsigned>(__cvta_generic_to_shared(dst)), v);
 #else
   *static_cast<V*>(dst) = v;
 #if defined(XSEP_HOST_EMULATION)
   emulated_generic_shared_write(dst, static_cast<int>(sizeof(V)));
 #endif
+#endif
+}
+
+// store_shared at byte `offset` of shared buffer `base`, the address formed in 32 bits on the GPU
+// (base's shared address, found once a thread, plus the offset).
+template <typename V>
+__device__ __forceinline__ void store_shared_at(unsigned char* base, unsigned offset, V v) {
+#if defined(__CUDA_ARCH__)
+  st_shared(static_cast<unsigned>(__cvta_generic_to_shared(base)) + offset, v);
+#else
+  store_shared(base + offset, v);
 #endif
 }
 

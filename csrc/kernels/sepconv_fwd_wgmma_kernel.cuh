@@ -304,14 +304,17 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
         p, static_cast<int64_t>(blockIdx.x) * BM, threadIdx.x,
         reinterpret_cast<const float*>(static_cast<const unsigned char*>(p.workspace) +
                                        wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
-    // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled layout.
+    // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled
+    // layout; its address is z_chunk(c)(m, kk)'s, formed in 32 bits (sw64_k_major_offset).
+    auto store_z = [&](int c, int m, int kk, auto v) {
+      store_shared_at(smem, c * Traits::kZChunkBytes + sw64_k_major_offset(m, kk * sizeof(Element)), v);
+    };
     if constexpr (Traits::kPrefetch) {  // the registers for the next chunk's loads in flight
-      depthwise.all_chunks_prefetched(p, px, steps,
-                                      [&](int c, int m, int kk, auto v) { store_shared(&z_chunk(c)(m, kk), v); });
+      depthwise.all_chunks_prefetched(p, px, steps, store_z);
     } else {
 #pragma unroll 1
       for (int c = 0; c < steps; ++c)
-        depthwise.chunk(p, px, c, [&](int m, int kk, auto v) { store_shared(&z_chunk(c)(m, kk), v); });
+        depthwise.chunk(p, px, c, [&](int m, int kk, auto v) { store_z(c, m, kk, v); });
     }
   }
   // Z, written through the generic proxy, visible to wgmma: each thread fences its own stores (no

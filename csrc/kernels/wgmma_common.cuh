@@ -115,6 +115,17 @@ __host__ __device__ __forceinline__ unsigned char* align_for_wgmma(unsigned char
   return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + kBoundary - 1) / kBoundary * kBoundary);
 }
 
+// The byte offset of element row m, byte kb of its row, in a K-major operand of 64-byte rows in
+// CuTe's 64-byte-swizzled GMMA layout (Layout_K_SW64_Atom<T> tiled along M: the Z chunks), from a
+// start aligned to the 512-byte pattern: 16-byte column kb / 16 of row m lands in column
+// (kb / 16) ^ ((m / 2) % 4), as CuTe swizzles the address bits of its pointer. In 32 bits, so that
+// a store address is a 32-bit shared address plus this (tests/cpp/wgmma_fwd_emulation.cpp checks
+// it against CuTe's pointers, and its GEMMs read what is stored through it).
+__host__ __device__ constexpr uint32_t sw64_k_major_offset(int m, int kb) {
+  const uint32_t off = static_cast<uint32_t>(m) * 64u + static_cast<uint32_t>(kb);
+  return off ^ ((off & 0x180u) >> 3);
+}
+
 // Declares the marker the launchers look for in a kernel's static shared memory (its other shared
 // memory is dynamic) to tell its sm_90a code from the code other architectures get
 // (wgmma_body_built below). Volatile and written once, so the compiler keeps it.

@@ -98,6 +98,27 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   return ok;
 }
 
+// The Z store addresses (sw64_k_major_offset, in 32 bits) against the pointers CuTe builds for the
+// same elements of a Z chunk: the same byte, for every element of BM pixels x BK channels.
+template <typename T, int BM>
+bool z_offsets_match_cute() {
+  using Traits = xsep::WgmmaFwdTraits<T, BM>;
+  using Cute = xsep::WgmmaFwdCute<Traits>;
+  using Element = typename Cute::Element;
+  alignas(1024) static unsigned char buffer[Traits::kZChunkBytes];
+  Element* z = reinterpret_cast<Element*>(buffer);
+  const auto chunk = cute::make_tensor(cute::make_smem_ptr(z), typename Cute::ZChunkLayout{});
+  int wrong = 0;
+  for (int m = 0; m < BM; ++m)
+    for (int k = 0; k < Traits::BK; ++k) {
+      const auto cute_offset = reinterpret_cast<unsigned char*>(&chunk(m, k)) - buffer;
+      wrong += cute_offset != static_cast<long>(xsep::sw64_k_major_offset(m, k * static_cast<int>(sizeof(Element))));
+    }
+  std::printf("%s Z store offsets against CuTe's: wgmma-%-3d %s (%d of %d differ)\n", wrong ? "FAILED" : "ok    ",
+              BM, mode_name<T>(), wrong, BM * Traits::BK);
+  return wrong == 0;
+}
+
 }  // namespace
 
 int main() {
@@ -137,6 +158,8 @@ int main() {
     failed += !run_case<float, 64>(c, 2, 7, rng, 5e-3);
     count += 4;
   }
+  failed += !z_offsets_match_cute<__half, 128>() + !z_offsets_match_cute<__nv_bfloat16, 64>() +
+            !z_offsets_match_cute<float, 64>();
   // XSEP_PHASE_CLOCKS=1: the same output, and every CTA's stamps (three output-channel tiles, in one
   // CTA and split over two).
   failed += !run_case<__nv_bfloat16, 128>(cases[3], 2, 5, rng, 3e-2, /*clocks=*/true);
