@@ -39,7 +39,7 @@
 #include <type_traits>
 
 #include "bulk_copy.cuh"
-#include "cp_async.cuh"  // store_shared
+#include "cp_async.cuh"  // store_shared_at
 #include "element_types.cuh"
 #include "phase_clocks.cuh"
 #include "sepconv_fwd_epilogue.cuh"
