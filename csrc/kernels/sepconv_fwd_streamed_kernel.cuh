@@ -38,7 +38,7 @@
 #include <type_traits>
 
 #include "bulk_copy.cuh"
-#include "cp_async.cuh"  // store_shared_at, XSEP_DYNAMIC_SHARED
+#include "cp_async.cuh"  // store_shared, XSEP_DYNAMIC_SHARED
 #include "element_types.cuh"
 #include "sepconv_fwd_pixels.cuh"
 #include "sepconv_fwd_quad_depthwise.cuh"
@@ -170,10 +170,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                               &full[slot]);
         }
         // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled
-        // layout; its address is z_chunk(slot)(m, kk)'s, formed in 32 bits (sw64_k_major_offset).
-        depthwise.chunk(p, px, g, [&](int m, int kk, auto v) {
-          store_shared_at(smem, slot * Traits::kZChunkBytes + sw64_k_major_offset(m, kk * sizeof(Element)), v);
-        });
+        // layout. (Its address formed in 32 bits, as the wgmma forward's, cost the TF32 builds'
+        // producers registers at their limit of 128: they spilled.)
+        depthwise.chunk(p, px, g, [&](int m, int kk, auto v) { store_shared(&z_chunk(slot)(m, kk), v); });
         fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma once the slot is full
         mbarrier_arrive(&full[slot]);
         if (++slot == stages) slot = 0, phase ^= 1;
