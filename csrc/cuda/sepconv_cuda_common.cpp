@@ -47,6 +47,7 @@ SepConvParams make_params(const SepConvGeometry& g, const at::Tensor& x, const a
   }
   p.x = x.const_data_ptr();
   p.channels_last = fmt == at::MemoryFormat::ChannelsLast;
+  set_output_divisors(p);
   return p;
 }
 

@@ -22,21 +22,30 @@ struct FwdPixelOrigin {
   int64_t x_base, y_base;
 };
 
-// kNarrow: the tensor has fewer than 2^31 pixels, so 32-bit division finds the image (a 64-bit one
-// is a call whose scratch registers a kernel at its register limit may have to spill).
+// With p's multiply-high divisors (set_output_divisors) and pix below 2^31, two of those (a few
+// instructions each) find the image, row and column; else long division. kNarrow: the tensor has
+// fewer than 2^31 pixels, so that division is 32-bit (a 64-bit one is a call whose scratch
+// registers a kernel at its register limit may have to spill).
 template <bool kNarrow = false>
 __device__ __forceinline__ FwdPixelOrigin fwd_pixel_origin(const SepConvParams& p, int64_t pix) {
   int64_t n;
-  int rem;
-  if constexpr (kNarrow) {
-    const int hw = p.Ho * p.Wo, q = static_cast<int>(pix);
-    n = q / hw, rem = q - static_cast<int>(n) * hw;
+  int rem, oy, ox;
+  const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
+  if (pix <= INT32_MAX && p.out_hw.divisor == hw && p.out_w.divisor == p.Wo) {
+    int image;
+    p.out_hw.divmod(static_cast<int>(pix), &image, &rem);
+    n = image;
+    p.out_w.divmod(rem, &oy, &ox);
   } else {
-    const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
-    n = pix / hw;
-    rem = static_cast<int>(pix - n * hw);
+    if constexpr (kNarrow) {
+      const int q = static_cast<int>(pix);
+      n = q / static_cast<int>(hw), rem = q - static_cast<int>(n * hw);
+    } else {
+      n = pix / hw;
+      rem = static_cast<int>(pix - n * hw);
+    }
+    oy = rem / p.Wo, ox = rem % p.Wo;
   }
-  const int oy = rem / p.Wo, ox = rem % p.Wo;
   FwdPixelOrigin o;
   o.iy = oy * p.sh - p.pt, o.ix = ox * p.sw - p.pl;
   o.x_base =

@@ -211,8 +211,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
       // Bias, one rounding, stores from registers while the producers fill the next tile's first
       // slots. (coords made here, not kept across the main loop: registers are short beside acc.)
-      store_accumulator_tile<T, /*kNarrow=*/true>(
-          p, acc, thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{})), p0, co0);
+      const auto coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
+      int64_t y_rows[2];
+      accumulator_rows</*kNarrow=*/true>(p, coords, p0, y_rows);
+      store_accumulator_tile<T>(p, acc, coords, y_rows, co0);
     }
   }
 #endif

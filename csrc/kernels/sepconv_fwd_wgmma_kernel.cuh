@@ -11,11 +11,12 @@
 //      64 x 128 x BK) per BK channels (64 bytes of them: 32 16-bit, 16 fp32). The weight is packed
 //      first (sepconv_fwd_wgmma_pack_kernel: zero-padded, TF32-rounded for fp32) into chunks laid
 //      out exactly as a ring slot, so one thread moves a chunk with one bulk copy (bulk_copy.cuh),
-//      `stages - 2` chunks ahead, into a ring of `stages` slots; a transaction barrier per slot says
+//      `stages - 1` chunks ahead, into a ring of `stages` slots; a transaction barrier per slot says
 //      when it landed. The bulk copies write through the async proxy wgmma reads through, so no
 //      proxy fence (which would wait for every copy in flight) sits in the loop. One wgmma batch
-//      stays in flight while the warps move on to the next step's wait and barrier. The first
-//      chunks are in flight during step 1, and the next tile's while a tile's epilogue runs.
+//      stays in flight while the warps move on to the barrier that frees the slot before it and
+//      the next step's wait. The first chunks are in flight during step 1, and the next tile's
+//      while a tile's epilogue runs.
 //   3. Epilogue per tile: accumulators plus bias, rounded once, stored from registers (pairs of
 //      neighbouring channels; a warp's store covers 8 pixels x 16 or 32 bytes), so the ring stays
 //      free for the next tile's chunks.
@@ -72,8 +73,9 @@ struct WgmmaFwdTraits {
   static constexpr int BM = BM_;              // pixels per CTA: 64 per warpgroup
   static constexpr int BN = 128;              // output channels per tile (the wgmma N)
   static constexpr int BK = 64 / sizeof(T_);  // channels per step: one 64-byte swizzle row
-  // Slots in the weight ring (a launch argument): chunks are copied stages - 2 ahead, so a slot is
-  // refilled only after the wgmma batch that read it has finished (one stays in flight).
+  // Slots in the weight ring (a launch argument): chunks are copied stages - 1 ahead; a slot is
+  // refilled as soon as every warpgroup has retired the wgmma batch that read it (one stays in
+  // flight: the slot of the step before).
   static constexpr int kMinStages = 4, kMaxStages = 16;
   static constexpr int kSplitN = kSplitN_;
   static constexpr int kWarpgroups = BM_ / 64 * kSplitN_;
@@ -214,32 +216,73 @@ __device__ __forceinline__ void store_output_pair(T* y, int64_t base, int co, fl
 }
 
 #if defined(XSEP_WITH_CUTE)
-// Bias, one rounding, stores from registers: a wgmma accumulator tile `acc` (fp32; `coords` its
-// (pixel, channel) indices in the tile, as partition_C gives them) of the pixels from p0 and the
-// output channels from co0. Neighbouring channels are neighbouring values (i, i + 1), i even. The
-// D fragment gives a thread rows r and r + 8 of its warpgroup's 64: their output offsets are found
-// once (two divisions; kNarrow: fwd_pixel_origin's), any other row (none in this layout) when it is
-// stored.
-template <typename T, bool kNarrow = false, class Acc, class Coords>
+// The bias of output channels co, co + 1 (co even, below Cout) as floats: one load of the pair
+// where the bias is aligned for it (`paired`), else two.
+template <typename T>
+__device__ __forceinline__ void load_bias_pair(const T* bias, int co, bool paired, float& b0, float& b1) {
+  if (paired) {
+    if constexpr (std::is_same_v<T, float>) {
+      const float2 b = __ldg(reinterpret_cast<const float2*>(bias + co));
+      b0 = b.x, b1 = b.y;
+    } else {
+      Vec16<T> pair;  // the first two lanes
+      pair.u.x = __ldg(reinterpret_cast<const unsigned int*>(bias + co));
+      b0 = to_float(pair.v[0]), b1 = to_float(pair.v[1]);
+    }
+  } else {
+    b0 = to_float(__ldg(bias + co)), b1 = to_float(__ldg(bias + co + 1));
+  }
+}
+
+// The output offsets of the two rows of a wgmma accumulator tile a thread holds (`coords`: its
+// (pixel, channel) indices in the tile, as partition_C gives them), for the tile of pixels from p0:
+// -1 past the last pixel. The D fragment gives a thread rows r and r + 8 of its warpgroup's 64.
+// Two divisions (kNarrow: fwd_pixel_origin's), once per pixel tile, not per output-channel tile.
+template <bool kNarrow = false, class Coords>
+__device__ __forceinline__ void accumulator_rows(const SepConvParams& p, const Coords& coords, int64_t p0,
+                                                 int64_t (&y_rows)[2]) {
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  const int m0 = cute::get<0>(coords(0));
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t pix = p0 + m0 + 8 * h;
+    y_rows[h] = pix < pixels ? fwd_pixel_origin<kNarrow>(p, pix).y_base : -1;
+  }
+}
+
+// Bias, one rounding, stores from registers: a wgmma accumulator tile `acc` (fp32; `coords` as
+// above) of the output channels from co0, in the rows at y_rows (accumulator_rows). For each
+// 8-channel block j of the tile, the D fragment gives a thread values 4j .. 4j + 3: channels c,
+// c + 1 of row r, then the same channels of row r + 8 (r and c its own). A block's bias pair is
+// loaded once for both rows, kBatch blocks' loads at a time, ahead of their stores (each store
+// used to wait for its own two loads).
+template <typename T, class Acc, class Coords>
 __device__ __forceinline__ void store_accumulator_tile(const SepConvParams& p, const Acc& acc, const Coords& coords,
-                                                       int64_t p0, int co0) {
+                                                       const int64_t (&y_rows)[2], int co0) {
   T* __restrict__ y = static_cast<T*>(p.y);
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
-  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  auto output_base = [&](int m) -> int64_t {  // -1: past the last pixel
-    const int64_t pix = p0 + m;
-    return pix < pixels ? fwd_pixel_origin<kNarrow>(p, pix).y_base : -1;
-  };
-  const int m0 = cute::get<0>(coords(0));
-  const int64_t y_row0 = output_base(m0), y_row8 = output_base(m0 + 8);
+  constexpr int kValues = decltype(cute::size(acc))::value, kBlocks = kValues / 4, kBatch = 4;
+  static_assert(kValues % 4 == 0 && kBlocks % kBatch == 0, "whole 8-channel blocks, in batches");
+  const bool paired = reinterpret_cast<uintptr_t>(bias) % (2 * sizeof(T)) == 0;
 #pragma unroll
-  for (int i = 0; i < cute::size(acc); i += 2) {
-    const int m = cute::get<0>(coords(i)), co = co0 + cute::get<1>(coords(i));
-    const int64_t y_base = m == m0 ? y_row0 : m == m0 + 8 ? y_row8 : output_base(m);
-    if (co >= p.Cout || y_base < 0) continue;  // Cout % kVec == 0: co + 1 is inside too
-    float v0 = acc(i), v1 = acc(i + 1);
-    if (bias != nullptr) v0 += to_float(__ldg(bias + co)), v1 += to_float(__ldg(bias + co + 1));
-    store_output_pair(y, y_base, co, v0, v1);
+  for (int j0 = 0; j0 < kBlocks; j0 += kBatch) {
+    float b[kBatch][2];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int co = co0 + cute::get<1>(coords(4 * (j0 + j)));
+      b[j][0] = b[j][1] = 0.f;
+      if (bias != nullptr && co < p.Cout) load_bias_pair(bias, co, paired, b[j][0], b[j][1]);
+    }
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int co = co0 + cute::get<1>(coords(4 * (j0 + j)));
+      if (co >= p.Cout) continue;  // Cout % kVec == 0: co + 1 is inside too
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int i = 4 * (j0 + j) + 2 * h;
+        if (y_rows[h] >= 0) store_output_pair(y, y_rows[h], co, acc(i) + b[j][0], acc(i + 1) + b[j][1]);
+      }
+    }
   }
 }
 #endif  // XSEP_WITH_CUTE
@@ -265,7 +308,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   XSEP_DYNAMIC_SHARED(smem_raw);
   stamp_start(p.phase_clocks);  // measurement only (XSEP_PHASE_CLOCKS=1): phase_clocks.cuh
   unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw);
-  const int kpad = Layout::kpad(p.Cmid), steps = kpad / BK, ahead = stages - 2;
+  const int kpad = Layout::kpad(p.Cmid), steps = kpad / BK;
   Element* z = reinterpret_cast<Element*>(smem);
   Element* w = reinterpret_cast<Element*>(smem + Layout::z_bytes(p.Cmid));
   auto z_chunk = [&](int c) { return make_tensor(make_smem_ptr(z + c * BM * BK), typename Cute::ZChunkLayout{}); };
@@ -290,7 +333,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   };
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) mbarrier_init(&landed[s], 1);
-    for (int g = 0; g < ahead; ++g) fetch(g);  // they land while the depthwise phase runs
+    for (int g = 0; g < stages; ++g) fetch(g);  // they land while the depthwise phase runs
   }
 
   px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
@@ -319,16 +362,17 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   }
   // Z, written through the generic proxy, visible to wgmma: each thread fences its own stores (no
   // cp.async of its own in flight for the fence to wait for: the weight's bulk copies are the async
-  // proxy's), then the barrier at the first step publishes them all.
+  // proxy's), then a barrier publishes them all (and the stamp times the slowest thread's phase).
   fence_shared_for_wgmma();
-  // Measuring: a barrier first, so that the stamp times the slowest thread's depthwise phase.
-  if (p.phase_clocks != nullptr) __syncthreads();
+  __syncthreads();
   stamp(p.phase_clocks, kFwdDepthwiseDone);
 
   typename Cute::TiledMma mma;
   ThrMMA thr_mma = mma.get_slice(threadIdx.x);
   Tensor acc = partition_fragment_C(mma, Shape<Int<BM>, Int<BN>>{});  // fp32, (MMA, MMA_M, MMA_N)
   Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
+  int64_t y_rows[2];  // where this thread's two accumulator rows go, the same for every tile
+  accumulator_rows(p, coords, static_cast<int64_t>(blockIdx.x) * BM, y_rows);
 
   int g = 0;           // the chunk of this step
   int slot = 0;        // its slot, g % stages
@@ -338,13 +382,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     clear(acc);
 #pragma unroll 1
     for (int step = 0; step < steps; ++step, ++g) {
-      // Chunk g landed (its barrier's phase completed), and every warpgroup is past the wait that
-      // retired its batch of step g - 2 (at most one batch in flight after each step; none after a
-      // tile): that chunk's slot is the one thread 0 refills now, with chunk g + ahead.
-      mbarrier_wait_parity(&landed[slot], phase);
-      __syncthreads();
-      if (threadIdx.x == 0) fetch(g + ahead);
-
+      mbarrier_wait_parity(&landed[slot], phase);  // chunk g landed (its barrier's phase completed)
       Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(step)));  // (MMA, MMA_M, MMA_K)
       Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(w_slot(slot)));   // (MMA, MMA_N, MMA_K)
       if (++slot == stages) slot = 0, phase ^= 1;
@@ -352,15 +390,21 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
       wgmma_arrive();
       gemm(mma, a_frag, b_frag, acc);
       wgmma_commit();
-      wgmma_wait<1>();
+      wgmma_wait<1>();  // this warpgroup's batch of step g - 1 has retired (none in flight after a tile)
       warpgroup_fence_operand(acc);
+      // Once every warpgroup is past that wait, chunk g - 1's slot is free: thread 0 refills it with
+      // chunk g - 1 + stages, so stages - 1 chunks are in flight beyond the one being multiplied
+      // (the refill waited one step longer before, for stages - 2: at 728 channels the ring has 5
+      // slots, and the profile put ~20% of the stall samples at the landed wait).
+      __syncthreads();
+      if (threadIdx.x == 0 && g > 0) fetch(g - 1 + stages);
     }
     wgmma_wait<0>();
     warpgroup_fence_operand(acc);
     stamp(p.phase_clocks, kFwdFirstTile + 2 * tile);
 
     // 3. Bias, one rounding, stores from registers while the next tile's chunks are in flight.
-    store_accumulator_tile<T>(p, acc, coords, static_cast<int64_t>(blockIdx.x) * BM, co0);
+    store_accumulator_tile<T>(p, acc, coords, y_rows, co0);
     stamp(p.phase_clocks, kFwdFirstTile + 2 * tile + 1);
     stamp_count(p.phase_clocks, tile + 1);
   }

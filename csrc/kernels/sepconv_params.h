@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "activation.h"
+#include "fast_divmod.h"
 #include "sepconv_bwd_plan.h"
 
 namespace xsep {
@@ -35,7 +36,20 @@ struct SepConvParams {
   // Measurement only (XSEP_PHASE_CLOCKS=1): where the instrumented kernels' CTAs record their
   // phases' clocks (phase_clocks.h; the backward's in fwd.phase_clocks), else nullptr.
   unsigned long long* phase_clocks;
+  // Ho * Wo and Wo as multiply-high divisors (set_output_divisors), for fwd_pixel_origin's image,
+  // row and column of a flat output pixel. Where they do not match Ho * Wo and Wo (never set, or
+  // Ho * Wo of 2^31 or more), the kernels divide the long way.
+  FastDivmod out_hw, out_w;
 };
+
+// Sets p.out_hw and p.out_w from p.Ho and p.Wo (after those are set).
+inline void set_output_divisors(SepConvParams& p) {
+  const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
+  if (p.Wo >= 1 && hw >= 1 && hw < INT32_MAX) {
+    p.out_hw = FastDivmod(static_cast<int>(hw));
+    p.out_w = FastDivmod(p.Wo);
+  }
+}
 
 // The backward: the forward's description (x, weights, geometry; y_stride are grad_y's strides)
 // plus the gradients wanted (nullptr: not wanted), the fp32 workspace for the deterministic

@@ -152,6 +152,7 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   for (int d = 0; d < 4; ++d) f.x_stride[d] = xs[d], f.y_stride[d] = ys[d], p.gx_stride[d] = xs[d];
   f.x = x.dev.data(), f.dw_weight = wdw.dev.data(), f.pw_weight = wpw.dev.data(), f.bias = nullptr, f.y = nullptr;
   f.activation = c.act, f.channels_last = true, f.allow_tf32 = false;
+  xsep::set_output_divisors(f);
   p.grad_y = gy.dev.data();
   std::vector<T> gx(xr.size(), static_cast<T>(NAN)), gdw(wdwr.size()), gpw(wpwr.size()), gb(c.Cout);
   p.grad_x = gx.data(), p.grad_dw = gdw.data(), p.grad_pw = gpw.data(), p.grad_bias = gb.data();

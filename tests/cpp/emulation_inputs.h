@@ -105,6 +105,7 @@ struct ForwardCall {
     p.x = x.dev.data(), p.dw_weight = wdw.dev.data(), p.pw_weight = wpw.dev.data(), p.bias = bias.dev.data();
     p.y = y.data();
     p.activation = act, p.channels_last = channels_last;
+    xsep::set_output_divisors(p);  // as the CUDA glue's make_params
   }
 
   // forward_error of y as the kernel left it.

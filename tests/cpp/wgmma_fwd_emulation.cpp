@@ -57,14 +57,31 @@ std::string phase_clock_trouble(const std::vector<unsigned long long>& records, 
   return "";
 }
 
+// What a run changes besides the case and the build (or-ed).
+enum Extra {
+  kPlain = 0,
+  kClocks = 1,        // XSEP_PHASE_CLOCKS=1: every CTA stamps its phases
+  kOddBias = 2,       // the bias one element past an aligned start (a view's): no paired loads
+  kLongDivision = 4,  // no multiply-high divisors in the params: fwd_pixel_origin divides
+};
+
 template <typename T, int BM, int kSplitN = 1, int kMinBlocks = (kSplitN == 1 ? 2 : 1),
           bool kPrefetch = (BM == 128 && kSplitN == 1 && kMinBlocks == 1)>
-bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double tol, bool clocks = false) {
+bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double tol, int extra = kPlain) {
+  const bool clocks = extra & kClocks, odd_bias = extra & kOddBias, long_division = extra & kLongDivision;
   using Traits = xsep::WgmmaFwdTraits<T, BM, kSplitN, kMinBlocks, kPrefetch>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
   xsep::SepConvParams& p = call.p;
   p.allow_tf32 = true;
+  // odd_bias: the epilogue cannot load a channel pair's bias as one word.
+  std::vector<T> shifted_bias;
+  if (odd_bias) {
+    shifted_bias.assign(call.bias.dev.begin(), call.bias.dev.end());
+    shifted_bias.insert(shifted_bias.begin(), T{});
+    p.bias = shifted_bias.data() + 1;
+  }
+  if (long_division) p.out_hw = p.out_w = xsep::FastDivmod();
   if (!xsep::depthwise_vec_applies<Traits>(p) || !xsep::output_vec_applies<Traits>(p))
     xsep_emulation::die("a case the wgmma launcher would not take");
 
@@ -91,9 +108,9 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   // "1-CTA": the 128-pixel build for one CTA per SM, with channel quartets; "prefetch": the next
   // depthwise chunk's loads in flight (both XSEP_FWD_PREFETCH=1).
   const bool one_cta = BM == 128 && kSplitN == 1 && kMinBlocks == 1;
-  std::printf("%s wgmma-%-3d %d warpgroups%s%s%s split %d stages %2d %-14s %s relative error %.2e%s%s\n",
+  std::printf("%s wgmma-%-3d %d warpgroups%s%s%s%s%s split %d stages %2d %-14s %s relative error %.2e%s%s\n",
               ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, one_cta ? " 1-CTA" : "", kPrefetch ? " prefetch" : "",
-              clocks ? " clocks" : "", parts, stages, c.name, mode_name<T>(), worst,
+              clocks ? " clocks" : "", odd_bias ? " odd-bias" : "", long_division ? " long-division" : "", parts, stages, c.name, mode_name<T>(), worst,
               unwritten ? "  (unwritten elements)" : "", trouble.empty() ? "" : ("  (phase clocks: " + trouble + ")").c_str());
   return ok;
 }
@@ -163,9 +180,15 @@ int main() {
             !z_offsets_match_cute<float, 64>();
   // XSEP_PHASE_CLOCKS=1: the same output, and every CTA's stamps (three output-channel tiles, in one
   // CTA and split over two).
-  failed += !run_case<__nv_bfloat16, 128>(cases[3], 2, 5, rng, 3e-2, /*clocks=*/true);
-  failed += !run_case<float, 64>(cases[3], 1, 6, rng, 5e-3, /*clocks=*/true);
+  failed += !run_case<__nv_bfloat16, 128>(cases[3], 2, 5, rng, 3e-2, kClocks);
+  failed += !run_case<float, 64>(cases[3], 1, 6, rng, 5e-3, kClocks);
   count += 2;
+  // A bias that starts off the alignment of a channel pair (its loads one element at a time).
+  failed += !run_case<__nv_bfloat16, 128>(cases[1], 1, 4, rng, 3e-2, kOddBias);
+  failed += !run_case<float, 64>(cases[1], 1, 4, rng, 5e-3, kOddBias);
+  // Pixel origins by long division (the params' multiply-high divisors unset, as past 2^31 pixels).
+  failed += !run_case<__half, 128>(cases[0], 2, 6, rng, 5e-3, kLongDivision);
+  count += 3;
   // The 728-channel layers at 128 pixels: a five-slot ring within the H100's per-block opt-in
   // limit (227 KB), with the static shared memory and the kilobyte ptxas adds.
   {
