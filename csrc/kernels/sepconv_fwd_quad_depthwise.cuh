@@ -95,30 +95,74 @@ __device__ __forceinline__ void group_to_floats(const ChannelGroup<T, kLanes>& v
 // The four pixels m0..m0 + 3 of a CTA's tile, found once per thread (they are the same in every
 // chunk): whether they take the window path, where the window's corner is in x (channel 0), and
 // which of its 3 x 6 taps are inside the image (bit ky * 6 + c).
+//
+// Four pixels that an output row ends inside (a row of 19 has three such quads in four, and a tile
+// of 128 pixels at 19 x 19 has ~5 of its 32) are two runs: pixels 0 .. split - 1 at the row's end,
+// split .. 3 at the next row's start (or the next image's). Each run reads a window of its own, laid
+// out as if the four were on one row: the first run's is this window (its taps masked to the
+// columns its pixels read, 0 .. split + 1), the second's starts `split` columns left of pixel
+// split's window (columns split .. 5), one row down (or at the next image's first row): a fixed step
+// from the first (second_window). Their values come from the window arithmetic twice, not from the
+// per-pixel path (~3x the instructions, and a warp runs both paths where its items differ).
 template <typename T>
 struct QuadWindow {
   const T* corner;
-  uint32_t inside;
+  uint32_t inside;      // bits 0..17: the taps; kSplitShift..: split (0: one run); kNextImage
   bool window;
+  uint32_t second = 0;  // the second run's taps, as `inside`'s
 };
 
 constexpr int kQuadPixels = 4;
 constexpr int kQuadCols = kQuadPixels + 2;
+constexpr int kSplitShift = 20;                  // QuadWindow::inside: where the split is kept
+constexpr uint32_t kNextImage = 1u << 23;        // QuadWindow::inside: the second run is in the next image
+
+// The pixels of the quad's first run (4: the quad is one run).
+template <typename T>
+__device__ __forceinline__ int quad_split(const QuadWindow<T>& q) {
+  const int split = static_cast<int>((q.inside >> kSplitShift) & 3u);
+  return split == 0 ? kQuadPixels : split;
+}
+
+// The window of a two-run quad's second run (quad_split(q) < 4), from the first's: one row of
+// outputs down and Wo columns left (row stride sh), or over an image boundary, from the last
+// output row of image n to the first of n + 1. (The split cancels: the first run ends at column
+// Wo - 1, the second starts at 0, its window `split` columns left of that.)
+template <typename T>
+__device__ __forceinline__ QuadWindow<T> second_window(const SepConvParams& p, const QuadWindow<T>& q) {
+  int64_t step = static_cast<int64_t>(p.sh) * p.x_stride[2] - static_cast<int64_t>(p.Wo) * p.x_stride[3];
+  if (q.inside & kNextImage) step += p.x_stride[0] - static_cast<int64_t>(p.Ho) * p.sh * p.x_stride[2];
+  return QuadWindow<T>{q.corner + step, q.second, true};
+}
 
 // p0: the tile's first pixel; m0: the quad's first pixel in the tile. kNarrow: fwd_pixel_origin's.
-template <typename T, bool kNarrow = false>
+// kTwoRuns: a quad an output row ends inside takes two windows (else the per-pixel path).
+template <typename T, bool kNarrow = false, bool kTwoRuns = false>
 __device__ __forceinline__ QuadWindow<T> quad_window(const SepConvParams& p, int64_t p0, int m0) {
   QuadWindow<T> q{static_cast<const T*>(p.x), 0u, false};
   const int64_t pix = p0 + m0, pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   if (p.sw != 1 || p.dw != 1 || pix + kQuadPixels > pixels) return q;
   const FwdPixelOrigin o = fwd_pixel_origin<kNarrow>(p, pix);
-  const int ox = o.ix + p.pl;             // stride 1 along the row: the output column
-  if (ox + kQuadPixels > p.Wo) return q;  // a row break inside the four
+  const int ox = o.ix + p.pl;  // stride 1 along the row: the output column
+  // A row break inside the four: the first `split` pixels end the row. (Rows of fewer pixels than
+  // the second run would break it again: the per-pixel path.)
+  const int split = ox + kQuadPixels > p.Wo ? p.Wo - ox : kQuadPixels;
+  if (split < kQuadPixels && (!kTwoRuns || kQuadPixels - split > p.Wo)) return q;
   q.window = true;
   q.corner += o.x_base;
   for (int ky = 0; ky < 3; ++ky)
-    for (int c = 0; c < kQuadCols; ++c)
+    for (int c = 0; c <= split + 1; ++c)  // the columns the first run's pixels read
       if (inside_image(p, o.iy + ky * p.dh, o.ix + c)) q.inside |= 1u << (ky * kQuadCols + c);
+  if (split < kQuadPixels) {
+    // The second run's window: `split` columns left of its first pixel's (column 0 of the next
+    // output row), whose columns split .. 5 its pixels read.
+    const FwdPixelOrigin b = fwd_pixel_origin<kNarrow>(p, pix + split);
+    for (int ky = 0; ky < 3; ++ky)
+      for (int c = split; c < kQuadCols; ++c)
+        if (inside_image(p, b.iy + ky * p.dh, b.ix - split + c)) q.second |= 1u << (ky * kQuadCols + c);
+    q.inside |= static_cast<uint32_t>(split) << kSplitShift;
+    if (b.iy != o.iy + p.sh) q.inside |= kNextImage;  // not the next row: the next image's first
+  }
   return q;
 }
 
@@ -260,8 +304,11 @@ __device__ __forceinline__ T z_value(const SepConvParams& p, float v) {
 // A thread's share of Z for a tile of BM output pixels (from pixel p0), chunk by chunk of BK
 // channels, among kThreads threads (thread t of them): kItems (channel group, quad) items a chunk,
 // the same group and quads in every chunk. packed_dw: sepconv_fwd_dw_pack_kernel<T, kLanes>'s
-// weights. kNarrow: fewer than 2^31 pixels (fwd_pixel_origin's 32-bit division).
-template <typename T, int BM, int BK, int kThreads, int kLanes_ = quad_lanes(BM, BK, kThreads), bool kNarrow = false>
+// weights. kNarrow: fewer than 2^31 pixels (fwd_pixel_origin's 32-bit division). kTwoRuns: quads
+// an output row ends inside take two windows (quad_window), for builds with the registers (the
+// second window's loads, and its code, cost the 128-register builds spills).
+template <typename T, int BM, int BK, int kThreads, int kLanes_ = quad_lanes(BM, BK, kThreads), bool kNarrow = false,
+          bool kTwoRuns = false>
 struct QuadDepthwise {
   static constexpr int kLanes = kLanes_;
   static constexpr int kGroups = BK / kLanes;
@@ -279,7 +326,7 @@ struct QuadDepthwise {
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       m0[i] = (t + i * kThreads) / kGroups * kQuadPixels;
-      quads[i] = quad_window<T, kNarrow>(p, p0, m0[i]);
+      quads[i] = quad_window<T, kNarrow, kTwoRuns>(p, p0, m0[i]);
     }
   }
 
@@ -328,25 +375,47 @@ struct QuadDepthwise {
     const int k = g * BK + kLanes * group;
     const bool live = k < p.Cmid;
     const bool windows = live && weights_finite<kLanes>(in.w);
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      float out[kQuadPixels][kLanes];
-      if (windows && quads[i].window) {
-        quad_window_sums<T, kLanes>(in.window[i], in.w, out);
-      } else if (live) {
-        quad_pixel_sums<T, kLanes>(p, px, m0[i], k, in.w, out);
-      } else {
-#pragma unroll
-        for (int r = 0; r < kQuadPixels; ++r)
-#pragma unroll
-          for (int j = 0; j < kLanes; ++j) out[r][j] = 0.f;
-      }
+    float out[kQuadPixels][kLanes];
+    // Pixels first .. last - 1 of item i from out.
+    auto store_pixels = [&](int i, int first, int last) {
 #pragma unroll
       for (int r = 0; r < kQuadPixels; ++r) {
+        if (r < first || r >= last) continue;
         GroupBits<T, kLanes> z;
 #pragma unroll
         for (int j = 0; j < kLanes; ++j) z.e[j] = z_value<T, kActivation>(p, out[r][j]);
         store(m0[i] + r, kLanes * group, z.u);
+      }
+    };
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      if (windows && quads[i].window) {
+        quad_window_sums<T, kLanes>(in.window[i], in.w, out);
+        store_pixels(i, 0, kTwoRuns ? quad_split(quads[i]) : kQuadPixels);  // a two-run quad: its first run
+      } else {
+        if (live) {
+          quad_pixel_sums<T, kLanes>(p, px, m0[i], k, in.w, out);
+        } else {
+#pragma unroll
+          for (int r = 0; r < kQuadPixels; ++r)
+#pragma unroll
+            for (int j = 0; j < kLanes; ++j) out[r][j] = 0.f;
+        }
+        store_pixels(i, 0, kQuadPixels);
+      }
+    }
+    // The second runs of two-run quads, each from its own window, loaded only now (after every
+    // item's first, so that its registers are the prefetched windows', no longer live).
+    if constexpr (kTwoRuns) {
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        const int split = quad_split(quads[i]);
+        if (windows && quads[i].window && split < kQuadPixels) {
+          Group second[3][kQuadCols];
+          load_quad_window<T, kLanes>(p, second_window(p, quads[i]), k, second);
+          quad_window_sums<T, kLanes>(second, in.w, out);
+          store_pixels(i, split, kQuadPixels);
+        }
       }
     }
   }

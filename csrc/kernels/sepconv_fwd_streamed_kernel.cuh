@@ -214,7 +214,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       const auto coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
       int64_t y_rows[2];
       accumulator_rows</*kNarrow=*/true>(p, coords, p0, y_rows);
-      store_accumulator_tile<T>(p, acc, coords, y_rows, co0);
+      store_accumulator_tile<T, /*kBatch=*/1>(p, acc, coords, y_rows, co0);
     }
   }
 #endif

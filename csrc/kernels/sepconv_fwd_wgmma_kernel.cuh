@@ -152,6 +152,14 @@ __host__ __device__ constexpr int wgmma_dw_lanes() {
   return Traits::kMinBlocks * Traits::kThreads > 256 ? 2 : quad_lanes(Traits::BM, Traits::BK, Traits::kThreads);
 }
 
+// Whether quads an output row ends inside take two windows (QuadDepthwise's kTwoRuns): in the
+// builds of up to 256 threads a CTA per SM's share (up to 255 registers a thread), not the
+// 128-register ones, where the second window costs spills.
+template <class Traits>
+__host__ __device__ constexpr bool wgmma_dw_two_runs() {
+  return Traits::kMinBlocks * Traits::kThreads <= 256;
+}
+
 // The workspace: the packed pointwise weight, then the depthwise weight in fp32 channel groups
 // (sepconv_fwd_dw_pack_kernel with wgmma_dw_lanes: Cmid x 9 floats).
 template <class Traits>
@@ -202,35 +210,35 @@ __global__ void sepconv_fwd_wgmma_pack_kernel(const SepConvParams p, typename Tr
 #endif
 }
 
-// Output channels co, co + 1 of the output pixel at y + base: v0, v1 rounded once (fp32: 8 bytes,
-// 16-bit: 4; co is even and y 16-byte aligned).
+// Two neighbouring output channels at `at` (the first even; y 16-byte aligned): v0, v1 rounded once
+// (fp32: 8 bytes, 16-bit: 4).
 template <typename T>
-__device__ __forceinline__ void store_output_pair(T* y, int64_t base, int co, float v0, float v1) {
+__device__ __forceinline__ void store_output_pair(T* at, float v0, float v1) {
   if constexpr (std::is_same_v<T, float>) {
-    *reinterpret_cast<float2*>(y + base + co) = make_float2(v0, v1);
+    *reinterpret_cast<float2*>(at) = make_float2(v0, v1);
   } else {
     Vec16<T> pair;  // the first two lanes; one 4-byte store
     pair.v[0] = from_float<T>(v0), pair.v[1] = from_float<T>(v1);
-    *reinterpret_cast<uint32_t*>(y + base + co) = pair.u.x;
+    *reinterpret_cast<uint32_t*>(at) = pair.u.x;
   }
 }
 
 #if defined(XSEP_WITH_CUTE)
-// The bias of output channels co, co + 1 (co even, below Cout) as floats: one load of the pair
-// where the bias is aligned for it (`paired`), else two.
+// The bias of output channels at, at + 1 (even, below Cout) as floats: one load of the pair where
+// the bias is aligned for it (`paired`), else two.
 template <typename T>
-__device__ __forceinline__ void load_bias_pair(const T* bias, int co, bool paired, float& b0, float& b1) {
+__device__ __forceinline__ void load_bias_pair(const T* at, bool paired, float& b0, float& b1) {
   if (paired) {
     if constexpr (std::is_same_v<T, float>) {
-      const float2 b = __ldg(reinterpret_cast<const float2*>(bias + co));
+      const float2 b = __ldg(reinterpret_cast<const float2*>(at));
       b0 = b.x, b1 = b.y;
     } else {
       Vec16<T> pair;  // the first two lanes
-      pair.u.x = __ldg(reinterpret_cast<const unsigned int*>(bias + co));
+      pair.u.x = __ldg(reinterpret_cast<const unsigned int*>(at));
       b0 = to_float(pair.v[0]), b1 = to_float(pair.v[1]);
     }
   } else {
-    b0 = to_float(__ldg(bias + co)), b1 = to_float(__ldg(bias + co + 1));
+    b0 = to_float(__ldg(at)), b1 = to_float(__ldg(at + 1));
   }
 }
 
@@ -253,34 +261,37 @@ __device__ __forceinline__ void accumulator_rows(const SepConvParams& p, const C
 // Bias, one rounding, stores from registers: a wgmma accumulator tile `acc` (fp32; `coords` as
 // above) of the output channels from co0, in the rows at y_rows (accumulator_rows). For each
 // 8-channel block j of the tile, the D fragment gives a thread values 4j .. 4j + 3: channels c,
-// c + 1 of row r, then the same channels of row r + 8 (r and c its own). A block's bias pair is
-// loaded once for both rows, kBatch blocks' loads at a time, ahead of their stores (each store
-// used to wait for its own two loads).
-template <typename T, class Acc, class Coords>
+// c + 1 of row r, then the same channels of row r + 8 (r and c its own), c 8 past block j - 1's.
+// A block's bias pair is loaded once for both rows, kBatch blocks' loads at a time, ahead of their
+// stores (each store used to wait for its own two loads); kBatch 1 where registers are short (the
+// streamed kernel's 128 a thread, 96 of them accumulators at 192 channels). Every address is one
+// base a tile plus a constant (a pointer per block, kept across a persistent CTA's tiles, spilled).
+template <typename T, int kBatch = 4, class Acc, class Coords>
 __device__ __forceinline__ void store_accumulator_tile(const SepConvParams& p, const Acc& acc, const Coords& coords,
                                                        const int64_t (&y_rows)[2], int co0) {
-  T* __restrict__ y = static_cast<T*>(p.y);
-  const T* __restrict__ bias = static_cast<const T*>(p.bias);
-  constexpr int kValues = decltype(cute::size(acc))::value, kBlocks = kValues / 4, kBatch = 4;
+  constexpr int kValues = decltype(cute::size(acc))::value, kBlocks = kValues / 4;
   static_assert(kValues % 4 == 0 && kBlocks % kBatch == 0, "whole 8-channel blocks, in batches");
+  const T* __restrict__ bias = static_cast<const T*>(p.bias);
   const bool paired = reinterpret_cast<uintptr_t>(bias) % (2 * sizeof(T)) == 0;
+  const int c0 = co0 + cute::get<1>(coords(0));  // this thread's first channel; block j's: c0 + 8j
+  const T* bias_at = bias != nullptr ? bias + c0 : nullptr;
+  T* const y = static_cast<T*>(p.y);
+  T* y_at[2] = {y_rows[0] >= 0 ? y + y_rows[0] + c0 : y, y_rows[1] >= 0 ? y + y_rows[1] + c0 : y};
 #pragma unroll
   for (int j0 = 0; j0 < kBlocks; j0 += kBatch) {
     float b[kBatch][2];
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
-      const int co = co0 + cute::get<1>(coords(4 * (j0 + j)));
       b[j][0] = b[j][1] = 0.f;
-      if (bias != nullptr && co < p.Cout) load_bias_pair(bias, co, paired, b[j][0], b[j][1]);
+      if (bias != nullptr && c0 + 8 * (j0 + j) < p.Cout) load_bias_pair(bias_at + 8 * (j0 + j), paired, b[j][0], b[j][1]);
     }
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
-      const int co = co0 + cute::get<1>(coords(4 * (j0 + j)));
-      if (co >= p.Cout) continue;  // Cout % kVec == 0: co + 1 is inside too
+      if (c0 + 8 * (j0 + j) >= p.Cout) continue;  // Cout % kVec == 0: the pair is inside too
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int i = 4 * (j0 + j) + 2 * h;
-        if (y_rows[h] >= 0) store_output_pair(y, y_rows[h], co, acc(i) + b[j][0], acc(i + 1) + b[j][1]);
+        if (y_rows[h] >= 0) store_output_pair(y_at[h] + 8 * (j0 + j), acc(i) + b[j][0], acc(i + 1) + b[j][1]);
       }
     }
   }
@@ -343,7 +354,9 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   // 1. Z, a K chunk after another (sepconv_fwd_quad_depthwise.cuh: a thread's items are two or four
   // channels of four neighbouring pixels), with the intermediate activation applied after rounding.
   {
-    const QuadDepthwise<T, BM, BK, Traits::kThreads, wgmma_dw_lanes<Traits>()> depthwise(
+    const QuadDepthwise<T, BM, BK, Traits::kThreads, wgmma_dw_lanes<Traits>(), /*kNarrow=*/false,
+                        wgmma_dw_two_runs<Traits>()>
+        depthwise(
         p, static_cast<int64_t>(blockIdx.x) * BM, threadIdx.x,
         reinterpret_cast<const float*>(static_cast<const unsigned char*>(p.workspace) +
                                        wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));

@@ -183,6 +183,19 @@ int main() {
   failed += !run_case<__nv_bfloat16, 128>(cases[3], 2, 5, rng, 3e-2, kClocks);
   failed += !run_case<float, 64>(cases[3], 1, 6, rng, 5e-3, kClocks);
   count += 2;
+  // Rows that quads break in, at their edges: one output row an image (every break crosses into
+  // the next image; no vertical padding, so H is not Ho and the step between images is not the
+  // step between rows), and rows of two (a quad would break twice: the per-pixel path).
+  const Case rows[] = {
+      {"one_row_images", 3, 16, 3, 5, 24, 1, 1, 0, 0, 1, 1, Activation::kNone},
+      {"two_pixel_rows", 2, 24, 4, 2, 16, 1, 1, 1, 1, 1, 1, Activation::kNone},
+  };
+  for (const Case& c : rows) {
+    failed += !run_case<__nv_bfloat16, 128>(c, 1, 4, rng, 3e-2);
+    failed += !run_case<__half, 128, 1, 1>(c, 1, 5, rng, 5e-3);  // quartets, prefetched
+    failed += !run_case<float, 64>(c, 1, 4, rng, 5e-3);
+    count += 3;
+  }
   // A bias that starts off the alignment of a channel pair (its loads one element at a time).
   failed += !run_case<__nv_bfloat16, 128>(cases[1], 1, 4, rng, 3e-2, kOddBias);
   failed += !run_case<float, 64>(cases[1], 1, 4, rng, 5e-3, kOddBias);
