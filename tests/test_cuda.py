@@ -177,7 +177,7 @@ print("checked")
 # 128 pixels per CTA (XSEP_FWD_PIXELS; 16-bit channels_last 3x3 calls, 32 pixels elsewhere). The
 # wgmma kernel's: 64 pixels (XSEP_FWD_PIXELS), the smallest weight ring (XSEP_FWD_STAGES=4), the
 # next depthwise chunk's loads in flight (XSEP_FWD_PREFETCH=1; at 128 pixels the build for one CTA
-# per SM with channel quartets). The
+# per SM with channel quartets), the build for two CTAs per SM where one fits (XSEP_FWD_CTAS=2). The
 # streamed kernel's: its default ring and the smallest (2 slots: every chunk waits for a free one).
 FORWARD_VARIANTS = {
     "resident": dict(XSEP_FWD_KERNEL="resident"),
@@ -191,6 +191,7 @@ FORWARD_VARIANTS = {
     "wgmma-4stage": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_STAGES="4"),
     "wgmma-4wg": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_WARPGROUPS="4"),
     "wgmma-prefetch": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_PREFETCH="1"),
+    "wgmma-2cta": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_CTAS="2"),
     "streamed": dict(XSEP_FWD_KERNEL="streamed"),
     "streamed-2stage": dict(XSEP_FWD_KERNEL="streamed", XSEP_FWD_STAGES="2"),
 }
@@ -222,6 +223,8 @@ def test_every_forward_kernel_matches_reference(variant):
             r"wgmma \(128 pixels, \d+ stages, cout split 8\)",
             r"wgmma \(128 pixels, (?:9|1[0-6]) stages",  # the small layers: more slots than the 728 layers
             r"wgmma \(128 pixels, 5 stages",  # vec_728: the most slots that fit beside a 728-wide Z
+            # vec_728, where one CTA fits: the build for one (quartets, two-window quads)
+            r"wgmma \(128 pixels, 5 stages, cout split \d+, one CTA per SM, 4-channel items\)",
             r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels",
         ]:
             assert re.search(shape, result.stderr), f"no call ran the wgmma kernel as {shape!r}"
@@ -233,6 +236,9 @@ def test_every_forward_kernel_matches_reference(variant):
         assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "small Cmid: two per SM"
         assert re.search(r"bfloat16 mma channels_last 3x3 wgmma \(64 pixels, .*, prefetch\)", result.stderr), "vec_1024"
         assert re.search(r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels, .*, prefetch\)", result.stderr)
+    if variant == "wgmma-2cta":  # the build for two CTAs per SM everywhere, vec_728 included
+        assert re.search(r"wgmma \(128 pixels, 5 stages, cout split \d+\)", result.stderr), "vec_728: two asked"
+        assert "one CTA per SM" not in result.stderr, "XSEP_FWD_CTAS=2 asked for the two-CTA build"
     if variant == "wgmma-4wg":  # the 128-pixel calls (16-bit) on four warpgroups; TF32 keeps 64 pixels
         assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+, 4 warpgroups\)", result.stderr)
         assert not re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "4 asked"

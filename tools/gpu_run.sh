@@ -139,12 +139,13 @@ for stage in "${stages[@]}"; do
       ;;
     compare-forward)
       # The forward alone (bf16, TF32): the default kernels against the resident and streamed ones,
-      # the wgmma kernel's measurement variants (the depthwise prefetch, with the one-CTA build at
-      # 728 channels; four warpgroups; an 8-slot ring as before the 16-slot one) and cuDNN.
+      # the wgmma kernel's measurement variants (the two-CTA build at 728 channels, the default
+      # before the one-CTA one; the depthwise prefetch; four warpgroups; an 8-slot ring as before
+      # the 16-slot one) and cuDNN.
       step "compare: the default forward against the resident, streamed and wgmma variants and cuDNN (bf16, TF32)"
       enough 60 || continue
       timed 300 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,streamed,wgmma-prefetch,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
+        --variants resident,streamed,wgmma-2cta,wgmma-prefetch,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
         --name gpu-compare-forward 2>&1 | grep -vE "row/s|^\s*$" | tail -50
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
@@ -209,7 +210,7 @@ for stage in "${stages[@]}"; do
       step "phase clocks: each CTA's phases in the forward and the backward's input kernel (N=32, bf16 + TF32)"
       enough 45 || continue
       timed 300 python3 tools/phase_clocks.py --batch 32 --dtype bfloat16,float32 \
-        --variants default,wgmma-prefetch,wgmma-4wg,bwd-128ch --json "$OUT/phase-clocks.json" 2>&1 \
+        --variants default,wgmma-2cta,wgmma-prefetch,wgmma-4wg,bwd-128ch --json "$OUT/phase-clocks.json" 2>&1 \
         | tee "$OUT/phase-clocks.txt" | cut -c1-300
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;

@@ -1,7 +1,7 @@
 """The CUDA kernel choice's measurement knobs, set from Python for a stretch of calls, and the
 record of which kernels served them. The knobs are the environment variables XSEP_FWD_KERNEL,
-XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS and
-XSEP_BWD_PW_PIXELS (README, "GPU runs"), and XSEP_PHASE_CLOCKS (the kernels' phase clocks);
+XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_FWD_CTAS, XSEP_BWD_KERNEL,
+XSEP_BWD_CHANNELS and XSEP_BWD_PW_PIXELS (README, "GPU runs"), and XSEP_PHASE_CLOCKS (the kernels' phase clocks);
 the C++ side (csrc/kernels/kernel_knobs.h) reads each from the environment once, and
 `kernel_knobs` overrides them in this process, so `xsep bench --variants` times several kernels
 against one baseline.
@@ -32,6 +32,10 @@ KNOBS = {
     # 1: the wgmma forward's depthwise phase with the next chunk's loads in flight (at 128 pixels:
     # the build for one CTA per SM, with channel quartets, where only one fits)
     "XSEP_FWD_PREFETCH": ("0", "1"),
+    # the CTAs per SM the 128-pixel wgmma forward's build is for (16-bit): 2 (128 registers a
+    # thread, channel pairs) or 1 (255: channel quartets, two-window quads). Unset: 2 where two
+    # fit beside their Z, else 1.
+    "XSEP_FWD_CTAS": ("1", "2"),
     # 1: the wgmma forward's and the staged input-gradient kernel's CTAs stamp their phases'
     # clocks, and the launcher waits to keep them (tools/phase_clocks.py; measurement only: each
     # such launch synchronises)

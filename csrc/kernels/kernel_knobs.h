@@ -1,5 +1,6 @@
 // The measurement knobs of the kernel choice (XSEP_FWD_KERNEL, XSEP_FWD_PIXELS, XSEP_FWD_STAGES,
-// XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS, XSEP_BWD_PW_PIXELS) and
+// XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_FWD_CTAS, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS,
+// XSEP_BWD_PW_PIXELS) and
 // of the kernels' phase clocks (XSEP_PHASE_CLOCKS, phase_clocks.h): the environment's
 // value, unless the process has set its own. `xsep bench
 // --variants` sets them between calls (through xsep._C), so one process times several kernels
@@ -18,6 +19,7 @@ enum class KernelKnob {
   kFwdStages,
   kFwdWarpgroups,
   kFwdPrefetch,
+  kFwdCtas,
   kPhaseClocks,
   kBwdKernel,
   kBwdChannels,
@@ -37,6 +39,8 @@ inline const char* kernel_knob_env_name(KernelKnob knob) {
       return "XSEP_FWD_WARPGROUPS";
     case KernelKnob::kFwdPrefetch:
       return "XSEP_FWD_PREFETCH";
+    case KernelKnob::kFwdCtas:
+      return "XSEP_FWD_CTAS";
     case KernelKnob::kPhaseClocks:
       return "XSEP_PHASE_CLOCKS";
     case KernelKnob::kBwdKernel:

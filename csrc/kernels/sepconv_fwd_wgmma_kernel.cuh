@@ -59,12 +59,13 @@ namespace xsep {
 // tile, so the depthwise phase (and the epilogue) has 16 warps to hide its load latency with where
 // Z leaves room for one CTA per SM. kMinBlocks_: the CTAs per SM the build is for (launch bounds):
 // two for 128 pixels on one warpgroup along the channels (at most 128 registers a thread: channel
-// pairs in the depthwise phase), where the shallow layers fit two; 1 (XSEP_FWD_PREFETCH=1, for
-// measurement, where only one fits) lifts that to 255 and takes channel quartets. kPrefetch_: the
-// depthwise phase keeps the next chunk's loads in flight during a chunk's arithmetic (registers
-// for two chunks' loads; XSEP_FWD_PREFETCH=1): the one-CTA build at 128 pixels, and the 64-pixel
-// kernel (128 threads, up to 255 registers: 197-241 against 120-149 without, so two CTAs per SM
-// where shared memory would hold three or four: TF32's shallow layers).
+// pairs in the depthwise phase), where the shallow layers fit two; 1 (where only one fits: the
+// 728-channel layers; XSEP_FWD_CTAS) lifts that to 255 and takes channel quartets and two-window
+// quads. kPrefetch_: the depthwise phase keeps the next chunk's loads in flight during a chunk's
+// arithmetic (registers for two chunks' loads; XSEP_FWD_PREFETCH=1, for measurement): by default
+// in the one-CTA build at 128 pixels (the launcher passes false for its build without), and in the
+// 64-pixel kernel (128 threads, up to 255 registers: 197-241 against 120-149 without, so two CTAs
+// per SM where shared memory would hold three or four: TF32's shallow layers).
 template <typename T_, int BM_, int kSplitN_ = 1, int kMinBlocks_ = (kSplitN_ == 1 ? 2 : 1),
           bool kPrefetch_ = (BM_ == 128 && kSplitN_ == 1 && kMinBlocks_ == 1)>
 struct WgmmaFwdTraits {

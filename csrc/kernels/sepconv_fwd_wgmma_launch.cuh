@@ -221,13 +221,18 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
       // XSEP_FWD_WARPGROUPS=4 (for measurement): four warpgroups, two along the output channels.
       if (kernel_knob_is(KernelKnob::kFwdWarpgroups, "4"))
         return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 2>>(p, smem_optin, stream, launch);
-      // XSEP_FWD_PREFETCH=1 (for measurement): where Z leaves room for one CTA per SM (Cmid above
-      // ~300: the 728 layers), the build for one: up to 255 registers a thread (241), channel
+      // Where Z leaves room for one CTA per SM (Cmid above ~300: the 728 layers), the build for
+      // one: up to 255 registers a thread instead of 128 at the same occupancy, so channel
       // quartets in the depthwise phase (~22 instructions a value by the SASS count, against ~27
-      // with pairs) and the next chunk's loads in flight during a chunk's arithmetic.
+      // with pairs) and two windows for quads an output row ends inside (kTwoRuns).
+      // XSEP_FWD_CTAS (for measurement) asks for either build; XSEP_FWD_PREFETCH=1 adds the next
+      // chunk's loads in flight during a chunk's arithmetic to the one-CTA build.
       using TwoPerSm = WgmmaFwdTraits<T, 128>;
-      if (prefetch && !two_ctas_per_sm<TwoPerSm>(p))
-        return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 1, 1>>(p, smem_optin, stream, launch);
+      const bool one_per_sm = kernel_knob_is(KernelKnob::kFwdCtas, "1") ||
+                              (!kernel_knob_is(KernelKnob::kFwdCtas, "2") && !two_ctas_per_sm<TwoPerSm>(p));
+      if (one_per_sm && prefetch)
+        return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 1, 1, true>>(p, smem_optin, stream, launch);
+      if (one_per_sm) return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 1, 1, false>>(p, smem_optin, stream, launch);
       return launch_wgmma_traits<TwoPerSm>(p, smem_optin, stream, launch);
     }
   }

@@ -167,6 +167,9 @@ int main() {
     static_assert(xsep::wgmma_dw_lanes<xsep::WgmmaFwdTraits<__half, 128, 1, 1>>() == 4, "quartets");
     failed += !run_case<__half, 128, 1, 1>(c, 2, 7, rng, 5e-3);
     failed += !run_case<__nv_bfloat16, 128, 1, 1>(c, 1, 16, rng, 3e-2);
+    // The one-CTA build without the prefetch: the 728-channel layers' default.
+    failed += !run_case<__nv_bfloat16, 128, 1, 1, false>(c, 1, 5, rng, 3e-2);
+    count += 1;
     failed += !run_case<__nv_bfloat16, 64, 1, 2, true>(c, 2, 5, rng, 3e-2);
     failed += !run_case<float, 64, 1, 2, true>(c, 1, 9, rng, 5e-3);
     count += 4;
@@ -193,6 +196,8 @@ int main() {
   for (const Case& c : rows) {
     failed += !run_case<__nv_bfloat16, 128>(c, 1, 4, rng, 3e-2);
     failed += !run_case<__half, 128, 1, 1>(c, 1, 5, rng, 5e-3);  // quartets, prefetched
+    failed += !run_case<__nv_bfloat16, 128, 1, 1, false>(c, 1, 4, rng, 3e-2);  // quartets
+    count += 1;
     failed += !run_case<float, 64>(c, 1, 4, rng, 5e-3);
     count += 3;
   }

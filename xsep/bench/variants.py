@@ -25,6 +25,9 @@ NAMED = {
     # the wgmma kernel with the next depthwise chunk's loads in flight (at 128 pixels: the build for
     # one CTA per SM, channel quartets, where only one fits)
     "wgmma-prefetch": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_PREFETCH": "1"},
+    # the wgmma kernel's build for two CTAs per SM even where one fits (the 728-channel layers'
+    # default before the seventh session; now the build for one, with its registers)
+    "wgmma-2cta": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_CTAS": "2"},
     "streamed": {"XSEP_FWD_KERNEL": "streamed"},
     "streamed-3stage": {"XSEP_FWD_KERNEL": "streamed", "XSEP_FWD_STAGES": "3"},
     # backward
