@@ -28,6 +28,8 @@ NAMED = {
     # the wgmma kernel's build for two CTAs per SM even where one fits (the 728-channel layers'
     # default before the seventh session; now the build for one, with its registers)
     "wgmma-2cta": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_CTAS": "2"},
+    # the build for one CTA per SM on every 128-pixel layer (the shallow ones at half their occupancy)
+    "wgmma-1cta": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_CTAS": "1"},
     "streamed": {"XSEP_FWD_KERNEL": "streamed"},
     "streamed-3stage": {"XSEP_FWD_KERNEL": "streamed", "XSEP_FWD_STAGES": "3"},
     # backward
