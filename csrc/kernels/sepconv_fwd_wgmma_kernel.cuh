@@ -154,11 +154,13 @@ __host__ __device__ constexpr int wgmma_dw_lanes() {
 }
 
 // Whether quads an output row ends inside take two windows (QuadDepthwise's kTwoRuns): in the
-// builds of up to 256 threads a CTA per SM's share (up to 255 registers a thread), not the
-// 128-register ones, where the second window costs spills.
+// builds for one CTA of 256 threads per SM (up to 255 registers a thread: 176 with it). Not in the
+// 128-register ones, where the second window costs spills, nor in the 64-pixel ones, whose ~25
+// more registers (bf16 144 -> 176, TF32 117 -> 142) would cost the CTA a place: four or three fit
+// per SM where the ring is small (TF32's shallow layers).
 template <class Traits>
 __host__ __device__ constexpr bool wgmma_dw_two_runs() {
-  return Traits::kMinBlocks * Traits::kThreads <= 256;
+  return Traits::kMinBlocks == 1 && Traits::kThreads <= 256;
 }
 
 // The workspace: the packed pointwise weight, then the depthwise weight in fp32 channel groups
