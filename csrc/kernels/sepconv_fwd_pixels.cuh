@@ -24,14 +24,15 @@ struct FwdPixelOrigin {
 
 // With p's multiply-high divisors (set_output_divisors) and pix below 2^31, two of those (a few
 // instructions each) find the image, row and column; else long division. kNarrow: the tensor has
-// fewer than 2^31 pixels, so that division is 32-bit (a 64-bit one is a call whose scratch
-// registers a kernel at its register limit may have to spill).
+// fewer than 2^31 pixels, and the division is 32-bit long division only (the streamed forward's:
+// at its limit of 128 registers a thread the multiply-high path beside it spilled; a 64-bit
+// division is a call whose scratch registers such a kernel may have to spill too).
 template <bool kNarrow = false>
 __device__ __forceinline__ FwdPixelOrigin fwd_pixel_origin(const SepConvParams& p, int64_t pix) {
   int64_t n;
   int rem, oy, ox;
   const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
-  if (pix <= INT32_MAX && p.out_hw.divisor == hw && p.out_w.divisor == p.Wo) {
+  if (!kNarrow && pix <= INT32_MAX && p.out_hw.divisor == hw && p.out_w.divisor == p.Wo) {
     int image;
     p.out_hw.divmod(static_cast<int>(pix), &image, &rem);
     n = image;
