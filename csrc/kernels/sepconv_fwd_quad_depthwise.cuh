@@ -8,10 +8,11 @@
 // channel group instead of 36, each converted to fp32 once and used by up to three pixels, and the
 // group's 9 x kLanes weights (fp32, repacked by sepconv_fwd_dw_pack_kernel) stay in registers for
 // the whole chunk. Taps in the padding read zero (the window's bits say which), so the loop has no
-// branch: with finite weights adding 0 * w is skipping the tap. Elsewhere (a row break inside the
-// four, stride or dilation along the row, the tile's tail, or a non-finite weight in the group)
-// each pixel reads its own 9 taps through the CTA's tap table, and a tap in the padding multiplies
-// its zero by a zero weight.
+// branch: with finite weights adding 0 * w is skipping the tap. A row break inside the four takes
+// two such windows, one per run of the row (kTwoRuns builds; QuadWindow). Elsewhere (a row break
+// in the other builds, stride or dilation along the row, the tile's tail, or a non-finite weight in
+// the group) each pixel reads its own 9 taps through the CTA's tap table, and a tap in the padding
+// multiplies its zero by a zero weight.
 //
 // Four channels per item (each load then feeds twice the FMAs: ~22 instructions per value by the
 // SASS count against ~27 with pairs) where the tile has enough of them for every thread and the
