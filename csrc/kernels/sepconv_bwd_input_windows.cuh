@@ -83,6 +83,14 @@ __device__ __forceinline__ void grad_x_unit_stride(const SepConvParams& f, const
 // grad_dw tap sums of channel c0 + cl (acc, nine of them) over the ext pixels this tile owns, ext
 // rows part, + parts, ...: output (oy, ox) reads input (oy - pt + ky, ox - pl + kx). The window's
 // column kx = 2 is the newest; each step right shifts it one column.
+//
+// The input columns arrive kGradDwAhead steps ahead of their use, in a ring of that many columns
+// (each step refills the slot it empties), so that many columns' loads are in flight while a step
+// does its FMAs. With one column ahead, each step waited out most of a load's latency: the H200's
+// phase clocks (3ac7082, gpu-checks.md) had this phase at 41-65% of the kernel's cycles, ~17 us a
+// CTA at 64 channels @147 for ~290 FMAs a thread.
+inline constexpr int kGradDwAhead = 4;
+
 template <typename T, int kLdDz>
 __device__ __forceinline__ void grad_dw_unit_stride(const SepConvParams& f, const BwdTile& t, const float (*dz)[kLdDz],
                                                     const bool* own_row, const bool* own_col,
@@ -101,51 +109,57 @@ __device__ __forceinline__ void grad_dw_unit_stride(const SepConvParams& f, cons
       row_ok[ky] = iy0 + ky >= 0 && iy0 + ky < f.H;
       rows[ky] = x_channel + (row_ok[ky] ? static_cast<int64_t>(iy0 + ky) * xs2 : 0);
     }
-    int ix = t.ex0 - f.pl;  // tap 0's input column at the row's first output
+    const int ix = t.ex0 - f.pl;  // tap 0's input column at the row's first output
+    // Column ix + c's three values (raw), or, outside the image, the row's first elements (masked
+    // at the FMAs by `ok`).
+    auto load_column = [&](int c, T (&column)[3], bool& ok) {
+      ok = ix + c >= 0 && ix + c < f.W;
+      const int64_t offset = ok ? static_cast<int64_t>(ix + c) * xs3 : 0;
+#pragma unroll
+      for (int ky = 0; ky < 3; ++ky) column[ky] = __ldg(rows[ky] + (row_ok[ky] ? offset : 0));
+    };
     float v[3][3];
     bool col_ok[3];
 #pragma unroll
     for (int kx = 0; kx < 2; ++kx) {  // the two older columns
-      col_ok[kx] = ix + kx >= 0 && ix + kx < f.W;
+      T column[3];
+      load_column(kx, column, col_ok[kx]);
 #pragma unroll
-      for (int ky = 0; ky < 3; ++ky) {
-        v[ky][kx] = row_ok[ky] && col_ok[kx] ? to_float(__ldg(rows[ky] + static_cast<int64_t>(ix + kx) * xs3)) : 0.f;
-      }
+      for (int ky = 0; ky < 3; ++ky) v[ky][kx] = row_ok[ky] && col_ok[kx] ? to_float(column[ky]) : 0.f;
     }
-    // The newest column is loaded a step ahead (`next`, raw), so its latency overlaps a step's FMAs.
-    // Its loads outside the image read the row's first element instead (masked at the FMAs).
-    int64_t next_offset = static_cast<int64_t>(ix + 2) * xs3;
-    bool next_ok = ix + 2 >= 0 && ix + 2 < f.W;
-    T next[3];
+    T ring[kGradDwAhead][3];  // slot j: the newest column of steps j, j + kGradDwAhead, ...
+    bool ring_ok[kGradDwAhead];
 #pragma unroll
-    for (int ky = 0; ky < 3; ++ky) next[ky] = __ldg(rows[ky] + (row_ok[ky] && next_ok ? next_offset : 0));
+    for (int j = 0; j < kGradDwAhead; ++j) load_column(2 + j, ring[j], ring_ok[j]);
     const float (*dz_row)[kLdDz] = dz + ey * ext_w;
 #pragma unroll 1
-    for (int ex = 0; ex < ext_w; ++ex, ++ix) {
-      col_ok[2] = next_ok;
+    for (int ex0 = 0; ex0 < ext_w; ex0 += kGradDwAhead) {
 #pragma unroll
-      for (int ky = 0; ky < 3; ++ky) v[ky][2] = to_float(next[ky]);
-      next_offset += xs3;
-      next_ok = ix + 3 >= 0 && ix + 3 < f.W;
+      for (int j = 0; j < kGradDwAhead; ++j) {
+        const int ex = ex0 + j;
+        if (ex >= ext_w) break;
+        col_ok[2] = ring_ok[j];
 #pragma unroll
-      for (int ky = 0; ky < 3; ++ky) next[ky] = __ldg(rows[ky] + (row_ok[ky] && next_ok ? next_offset : 0));
-      if (own_col[ex]) {
-        const float d = dz_row[ex][cl];
+        for (int ky = 0; ky < 3; ++ky) v[ky][2] = to_float(ring[j][ky]);  // masked at the FMAs
+        if (ex + kGradDwAhead < ext_w) load_column(ex + 2 + kGradDwAhead, ring[j], ring_ok[j]);
+        if (own_col[ex]) {
+          const float d = dz_row[ex][cl];
 #pragma unroll
-        for (int ky = 0; ky < 3; ++ky) {
+          for (int ky = 0; ky < 3; ++ky) {
 #pragma unroll
-          for (int kx = 0; kx < 3; ++kx) {
-            if (row_ok[ky] && col_ok[kx]) acc[ky * 3 + kx] = fmaf(v[ky][kx], d, acc[ky * 3 + kx]);
+            for (int kx = 0; kx < 3; ++kx) {
+              if (row_ok[ky] && col_ok[kx]) acc[ky * 3 + kx] = fmaf(v[ky][kx], d, acc[ky * 3 + kx]);
+            }
           }
         }
-      }
 #pragma unroll
-      for (int ky = 0; ky < 3; ++ky) {
-        v[ky][0] = v[ky][1];
-        v[ky][1] = v[ky][2];
+        for (int ky = 0; ky < 3; ++ky) {
+          v[ky][0] = v[ky][1];
+          v[ky][1] = v[ky][2];
+        }
+        col_ok[0] = col_ok[1];
+        col_ok[1] = col_ok[2];
       }
-      col_ok[0] = col_ok[1];
-      col_ok[1] = col_ok[2];
     }
   }
 }
