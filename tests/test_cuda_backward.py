@@ -146,19 +146,49 @@ def test_offsets_past_2_pow_31():
         assert_close_to_reference(g, u, e, what=f"grad of {name}")
 
 
-def backward_log(code_x: str, multiplier: int = 1, channels: int = 8) -> str:
-    """stderr of one forward + backward in a fresh process with XSEP_LOG_DISPATCH=1 (x: `channels`
-    channels)."""
+def backward_log(code_x: str, multiplier: int = 1, channels: int = 8, out_channels: int = 16) -> str:
+    """stderr of one forward + backward in a fresh process with XSEP_LOG_DISPATCH=1 and no kernel
+    knob set (x: `channels` channels)."""
     code = (
         "import torch, xsep.ops as o;"
         f"x = ({code_x}).requires_grad_();"
         f"dw = torch.randn({channels} * {multiplier}, 1, 3, 3, dtype=x.dtype, device='cuda', requires_grad=True);"
-        f"pw = torch.randn(16, {channels} * {multiplier}, 1, 1, dtype=x.dtype, device='cuda', requires_grad=True);"
+        f"pw = torch.randn({out_channels}, {channels} * {multiplier}, 1, 1, dtype=x.dtype, device='cuda',"
+        " requires_grad=True);"
         "o.separable_conv2d(x, dw, pw, padding=1).sum().backward();"
         "torch.cuda.synchronize()"
     )
-    env = dict(os.environ, XSEP_LOG_DISPATCH="1")
+    from xsep._kernel_knobs import KNOBS
+
+    env = {name: value for name, value in os.environ.items() if name not in KNOBS}
+    env["XSEP_LOG_DISPATCH"] = "1"
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stderr
+
+
+def test_default_kernels_follow_the_h200_measurements():
+    # On Hopper builds with the wgmma kernels, the defaults that gpu-compare-forward.md and
+    # gpu-compare-backward.md (H200, 3ac7082) chose: the resident forward for 16-bit layers of at
+    # most 64 channels and 128 out; the input-gradient kernel with 128 channels per CTA from 128
+    # depthwise channels; the resident pw-gradient kernel with 512-pixel splits, two CTAs per SM,
+    # where Cout <= 128.
+    def log(channels, out_channels):
+        x = f"torch.randn(2, {channels}, 19, 19, dtype=torch.bfloat16, device='cuda')"
+        x += ".to(memory_format=torch.channels_last)"
+        lines = backward_log(x, channels=channels, out_channels=out_channels).splitlines()
+        forward = next(line for line in lines if "separable_conv2d: forward" in line)
+        backward = next(line for line in lines if "separable_conv2d_backward:" in line)
+        return forward, backward
+
+    narrow_fwd, narrow_bwd = log(64, 128)
+    wide_fwd, wide_bwd = log(128, 256)
+    if " wgmma " not in wide_fwd:
+        major, minor = torch.cuda.get_device_capability()
+        pytest.skip(f"no wgmma kernels in this build for sm_{major}{minor}: {wide_fwd}")
+    assert " resident " in narrow_fwd, narrow_fwd
+    assert "(input: 128 channels per CTA)" not in narrow_bwd, narrow_bwd
+    assert "resident-pw (512 pixels, 2 CTAs/SM)" in narrow_bwd, narrow_bwd
+    assert "(input: 128 channels per CTA)" in wide_bwd, wide_bwd
+    assert " resident-pw" in wide_bwd and "512 pixels" not in wide_bwd, wide_bwd
 
 
 def test_dispatch_log_names_the_fused_backward():

@@ -28,6 +28,20 @@ inline constexpr int kBwdInputRows = 128;            // input-gradient GEMM M: o
 inline constexpr int kBwdInputChannels = 64;         // input-gradient GEMM N: depthwise channels per CTA
 inline constexpr int kBwdInputChannelsWide = 128;    // the staged kernels' option (XSEP_BWD_CHANNELS=128)
 inline constexpr int kBwdInputChannelsWidest = 256;  // the wgmma one's (XSEP_BWD_CHANNELS=256)
+
+// The input-gradient kernel's depthwise channels per CTA where XSEP_BWD_CHANNELS does not say (64
+// or 128 forces one; 256 is the launcher's, else 128): 128 for 16-bit types on Hopper where the
+// layer has 128 depthwise channels or more, else 64. On an H200 (3ac7082, gpu-compare-backward.md)
+// 128 made the backward of every such Xception layer faster, bf16 at N=32 and 128 (0.26-0.39x of
+// cuDNN against 0.22-0.33x), and the 64-channel layer slower (0.25x against 0.36x: half of each
+// CTA's channels empty). fp32 on TF32 and other GPUs were not timed at 128.
+inline int bwd_input_channels(int cmid, int element_bytes, int major) {
+  const std::string knob = kernel_knob(KernelKnob::kBwdChannels);
+  if (knob == "64") return kBwdInputChannels;
+  if (knob == "128" || knob == "256") return kBwdInputChannelsWide;
+  return element_bytes == 2 && major == 9 && cmid >= kBwdInputChannelsWide ? kBwdInputChannelsWide
+                                                                          : kBwdInputChannels;
+}
 inline constexpr int kBwdPwPixels = 32;              // pw-gradient GEMM K chunk: pixels
 
 // Fills the plan fields of p from p.fwd. False when the fused kernels cannot take the shape (a
@@ -131,14 +145,15 @@ inline constexpr int kPwResidentStagePixels = 64;                      // dY pix
 inline constexpr int64_t kPwResidentMaxPartials = int64_t{128} << 20;  // partial-sum floats (512 MB)
 inline constexpr int kPwResidentTwoCtaPixels = 512;  // XSEP_BWD_PW_PIXELS=512: half the Z, two CTAs per SM
 
-// The resident kernel's largest split for this call: kPwResidentMaxPixels (one CTA per SM), or
-// kPwResidentTwoCtaPixels where XSEP_BWD_PW_PIXELS=512 asks and the kernel with 64 output channels
-// per warpgroup (Cout <= 128: 128 registers a thread) fits twice in an SM, so one CTA's Z phase runs
-// beside the other's GEMM. Not the default until a GPU says it is faster: twice the splits, twice
-// the partial sums.
+// The resident kernel's largest split for this call: kPwResidentTwoCtaPixels where the kernel with
+// 64 output channels per warpgroup (Cout <= 128: 128 registers a thread) fits twice in an SM, so
+// one CTA's Z phase runs beside the other's GEMM; else kPwResidentMaxPixels (one CTA per SM).
+// XSEP_BWD_PW_PIXELS=1024 keeps one CTA per SM everywhere. On an H200 (3ac7082,
+// gpu-compare-backward.md) the two CTAs made the backward of the two such Xception layers (64->128
+// and 128->128 @147, bf16) 5-8% faster at N=32 and 128, for twice the partial sums.
 inline int resident_pw_max_pixels(int cout) {
-  return cout <= 128 && kernel_knob_is(KernelKnob::kBwdPwPixels, "512") ? kPwResidentTwoCtaPixels
-                                                                        : kPwResidentMaxPixels;
+  return cout <= 128 && !kernel_knob_is(KernelKnob::kBwdPwPixels, "1024") ? kPwResidentTwoCtaPixels
+                                                                          : kPwResidentMaxPixels;
 }
 inline constexpr int resident_pw_ctas_per_sm(int max_pixels) { return max_pixels <= kPwResidentTwoCtaPixels ? 2 : 1; }
 

@@ -51,9 +51,9 @@ cudaError_t reduce_partials(float* parts, int64_t count, int64_t len, float* scr
 // XSEP_BWD_KERNEL=staged: the staged kernels (sepconv_bwd_input_staged_kernel.cuh,
 // sepconv_bwd_pw_staged_kernel.cuh), each where it applies; XSEP_BWD_KERNEL=wgmma, or unset: the
 // same with their GEMMs on wgmma where built (sepconv_bwd_{input,pw}_wgmma.cuh: 16-bit types, sm_90a
-// builds with CuTe); `first`: the first kernels (also wherever the staged ones do not apply). XSEP_BWD_CHANNELS=128:
-// the staged (or wgmma) input kernel with 128 depthwise channels per CTA instead of 64 (StagedInputTraits);
-// =256: the wgmma input kernel with 256 (where it runs; else 128).
+// builds with CuTe); `first`: the first kernels (also wherever the staged ones do not apply). The staged
+// (or wgmma) input kernel's depthwise channels per CTA: bwd_input_channels (64 or 128; XSEP_BWD_CHANNELS=64
+// or 128 forces one); XSEP_BWD_CHANNELS=256: the wgmma input kernel with 256 (where it runs; else 128).
 struct StagedChoice {
   bool input = false, pw = false;
   bool pw_resident = false;                    // the resident pw-gradient kernel (pw false then)
@@ -90,10 +90,9 @@ StagedChoice choose_staged_kernels(const SepConvBwdParams& p) {
       cudaGetDevice(&device);
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
       constexpr int kVec = 16 / sizeof(T);
-      if (kernel_knob_is(KernelKnob::kBwdChannels, "128")) choice.input_channels = kBwdInputChannelsWide;
+      choice.input_channels = bwd_input_channels(p.fwd.Cmid, sizeof(T), major);
       // 256 channels: the wgmma input kernel alone (else 128).
       const bool widest = kernel_knob_is(KernelKnob::kBwdChannels, "256");
-      if (widest) choice.input_channels = kBwdInputChannelsWide;
       choice.input = (p.grad_x != nullptr || p.grad_dw != nullptr) &&
                      staged_input_applies(with_input_channels(p, choice.input_channels), major, kVec);
       choice.pw =

@@ -1,7 +1,7 @@
 // Which forward kernel runs, and its launch: on Hopper (sm_90a builds with CuTe) the wgmma kernel
-// (sepconv_fwd_wgmma_kernel.cuh) where it applies; elsewhere the resident kernel (32 pixels and all
-// output channels per CTA) where its shared memory fits, else the tiled kernel. Included by the
-// per-dtype .cu files.
+// (sepconv_fwd_wgmma_kernel.cuh) where it applies, but for 16-bit layers of at most 64 channels in
+// and 128 out; elsewhere the resident kernel (32 pixels and all output channels per CTA) where its
+// shared memory fits, else the tiled kernel. Included by the per-dtype .cu files.
 //
 // 32 pixels rather than 64 for the resident kernel: on the H100
 // (benchmarks/results/gpu-forward-bf16-resident*.md) 32 was faster on most Xception layers at N=32
@@ -99,6 +99,10 @@ ResidentShape resident_shape(const SepConvParams& p, int smem_optin) {
   return shape;
 }
 
+// The 16-bit layers where the resident kernel is the Hopper default (choose_forward_kernel).
+inline constexpr int kResidentPreferredMaxCmid = 64;
+inline constexpr int kResidentPreferredMaxCout = 128;
+
 struct ForwardChoice {
   FwdKernel kernel;
   ResidentShape resident;  // when kernel is kResident
@@ -123,6 +127,14 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p, bool with_workspace 
   // XSEP_FWD_KERNEL=streamed: the warp-specialised Hopper kernel (sepconv_fwd_streamed_kernel.cuh).
   if constexpr (kMath == Math::kTensorCore) {  // 16-bit, or fp32 on TF32
     if (forced == "streamed" && with_workspace && streamed_forward_applies<T>(p)) return {FwdKernel::kStreamed, shape};
+    // Except 16-bit layers with at most 64 depthwise channels and 128 output channels: there the
+    // resident kernel beat the wgmma one on an H200 (64->128 @147 bf16: 0.52x of cuDNN against
+    // 0.45x at N=32, 0.49x against 0.44x at N=128; 128->128 @147 was even and TF32 lost, 0.53x
+    // against 0.77x; gpu-compare-forward.md, 3ac7082). The wgmma kernel's fixed cost per CTA (tap
+    // table, weight ring, a 128-pixel epilogue) has the least work to hide behind there.
+    if (forced.empty() && sizeof(T) == 2 && p.Cmid <= kResidentPreferredMaxCmid &&
+        p.Cout <= kResidentPreferredMaxCout && fits)
+      return {FwdKernel::kResident, shape};
     if ((forced.empty() || forced == "wgmma") && with_workspace && wgmma_forward_applies<T>(p))
       return {FwdKernel::kWgmma, shape};
     // Where the wgmma kernel's Z (64 pixels x every channel) does not fit (TF32 past ~800

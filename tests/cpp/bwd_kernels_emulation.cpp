@@ -162,7 +162,8 @@ bool run_case(const Case& c, Set set, std::mt19937& rng, double tol) {
   if (any_resident && resident != (c.M == 1))
     return std::printf("FAILED %s: the resident pw kernel does not apply as expected\n", c.name), false;
   if (resident) {
-    xsep::plan_resident_pw(p, /*num_sms=*/4, set == Set::kResident512 ? xsep::kPwResidentTwoCtaPixels : 0);
+    xsep::plan_resident_pw(p, /*num_sms=*/4,
+                           set == Set::kResident512 ? xsep::kPwResidentTwoCtaPixels : xsep::kPwResidentMaxPixels);
     if (p.pw_resident_splits <= 0) return std::printf("FAILED %s: no resident pw plan\n", c.name), false;
   }
   std::vector<float> workspace(xsep::backward_workspace_floats(p), NAN);
