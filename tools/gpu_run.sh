@@ -61,7 +61,7 @@ done
 [ ${#stages[@]} -eq 0 ] && stages=(build tests sanitizer sanitizer-new)
 budget="${GPU_RUN_BUDGET:-0}"  # seconds; 0: no limit
 status=0
-quick_tests="every_forward_kernel or staged_kernels_match or dispatch_log or channels_last_copies or too_wide_for_shared_memory"  # the quick-tests stage's selection
+quick_tests="every_forward_kernel or staged_kernels_match or dispatch_log or channels_last_copies or too_wide_for_shared_memory or default_kernels_follow"  # the quick-tests stage's selection
 quick_tests_ran=""
 step() { echo; echo "== $* ($SECONDS s in)"; }
 # Seconds left for a command, keeping 15 for packing; a large number without a budget.
@@ -132,20 +132,19 @@ for stage in "${stages[@]}"; do
       step "compare: backward kernel variants against the default (resident pw on Hopper) and cuDNN (bf16)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
-        --variants bwd-wgmma,bwd-128ch,bwd-256ch,bwd-pw512 --out "$OUT" \
+        --variants bwd-64ch,bwd-pw1024,bwd-256ch --out "$OUT" \
         --name gpu-compare-backward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     compare-forward)
-      # The forward alone (bf16, TF32): the default kernels against the resident and streamed ones,
-      # the wgmma kernel's measurement variants (the two-CTA build at 728 channels, the default
-      # before the one-CTA one; the depthwise prefetch; four warpgroups; an 8-slot ring as before
-      # the 16-slot one) and cuDNN.
-      step "compare: the default forward against the resident, streamed and wgmma variants and cuDNN (bf16, TF32)"
+      # The forward alone (bf16, TF32): the default kernels against the resident one, the wgmma one
+      # everywhere (the default at 64 -> 128 before d6d19ed), its two-CTA build at 728 channels (the
+      # default before the seventh session), the depthwise prefetch, and cuDNN.
+      step "compare: the default forward against the resident and wgmma variants and cuDNN (bf16, TF32)"
       enough 60 || continue
       timed 300 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,streamed,wgmma-2cta,wgmma-prefetch,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
+        --variants resident,wgmma,wgmma-2cta,wgmma-prefetch --out "$OUT" \
         --name gpu-compare-forward 2>&1 | grep -vE "row/s|^\s*$" | tail -50
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
@@ -210,7 +209,7 @@ for stage in "${stages[@]}"; do
       step "phase clocks: each CTA's phases in the forward and the backward's input kernel (N=32, bf16 + TF32)"
       enough 45 || continue
       timed 300 python3 tools/phase_clocks.py --batch 32 --dtype bfloat16,float32 \
-        --variants default,wgmma-2cta,wgmma-prefetch,wgmma-4wg,bwd-128ch --json "$OUT/phase-clocks.json" 2>&1 \
+        --variants default,wgmma-prefetch,bwd-64ch --json "$OUT/phase-clocks.json" 2>&1 \
         | tee "$OUT/phase-clocks.txt" | cut -c1-300
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;

@@ -41,8 +41,13 @@ NAMED = {
     "bwd-wgmma-128ch": {"XSEP_BWD_KERNEL": "wgmma", "XSEP_BWD_CHANNELS": "128"},
     "bwd-256ch": {"XSEP_BWD_CHANNELS": "256"},  # the default kernels, the wgmma input one at 256 channels
     "bwd-128ch": {"XSEP_BWD_CHANNELS": "128"},
-    # the resident pw-gradient kernel with splits of 512 pixels, two CTAs per SM (Cout <= 128)
+    # 64 channels per input-gradient CTA everywhere (the default below 128 depthwise channels, and
+    # everywhere before d6d19ed)
+    "bwd-64ch": {"XSEP_BWD_CHANNELS": "64"},
+    # the resident pw-gradient kernel with splits of 512 pixels, two CTAs per SM (Cout <= 128: the
+    # default there since d6d19ed), or of 1024, one CTA per SM, everywhere (the default before)
     "bwd-pw512": {"XSEP_BWD_PW_PIXELS": "512"},
+    "bwd-pw1024": {"XSEP_BWD_PW_PIXELS": "1024"},
     # both directions on Hopper's wgmma
     "all-wgmma": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_BWD_KERNEL": "wgmma"},
 }
