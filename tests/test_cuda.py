@@ -226,6 +226,12 @@ def test_every_forward_kernel_matches_reference(variant):
             # vec_728, where one CTA fits: the build for one (quartets, two-window quads)
             r"wgmma \(128 pixels, 5 stages, cout split \d+, one CTA per SM, 4-channel items\)",
             r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels",
+            # 64 pixels where one CTA fits (vec_1024 in 16 bits, vec_728 and vec_1024 in TF32): two Z
+            # chunks a depthwise pass
+            r"bfloat16 mma channels_last 3x3 wgmma \(64 pixels, \d+ stages, cout split \d+, one CTA per SM, "
+            r"4-channel items, 64 channels a depthwise pass\)",
+            r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels, \d+ stages, cout split \d+, one CTA per SM, "
+            r"4-channel items, 32 channels a depthwise pass\)",
         ]:
             assert re.search(shape, result.stderr), f"no call ran the wgmma kernel as {shape!r}"
     if variant == "wgmma-64px":
@@ -236,7 +242,7 @@ def test_every_forward_kernel_matches_reference(variant):
         assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "small Cmid: two per SM"
         assert re.search(r"bfloat16 mma channels_last 3x3 wgmma \(64 pixels, .*, prefetch\)", result.stderr), "vec_1024"
         assert re.search(r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels, .*, prefetch\)", result.stderr)
-    if variant == "wgmma-2cta":  # the build for two CTAs per SM everywhere, vec_728 included
+    if variant == "wgmma-2cta":  # the builds for two CTAs per SM everywhere, vec_728 and vec_1024 included
         assert re.search(r"wgmma \(128 pixels, 5 stages, cout split \d+\)", result.stderr), "vec_728: two asked"
         assert "one CTA per SM" not in result.stderr, "XSEP_FWD_CTAS=2 asked for the two-CTA build"
     if variant == "wgmma-4wg":  # the 128-pixel calls (16-bit) on four warpgroups; TF32 keeps 64 pixels

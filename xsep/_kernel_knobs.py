@@ -32,9 +32,10 @@ KNOBS = {
     # 1: the wgmma forward's depthwise phase with the next chunk's loads in flight (at 128 pixels:
     # the build for one CTA per SM, with channel quartets, where only one fits)
     "XSEP_FWD_PREFETCH": ("0", "1"),
-    # the CTAs per SM the 128-pixel wgmma forward's build is for (16-bit): 2 (128 registers a
-    # thread, channel pairs) or 1 (255: channel quartets, two-window quads). Unset: 2 where two
-    # fit beside their Z, else 1.
+    # the CTAs per SM the wgmma forward's build is for: at 128 pixels (16-bit) 2 (128 registers a
+    # thread, channel pairs) or 1 (255: channel quartets, two-window quads); at 64 pixels several
+    # or 1 (two Z chunks a depthwise pass, quartets, two-window quads). Unset: 1 where only one
+    # fits beside its Z, else the other.
     "XSEP_FWD_CTAS": ("1", "2"),
     # 1: the wgmma forward's and the staged input-gradient kernel's CTAs stamp their phases'
     # clocks, and the launcher waits to keep them (tools/phase_clocks.py; measurement only: each

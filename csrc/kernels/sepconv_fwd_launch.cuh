@@ -233,22 +233,29 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
     error = k3x3 ? launch_forward_variant<T, kMath, false, 3, 3>(p, stream, choice, &parts)
                  : launch_forward_variant<T, kMath, false, 0, 0>(p, stream, choice, &parts);
   }
-  static thread_local char name[160];
+  static thread_local char name[256];
   const FwdKernel which = choice.kernel;
   const char* kernel = which == FwdKernel::kResident   ? "resident"
                        : which == FwdKernel::kHalo     ? "halo"
                        : which == FwdKernel::kWgmma    ? "wgmma"
                        : which == FwdKernel::kStreamed ? "streamed"
                                                        : "tiled";
-  char detail[96] = "";
+  char detail[192] = "";
   if (which == FwdKernel::kResident) {
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d)", choice.resident.pixels,
              choice.resident.stages, parts);
   } else if (which == FwdKernel::kWgmma) {
-    const bool one_cta_build = wgmma.pixels == 128 && wgmma.warpgroups == 2 && wgmma.min_blocks == 1;
-    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d%s%s%s)", wgmma.pixels, wgmma.stages,
-             wgmma.parts, wgmma.warpgroups == 4 ? ", 4 warpgroups" : "",
-             one_cta_build ? ", one CTA per SM, 4-channel items" : "", wgmma.prefetch ? ", prefetch" : "");
+    // The builds for one CTA per SM on one warpgroup per 64 pixels (not the 4-warpgroup one).
+    const bool one_cta_build = wgmma.min_blocks == 1 && wgmma.warpgroups * 64 == wgmma.pixels;
+    char one_cta[64] = "";
+    if (one_cta_build)
+      snprintf(one_cta, sizeof(one_cta), ", one CTA per SM, %d-channel items", wgmma.dw_lanes);
+    char pass[48] = "";  // where a depthwise pass takes more than a Z chunk
+    if (wgmma.dw_pass_channels * static_cast<int>(sizeof(T)) > 64)
+      snprintf(pass, sizeof(pass), ", %d channels a depthwise pass", wgmma.dw_pass_channels);
+    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d%s%s%s%s)", wgmma.pixels, wgmma.stages,
+             wgmma.parts, wgmma.warpgroups == 4 ? ", 4 warpgroups" : "", one_cta, pass,
+             wgmma.prefetch ? ", prefetch" : "");
   } else if (which == FwdKernel::kStreamed) {
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, %d-channel tiles)", wgmma.pixels, wgmma.stages,
              wgmma.tile_channels);

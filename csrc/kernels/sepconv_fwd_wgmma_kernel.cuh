@@ -145,19 +145,35 @@ __host__ __device__ inline int64_t wgmma_packed_weight_elements(int cout, int cm
   return tiles * WgmmaFwdLayout<Traits>::kpad(cmid) * Traits::BN;
 }
 
+// BK-channel chunks of Z per depthwise pass (QuadDepthwise's chunk: BK times this): two in the
+// 64-pixel build for one CTA per SM (the 1024- and 1536-channel layers in 16 bits, the 728+ ones
+// in TF32), whose 128 threads had one (channel group, quad) item a chunk (TF32: a pair of 16
+// channels' chunk), so the phase was a chain of 32-96 chunks each waiting out its loads' latency:
+// on the H200 (3ac7082, phase clocks) 67-104 us a CTA, ~2-5x the cost per value of the 128-pixel
+// builds. Two chunks a pass halve the waits: 16-bit, two quartet items' loads in flight a thread
+// (255 registers, no spills); TF32, one quartet item of 16-byte loads instead of a pair (231;
+// four chunks spilled 248 bytes). One chunk elsewhere (the builds with more threads, or the
+// registers of the prefetch build's two chunks).
+template <class Traits>
+__host__ __device__ constexpr int wgmma_dw_chunks() {
+  return Traits::BM == 64 && Traits::kMinBlocks == 1 && !Traits::kPrefetch ? 2 : 1;
+}
+
 // Channels per depthwise work item (QuadDepthwise): four where every thread has whole items and
 // the registers allow, else pairs (the kernels of two CTAs per SM at 256 threads have 128
 // registers a thread, and spill with four).
 template <class Traits>
 __host__ __device__ constexpr int wgmma_dw_lanes() {
-  return Traits::kMinBlocks * Traits::kThreads > 256 ? 2 : quad_lanes(Traits::BM, Traits::BK, Traits::kThreads);
+  return Traits::kMinBlocks * Traits::kThreads > 256
+             ? 2
+             : quad_lanes(Traits::BM, Traits::BK * wgmma_dw_chunks<Traits>(), Traits::kThreads);
 }
 
 // Whether quads an output row ends inside take two windows (QuadDepthwise's kTwoRuns): in the
-// builds for one CTA of 256 threads per SM (up to 255 registers a thread: 176 with it). Not in the
-// 128-register ones, where the second window costs spills, nor in the 64-pixel ones, whose ~25
-// more registers (bf16 144 -> 176, TF32 117 -> 142) would cost the CTA a place: four or three fit
-// per SM where the ring is small (TF32's shallow layers).
+// builds for one CTA per SM (up to 255 registers a thread: 176 with it at 128 pixels). Not in the
+// 128-register ones, where the second window costs spills, nor in the 64-pixel ones for several
+// CTAs per SM, whose ~25 more registers (bf16 144 -> 176, TF32 117 -> 142) would cost a CTA its
+// place: four or three fit per SM where the ring is small (TF32's shallow layers).
 template <class Traits>
 __host__ __device__ constexpr bool wgmma_dw_two_runs() {
   return Traits::kMinBlocks == 1 && Traits::kThreads <= 256;
@@ -357,7 +373,8 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   // 1. Z, a K chunk after another (sepconv_fwd_quad_depthwise.cuh: a thread's items are two or four
   // channels of four neighbouring pixels), with the intermediate activation applied after rounding.
   {
-    const QuadDepthwise<T, BM, BK, Traits::kThreads, wgmma_dw_lanes<Traits>(), /*kNarrow=*/false,
+    constexpr int kDwChunks = wgmma_dw_chunks<Traits>();  // Z chunks a depthwise pass
+    const QuadDepthwise<T, BM, BK * kDwChunks, Traits::kThreads, wgmma_dw_lanes<Traits>(), /*kNarrow=*/false,
                         wgmma_dw_two_runs<Traits>()>
         depthwise(
         p, static_cast<int64_t>(blockIdx.x) * BM, threadIdx.x,
@@ -370,10 +387,19 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     };
     if constexpr (Traits::kPrefetch) {  // the registers for the next chunk's loads in flight
       depthwise.all_chunks_prefetched(p, px, steps, store_z);
-    } else {
+    } else if constexpr (kDwChunks == 1) {
 #pragma unroll 1
       for (int c = 0; c < steps; ++c)
         depthwise.chunk(p, px, c, [&](int m, int kk, auto v) { store_z(c, m, kk, v); });
+    } else {
+      // Pass q covers chunks q * kDwChunks ..; a group past the last chunk (Z's kpad) is not stored
+      // (its channels are past Cmid: zero, like the padding of the chunks that are).
+#pragma unroll 1
+      for (int q = 0; q * kDwChunks < steps; ++q)
+        depthwise.chunk(p, px, q, [&](int m, int kk, auto v) {
+          const int c = q * kDwChunks + kk / BK;
+          if (c < steps) store_z(c, m, kk % BK, v);
+        });
     }
   }
   // Z, written through the generic proxy, visible to wgmma: each thread fences its own stores (no

@@ -185,6 +185,8 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   launch->warpgroups = Traits::kWarpgroups;
   launch->min_blocks = Traits::kMinBlocks;
   launch->prefetch = Traits::kPrefetch;
+  launch->dw_lanes = wgmma_dw_lanes<Traits>();
+  launch->dw_pass_channels = Traits::BK * wgmma_dw_chunks<Traits>();
   launch->stages = wgmma_stages<Traits>(p, smem_optin);
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
   // One pack kernel per element type: the slot's layout depends on neither the pixels nor the warpgroups.
@@ -239,7 +241,14 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
   // 64 pixels (TF32, and 16-bit Z of ~800+ channels). The prefetch build's registers (197-241,
   // against 120-149) allow two CTAs per SM, where the shallow TF32 layers' shared memory held more.
   if (prefetch) return launch_wgmma_traits<WgmmaFwdTraits<T, 64, 1, 2, true>>(p, smem_optin, stream, launch);
-  return launch_wgmma_traits<WgmmaFwdTraits<T, 64>>(p, smem_optin, stream, launch);
+  // Where Z leaves room for one CTA per SM (16-bit 1024+ channels, TF32 728+), the build for one:
+  // two chunks a depthwise pass (wgmma_dw_chunks), quartets and two-window quads, with the registers that
+  // would have cost a place where two or more fit. XSEP_FWD_CTAS asks for either build.
+  using TwoPerSm = WgmmaFwdTraits<T, 64>;
+  const bool one_per_sm = kernel_knob_is(KernelKnob::kFwdCtas, "1") ||
+                          (!kernel_knob_is(KernelKnob::kFwdCtas, "2") && !two_ctas_per_sm<TwoPerSm>(p));
+  if (one_per_sm) return launch_wgmma_traits<WgmmaFwdTraits<T, 64, 1, 1, false>>(p, smem_optin, stream, launch);
+  return launch_wgmma_traits<TwoPerSm>(p, smem_optin, stream, launch);
 }
 
 #else  // without CuTe there is no wgmma kernel: nothing applies

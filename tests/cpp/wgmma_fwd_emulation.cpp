@@ -105,9 +105,9 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   const double worst = call.error(&unwritten);
   const std::string trouble = clocks ? phase_clock_trouble(records, ctas, p.Cout, parts) : "";
   const bool ok = !unwritten && worst <= tol && trouble.empty();
-  // "1-CTA": the 128-pixel build for one CTA per SM, with channel quartets; "prefetch": the next
-  // depthwise chunk's loads in flight (both XSEP_FWD_PREFETCH=1).
-  const bool one_cta = BM == 128 && kSplitN == 1 && kMinBlocks == 1;
+  // "1-CTA": a build for one CTA per SM (128 pixels: channel quartets; 64: two Z chunks a depthwise
+  // pass), "prefetch": the next depthwise chunk's loads in flight (XSEP_FWD_PREFETCH=1).
+  const bool one_cta = kSplitN == 1 && kMinBlocks == 1;
   std::printf("%s wgmma-%-3d %d warpgroups%s%s%s%s%s split %d stages %2d %-14s %s relative error %.2e%s%s\n",
               ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, one_cta ? " 1-CTA" : "", kPrefetch ? " prefetch" : "",
               clocks ? " clocks" : "", odd_bias ? " odd-bias" : "", long_division ? " long-division" : "", parts, stages, c.name, mode_name<T>(), worst,
@@ -178,6 +178,13 @@ int main() {
     failed += !run_case<float, 64>(c, 1, 4, rng, 5e-3);  // TF32 (64 pixels only)
     failed += !run_case<float, 64>(c, 2, 7, rng, 5e-3);
     count += 4;
+    // The 64-pixel build for one CTA per SM (16-bit 1024+ channels, TF32 728+): two Z chunks a
+    // depthwise pass (C=200: the last pass's second chunk is past Z), two-window quads.
+    static_assert(xsep::wgmma_dw_chunks<xsep::WgmmaFwdTraits<float, 64, 1, 1, false>>() == 2, "two chunks a pass");
+    failed += !run_case<__nv_bfloat16, 64, 1, 1, false>(c, 1, 6, rng, 3e-2);
+    failed += !run_case<__half, 64, 1, 1, false>(c, 2, 4, rng, 5e-3);
+    failed += !run_case<float, 64, 1, 1, false>(c, 2, 5, rng, 5e-3);
+    count += 3;
   }
   failed += !z_offsets_match_cute<__half, 128>() + !z_offsets_match_cute<__nv_bfloat16, 64>() +
             !z_offsets_match_cute<float, 64>();
@@ -199,7 +206,9 @@ int main() {
     failed += !run_case<__nv_bfloat16, 128, 1, 1, false>(c, 1, 4, rng, 3e-2);  // quartets
     count += 1;
     failed += !run_case<float, 64>(c, 1, 4, rng, 5e-3);
-    count += 3;
+    failed += !run_case<__nv_bfloat16, 64, 1, 1, false>(c, 1, 5, rng, 3e-2);  // two-window quads
+    failed += !run_case<float, 64, 1, 1, false>(c, 1, 4, rng, 5e-3);
+    count += 5;
   }
   // A bias that starts off the alignment of a channel pair (its loads one element at a time).
   failed += !run_case<__nv_bfloat16, 128>(cases[1], 1, 4, rng, 3e-2, kOddBias);

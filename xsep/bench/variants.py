@@ -25,10 +25,10 @@ NAMED = {
     # the wgmma kernel with the next depthwise chunk's loads in flight (at 128 pixels: the build for
     # one CTA per SM, channel quartets, where only one fits)
     "wgmma-prefetch": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_PREFETCH": "1"},
-    # the wgmma kernel's build for two CTAs per SM even where one fits (the 728-channel layers'
-    # default before the seventh session; now the build for one, with its registers)
+    # the wgmma kernel's builds for two or more CTAs per SM even where one fits (the default before
+    # the seventh session at 128 pixels, the eighth at 64; now the builds for one, with their registers)
     "wgmma-2cta": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_CTAS": "2"},
-    # the build for one CTA per SM on every 128-pixel layer (the shallow ones at half their occupancy)
+    # the builds for one CTA per SM on every layer (the shallow ones at a fraction of their occupancy)
     "wgmma-1cta": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_CTAS": "1"},
     "streamed": {"XSEP_FWD_KERNEL": "streamed"},
     "streamed-3stage": {"XSEP_FWD_KERNEL": "streamed", "XSEP_FWD_STAGES": "3"},
