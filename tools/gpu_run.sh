@@ -209,7 +209,7 @@ for stage in "${stages[@]}"; do
       step "phase clocks: each CTA's phases in the forward and the backward's input kernel (N=32, bf16 + TF32)"
       enough 45 || continue
       timed 300 python3 tools/phase_clocks.py --batch 32 --dtype bfloat16,float32 \
-        --variants default,wgmma-prefetch,bwd-64ch --json "$OUT/phase-clocks.json" 2>&1 \
+        --variants default,wgmma-2cta,bwd-64ch --json "$OUT/phase-clocks.json" 2>&1 \
         | tee "$OUT/phase-clocks.txt" | cut -c1-300
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
