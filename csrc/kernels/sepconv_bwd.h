@@ -26,8 +26,9 @@ namespace xsep {
 // Block tile sizes the plan must agree with (the kernels static_assert the same numbers).
 inline constexpr int kBwdInputRows = 128;            // input-gradient GEMM M: output pixels of a tile's ext
 inline constexpr int kBwdInputChannels = 64;         // input-gradient GEMM N: depthwise channels per CTA
-inline constexpr int kBwdInputChannelsWide = 128;    // the staged kernels' option (XSEP_BWD_CHANNELS=128)
+inline constexpr int kBwdInputChannelsWide = 128;    // 16-bit Hopper's from 128 channels (bwd_input_channels)
 inline constexpr int kBwdInputChannelsWidest = 256;  // the wgmma one's (XSEP_BWD_CHANNELS=256)
+inline constexpr int kBwdPwPixels = 32;              // pw-gradient GEMM K chunk: pixels
 
 // The input-gradient kernel's depthwise channels per CTA where XSEP_BWD_CHANNELS does not say (64
 // or 128 forces one; 256 is the launcher's, else 128): 128 for 16-bit types on Hopper where the
@@ -42,7 +43,6 @@ inline int bwd_input_channels(int cmid, int element_bytes, int major) {
   return element_bytes == 2 && major == 9 && cmid >= kBwdInputChannelsWide ? kBwdInputChannelsWide
                                                                           : kBwdInputChannels;
 }
-inline constexpr int kBwdPwPixels = 32;              // pw-gradient GEMM K chunk: pixels
 
 // Fills the plan fields of p from p.fwd. False when the fused kernels cannot take the shape (a
 // depth multiplier above kBwdInputChannels, or a kernel/dilation whose halo exceeds a tile);
