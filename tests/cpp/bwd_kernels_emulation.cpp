@@ -381,10 +381,35 @@ bool check_layout_copies() {
   return true;
 }
 
+// The defaults the H200 runs chose where no knob asks (bwd_input_channels, resident_pw_max_pixels):
+// 128 input-gradient channels per CTA for 16-bit types on Hopper from 128 depthwise channels, 64
+// elsewhere; 512-pixel resident pw splits where Cout <= 128. Not checked under a knob that changes them.
+bool check_default_choices() {
+  if (std::getenv("XSEP_BWD_CHANNELS") != nullptr || std::getenv("XSEP_BWD_PW_PIXELS") != nullptr) {
+    std::printf("skip   default choices (a knob is set)\n");
+    return true;
+  }
+  struct Channels {
+    int cmid, element_bytes, major, expected;
+  };
+  const Channels channels[] = {{728, 2, 9, 128}, {128, 2, 9, 128}, {64, 2, 9, 64},   {120, 2, 9, 64},
+                               {728, 4, 9, 64},  {728, 2, 8, 64},  {2048, 2, 10, 64}};
+  for (const Channels& c : channels)
+    if (xsep::bwd_input_channels(c.cmid, c.element_bytes, c.major) != c.expected)
+      return std::printf("FAILED default input channels: Cmid %d, %d-byte, sm_%d0: expected %d\n", c.cmid,
+                         c.element_bytes, c.major, c.expected),
+             false;
+  if (xsep::resident_pw_max_pixels(128) != xsep::kPwResidentTwoCtaPixels ||
+      xsep::resident_pw_max_pixels(136) != xsep::kPwResidentMaxPixels)
+    return std::printf("FAILED default resident pw splits\n"), false;
+  std::printf("ok     default choices (%zu channel counts, 2 splits)\n", sizeof(channels) / sizeof(channels[0]));
+  return true;
+}
+
 }  // namespace
 
 int main() {
-  if (!check_resident_plans() || !check_layout_copies()) return 1;
+  if (!check_resident_plans() || !check_layout_copies() || !check_default_choices()) return 1;
   const Case cases[] = {
       {"aligned_partial", 2, 40, 13, 11, 136, 1, 1, 1, 1, 1, 1, 1, Activation::kNone},
       {"mult2", 2, 16, 20, 19, 48, 2, 1, 1, 1, 1, 1, 1, Activation::kNone},
