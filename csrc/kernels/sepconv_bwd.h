@@ -40,8 +40,7 @@ inline int bwd_input_channels(int cmid, int element_bytes, int major) {
   const std::string knob = kernel_knob(KernelKnob::kBwdChannels);
   if (knob == "64") return kBwdInputChannels;
   if (knob == "128" || knob == "256") return kBwdInputChannelsWide;
-  return element_bytes == 2 && major == 9 && cmid >= kBwdInputChannelsWide ? kBwdInputChannelsWide
-                                                                          : kBwdInputChannels;
+  return element_bytes == 2 && major == 9 && cmid >= kBwdInputChannelsWide ? kBwdInputChannelsWide : kBwdInputChannels;
 }
 
 // Fills the plan fields of p from p.fwd. False when the fused kernels cannot take the shape (a

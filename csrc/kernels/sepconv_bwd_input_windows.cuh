@@ -112,7 +112,7 @@ __device__ __forceinline__ void grad_dw_unit_stride(const SepConvParams& f, cons
     const int ix = t.ex0 - f.pl;  // tap 0's input column at the row's first output
     // Column ix + c's three values (raw), or, outside the image, the row's first elements (masked
     // at the FMAs by `ok`).
-    auto load_column = [&](int c, T (&column)[3], bool& ok) {
+    auto load_column = [&](int c, T(&column)[3], bool& ok) {
       ok = ix + c >= 0 && ix + c < f.W;
       const int64_t offset = ok ? static_cast<int64_t>(ix + c) * xs3 : 0;
 #pragma unroll

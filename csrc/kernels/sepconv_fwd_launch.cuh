@@ -248,8 +248,7 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
     // The builds for one CTA per SM on one warpgroup per 64 pixels (not the 4-warpgroup one).
     const bool one_cta_build = wgmma.min_blocks == 1 && wgmma.warpgroups * 64 == wgmma.pixels;
     char one_cta[64] = "";
-    if (one_cta_build)
-      snprintf(one_cta, sizeof(one_cta), ", one CTA per SM, %d-channel items", wgmma.dw_lanes);
+    if (one_cta_build) snprintf(one_cta, sizeof(one_cta), ", one CTA per SM, %d-channel items", wgmma.dw_lanes);
     char pass[48] = "";  // where a depthwise pass takes more than a Z chunk
     if (wgmma.dw_pass_channels * static_cast<int>(sizeof(T)) > 64)
       snprintf(pass, sizeof(pass), ", %d channels a depthwise pass", wgmma.dw_pass_channels);

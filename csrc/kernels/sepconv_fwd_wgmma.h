@@ -18,10 +18,10 @@ struct WgmmaLaunch {
   int parts = 1;
   int stages = 0;
   int warpgroups = 0;
-  int tile_channels = 0;  // the streamed kernel's output channels per CTA
-  int min_blocks = 0;     // the CTAs per SM the kernel was built for (its launch bounds)
-  bool prefetch = false;  // the next depthwise chunk's loads in flight during a chunk's arithmetic
-  int dw_lanes = 0;       // channels per depthwise item (wgmma_dw_lanes)
+  int tile_channels = 0;     // the streamed kernel's output channels per CTA
+  int min_blocks = 0;        // the CTAs per SM the kernel was built for (its launch bounds)
+  bool prefetch = false;     // the next depthwise chunk's loads in flight during a chunk's arithmetic
+  int dw_lanes = 0;          // channels per depthwise item (wgmma_dw_lanes)
   int dw_pass_channels = 0;  // channels per depthwise pass (BK * wgmma_dw_chunks)
 };
 

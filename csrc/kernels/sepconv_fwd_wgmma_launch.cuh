@@ -126,6 +126,14 @@ bool two_ctas_per_sm(const SepConvParams& p) {
   return 2 * cta <= static_cast<size_t>(per_sm);
 }
 
+// Whether a call takes the build for one CTA per SM rather than TwoPerSm's: where only one CTA
+// fits beside its Z, or XSEP_FWD_CTAS asks (1: always, 2: never).
+template <class TwoPerSm>
+bool wants_one_cta_build(const SepConvParams& p) {
+  if (kernel_knob_is(KernelKnob::kFwdCtas, "1")) return true;
+  return !kernel_knob_is(KernelKnob::kFwdCtas, "2") && !two_ctas_per_sm<TwoPerSm>(p);
+}
+
 // Whether this build has the kernels' wgmma code for the current device.
 template <typename T>
 bool wgmma_forward_built() {
@@ -230,8 +238,7 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
       // XSEP_FWD_CTAS (for measurement) asks for either build; XSEP_FWD_PREFETCH=1 adds the next
       // chunk's loads in flight during a chunk's arithmetic to the one-CTA build.
       using TwoPerSm = WgmmaFwdTraits<T, 128>;
-      const bool one_per_sm = kernel_knob_is(KernelKnob::kFwdCtas, "1") ||
-                              (!kernel_knob_is(KernelKnob::kFwdCtas, "2") && !two_ctas_per_sm<TwoPerSm>(p));
+      const bool one_per_sm = wants_one_cta_build<TwoPerSm>(p);
       if (one_per_sm && prefetch)
         return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 1, 1, true>>(p, smem_optin, stream, launch);
       if (one_per_sm) return launch_wgmma_traits<WgmmaFwdTraits<T, 128, 1, 1, false>>(p, smem_optin, stream, launch);
@@ -242,12 +249,11 @@ int launch_wgmma_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunc
   // against 120-149) allow two CTAs per SM, where the shallow TF32 layers' shared memory held more.
   if (prefetch) return launch_wgmma_traits<WgmmaFwdTraits<T, 64, 1, 2, true>>(p, smem_optin, stream, launch);
   // Where Z leaves room for one CTA per SM (16-bit 1024+ channels, TF32 728+), the build for one:
-  // two chunks a depthwise pass (wgmma_dw_chunks), quartets and two-window quads, with the registers that
-  // would have cost a place where two or more fit. XSEP_FWD_CTAS asks for either build.
+  // two chunks a depthwise pass (wgmma_dw_chunks), quartets and two-window quads, with the
+  // registers that would have cost a place where two or more fit. XSEP_FWD_CTAS asks for either.
   using TwoPerSm = WgmmaFwdTraits<T, 64>;
-  const bool one_per_sm = kernel_knob_is(KernelKnob::kFwdCtas, "1") ||
-                          (!kernel_knob_is(KernelKnob::kFwdCtas, "2") && !two_ctas_per_sm<TwoPerSm>(p));
-  if (one_per_sm) return launch_wgmma_traits<WgmmaFwdTraits<T, 64, 1, 1, false>>(p, smem_optin, stream, launch);
+  if (wants_one_cta_build<TwoPerSm>(p))
+    return launch_wgmma_traits<WgmmaFwdTraits<T, 64, 1, 1, false>>(p, smem_optin, stream, launch);
   return launch_wgmma_traits<TwoPerSm>(p, smem_optin, stream, launch);
 }
 
