@@ -226,7 +226,7 @@ def test_every_forward_kernel_matches_reference(variant):
             # vec_728, where one CTA fits: the build for one (quartets, two-window quads)
             r"wgmma \(128 pixels, 5 stages, cout split \d+, one CTA per SM, 4-channel items\)",
             r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels",
-            # 64 pixels where one CTA fits (vec_1024 in 16 bits, vec_728 and vec_1024 in TF32): two Z
+            # 64 pixels where one CTA fits (vec_1024 in 16 bits, vec_728 in TF32; TF32 vec_1024 is streamed): two Z
             # chunks a depthwise pass
             r"bfloat16 mma channels_last 3x3 wgmma \(64 pixels, \d+ stages, cout split \d+, one CTA per SM, "
             r"4-channel items, 64 channels a depthwise pass\)",
