@@ -192,6 +192,7 @@ FORWARD_VARIANTS = {
     "wgmma-4wg": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_WARPGROUPS="4"),
     "wgmma-prefetch": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_PREFETCH="1"),
     "wgmma-2cta": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_CTAS="2"),
+    "wgmma-staged": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_DW="staged"),
     "streamed": dict(XSEP_FWD_KERNEL="streamed"),
     "streamed-2stage": dict(XSEP_FWD_KERNEL="streamed", XSEP_FWD_STAGES="2"),
 }
@@ -245,6 +246,22 @@ def test_every_forward_kernel_matches_reference(variant):
     if variant == "wgmma-2cta":  # the builds for two CTAs per SM everywhere, vec_728 and vec_1024 included
         assert re.search(r"wgmma \(128 pixels, 5 stages, cout split \d+\)", result.stderr), "vec_728: two asked"
         assert "one CTA per SM" not in result.stderr, "XSEP_FWD_CTAS=2 asked for the two-CTA build"
+    if variant == "wgmma-staged":  # the one-CTA builds' depthwise phase from bands of x (stride 1, dilation 1)
+        # vec_728 in 16 bits: two band buffers beside the five-slot ring's first chunk; in TF32 (64
+        # pixels, a 184 KB Z) one; vec_1024 (64 pixels, 16-bit) two.
+        for shape in [
+            r"bfloat16 mma channels_last 3x3 wgmma \(128 pixels, 5 stages, cout split \d+, one CTA per SM, "
+            r"4-channel items, x staged in 2 band buffers\)",
+            r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels, \d+ stages, cout split \d+, one CTA per SM, "
+            r"4-channel items, 32 channels a depthwise pass, x staged in 1 band buffer\)",
+            r"bfloat16 mma channels_last 3x3 wgmma \(64 pixels, \d+ stages, cout split \d+, one CTA per SM, "
+            r"4-channel items, 64 channels a depthwise pass, x staged in 2 band buffers\)",
+        ]:
+            assert re.search(shape, result.stderr), f"no call ran the wgmma kernel as {shape!r}"
+        # the builds for two or more CTAs per SM (the shallow layers) have no band path: their lines
+        # would read "cout split N, x staged"
+        assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "the two-CTA build ran"
+        assert not re.search(r"cout split \d+, x staged", result.stderr), "a build without the band path"
     if variant == "wgmma-4wg":  # the 128-pixel calls (16-bit) on four warpgroups; TF32 keeps 64 pixels
         assert re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+, 4 warpgroups\)", result.stderr)
         assert not re.search(r"wgmma \(128 pixels, \d+ stages, cout split \d+\)", result.stderr), "4 asked"

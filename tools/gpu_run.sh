@@ -140,20 +140,22 @@ for stage in "${stages[@]}"; do
     compare-forward)
       # The forward alone (bf16, TF32): the default kernels against the resident one, the wgmma one
       # everywhere (the default at 64 -> 128 before d6d19ed), its two-CTA build at 728 channels (the
-      # default before the seventh session), the depthwise prefetch, and cuDNN.
+      # default before the seventh session), the depthwise phase from bands of x (XSEP_FWD_DW=staged,
+      # the ninth session's), and cuDNN.
       step "compare: the default forward against the resident and wgmma variants and cuDNN (bf16, TF32)"
       enough 60 || continue
       timed 300 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,wgmma,wgmma-2cta,wgmma-prefetch --out "$OUT" \
+        --variants resident,wgmma,wgmma-2cta,wgmma-staged --out "$OUT" \
         --name gpu-compare-forward 2>&1 | grep -vE "row/s|^\s*$" | tail -50
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
     sanitizer-new)
-      step "compute-sanitizer on the newest kernels (wgmma and streamed forward, wgmma and resident-pw backward; halo forward, staged backward)"
+      step "compute-sanitizer on the newest kernels (wgmma forward from bands of x, wgmma and streamed forward, wgmma and resident-pw backward; halo forward, staged backward)"
       # The experimental kernels, forced (none is chosen automatically yet); the halo forward takes
       # channels_last inputs with channels in 16-byte vectors, the 3-stage resident forward the rest.
       for tool in memcheck racecheck; do
-        for spec in "wgmma:XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma" \
+        for spec in "wgmma-staged:XSEP_FWD_KERNEL=wgmma XSEP_FWD_CTAS=1 XSEP_FWD_DW=staged XSEP_BWD_KERNEL=wgmma" \
+                    "wgmma:XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma" \
                     "resident-pw:XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=resident" \
                     "streamed:XSEP_FWD_KERNEL=streamed XSEP_BWD_KERNEL=wgmma" \
                     "halo-staged:XSEP_FWD_KERNEL=halo XSEP_FWD_STAGES=3 XSEP_BWD_KERNEL=staged"; do
@@ -209,7 +211,7 @@ for stage in "${stages[@]}"; do
       step "phase clocks: each CTA's phases in the forward and the backward's input kernel (N=32, bf16 + TF32)"
       enough 45 || continue
       timed 300 python3 tools/phase_clocks.py --batch 32 --dtype bfloat16,float32 \
-        --variants default,wgmma-2cta,bwd-64ch --json "$OUT/phase-clocks.json" 2>&1 \
+        --variants default,wgmma-2cta,wgmma-staged,bwd-64ch --json "$OUT/phase-clocks.json" 2>&1 \
         | tee "$OUT/phase-clocks.txt" | cut -c1-300
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;

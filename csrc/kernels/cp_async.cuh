@@ -6,6 +6,8 @@
 
 #include <vector_types.h>
 
+#include <cstring>
+
 // A kernel's dynamic shared memory as `unsigned char name[]`, 128-byte aligned (in the host
 // emulation: the buffer it allocates per CTA).
 #if defined(XSEP_HOST_EMULATION)
@@ -70,6 +72,41 @@ __device__ __forceinline__ void store_shared_at(unsigned char* base, unsigned of
   st_shared(static_cast<unsigned>(__cvta_generic_to_shared(base)) + offset, v);
 #else
   store_shared(base + offset, v);
+#endif
+}
+
+#if defined(__CUDA_ARCH__)
+template <typename V>
+__device__ __forceinline__ V ld_shared(unsigned at) {
+  static_assert(sizeof(V) == 4 || sizeof(V) == 8 || sizeof(V) == 16, "one load of 4, 8 or 16 bytes");
+  unsigned w[sizeof(V) / 4];
+  if constexpr (sizeof(V) == 4) {
+    asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(w[0]) : "r"(at) : "memory");
+  } else if constexpr (sizeof(V) == 8) {
+    asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];\n" : "=r"(w[0]), "=r"(w[1]) : "r"(at) : "memory");
+  } else {
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
+                 : "r"(at)
+                 : "memory");
+  }
+  V v;
+  memcpy(&v, w, sizeof(V));
+  return v;
+}
+#endif
+
+// A load of base + offset in shared memory, as an LDS: the compiler cannot see that a pointer is
+// into shared memory once it has been through an integer (align_for_wgmma), and would emit a
+// generic load, whose address the LSU translates first.
+template <typename V>
+__device__ __forceinline__ V load_shared_at(const unsigned char* base, unsigned offset) {
+#if defined(__CUDA_ARCH__)
+  return ld_shared<V>(static_cast<unsigned>(__cvta_generic_to_shared(base)) + offset);
+#else
+  V v;
+  memcpy(&v, base + offset, sizeof(V));
+  return v;
 #endif
 }
 

@@ -252,9 +252,13 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
     char pass[48] = "";  // where a depthwise pass takes more than a Z chunk
     if (wgmma.dw_pass_channels * static_cast<int>(sizeof(T)) > 64)
       snprintf(pass, sizeof(pass), ", %d channels a depthwise pass", wgmma.dw_pass_channels);
-    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d%s%s%s%s)", wgmma.pixels, wgmma.stages,
+    char band[48] = "";  // XSEP_FWD_DW=staged, where it applied
+    if (wgmma.band_buffers > 0)
+      snprintf(band, sizeof(band), ", x staged in %d band buffer%s", wgmma.band_buffers,
+               wgmma.band_buffers > 1 ? "s" : "");
+    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d%s%s%s%s%s)", wgmma.pixels, wgmma.stages,
              wgmma.parts, wgmma.warpgroups == 4 ? ", 4 warpgroups" : "", one_cta, pass,
-             wgmma.prefetch ? ", prefetch" : "");
+             wgmma.prefetch ? ", prefetch" : "", band);
   } else if (which == FwdKernel::kStreamed) {
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, %d-channel tiles)", wgmma.pixels, wgmma.stages,
              wgmma.tile_channels);

@@ -22,15 +22,14 @@ struct FwdPixelOrigin {
   int64_t x_base, y_base;
 };
 
-// With p's multiply-high divisors (set_output_divisors) and pix below 2^31, two of those (a few
-// instructions each) find the image, row and column; else long division. kNarrow: the tensor has
-// fewer than 2^31 pixels, and the division is 32-bit long division only (the streamed forward's:
-// at its limit of 128 registers a thread the multiply-high path beside it spilled; a 64-bit
-// division is a call whose scratch registers such a kernel may have to spill too).
+// Output pixel `pix` (< N * Ho * Wo) as image, row and column. With p's multiply-high divisors
+// (set_output_divisors) and pix below 2^31, two of those (a few instructions each); else long
+// division. kNarrow: the tensor has fewer than 2^31 pixels, and the division is 32-bit long division
+// only (the streamed forward's: at its limit of 128 registers a thread the multiply-high path beside
+// it spilled; a 64-bit division is a call whose scratch registers such a kernel may have to spill too).
 template <bool kNarrow = false>
-__device__ __forceinline__ FwdPixelOrigin fwd_pixel_origin(const SepConvParams& p, int64_t pix) {
-  int64_t n;
-  int rem, oy, ox;
+__device__ __forceinline__ void fwd_pixel_coords(const SepConvParams& p, int64_t pix, int64_t& n, int& oy, int& ox) {
+  int rem;
   const int64_t hw = static_cast<int64_t>(p.Ho) * p.Wo;
   if (!kNarrow && pix <= INT32_MAX && p.out_hw.divisor == hw && p.out_w.divisor == p.Wo) {
     int image;
@@ -47,6 +46,14 @@ __device__ __forceinline__ FwdPixelOrigin fwd_pixel_origin(const SepConvParams& 
     }
     oy = rem / p.Wo, ox = rem % p.Wo;
   }
+}
+
+// Where output pixel `pix` reads and writes (fwd_pixel_coords' division, kNarrow its).
+template <bool kNarrow = false>
+__device__ __forceinline__ FwdPixelOrigin fwd_pixel_origin(const SepConvParams& p, int64_t pix) {
+  int64_t n;
+  int oy, ox;
+  fwd_pixel_coords<kNarrow>(p, pix, n, oy, ox);
   FwdPixelOrigin o;
   o.iy = oy * p.sh - p.pt, o.ix = ox * p.sw - p.pl;
   o.x_base =

@@ -311,6 +311,8 @@ __device__ __forceinline__ T z_value(const SepConvParams& p, float v) {
 template <typename T, int BM, int BK, int kThreads, int kLanes_ = quad_lanes(BM, BK, kThreads), bool kNarrow = false,
           bool kTwoRuns = false>
 struct QuadDepthwise {
+  using Value = T;
+  static constexpr int kChannels = BK;  // a chunk's
   static constexpr int kLanes = kLanes_;
   static constexpr int kGroups = BK / kLanes;
   static constexpr int kItems = kGroups * (BM / kQuadPixels) / kThreads;
@@ -374,8 +376,30 @@ struct QuadDepthwise {
   __device__ __forceinline__ void compute_chunk_as(const SepConvParams& p, const TapTable& px, int g,
                                                    const ChunkLoads& in, Store&& store) const {
     const int k = g * BK + kLanes * group;
+    compute_items<kActivation>(
+        p, px, k, in.w,
+        [&](int i, Group(&v)[3][kQuadCols]) {  // the prefetched window
+#pragma unroll
+          for (int ky = 0; ky < 3; ++ky)
+#pragma unroll
+            for (int c = 0; c < kQuadCols; ++c) v[ky][c] = in.window[i][ky][c];
+        },
+        [&](int i, Group(&v)[3][kQuadCols]) { load_quad_window<T, kLanes>(p, second_window(p, quads[i]), k, v); },
+        store);
+  }
+
+  // Every item's values for the group's channels k .. (w: its weights, zero past Cmid) and their
+  // stores, the windows from first_run(i, v) (a window item's first run: the whole quad where a
+  // row does not end inside it) and second_run(i, v) (a two-run quad's second run, asked for
+  // after every item's first: in the global path its loads then take the first windows' registers).
+  // The global path's windows come from x (chunk), the band path's from shared memory
+  // (sepconv_fwd_band.cuh).
+  template <bool kActivation, class TapTable, class FirstWindow, class SecondWindow, class Store>
+  __device__ __forceinline__ void compute_items(const SepConvParams& p, const TapTable& px, int k,
+                                                const float (&w)[9][kLanes], FirstWindow&& first_run,
+                                                SecondWindow&& second_run, Store&& store) const {
     const bool live = k < p.Cmid;
-    const bool windows = live && weights_finite<kLanes>(in.w);
+    const bool windows = live && weights_finite<kLanes>(w);
     float out[kQuadPixels][kLanes];
     // Pixels first .. last - 1 of item i from out.
     auto store_pixels = [&](int i, int first, int last) {
@@ -391,11 +415,13 @@ struct QuadDepthwise {
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       if (windows && quads[i].window) {
-        quad_window_sums<T, kLanes>(in.window[i], in.w, out);
+        Group v[3][kQuadCols];
+        first_run(i, v);
+        quad_window_sums<T, kLanes>(v, w, out);
         store_pixels(i, 0, kTwoRuns ? quad_split(quads[i]) : kQuadPixels);  // a two-run quad: its first run
       } else {
         if (live) {
-          quad_pixel_sums<T, kLanes>(p, px, m0[i], k, in.w, out);
+          quad_pixel_sums<T, kLanes>(p, px, m0[i], k, w, out);
         } else {
 #pragma unroll
           for (int r = 0; r < kQuadPixels; ++r)
@@ -405,16 +431,15 @@ struct QuadDepthwise {
         store_pixels(i, 0, kQuadPixels);
       }
     }
-    // The second runs of two-run quads, each from its own window, loaded only now (after every
-    // item's first, so that its registers are the prefetched windows', no longer live).
+    // The second runs of two-run quads, each from its own window.
     if constexpr (kTwoRuns) {
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
         const int split = quad_split(quads[i]);
         if (windows && quads[i].window && split < kQuadPixels) {
           Group second[3][kQuadCols];
-          load_quad_window<T, kLanes>(p, second_window(p, quads[i]), k, second);
-          quad_window_sums<T, kLanes>(second, in.w, out);
+          second_run(i, second);
+          quad_window_sums<T, kLanes>(second, w, out);
           store_pixels(i, split, kQuadPixels);
         }
       }

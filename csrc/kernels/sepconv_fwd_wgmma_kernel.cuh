@@ -43,6 +43,7 @@
 #include "cp_async.cuh"  // store_shared_at
 #include "element_types.cuh"
 #include "phase_clocks.cuh"
+#include "sepconv_fwd_band.cuh"
 #include "sepconv_fwd_epilogue.cuh"
 #include "sepconv_fwd_pixels.cuh"
 #include "sepconv_fwd_quad_depthwise.cuh"
@@ -177,6 +178,14 @@ __host__ __device__ constexpr int wgmma_dw_lanes() {
 template <class Traits>
 __host__ __device__ constexpr bool wgmma_dw_two_runs() {
   return Traits::kMinBlocks == 1 && Traits::kThreads <= 256;
+}
+
+// Whether a build has the band path of the depthwise phase (sepconv_fwd_band.cuh, XSEP_FWD_DW=staged):
+// the builds for one CTA per SM on one warpgroup per 64 pixels without the prefetch (the defaults
+// where only one CTA fits), whose ring is the largest and idle during that phase.
+template <class Traits>
+__host__ __device__ constexpr bool wgmma_band_build() {
+  return Traits::kMinBlocks == 1 && Traits::kSplitN == 1 && !Traits::kPrefetch;
 }
 
 // The workspace: the packed pointwise weight, then the depthwise weight in fp32 channel groups
@@ -319,10 +328,12 @@ __device__ __forceinline__ void store_accumulator_tile(const SepConvParams& p, c
 
 // stages: slots in the weight ring, kMinStages..kMaxStages (the launcher's choice; the dynamic
 // shared memory is WgmmaFwdLayout::bytes(Cmid, stages)). p.workspace: the packed weight
-// (sepconv_fwd_wgmma_pack_kernel).
+// (sepconv_fwd_wgmma_pack_kernel). band_buffers: 1 or 2 for the depthwise phase from bands of x in
+// the ring (band_buffer_count's; builds with wgmma_band_build, layers with band_geometry_applies;
+// elsewhere the windows' loads from x), 0 for the loads from x.
 template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
-    sepconv_fwd_wgmma_kernel(const SepConvParams p, const int stages) {
+    sepconv_fwd_wgmma_kernel(const SepConvParams p, const int stages, const int band_buffers) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
   using namespace cute;
   using Cute = WgmmaFwdCute<Traits>;
@@ -361,23 +372,41 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     }
     slot_of_next = slot_of_next + 1 == stages ? 0 : slot_of_next + 1;
   };
+  // The band path: the band at the ring's end (band_offset), the ring's chunks of the slots below it
+  // fetched now, the others once the depthwise phase is done with the band.
+  constexpr int kDwChunks = wgmma_dw_chunks<Traits>();  // Z chunks a depthwise pass
+  constexpr int kPassBytes = BK * kDwChunks * static_cast<int>(sizeof(T));
+  const int64_t p0 = static_cast<int64_t>(blockIdx.x) * BM;
+  const size_t ring_bytes = static_cast<size_t>(stages) * kChunkBytes;
+  int band_count = 0, band_bytes_each = 0;
+  size_t band_at = 0;  // from the ring's start
+  if constexpr (wgmma_band_build<Traits>()) {
+    if (band_buffers > 0 && band_geometry_applies(p)) {
+      band_bytes_each = band_buffer_bytes(p, BM, kPassBytes);
+      if (band_bytes_each > 0 && band_area_bytes(band_buffers, band_bytes_each, kPassBytes) <= ring_bytes &&
+          TileBand(p, p0, BM).slots <= band_max_slots(p, BM)) {
+        band_count = band_buffers;
+        band_at = band_offset(ring_bytes, band_count, band_bytes_each, kPassBytes);
+      }
+    }
+  }
+  const int early_chunks = band_count > 0 ? static_cast<int>(band_at / kChunkBytes) : stages;
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) mbarrier_init(&landed[s], 1);
-    for (int g = 0; g < stages; ++g) fetch(g);  // they land while the depthwise phase runs
+    for (int g = 0; g < early_chunks; ++g) fetch(g);  // they land while the depthwise phase runs
   }
 
-  px.fill(p, static_cast<int64_t>(blockIdx.x) * BM);
+  px.fill(p, p0);
   __syncthreads();
   stamp(p.phase_clocks, kFwdTableDone);
 
   // 1. Z, a K chunk after another (sepconv_fwd_quad_depthwise.cuh: a thread's items are two or four
   // channels of four neighbouring pixels), with the intermediate activation applied after rounding.
   {
-    constexpr int kDwChunks = wgmma_dw_chunks<Traits>();  // Z chunks a depthwise pass
     const QuadDepthwise<T, BM, BK * kDwChunks, Traits::kThreads, wgmma_dw_lanes<Traits>(), /*kNarrow=*/false,
                         wgmma_dw_two_runs<Traits>()>
         depthwise(
-        p, static_cast<int64_t>(blockIdx.x) * BM, threadIdx.x,
+        p, p0, threadIdx.x,
         reinterpret_cast<const float*>(static_cast<const unsigned char*>(p.workspace) +
                                        wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
     // A channel group (4 to 16 bytes from a multiple of its size) is contiguous in the swizzled
@@ -385,29 +414,42 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     auto store_z = [&](int c, int m, int kk, auto v) {
       store_shared_at(smem, c * Traits::kZChunkBytes + sw64_k_major_offset(m, kk * sizeof(Element)), v);
     };
-    if constexpr (Traits::kPrefetch) {  // the registers for the next chunk's loads in flight
+    // Pass q's group of channels kk (within the pass): chunk q * kDwChunks + kk / BK; a group past
+    // the last chunk (Z's kpad) is not stored (its channels are past Cmid: zero, like the padding
+    // of the chunks that are).
+    auto store_pass = [&](int q, int m, int kk, auto v) {
+      const int c = q * kDwChunks + kk / BK;
+      if (c < steps) store_z(c, m, kk % BK, v);
+    };
+    const int passes = (steps + kDwChunks - 1) / kDwChunks;
+    if (band_count > 0) {  // never in the other builds
+      if constexpr (wgmma_band_build<Traits>())
+        band_depthwise_phase<Traits::kThreads>(p, depthwise, px, TileBand(p, p0, BM), p0,
+                                               smem + Layout::z_bytes(p.Cmid) + band_at, band_count, band_bytes_each,
+                                               passes, store_pass);
+    } else if constexpr (Traits::kPrefetch) {  // the registers for the next chunk's loads in flight
       depthwise.all_chunks_prefetched(p, px, steps, store_z);
     } else if constexpr (kDwChunks == 1) {
 #pragma unroll 1
       for (int c = 0; c < steps; ++c)
         depthwise.chunk(p, px, c, [&](int m, int kk, auto v) { store_z(c, m, kk, v); });
     } else {
-      // Pass q covers chunks q * kDwChunks ..; a group past the last chunk (Z's kpad) is not stored
-      // (its channels are past Cmid: zero, like the padding of the chunks that are).
 #pragma unroll 1
-      for (int q = 0; q * kDwChunks < steps; ++q)
-        depthwise.chunk(p, px, q, [&](int m, int kk, auto v) {
-          const int c = q * kDwChunks + kk / BK;
-          if (c < steps) store_z(c, m, kk % BK, v);
-        });
+      for (int q = 0; q < passes; ++q)
+        depthwise.chunk(p, px, q, [&](int m, int kk, auto v) { store_pass(q, m, kk, v); });
     }
   }
   // Z, written through the generic proxy, visible to wgmma: each thread fences its own stores (no
-  // cp.async of its own in flight for the fence to wait for: the weight's bulk copies are the async
-  // proxy's), then a barrier publishes them all (and the stamp times the slowest thread's phase).
+  // cp.async of its own in flight for the fence to wait for: the band path has waited for its
+  // copies, and the weight's bulk copies are the async proxy's), then a barrier publishes them all
+  // (and the stamp times the slowest thread's phase).
   fence_shared_for_wgmma();
   __syncthreads();
   stamp(p.phase_clocks, kFwdDepthwiseDone);
+  // The band's slots, read by this phase through the generic proxy (fenced above), now take their
+  // chunks through the async one.
+  if (threadIdx.x == 0)
+    for (int g = early_chunks; g < stages; ++g) fetch(g);
 
   typename Cute::TiledMma mma;
   ThrMMA thr_mma = mma.get_slice(threadIdx.x);

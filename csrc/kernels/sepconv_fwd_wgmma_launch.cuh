@@ -196,6 +196,17 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   launch->dw_lanes = wgmma_dw_lanes<Traits>();
   launch->dw_pass_channels = Traits::BK * wgmma_dw_chunks<Traits>();
   launch->stages = wgmma_stages<Traits>(p, smem_optin);
+  // XSEP_FWD_DW=staged (for measurement): the depthwise phase from bands of x in the ring
+  // (sepconv_fwd_band.cuh), where the build has that path and the layer's geometry and the ring
+  // take a band; else the windows' loads from x.
+  int band_buffers = 0;
+  if constexpr (wgmma_band_build<Traits>()) {
+    constexpr int kPassBytes = Traits::BK * wgmma_dw_chunks<Traits>() * static_cast<int>(sizeof(typename Traits::T));
+    if (kernel_knob_is(KernelKnob::kFwdDw, "staged"))
+      band_buffers =
+          band_buffer_count(p, Traits::BM, kPassBytes, static_cast<size_t>(launch->stages) * Traits::kWSlotBytes);
+  }
+  launch->band_buffers = band_buffers;
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
   // One pack kernel per element type: the slot's layout depends on neither the pixels nor the warpgroups.
   using PackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
@@ -215,8 +226,8 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
     SepConvParams q = p;
     q.phase_clocks = records;
     return launch_pixel_tiles<Traits::BM, Traits::BN>(sepconv_fwd_wgmma_kernel<Traits>, Traits::kThreads,
-                                                      WgmmaFwdLayout<Traits>::bytes(q.Cmid, launch->stages), q,
-                                                      stream, &launch->parts, launch->stages);
+                                                      WgmmaFwdLayout<Traits>::bytes(q.Cmid, launch->stages), q, stream,
+                                                      &launch->parts, launch->stages, band_buffers);
   });
 }
 

@@ -8,6 +8,7 @@
 // asymmetric padding, dilation, padding wider than the window, ELU between the convolutions; and
 // the shared-memory budget of the 728-channel layers. Needs CuTe's headers (-I of the nvidia-cutlass wheel's
 // include directory). Prints one line per run; exits 0 when all agree.
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -63,6 +64,8 @@ enum Extra {
   kClocks = 1,        // XSEP_PHASE_CLOCKS=1: every CTA stamps its phases
   kOddBias = 2,       // the bias one element past an aligned start (a view's): no paired loads
   kLongDivision = 4,  // no multiply-high divisors in the params: fwd_pixel_origin divides
+  kBand = 8,          // XSEP_FWD_DW=staged: the depthwise phase from bands of x, as many as the ring holds
+  kOneBand = 16,      // the same with one band buffer (no copies in flight during a pass's arithmetic)
 };
 
 template <typename T, int BM, int kSplitN = 1, int kMinBlocks = (kSplitN == 1 ? 2 : 1),
@@ -97,9 +100,21 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   const unsigned ctas = static_cast<unsigned>((pixels + BM - 1) / BM) * parts;
   std::vector<unsigned long long> records(clocks ? static_cast<size_t>(ctas) * xsep::kPhaseClockSlots : 0);
   p.phase_clocks = clocks ? records.data() : nullptr;
+  // The launcher's band count (XSEP_FWD_DW=staged), or one band; 0 where the build or the layer
+  // has no band path (the kernel then ignores a count, which the d2 case checks by passing one).
+  int bands = 0;
+  if (extra & (kBand | kOneBand)) {
+    if (!xsep::wgmma_band_build<Traits>()) xsep_emulation::die("a band case for a build without the band path");
+    constexpr int kPassBytes = Traits::BK * xsep::wgmma_dw_chunks<Traits>() * static_cast<int>(sizeof(T));
+    bands = xsep::band_buffer_count(p, BM, kPassBytes, static_cast<size_t>(stages) * Traits::kWSlotBytes);
+    if (bands == 0 && !xsep::band_geometry_applies(p)) bands = 2;  // refused by the kernel itself
+    if (extra & kOneBand) bands = std::min(bands, 1);
+    if (bands == 0) xsep_emulation::die("a band case whose ring holds no band");
+  }
   xsep_emulation::run_grid(
       dim3(static_cast<unsigned>((pixels + BM - 1) / BM), static_cast<unsigned>(parts)), Traits::kThreads,
-      [&] { xsep::sepconv_fwd_wgmma_kernel<Traits>(p, stages); }, xsep::WgmmaFwdLayout<Traits>::bytes(p.Cmid, stages));
+      [&] { xsep::sepconv_fwd_wgmma_kernel<Traits>(p, stages, bands); },
+      xsep::WgmmaFwdLayout<Traits>::bytes(p.Cmid, stages));
 
   bool unwritten = false;
   const double worst = call.error(&unwritten);
@@ -108,8 +123,10 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   // "1-CTA": a build for one CTA per SM (128 pixels: channel quartets; 64: two Z chunks a depthwise
   // pass), "prefetch": the next depthwise chunk's loads in flight (XSEP_FWD_PREFETCH=1).
   const bool one_cta = kSplitN == 1 && kMinBlocks == 1;
-  std::printf("%s wgmma-%-3d %d warpgroups%s%s%s%s%s split %d stages %2d %-14s %s relative error %.2e%s%s\n",
-              ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, one_cta ? " 1-CTA" : "", kPrefetch ? " prefetch" : "",
+  char band[24] = "";
+  if (bands > 0) std::snprintf(band, sizeof(band), " band %d", bands);
+  std::printf("%s wgmma-%-3d %d warpgroups%s%s%s%s%s%s split %d stages %2d %-14s %s relative error %.2e%s%s\n",
+              ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, one_cta ? " 1-CTA" : "", kPrefetch ? " prefetch" : "", band,
               clocks ? " clocks" : "", odd_bias ? " odd-bias" : "", long_division ? " long-division" : "", parts, stages, c.name, mode_name<T>(), worst,
               unwritten ? "  (unwritten elements)" : "", trouble.empty() ? "" : ("  (phase clocks: " + trouble + ")").c_str());
   return ok;
@@ -186,6 +203,17 @@ int main() {
     failed += !run_case<float, 64, 1, 1, false>(c, 2, 5, rng, 5e-3);
     count += 3;
   }
+  // XSEP_FWD_DW=staged: the builds for one CTA per SM with the depthwise phase from bands of x (two
+  // buffers where the ring holds them, one), each case's band over one to five images; stride 2
+  // and dilation 2 (s2_asymmetric, d2_elu) are refused by the kernel and take the loads from x.
+  for (const Case& c : cases) {
+    failed += !run_case<__nv_bfloat16, 128, 1, 1, false>(c, 1, 5, rng, 3e-2, kBand);
+    failed += !run_case<__half, 128, 1, 1, false>(c, 2, 4, rng, 5e-3, kOneBand);
+    failed += !run_case<__nv_bfloat16, 64, 1, 1, false>(c, 1, 6, rng, 3e-2, kBand);
+    failed += !run_case<float, 64, 1, 1, false>(c, 2, 5, rng, 5e-3, kBand);
+    failed += !run_case<float, 64, 1, 1, false>(c, 1, 4, rng, 5e-3, kOneBand);
+    count += 5;
+  }
   failed += !z_offsets_match_cute<__half, 128>() + !z_offsets_match_cute<__nv_bfloat16, 64>() +
             !z_offsets_match_cute<float, 64>();
   // XSEP_PHASE_CLOCKS=1: the same output, and every CTA's stamps (three output-channel tiles, in one
@@ -208,8 +236,13 @@ int main() {
     failed += !run_case<float, 64>(c, 1, 4, rng, 5e-3);
     failed += !run_case<__nv_bfloat16, 64, 1, 1, false>(c, 1, 5, rng, 3e-2);  // two-window quads
     failed += !run_case<float, 64, 1, 1, false>(c, 1, 4, rng, 5e-3);
-    count += 5;
+    failed += !run_case<__nv_bfloat16, 128, 1, 1, false>(c, 1, 5, rng, 3e-2, kBand);  // a band of images
+    failed += !run_case<__half, 64, 1, 1, false>(c, 1, 4, rng, 5e-3, kOneBand);
+    count += 7;
   }
+  // The band path's phase stamps.
+  failed += !run_case<__nv_bfloat16, 128, 1, 1, false>(cases[3], 2, 5, rng, 3e-2, kClocks | kBand);
+  count += 1;
   // A bias that starts off the alignment of a channel pair (its loads one element at a time).
   failed += !run_case<__nv_bfloat16, 128>(cases[1], 1, 4, rng, 3e-2, kOddBias);
   failed += !run_case<float, 64>(cases[1], 1, 4, rng, 5e-3, kOddBias);
@@ -228,6 +261,32 @@ int main() {
     std::printf("%s 728 channels, 128 pixels, 5 slots: %zu of %d bytes\n", fits ? "ok    " : "FAILED", bytes,
                 227 * 1024);
     failed += !fits;
+  }
+  // The band path on the Xception layers it is for (the launcher's ring sizes on an H100/H200):
+  // bf16 728 @19 (128 pixels, 5 slots) two buffers with slot 0 left for the first weight chunk;
+  // TF32 728 @19 (64 pixels, 5 slots) one; bf16 1024 @10 (64 pixels, 12 slots) two.
+  {
+    struct Layer {
+      const char* name;
+      int C, HW, bm, pass_bytes, slots, buffers;
+      size_t least_offset;
+    };
+    const Layer layers[] = {{"bf16 728 @19", 728, 19, 128, 64, 5, 2, 8192},
+                            {"tf32 728 @19", 728, 19, 64, 128, 5, 1, 8192},
+                            {"bf16 1024 @10", 1024, 10, 64, 128, 12, 2, 8192}};
+    for (const Layer& l : layers) {
+      xsep::SepConvParams p{};
+      p.N = 32, p.C = p.Cmid = p.Cout = l.C, p.H = p.W = p.Ho = p.Wo = l.HW, p.M = 1;
+      p.kh = p.kw = 3, p.sh = p.sw = p.dh = p.dw = 1, p.pt = p.pl = 1;
+      const size_t room = static_cast<size_t>(l.slots) * 8192;
+      const int buffers = xsep::band_buffer_count(p, l.bm, l.pass_bytes, room);
+      const int each = xsep::band_buffer_bytes(p, l.bm, l.pass_bytes);
+      const size_t offset = buffers > 0 ? xsep::band_offset(room, buffers, each, l.pass_bytes) : 0;
+      const bool ok = buffers == l.buffers && offset >= l.least_offset;
+      std::printf("%s band for %s: %d buffers of %d bytes from byte %zu of the %zu-byte ring\n", ok ? "ok    " : "FAILED",
+                  l.name, buffers, each, offset, room);
+      failed += !ok;
+    }
   }
   std::printf("%d runs, %d failed\n", count, failed);
   return failed == 0 ? 0 : 1;

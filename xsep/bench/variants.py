@@ -30,6 +30,9 @@ NAMED = {
     "wgmma-2cta": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_CTAS": "2"},
     # the builds for one CTA per SM on every layer (the shallow ones at a fraction of their occupancy)
     "wgmma-1cta": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_CTAS": "1"},
+    # the wgmma kernel's depthwise phase from bands of x in shared memory (the builds for one CTA per
+    # SM: the 728+ layers in 16 bits, TF32's 728+; elsewhere the default)
+    "wgmma-staged": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_DW": "staged"},
     "streamed": {"XSEP_FWD_KERNEL": "streamed"},
     "streamed-3stage": {"XSEP_FWD_KERNEL": "streamed", "XSEP_FWD_STAGES": "3"},
     # backward
