@@ -17,9 +17,10 @@
 //      stays in flight while the warps move on to the barrier that frees the slot before it and
 //      the next step's wait. The first chunks are in flight during step 1, and the next tile's
 //      while a tile's epilogue runs.
-//   3. Epilogue per tile: accumulators plus bias, rounded once, stored from registers (pairs of
-//      neighbouring channels; a warp's store covers 8 pixels x 16 or 32 bytes), so the ring stays
-//      free for the next tile's chunks.
+//   3. Epilogue per tile: accumulators plus bias, rounded once, stored from registers, so the ring
+//      stays free for the next tile's chunks. The weight's rows are packed in an order
+//      (permuted_column) that gives each thread eight neighbouring output channels: 16-byte
+//      stores, a warp's covering 8 pixels x 64 contiguous bytes (fp32: 32).
 //
 // Why: the resident kernel's WMMA fragments are loaded through registers from shared memory, and
 // its 32-pixel tiles make every CTA stream the whole pointwise weight from L2 for 32 rows of GEMM;
@@ -199,9 +200,21 @@ __host__ __device__ inline size_t wgmma_workspace_bytes(int cout, int cmid) {
   return wgmma_dw_offset_bytes<Traits>(cout, cmid) + static_cast<size_t>(cmid) * 9 * sizeof(float);
 }
 
+// The output channel (within its tile) that row n of a packed weight slot holds where the rows are
+// permuted for 16-byte output stores: within each group of 32 rows, row 8k + 2q + e holds channel
+// 8q + 2k + e (an involution; BN a multiple of 32). The D fragment gives lane q of a quad columns
+// 8j + 2q and 8j + 2q + 1 of every 8-column block j, so with this order its values of the four
+// blocks of a group are channels 8q .. 8q + 7 of the group, contiguous in y (store_permuted_tile):
+// one 16-byte store instead of four 4-byte ones.
+__host__ __device__ constexpr int permuted_column(int n) {
+  return n / 32 * 32 + (n % 8) / 2 * 8 + (n % 32) / 8 * 2 + n % 2;
+}
+
 // Packs p.pw_weight into `packed` (wgmma_packed_weight_elements), 16 bytes per thread and step of
-// a grid-stride loop; neighbouring threads read neighbouring pieces of a weight row.
-template <class Traits>
+// a grid-stride loop; neighbouring threads read neighbouring pieces of a weight row. kPermuted: the
+// rows of each tile in permuted_column's order (the wgmma forward's; the streamed kernel's are in
+// order).
+template <class Traits, bool kPermuted = false>
 __global__ void sepconv_fwd_wgmma_pack_kernel(const SepConvParams p, typename Traits::T* packed) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
   using T = typename Traits::T;
@@ -222,7 +235,8 @@ __global__ void sepconv_fwd_wgmma_pack_kernel(const SepConvParams p, typename Tr
     const int64_t chunk = v / kPiecesPerChunk;
     const int in_chunk = static_cast<int>(v % kPiecesPerChunk);
     const int n = in_chunk / kPiecesPerRow, k = in_chunk % kPiecesPerRow * kVec;
-    const int co = static_cast<int>(chunk / steps) * BN + n, cm = static_cast<int>(chunk % steps) * BK + k;
+    const int co = static_cast<int>(chunk / steps) * BN + (kPermuted ? permuted_column(n) : n);
+    const int cm = static_cast<int>(chunk % steps) * BK + k;
     Vec16<T> piece;
     piece.u = make_uint4(0, 0, 0, 0);
     if (co < p.Cout && cm < p.Cmid) {  // Cmid % kVec == 0: a piece is wholly in or out
@@ -320,6 +334,52 @@ __device__ __forceinline__ void store_accumulator_tile(const SepConvParams& p, c
       for (int h = 0; h < 2; ++h) {
         const int i = 4 * (j0 + j) + 2 * h;
         if (y_rows[h] >= 0) store_output_pair(y_at[h] + 8 * (j0 + j), acc(i) + b[j][0], acc(i + 1) + b[j][1]);
+      }
+    }
+  }
+}
+
+// store_accumulator_tile's job for a tile whose weight rows were packed in permuted_column's order:
+// for each group g of 32 columns (four 8-column blocks), the D fragment gives a thread channels
+// 8q .. 8q + 7 of the group (q: its column pair within a block, c0 = 8 * block + 2q) in rows r and
+// r + 8: values 4j + 2h + e of blocks j = 4g + k are channel 8q + 2k + e of row r + 8h. Each row's
+// eight are one 16-byte store (fp32: two); a warp's store covers 8 pixels x 64 contiguous bytes
+// (fp32: 32) instead of 8 x 16 (8 x 32). The bias of a group's eight channels is loaded once for
+// both rows. Cout % kVec == 0: a 16-byte piece is wholly in or out.
+template <typename T, class Acc, class Coords>
+__device__ __forceinline__ void store_permuted_tile(const SepConvParams& p, const Acc& acc, const Coords& coords,
+                                                    const int64_t (&y_rows)[2], int co0) {
+  constexpr int kValues = decltype(cute::size(acc))::value, kGroups = kValues / 16;
+  constexpr int kVec = 16 / static_cast<int>(sizeof(T));  // channels a store
+  static_assert(kValues % 16 == 0, "whole groups of four 8-column blocks");
+  const T* __restrict__ bias = static_cast<const T*>(p.bias);
+  const bool paired = reinterpret_cast<uintptr_t>(bias) % (2 * sizeof(T)) == 0;
+  const int col = cute::get<1>(coords(0));             // 8 * block + 2q, within the tile
+  const int c0 = co0 + (col & ~31) + col % 8 / 2 * 8;  // group 0's first channel of this thread: 8q in it
+  T* const y = static_cast<T*>(p.y);
+#pragma unroll
+  for (int g = 0; g < kGroups; ++g) {
+    const int c = c0 + 32 * g;
+    if (c >= p.Cout) continue;
+    float b[8];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      b[2 * k] = b[2 * k + 1] = 0.f;
+      if (bias != nullptr && c + 2 * k < p.Cout) load_bias_pair(bias + c + 2 * k, paired, b[2 * k], b[2 * k + 1]);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (y_rows[h] < 0) continue;
+#pragma unroll
+      for (int piece = 0; piece < 8 / kVec; ++piece) {
+        if (c + kVec * piece >= p.Cout) continue;
+        Vec16<T> out;
+#pragma unroll
+        for (int v = 0; v < kVec; ++v) {
+          const int ch = kVec * piece + v, k = ch / 2, e = ch % 2;  // channel c + ch: block 4g + k, value e
+          out.v[v] = from_float<T>(acc(4 * (4 * g + k) + 2 * h + e) + b[ch]);
+        }
+        *reinterpret_cast<uint4*>(y + y_rows[h] + c + kVec * piece) = out.u;
       }
     }
   }
@@ -488,7 +548,7 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
     stamp(p.phase_clocks, kFwdFirstTile + 2 * tile);
 
     // 3. Bias, one rounding, stores from registers while the next tile's chunks are in flight.
-    store_accumulator_tile<T>(p, acc, coords, y_rows, co0);
+    store_permuted_tile<T>(p, acc, coords, y_rows, co0);
     stamp(p.phase_clocks, kFwdFirstTile + 2 * tile + 1);
     stamp_count(p.phase_clocks, tile + 1);
   }

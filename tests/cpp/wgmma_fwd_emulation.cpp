@@ -92,7 +92,7 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   std::vector<uint4> workspace((xsep::wgmma_workspace_bytes<Traits>(p.Cout, p.Cmid) + 15) / 16);
   auto* bytes = reinterpret_cast<unsigned char*>(workspace.data());
   xsep_emulation::run_grid(dim3(3), 64,
-                           [&] { xsep::sepconv_fwd_wgmma_pack_kernel<Traits>(p, reinterpret_cast<T*>(bytes)); });
+                           [&] { xsep::sepconv_fwd_wgmma_pack_kernel<Traits, true>(p, reinterpret_cast<T*>(bytes)); });
   auto* dw = reinterpret_cast<float*>(bytes + xsep::wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid));
   xsep_emulation::run_grid(dim3(2), 32, [&] { xsep::sepconv_fwd_dw_pack_kernel<T, xsep::wgmma_dw_lanes<Traits>()>(p, dw); });
   p.workspace = workspace.data();
