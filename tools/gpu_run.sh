@@ -31,6 +31,7 @@
 #                                                # SASS lines where warps stall most (tools/ncu_hotspots.py)
 #   bash tools/gpu_run.sh build kernel-times     # each kernel's time per call on 5 layers (torch.profiler)
 #   bash tools/gpu_run.sh build profile-streamed # the same for the streamed forward (XSEP_FWD_KERNEL=streamed)
+#   bash tools/gpu_run.sh build profile-staged   # the same with the depthwise phase from bands (XSEP_FWD_DW=staged)
 #
 # No stage named: build tests sanitizer sanitizer-new. GPU_RUN_BUDGET=S: the script ends within S seconds of its
 # start: a stage that cannot start with its minimum time left is skipped (and says so), and the
@@ -215,13 +216,16 @@ for stage in "${stages[@]}"; do
         | tee "$OUT/phase-clocks.txt" | cut -c1-300
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
-    profile | profile-streamed)
+    profile | profile-streamed | profile-staged)
       # One forward and one backward of the default kernels (the NVTX range in profile_case.py),
       # then the SASS lines where the warps stall most (tools/ncu_hotspots.py); profile-streamed: the
-      # forward alone on the streamed kernel (XSEP_FWD_KERNEL=streamed).
+      # forward alone on the streamed kernel (XSEP_FWD_KERNEL=streamed); profile-staged: with
+      # XSEP_FWD_DW=staged.
       # (skip, count: the last call's kernels by launch count, where the NVTX filter finds none.)
       name=$stage; kernels=regex:sepconv; knobs=(); skip=18; count=6
       [ "$stage" = profile-streamed ] && { kernels=regex:sepconv_fwd; knobs=(XSEP_FWD_KERNEL=streamed); skip=9; count=3; }
+      # profile-staged: the default kernels with the forward's depthwise phase from bands of x.
+      [ "$stage" = profile-staged ] && knobs=(XSEP_FWD_DW=staged)
       step "Nsight Compute ($stage): 728->728 @19, N=32, bf16"
       enough 90 || continue
       env "${knobs[@]}" timeout --signal=TERM --kill-after=10 "$(limit 400)" ncu --set full --nvtx --nvtx-include "profiled" \
@@ -254,7 +258,7 @@ for stage in "${stages[@]}"; do
       timed 1800 python3 -m xsep.bench --suite stack,xception --modes bf16 --reps 10 --out "$OUT" --name gpu-networks 2>&1 | tail -20
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
-    *) echo "unknown stage $stage (first, build, quick-tests, compare, compare-forward, sanitizer-new, tests, sanitizer, bench, bench-more, networks, kernel-times, forward-phases, phase-clocks, profile, profile-streamed)"; exit 2 ;;
+    *) echo "unknown stage $stage (first, build, quick-tests, compare, compare-forward, sanitizer-new, tests, sanitizer, bench, bench-more, networks, kernel-times, forward-phases, phase-clocks, profile, profile-streamed, profile-staged)"; exit 2 ;;
   esac
   pack
 done
