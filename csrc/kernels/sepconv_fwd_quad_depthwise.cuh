@@ -247,17 +247,22 @@ __device__ __forceinline__ void quad_pixel_sums(const SepConvParams& p, const Ta
 
 // The depthwise weight ([Cmid][3][3], multiplier 1, Cmid a multiple of kLanes) in fp32 as
 // [Cmid / kLanes][tap][kLanes]: a tap's weights for a channel group are one 8- or 16-byte load.
-// Cmid * 9 floats.
+// Cmid * 9 floats, a grid-stride loop's share (elements first, first + stride, ..).
 template <typename T, int kLanes>
-__global__ void sepconv_fwd_dw_pack_kernel(const SepConvParams p, float* packed) {
+__device__ __forceinline__ void pack_dw_weights(const SepConvParams& p, float* packed, int64_t first, int64_t stride) {
   const T* __restrict__ w = static_cast<const T*>(p.dw_weight);
   const int64_t total = static_cast<int64_t>(p.Cmid) * 9;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = first; i < total; i += stride) {
     const int64_t group = i / (9 * kLanes);
     const int t = static_cast<int>(i / kLanes % 9), j = static_cast<int>(i % kLanes);
     packed[i] = to_float(w[(group * kLanes + j) * 9 + t]);
   }
+}
+
+template <typename T, int kLanes>
+__global__ void sepconv_fwd_dw_pack_kernel(const SepConvParams p, float* packed) {
+  pack_dw_weights<T, kLanes>(p, packed, blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x,
+                             static_cast<int64_t>(gridDim.x) * blockDim.x);
 }
 
 // The weights of channel group `group` (channels group * kLanes ..) from that packing.

@@ -210,13 +210,14 @@ __host__ __device__ constexpr int permuted_column(int n) {
   return n / 32 * 32 + (n % 8) / 2 * 8 + (n % 32) / 8 * 2 + n % 2;
 }
 
-// Packs p.pw_weight into `packed` (wgmma_packed_weight_elements), 16 bytes per thread and step of
-// a grid-stride loop; neighbouring threads read neighbouring pieces of a weight row. kPermuted: the
-// rows of each tile in permuted_column's order (the wgmma forward's; the streamed kernel's are in
-// order).
-template <class Traits, bool kPermuted = false>
-__global__ void sepconv_fwd_wgmma_pack_kernel(const SepConvParams p, typename Traits::T* packed) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
+// Packs p.pw_weight into `packed` (wgmma_packed_weight_elements), 16 bytes per thread and step of
+// a grid-stride loop (pieces first, first + stride, ..); neighbouring threads read neighbouring
+// pieces of a weight row. kPermuted: the rows of each tile in permuted_column's order (the wgmma
+// forward's; the streamed kernel's are in order).
+template <class Traits, bool kPermuted>
+__device__ __forceinline__ void pack_pw_weight(const SepConvParams& p, typename Traits::T* packed, int64_t first,
+                                               int64_t stride) {
   using T = typename Traits::T;
   using Cute = WgmmaFwdCute<Traits>;
   constexpr int BN = Traits::BN, BK = Traits::BK, kVec = Traits::kVec;
@@ -230,8 +231,7 @@ __global__ void sepconv_fwd_wgmma_pack_kernel(const SepConvParams p, typename Tr
   using Element = typename Cute::Element;
   Element* const aligned = reinterpret_cast<Element*>(uintptr_t{1} << 20);
   const auto slot = cute::make_tensor(cute::make_smem_ptr(aligned), typename Cute::WSlotLayout{});
-  for (int64_t v = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; v < pieces;
-       v += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t v = first; v < pieces; v += stride) {
     const int64_t chunk = v / kPiecesPerChunk;
     const int in_chunk = static_cast<int>(v % kPiecesPerChunk);
     const int n = in_chunk / kPiecesPerRow, k = in_chunk % kPiecesPerRow * kVec;
@@ -249,6 +249,29 @@ __global__ void sepconv_fwd_wgmma_pack_kernel(const SepConvParams p, typename Tr
     // 16 bytes from a multiple of kVec channels are contiguous in the swizzled slot.
     *reinterpret_cast<uint4*>(packed + chunk * (BN * BK) + (&slot(n, k) - aligned)) = piece.u;
   }
+}
+#endif
+
+// The pointwise weight packed alone, its rows in order (pack_pw_weight; the streamed kernel's).
+template <class Traits>
+__global__ void sepconv_fwd_wgmma_pack_kernel(const SepConvParams p, typename Traits::T* packed) {
+#if defined(XSEP_WGMMA_DEVICE_CODE)
+  pack_pw_weight<Traits, /*kPermuted=*/false>(p, packed, blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x,
+                                              static_cast<int64_t>(gridDim.x) * blockDim.x);
+#endif
+}
+
+// The wgmma forward's workspace in one launch: the pointwise weight (pack_pw_weight, rows in
+// permuted_column's order), then the depthwise weight in fp32 groups of kLanes (pack_dw_weights),
+// each over the whole grid. Two launches before: the second, tiny, cost a launch's gap a forward.
+template <class Traits, int kLanes>
+__global__ void sepconv_fwd_wgmma_weights_pack_kernel(const SepConvParams p, typename Traits::T* packed,
+                                                      float* packed_dw) {
+#if defined(XSEP_WGMMA_DEVICE_CODE)
+  const int64_t first = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  pack_pw_weight<Traits, /*kPermuted=*/true>(p, packed, first, stride);
+  pack_dw_weights<typename Traits::T, kLanes>(p, packed_dw, first, stride);
 #endif
 }
 

@@ -177,12 +177,13 @@ inline unsigned grid_stride_blocks(int64_t items) {
 }
 
 // The pointwise weight packed as PackTraits' ring slots (BN x BK) into `packed`
-// (wgmma_packed_weight_elements<PackTraits>); the streamed kernel uses it too (rows in order; the
-// wgmma forward's in permuted_column's, kPermuted). Returns the launch's cudaError_t.
-template <class PackTraits, bool kPermuted = false>
+// (wgmma_packed_weight_elements<PackTraits>), rows in order: the streamed kernel's (the wgmma
+// forward packs both weights in one launch, sepconv_fwd_wgmma_weights_pack_kernel). Returns the
+// launch's cudaError_t.
+template <class PackTraits>
 int launch_wgmma_weight_pack(const SepConvParams& p, typename PackTraits::T* packed, cudaStream_t stream) {
   const int64_t pieces = wgmma_packed_weight_elements<PackTraits>(p.Cout, p.Cmid) / PackTraits::kVec;
-  sepconv_fwd_wgmma_pack_kernel<PackTraits, kPermuted><<<grid_stride_blocks(pieces), 256, 0, stream>>>(p, packed);
+  sepconv_fwd_wgmma_pack_kernel<PackTraits><<<grid_stride_blocks(pieces), 256, 0, stream>>>(p, packed);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -208,17 +209,17 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   }
   launch->band_buffers = band_buffers;
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
-  // One pack kernel per element type: the slot's layout depends on neither the pixels nor the warpgroups.
+  // One pack kernel per element type and channel group: the slot's layout depends on neither the
+  // pixels nor the warpgroups.
   using PackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
   static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the same ring slots");
   using T = typename Traits::T;
   unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
-  if (const int e =
-          launch_wgmma_weight_pack<PackTraits, /*kPermuted=*/true>(p, reinterpret_cast<T*>(workspace), stream))
-    return e;
-  sepconv_fwd_dw_pack_kernel<T, wgmma_dw_lanes<Traits>()>
-      <<<grid_stride_blocks(static_cast<int64_t>(p.Cmid) * 9), 256, 0, stream>>>(
-          p, reinterpret_cast<float*>(workspace + wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
+  const int64_t pieces = wgmma_packed_weight_elements<PackTraits>(p.Cout, p.Cmid) / PackTraits::kVec;
+  sepconv_fwd_wgmma_weights_pack_kernel<PackTraits, wgmma_dw_lanes<Traits>()>
+      <<<grid_stride_blocks(std::max<int64_t>(pieces, static_cast<int64_t>(p.Cmid) * 9)), 256, 0, stream>>>(
+          p, reinterpret_cast<T*>(workspace),
+          reinterpret_cast<float*>(workspace + wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
   // With XSEP_PHASE_CLOCKS=1, the CTAs' phase stamps are kept (a grid has at most a CTA per pixel
   // tile and output-channel tile).

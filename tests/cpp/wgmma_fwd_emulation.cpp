@@ -88,13 +88,14 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   if (!xsep::depthwise_vec_applies<Traits>(p) || !xsep::output_vec_applies<Traits>(p))
     xsep_emulation::die("a case the wgmma launcher would not take");
 
-  // The workspace first (the launcher's pack kernels, here on small grids: their stride loops).
+  // The workspace first (the launcher's pack kernel, here on a small grid: its stride loops).
   std::vector<uint4> workspace((xsep::wgmma_workspace_bytes<Traits>(p.Cout, p.Cmid) + 15) / 16);
   auto* bytes = reinterpret_cast<unsigned char*>(workspace.data());
-  xsep_emulation::run_grid(dim3(3), 64,
-                           [&] { xsep::sepconv_fwd_wgmma_pack_kernel<Traits, true>(p, reinterpret_cast<T*>(bytes)); });
   auto* dw = reinterpret_cast<float*>(bytes + xsep::wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid));
-  xsep_emulation::run_grid(dim3(2), 32, [&] { xsep::sepconv_fwd_dw_pack_kernel<T, xsep::wgmma_dw_lanes<Traits>()>(p, dw); });
+  xsep_emulation::run_grid(dim3(3), 64, [&] {
+    xsep::sepconv_fwd_wgmma_weights_pack_kernel<Traits, xsep::wgmma_dw_lanes<Traits>()>(p, reinterpret_cast<T*>(bytes),
+                                                                                        dw);
+  });
   p.workspace = workspace.data();
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   const unsigned ctas = static_cast<unsigned>((pixels + BM - 1) / BM) * parts;
