@@ -464,10 +464,10 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocks)
   int band_count = 0, band_bytes_each = 0;
   size_t band_at = 0;  // from the ring's start
   if constexpr (wgmma_band_build<Traits>()) {
-    if (band_buffers > 0 && band_geometry_applies(p)) {
+    if (band_buffers > 0) {
+      // 0 where the layer takes no band; band_max_slots bounds every tile's slots, TileBand's too.
       band_bytes_each = band_buffer_bytes(p, BM, kPassBytes);
-      if (band_bytes_each > 0 && band_area_bytes(band_buffers, band_bytes_each, kPassBytes) <= ring_bytes &&
-          TileBand(p, p0, BM).slots <= band_max_slots(p, BM)) {
+      if (band_bytes_each > 0 && band_area_bytes(band_buffers, band_bytes_each, kPassBytes) <= ring_bytes) {
         band_count = band_buffers;
         band_at = band_offset(ring_bytes, band_count, band_bytes_each, kPassBytes);
       }
