@@ -24,8 +24,12 @@ launchers use and compares with a direct fp64 computation:
 No GPU needed: kernels written in a session without one are checked here before a GPU runs them
 (and the kernels that have passed on the H100 check the emulation)."""
 
+import os
 import shutil
 import subprocess
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,15 +46,57 @@ pytestmark = [
 SANITIZERS = {"tsan": ["-fsanitize=thread"], "asan": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]}
 
 
-def build_and_run(
-    source: str, sanitizer: str, tmp_path: Path, extra: tuple[str, ...] = (), env: dict[str, str] | None = None
-) -> str:
-    exe = tmp_path / f"{Path(source).stem}-{sanitizer}"
-    flags = ["-std=c++20", "-O1", *SANITIZERS[sanitizer], "-Wall", "-Werror", "-pthread", *extra]
+def compile_program(source: str, sanitizer: str, flags: tuple[str, ...], directory: Path) -> Path:
+    exe = directory / f"{Path(source).stem}-{sanitizer}{'-cute' if flags else ''}"
+    command = ["g++", "-std=c++20", "-O1", *SANITIZERS[sanitizer], "-Wall", "-Werror", "-pthread", *flags]
     # The kernels' #pragma unroll, and constants only those pragmas use, mean nothing to g++.
-    flags += ["-Wno-unknown-pragmas", "-Wno-unused-variable"]
-    includes = [f"-I{CUDA_INCLUDE}", f"-I{REPO / 'csrc' / 'kernels'}"]
-    subprocess.run(["g++", *flags, *includes, str(REPO / "tests" / "cpp" / source), "-o", str(exe)], check=True)
+    command += ["-Wno-unknown-pragmas", "-Wno-unused-variable"]
+    command += [f"-I{CUDA_INCLUDE}", f"-I{REPO / 'csrc' / 'kernels'}", str(REPO / "tests" / "cpp" / source), "-o"]
+    result = subprocess.run([*command, str(exe)], capture_output=True, text=True)
+    assert result.returncode == 0, f"{source} ({sanitizer}) did not build:\n{result.stderr[-6000:]}"
+    return exe
+
+
+class EmulationBuilds:
+    """The emulation programs' builds, started together when the first emulation test runs: a build
+    takes one core for a minute or two and a sanitized run leaves part of the other idle, so on CI's
+    two cores the builds overlap the runs (and each other) instead of waiting their turn."""
+
+    def __init__(self, directory: Path, workers: int):
+        self.directory = directory
+        self.pool = ThreadPoolExecutor(workers)
+        self.builds: dict[tuple, Future] = {}
+
+    def start(self, source: str, sanitizer: str, flags: tuple[str, ...]) -> Future:
+        key = (source, sanitizer, flags)
+        if key not in self.builds:
+            self.builds[key] = self.pool.submit(compile_program, source, sanitizer, flags, self.directory)
+        return self.builds[key]
+
+    def executable(self, source: str, sanitizer: str, flags: tuple[str, ...]) -> Path:
+        return self.start(source, sanitizer, flags).result()
+
+
+@pytest.fixture(scope="session")
+def emulation_builds(request, tmp_path_factory):
+    builds = EmulationBuilds(tmp_path_factory.mktemp("emulation"), os.cpu_count() or 2)
+    # Every selected test's program, in the order the tests run.
+    for item in request.session.items:
+        program = PROGRAMS.get(getattr(item, "originalname", ""))
+        if program is None or item.module.__name__ != __name__:
+            continue
+        sanitizer = item.callspec.params.get("sanitizer", "asan") if hasattr(item, "callspec") else "asan"
+        try:
+            builds.start(program.source, sanitizer, program.flags())
+        except pytest.skip.Exception:
+            pass  # the test skips itself
+    yield builds
+    builds.pool.shutdown(cancel_futures=True)
+
+
+def build_and_run(builds: EmulationBuilds, test: str, sanitizer: str, env: dict[str, str] | None = None) -> str:
+    program = PROGRAMS[test]
+    exe = builds.executable(program.source, sanitizer, program.flags())
     # cp.async copies land at the latest moment (at their wait: a read too early sees stale data),
     # and under ThreadSanitizer also at the earliest, in a second run beside the first (when issued:
     # a copy into a buffer still being read overwrites it, and races with the reader).
@@ -100,9 +146,36 @@ def cute_flags() -> tuple[str, ...]:
     return ("-DXSEP_WITH_CUTE", f"-I{CUDA_INCLUDE / 'cccl'}", "-isystem", str(include))
 
 
+def cute_flags_if_present() -> tuple[str, ...]:
+    try:
+        return cute_flags()
+    except pytest.skip.Exception:
+        return ()  # the backward program without CuTe: the first and staged kernels only
+
+
+def no_flags() -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class Program:
+    source: str  # in tests/cpp
+    flags: Callable[[], tuple[str, ...]]  # raises pytest's skip where the program cannot be built
+
+
+# Each test's program.
+PROGRAMS = {
+    "test_forward_kernels_in_host_emulation": Program("fwd_kernels_emulation.cpp", no_flags),
+    "test_backward_kernels_in_host_emulation": Program("bwd_kernels_emulation.cpp", cute_flags_if_present),
+    "test_streamed_forward_in_host_emulation": Program("streamed_fwd_emulation.cpp", cute_flags),
+    "test_fast_divmod_agrees_with_division": Program("fast_divmod_check.cpp", no_flags),
+    "test_wgmma_forward_in_host_emulation": Program("wgmma_fwd_emulation.cpp", cute_flags),
+}
+
+
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
-def test_forward_kernels_in_host_emulation(sanitizer, tmp_path):
-    out = build_and_run("fwd_kernels_emulation.cpp", sanitizer, tmp_path)
+def test_forward_kernels_in_host_emulation(sanitizer, emulation_builds):
+    out = build_and_run(emulation_builds, "test_forward_kernels_in_host_emulation", sanitizer)
     assert "ok     output-channel split plans" in out, out
     assert "152 runs, 0 failed" in out, out
     assert out.count("ok     halo") == 4 * 4, out  # the four cases with C % 8 == 0, four modes
@@ -110,18 +183,15 @@ def test_forward_kernels_in_host_emulation(sanitizer, tmp_path):
 
 
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
-def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
-    try:
-        flags = cute_flags()
-    except pytest.skip.Exception:
-        flags = ()  # without CuTe: the first and staged kernels only
+def test_backward_kernels_in_host_emulation(sanitizer, emulation_builds):
+    flags = cute_flags_if_present()
     # ThreadSanitizer (~20x slower, and twice: see build_and_run) takes four of the cases: both
     # CUDA-core paths of the input kernel (unit stride: xception_like; stride 2 and an activation:
     # s2_asymmetric_elu), multiplier 2 (mult2) and the resident kernel's slices (slices_264).
     # AddressSanitizer takes all eight (seven cases and slices_264).
     tsan = sanitizer == "tsan"
     env = {"XSEP_EMULATION_CASES": "mult2,s2_asymmetric_elu,xception_like,slices_264"} if tsan else {}
-    out = build_and_run("bwd_kernels_emulation.cpp", sanitizer, tmp_path, flags, env)
+    out = build_and_run(emulation_builds, "test_backward_kernels_in_host_emulation", sanitizer, env)
     cases = 3 if tsan else 7  # besides slices_264, which runs only the newest kernels
     assert "ok     resident pw plans (" in out, out
     assert "ok     channels_last copies (9 layouts)" in out, out
@@ -145,8 +215,8 @@ def test_backward_kernels_in_host_emulation(sanitizer, tmp_path):
 
 
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
-def test_streamed_forward_in_host_emulation(sanitizer, tmp_path):
-    out = build_and_run("streamed_fwd_emulation.cpp", sanitizer, tmp_path, cute_flags())
+def test_streamed_forward_in_host_emulation(sanitizer, emulation_builds):
+    out = build_and_run(emulation_builds, "test_streamed_forward_in_host_emulation", sanitizer)
     assert "42 runs, 0 failed" in out, out
     assert out.count(" fp16 ") == 7 and out.count(" bf16 ") == 21 and out.count(" tf32 ") == 14, out
     assert out.count("ok     streamed-192 ") == 14, out  # 192 output channels per CTA: bf16 and TF32
@@ -155,17 +225,17 @@ def test_streamed_forward_in_host_emulation(sanitizer, tmp_path):
         assert f" stages {stages} " in out, out
 
 
-def test_fast_divmod_agrees_with_division(tmp_path):
+def test_fast_divmod_agrees_with_division(emulation_builds):
     # The kernels' multiply-high division (csrc/kernels/fast_divmod.h), under ASan + UBSan: every
     # divisor to 4096 at the edges of its dividends, then large divisors with random dividends.
-    out = build_and_run("fast_divmod_check.cpp", "asan", tmp_path)
+    out = build_and_run(emulation_builds, "test_fast_divmod_agrees_with_division", "asan")
     assert out.rstrip().endswith("divisions checked, 0 wrong"), out
     assert int(out.split()[0]) > 10_000_000, out
 
 
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
-def test_wgmma_forward_in_host_emulation(sanitizer, tmp_path):
-    out = build_and_run("wgmma_fwd_emulation.cpp", sanitizer, tmp_path, cute_flags())
+def test_wgmma_forward_in_host_emulation(sanitizer, emulation_builds):
+    out = build_and_run(emulation_builds, "test_wgmma_forward_in_host_emulation", sanitizer)
     assert "137 runs, 0 failed" in out, out
     # the Z stores' 32-bit offsets (sw64_k_major_offset) are CuTe's, byte for byte
     assert out.count("ok     Z store offsets against CuTe's (") == 3, out
