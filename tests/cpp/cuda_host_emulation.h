@@ -5,9 +5,10 @@
 // __shared__ variables are static (one copy, shared by the CTA's threads) and dynamic shared
 // memory is one buffer, poisoned with NaN bytes before each CTA. Stand-ins that are stricter than
 // the hardware where they can be:
-//   * WMMA: every lane computes the warp's whole 16x16 tile (fp32 products, fp32 sums in k order);
-//     lane 0 stores it. Pointers must be 32-byte aligned and ldm a multiple of 16 bytes, as on the
-//     GPU (a violation aborts).
+//   * WMMA: every lane loads the warp's whole 16x16 tiles; lane 0 computes the product (fp32
+//     products, fp32 sums in k order) and stores it, the other lanes' accumulators are NaN.
+//     Pointers must be 32-byte aligned and ldm a multiple of 16 bytes, as on the GPU (a violation
+//     aborts).
 //   * cp.async: a copy lands only at the wait that covers it, the latest moment the hardware may
 //     deliver it (a read before the wait sees stale data); 16-byte alignment is checked. With
 //     XSEP_EMULATION_EAGER_COPIES=1 in the environment, it lands when issued instead, the earliest
@@ -39,6 +40,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -354,6 +356,14 @@ inline void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, float v) {
 template <int M, int N, int K, class TA, class LA, class TB, class LB>
 inline void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
                      const fragment<matrix_b, M, N, K, TB, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
+  // Only lane 0's accumulator is ever stored (store_matrix_sync), and the kernels use accumulators
+  // for nothing else; the other lanes' products would be the same ones 31 times over (most of an
+  // emulation's time), so those lanes hold NaN instead: a kernel that read an accumulator element
+  // in another lane would show it in its output.
+  if (threadIdx.x % 32 != 0) {
+    for (float& e : d.x) e = std::numeric_limits<float>::quiet_NaN();
+    return;
+  }
   float out[M * N];
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
