@@ -119,20 +119,29 @@ inline float load_operand(const unsigned char* p, int elem) {
 // 8 (i / 4) + 2 (l % 4) + i % 2 (the PTX ISA's wgmma D fragment for fp32 accumulators).
 inline void execute(const Gmma& g) {
   const int t = static_cast<int>(threadIdx.x % 128), warp = t / 32, lane = t % 32;
-  for (int i = 0; i < g.n / 2; ++i) {
-    const int row = 16 * warp + lane / 4 + 8 * ((i / 2) % 2);
-    const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-    float acc = g.zero_d ? 0.f : *g.d[i];
-    const int elem_bytes = g.elem == 2 ? 4 : 2, kk = g.elem == 2 ? 8 : 16;
-    size_t checked_a = SIZE_MAX, checked_b = SIZE_MAX;  // the granule last found published, per operand
-    auto read = [&](const unsigned char* p, size_t& checked) {
-      const size_t offset = static_cast<size_t>(p - xsep_emulation::shared_window);
-      if (offset / 16 != checked) check_published(offset), checked = offset / 16;
-      return load_operand(p, g.elem);
-    };
+  const int elem_bytes = g.elem == 2 ? 4 : 2, kk = g.elem == 2 ? 8 : 16;
+  size_t checked_a = SIZE_MAX, checked_b = SIZE_MAX;  // the granule last found published, per operand
+  auto read = [&](const unsigned char* p, size_t& checked) {
+    const size_t offset = static_cast<size_t>(p - xsep_emulation::shared_window);
+    if (offset / 16 != checked) check_published(offset), checked = offset / 16;
+    return load_operand(p, g.elem);
+  };
+  // The thread's elements lie on two rows of A and N / 4 columns of B (each column feeds both
+  // rows): each operand element is read once, not once per accumulator that uses it.
+  float a[2][16], b[64][16];
+  if (g.n > 256 || kk > 16) die("wgmma stand-in: N above 256");
+  for (int r = 0; r < 2; ++r)
     for (int k = 0; k < kk; ++k)
-      acc += read(operand_address(g.desc_a, g.a_mn_major, elem_bytes, row, k), checked_a) *
-             read(operand_address(g.desc_b, g.b_mn_major, elem_bytes, col, k), checked_b);
+      a[r][k] = read(operand_address(g.desc_a, g.a_mn_major, elem_bytes, 16 * warp + lane / 4 + 8 * r, k), checked_a);
+  for (int c = 0; c < g.n / 4; ++c)
+    for (int k = 0; k < kk; ++k)
+      b[c][k] =
+          read(operand_address(g.desc_b, g.b_mn_major, elem_bytes, 8 * (c / 2) + 2 * (lane % 4) + c % 2, k), checked_b);
+  for (int i = 0; i < g.n / 2; ++i) {
+    const float* row = a[(i / 2) % 2];          // row 16 w + l / 4 + 8 ((i / 2) % 2)
+    const float* col = b[2 * (i / 4) + i % 2];  // column 8 (i / 4) + 2 (l % 4) + i % 2
+    float acc = g.zero_d ? 0.f : *g.d[i];
+    for (int k = 0; k < kk; ++k) acc += row[k] * col[k];
     *g.d[i] = acc;
   }
 }
