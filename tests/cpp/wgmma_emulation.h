@@ -129,7 +129,7 @@ inline void execute(const Gmma& g) {
   // The thread's elements lie on two rows of A and N / 4 columns of B (each column feeds both
   // rows): each operand element is read once, not once per accumulator that uses it.
   float a[2][16], b[64][16];
-  if (g.n > 256 || kk > 16) die("wgmma stand-in: N above 256");
+  if (g.n > 256) die("wgmma stand-in: N above 256");
   for (int r = 0; r < 2; ++r)
     for (int k = 0; k < kk; ++k)
       a[r][k] = read(operand_address(g.desc_a, g.a_mn_major, elem_bytes, 16 * warp + lane / 4 + 8 * r, k), checked_a);
