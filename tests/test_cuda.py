@@ -179,6 +179,7 @@ print("checked")
 # next depthwise chunk's loads in flight (XSEP_FWD_PREFETCH=1; at 128 pixels the build for one CTA
 # per SM with channel quartets), the build for two CTAs per SM where one fits (XSEP_FWD_CTAS=2). The
 # streamed kernel's: its default ring and the smallest (2 slots: every chunk waits for a free one).
+# The overlapped kernel's (16-bit, Z up to ~800 channels): its largest ring and the smallest (3).
 FORWARD_VARIANTS = {
     "resident": dict(XSEP_FWD_KERNEL="resident"),
     "resident-3stage": dict(XSEP_FWD_KERNEL="resident", XSEP_FWD_STAGES="3"),
@@ -195,6 +196,8 @@ FORWARD_VARIANTS = {
     "wgmma-staged": dict(XSEP_FWD_KERNEL="wgmma", XSEP_FWD_DW="staged"),
     "streamed": dict(XSEP_FWD_KERNEL="streamed"),
     "streamed-2stage": dict(XSEP_FWD_KERNEL="streamed", XSEP_FWD_STAGES="2"),
+    "overlap": dict(XSEP_FWD_KERNEL="overlap"),
+    "overlap-3stage": dict(XSEP_FWD_KERNEL="overlap", XSEP_FWD_STAGES="3"),
 }
 
 
@@ -212,7 +215,7 @@ def test_every_forward_kernel_matches_reference(variant):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "checked" in result.stdout
-    if kernel in ("wgmma", "streamed") and f" {kernel}" not in result.stderr:
+    if kernel in ("wgmma", "streamed", "overlap") and f" {kernel}" not in result.stderr:
         # Hopper only, and only in builds for sm_90a with CuTe's headers (setup.py).
         major, minor = torch.cuda.get_device_capability()
         pytest.skip(f"no wgmma kernels in this build for sm_{major}{minor} (needs sm_90a code and nvidia-cutlass)")
@@ -271,6 +274,20 @@ def test_every_forward_kernel_matches_reference(variant):
         assert re.search(r"float32 tf32-mma channels_last 3x3 streamed \(128 pixels", result.stderr)
         # Cout 728 and 1024 in tiles of 192 (4 and 6 instead of 6 and 8), the others of 128.
         assert "192-channel tiles" in result.stderr and "128-channel tiles" in result.stderr
+    if kernel == "overlap":  # 16-bit channels_last 3x3 calls with 16-byte channels and Z up to ~800
+        # vec_728: two 728-wide Z buffers leave room for 5 ring slots (unless 3 are asked); the small
+        # layers take 16
+        stages = "3" if variant == "overlap-3stage" else "5"
+        for dtype in ("bfloat16", "float16"):
+            line = (
+                rf"{dtype} mma channels_last 3x3 overlap \(64 pixels, {stages} stages, two Z buffers, 4-channel items\)"
+            )
+            assert re.search(line, result.stderr), f"vec_728 {dtype}"
+        if variant == "overlap":
+            assert re.search(r"overlap \(64 pixels, 16 stages", result.stderr), "vec_partial: the largest ring"
+        assert not re.search(r"float32 \S+ channels_last 3x3 overlap", result.stderr), "16-bit only"
+        # vec_1024: two Z buffers do not fit; the default (wgmma) serves it
+        assert re.search(r"bfloat16 mma channels_last 3x3 wgmma \(64 pixels", result.stderr), "vec_1024"
     if variant == "wgmma-4stage":
         stage_counts = set(re.findall(r"wgmma \(\d+ pixels, (\d+) stages", result.stderr))
         assert stage_counts == {"4"}, f"4 stages asked, the log says {stage_counts}"

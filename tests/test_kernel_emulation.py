@@ -19,6 +19,9 @@ launchers use and compares with a direct fp64 computation:
                               (wgmma_emulation.h), its weight ring fed by bulk copies
   streamed_fwd_emulation.cpp  the warp-specialised Hopper forward (producer warps compute the
                               depthwise chunks into a ring, consumer warpgroups multiply them)
+  overlap_fwd_emulation.cpp   the overlapped Hopper forward (producer warps compute a pixel tile's
+                              whole Z into one of two buffers, a consumer warpgroup multiplies the
+                              other)
   fast_divmod_check.cpp       the multiply-high division the kernels' pixel arithmetic uses
 
 No GPU needed: kernels written in a session without one are checked here before a GPU runs them
@@ -168,6 +171,7 @@ PROGRAMS = {
     "test_forward_kernels_in_host_emulation": Program("fwd_kernels_emulation.cpp", no_flags),
     "test_backward_kernels_in_host_emulation": Program("bwd_kernels_emulation.cpp", cute_flags_if_present),
     "test_streamed_forward_in_host_emulation": Program("streamed_fwd_emulation.cpp", cute_flags),
+    "test_overlap_forward_in_host_emulation": Program("overlap_fwd_emulation.cpp", cute_flags),
     "test_fast_divmod_agrees_with_division": Program("fast_divmod_check.cpp", no_flags),
     "test_wgmma_forward_in_host_emulation": Program("wgmma_fwd_emulation.cpp", cute_flags),
 }
@@ -223,6 +227,18 @@ def test_streamed_forward_in_host_emulation(sanitizer, emulation_builds):
     assert "ctas 2/5 " in out and "ctas 1/3 " in out, out  # persistent CTAs taking several tiles
     for stages in (2, 3, 4, 5, 8):  # the smallest ring: every chunk waits for a slot to be freed
         assert f" stages {stages} " in out, out
+
+
+@pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
+def test_overlap_forward_in_host_emulation(sanitizer, emulation_builds):
+    out = build_and_run(emulation_builds, "test_overlap_forward_in_host_emulation", sanitizer)
+    assert "32 runs, 0 failed" in out, out
+    assert out.count(" fp16 ") == 8 and out.count(" bf16 ") == 24, out
+    assert out.count("ok     overlap-one-run ") == 8, out  # the build without two-window quads
+    # one CTA taking all 10 pixel tiles (each Z buffer used five times), and 3 Cout tiles a pixel tile
+    assert "ctas 1/10 many_tiles" in out and "ctas 1/5 deep_tiles" in out, out
+    for stages in (3, 4, 5, 16):  # the smallest ring to the largest
+        assert f" stages {stages:2d} " in out, out
 
 
 def test_fast_divmod_agrees_with_division(emulation_builds):

@@ -24,9 +24,9 @@ from xsep._extension import _C
 
 # The values each knob takes (anything else is ignored by the launchers, so it is refused here).
 KNOBS = {
-    "XSEP_FWD_KERNEL": ("resident", "tiled", "halo", "wgmma", "streamed"),
+    "XSEP_FWD_KERNEL": ("resident", "tiled", "halo", "wgmma", "streamed", "overlap"),
     "XSEP_FWD_PIXELS": ("64", "128"),
-    # the resident kernel: 3; the wgmma one: 4..16; the streamed one: 2..8
+    # the resident kernel: 3; the wgmma one: 4..16; the streamed one: 2..8; the overlapped one: 3..16
     "XSEP_FWD_STAGES": tuple(str(s) for s in range(2, 17)),
     "XSEP_FWD_WARPGROUPS": ("2", "4"),  # the wgmma forward at 128 pixels (16-bit)
     # 1: the wgmma forward's depthwise phase with the next chunk's loads in flight (at 128 pixels:

@@ -8,9 +8,11 @@
 // and 128 (up to 1.5x on 728-channel layers: three CTAs per SM instead of one) and within 2% on the
 // rest, and it fits intermediates twice as wide.
 //
-// XSEP_FWD_KERNEL=resident | tiled | halo | wgmma | streamed forces a choice where it applies, for
-// benchmarks and tests (halo: the experimental halo kernel, sepconv_fwd_halo_kernel.cuh; streamed:
-// the warp-specialised Hopper kernel, sepconv_fwd_streamed_kernel.cuh). XSEP_FWD_STAGES and
+// XSEP_FWD_KERNEL=resident | tiled | halo | wgmma | streamed | overlap forces a choice where it
+// applies, for benchmarks and tests (halo: the experimental halo kernel, sepconv_fwd_halo_kernel.cuh;
+// streamed: the warp-specialised Hopper kernel that recomputes Z per output-channel tile,
+// sepconv_fwd_streamed_kernel.cuh; overlap: the warp-specialised one that keeps each pixel tile's Z
+// whole, in two buffers, sepconv_fwd_overlap_kernel.cuh; 16-bit). XSEP_FWD_STAGES and
 // XSEP_FWD_PIXELS=64|128: ring depths and pixels per CTA, for measurement.
 #pragma once
 
@@ -26,13 +28,14 @@
 #include "sepconv_fwd.h"
 #include "sepconv_fwd_halo_kernel.cuh"
 #include "sepconv_fwd_kernel.cuh"
+#include "sepconv_fwd_overlap.h"
 #include "sepconv_fwd_resident_kernel.cuh"
 #include "sepconv_fwd_streamed.h"
 #include "sepconv_fwd_wgmma.h"
 
 namespace xsep {
 
-enum class FwdKernel { kResident, kTiled, kHalo, kWgmma, kStreamed };
+enum class FwdKernel { kResident, kTiled, kHalo, kWgmma, kStreamed, kOverlap };
 constexpr int kResidentPixels = 32;
 
 // Where the halo kernel can run: see sepconv_fwd_halo_kernel.cuh.
@@ -118,7 +121,16 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p, bool with_workspace 
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
   const ResidentShape shape = resident_shape<T, kMath>(p, smem_optin);
   const bool fits = resident_bytes<T, kMath>(p, shape) <= static_cast<size_t>(smem_optin);
-  const std::string forced = kernel_knob(KernelKnob::kFwdKernel);
+  std::string forced = kernel_knob(KernelKnob::kFwdKernel);
+  // XSEP_FWD_KERNEL=overlap: the depthwise phase and the GEMM on different warps, at once
+  // (sepconv_fwd_overlap_kernel.cuh: 16-bit layers whose Z of 64 pixels fits twice); elsewhere the
+  // default choice, so a benchmark's overlap rows compare it with what would run instead.
+  if (forced == "overlap") {
+    if constexpr (kMath == Math::kTensorCore && sizeof(T) == 2) {
+      if (with_workspace && overlap_forward_applies<T>(p)) return {FwdKernel::kOverlap, shape};
+    }
+    forced.clear();
+  }
   if (forced == "tiled") return {FwdKernel::kTiled, shape};
   if (forced == "halo" && halo_applies<T, kMath>(p, smem_optin, major)) return {FwdKernel::kHalo, shape};
   // The wgmma kernel where it applies (Hopper, sm_90a builds with CuTe): on an H200 it beat the
@@ -199,6 +211,9 @@ int launch_forward_variant(const SepConvParams& p, cudaStream_t stream, ForwardC
 template <typename T, Math kMath>
 int launch_wgmma_if_tensor_cores(const SepConvParams& p, cudaStream_t stream, FwdKernel kernel, WgmmaLaunch* launch) {
   if constexpr (kMath == Math::kTensorCore) {
+    if constexpr (sizeof(T) == 2) {
+      if (kernel == FwdKernel::kOverlap) return launch_overlap_forward<T>(p, stream, launch);
+    }
     return kernel == FwdKernel::kStreamed ? launch_streamed_forward<T>(p, stream, launch)
                                           : launch_wgmma_forward<T>(p, stream, launch);
   } else {
@@ -214,6 +229,9 @@ size_t forward_workspace_bytes(const SepConvParams& p) {
     const FwdKernel kernel = choose_forward_kernel<T, kMath>(p).kernel;
     if (kernel == FwdKernel::kWgmma) return wgmma_forward_workspace_bytes<T>(p);
     if (kernel == FwdKernel::kStreamed) return streamed_forward_workspace_bytes<T>(p);
+    if constexpr (sizeof(T) == 2) {
+      if (kernel == FwdKernel::kOverlap) return overlap_forward_workspace_bytes<T>(p);
+    }
   }
   return 0;
 }
@@ -224,7 +242,8 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
   const ForwardChoice choice = choose_forward_kernel<T, kMath>(p, /*with_workspace=*/p.workspace != nullptr);
   int error, parts = 1;
   WgmmaLaunch wgmma;
-  if (choice.kernel == FwdKernel::kWgmma || choice.kernel == FwdKernel::kStreamed) {
+  if (choice.kernel == FwdKernel::kWgmma || choice.kernel == FwdKernel::kStreamed ||
+      choice.kernel == FwdKernel::kOverlap) {
     error = launch_wgmma_if_tensor_cores<T, kMath>(p, stream, choice.kernel, &wgmma);
   } else if (p.channels_last) {
     error = k3x3 ? launch_forward_variant<T, kMath, true, 3, 3>(p, stream, choice, &parts)
@@ -239,6 +258,7 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
                        : which == FwdKernel::kHalo     ? "halo"
                        : which == FwdKernel::kWgmma    ? "wgmma"
                        : which == FwdKernel::kStreamed ? "streamed"
+                       : which == FwdKernel::kOverlap  ? "overlap"
                                                        : "tiled";
   char detail[192] = "";
   if (which == FwdKernel::kResident) {
@@ -259,6 +279,9 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, cout split %d%s%s%s%s%s)", wgmma.pixels, wgmma.stages,
              wgmma.parts, wgmma.warpgroups == 4 ? ", 4 warpgroups" : "", one_cta, pass,
              wgmma.prefetch ? ", prefetch" : "", band);
+  } else if (which == FwdKernel::kOverlap) {
+    snprintf(detail, sizeof(detail), " (%d pixels, %d stages, two Z buffers, %d-channel items)", wgmma.pixels,
+             wgmma.stages, wgmma.dw_lanes);
   } else if (which == FwdKernel::kStreamed) {
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, %d-channel tiles)", wgmma.pixels, wgmma.stages,
              wgmma.tile_channels);

@@ -35,6 +35,10 @@ NAMED = {
     "wgmma-staged": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_DW": "staged"},
     "streamed": {"XSEP_FWD_KERNEL": "streamed"},
     "streamed-3stage": {"XSEP_FWD_KERNEL": "streamed", "XSEP_FWD_STAGES": "3"},
+    # the depthwise phase and the GEMM on different warps at once, each 64-pixel tile's Z whole in one
+    # of two buffers (16-bit layers up to ~800 channels; elsewhere the default)
+    "overlap": {"XSEP_FWD_KERNEL": "overlap"},
+    "overlap-3stage": {"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_STAGES": "3"},
     # backward
     "bwd-first": {"XSEP_BWD_KERNEL": "first"},
     "bwd-staged": {"XSEP_BWD_KERNEL": "staged"},

@@ -1,0 +1,251 @@
+// The overlapped forward on Hopper (wgmma, sm_90a): the wgmma forward's plan (Z computed once per
+// pixel tile and kept whole in shared memory, then multiplied by every tile of the pointwise weight;
+// sepconv_fwd_wgmma_kernel.cuh) with the depthwise phase and the GEMM on different warps, so they
+// run at the same time. For channels_last 3x3 layers in fp16 and bf16 whose Z of 64 pixels fits
+// twice in shared memory (up to ~800 channels: the 728-channel layers and every shallower one).
+//
+//   CTA: persistent (one per SM), tiles of 64 output pixels x every output channel, one after
+//   another; 384 threads; two Z buffers, used by tiles in turn.
+//   Producers (threads 128..383, two warpgroups): for each of the CTA's pixel tiles, the tap table,
+//     then, once the tile's Z buffer is free (z_free), the tile's Z pass after pass
+//     (QuadDepthwise: a thread's item is four channels of four neighbouring pixels, 64 channels a
+//     pass), stored in the 64-byte-swizzled K-major layout wgmma reads, fenced for the async proxy,
+//     and announced (z_full).
+//   Consumers (threads 0..127, one warpgroup of 64 pixels): for each tile, once its Z is there, each
+//     tile of 128 output channels: one wgmma batch per 64 bytes of channels, from a ring of weight
+//     chunks that thread 0 fills by bulk copies (as the wgmma forward: one batch in flight, a slot
+//     refilled once the batch that read it has retired; the chunk sequence runs on from one pixel
+//     tile to the next, so the next tile's first chunks land during this one's last stores);
+//     after the last output-channel tile's batches, the Z buffer is released; bias, one rounding,
+//     16-byte stores from the accumulators (store_permuted_tile).
+//
+// Why: in the wgmma forward the three phases of a CTA run one after another on the same warps. On
+// an H200 (phase clocks, 3ac7082, 728 -> 728 @19 bf16 N=32) a CTA of 128 pixels took 81 us: 40 in
+// the depthwise phase, 28 in the GEMM, 12 in the stores; its Z (186 KB) leaves one CTA per SM, so
+// nothing else hides them, and the 91 tiles of that layer leave 41 of 132 SMs idle. Here the CUDA
+// cores' depthwise work (eight warps) and the tensor cores' GEMM run at once; with a tile of half
+// the pixels each phase takes about half as long, so a tile costs about the longer of the two rather
+// than their sum, and the 181 tiles of 64 pixels spread over every SM. The price: the weight is
+// read from L2 once per 64 pixels instead of 128 (the streamed kernel, sepconv_fwd_streamed_kernel.cuh,
+// paid instead by recomputing Z once per output-channel tile, ~6x at 728: it lost).
+//
+// Depthwise arithmetic as QuadDepthwise's: fp32 products and sums in tap order, rounded once to the
+// storage type, then the intermediate activation.
+//
+// Built only with CuTe's headers and only for sm_90a, like the wgmma forward; the host emulation
+// (tests/cpp/overlap_fwd_emulation.cpp) runs it with stand-ins for wgmma, the mbarriers, the named
+// barriers and the bulk copies, each thread a std::thread.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "bulk_copy.cuh"
+#include "cp_async.cuh"  // store_shared_at, XSEP_DYNAMIC_SHARED
+#include "element_types.cuh"
+#include "sepconv_fwd_pixels.cuh"
+#include "sepconv_fwd_quad_depthwise.cuh"
+#include "sepconv_fwd_wgmma_kernel.cuh"  // WgmmaFwdCute, the weights' pack, store_permuted_tile
+#include "sepconv_params.h"
+#include "wgmma_common.cuh"
+
+namespace xsep {
+
+// kTwoRuns_: quads an output row ends inside take two windows (QuadDepthwise's kTwoRuns; else the
+// per-pixel path), where the producers' registers allow it.
+template <typename T_, bool kTwoRuns_ = false>
+struct OverlapFwdTraits {
+  static_assert(sizeof(T_) == 2, "16-bit: two buffers of Z fit up to ~800 channels (fp32: ~400)");
+  using T = T_;
+  using Operand = T_;
+  static constexpr int BM = 64;               // pixels per tile: one consumer warpgroup
+  static constexpr int BN = 128;              // output channels per wgmma tile
+  static constexpr int BK = 64 / sizeof(T_);  // channels per step: one 64-byte swizzle row
+  static constexpr int kSplitN = 1;           // WgmmaFwdCute: one warpgroup along M
+  static constexpr int kConsumerThreads = 128, kProducerThreads = 256;
+  static constexpr int kThreads = kConsumerThreads + kProducerThreads;
+  static constexpr int kMinStages = 3, kMaxStages = 16;
+  static constexpr bool kChannelsLast = true;
+  static constexpr int kKH = 3, kKW = 3;
+  static constexpr int kVec = 16 / sizeof(T_);
+  static constexpr bool kTwoRuns = kTwoRuns_;
+  // A depthwise pass: two Z chunks (64 channels), so each producer has one item of four channels of
+  // four pixels (16 groups x 16 quads = 256 items).
+  static constexpr int kDwChunks = 2;
+  static constexpr int kDwLanes = 4;
+  static constexpr int kZChunkBytes = BM * 64;
+  static constexpr int kWSlotBytes = BN * 64;
+};
+
+// Dynamic shared memory: [alignment slack][Z buffer 0][Z buffer 1][weight ring: stages slots].
+template <class Traits>
+struct OverlapFwdLayout {
+  static constexpr int kAlign = 512;  // the 64-byte swizzle's pattern
+  static __host__ __device__ int kpad(int cmid) { return (cmid + Traits::BK - 1) / Traits::BK * Traits::BK; }
+  static __host__ __device__ size_t z_bytes(int cmid) {
+    return static_cast<size_t>(kpad(cmid) / Traits::BK) * Traits::kZChunkBytes;
+  }
+  static __host__ __device__ size_t bytes(int cmid, int stages) {
+    return kAlign + 2 * z_bytes(cmid) + static_cast<size_t>(stages) * Traits::kWSlotBytes;
+  }
+};
+
+// The pack: the wgmma forward's (pointwise weight as 128 x 64-byte ring slots, rows in
+// permuted_column's order; the depthwise weight in fp32 quartets).
+template <typename T>
+using OverlapPackTraits = WgmmaFwdTraits<T, 64>;
+
+#if defined(XSEP_WITH_CUTE)
+
+// stages: slots of the weight ring (kMinStages..kMaxStages; dynamic shared memory
+// OverlapFwdLayout::bytes(Cmid, stages)). Persistent: CTA b takes pixel tiles b, b + gridDim.x, ..
+// (fewer than 2^31 pixels: the launcher's condition). p.workspace: the wgmma forward's workspace
+// for OverlapPackTraits with quartets (sepconv_fwd_wgmma_weights_pack_kernel<.., 4>).
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads, 1)
+    sepconv_fwd_overlap_kernel(const SepConvParams p, const int stages) {
+#if defined(XSEP_WGMMA_DEVICE_CODE)
+  using namespace cute;
+  using Cute = WgmmaFwdCute<Traits>;
+  using Element = typename Cute::Element;
+  using T = typename Traits::T;
+  using PackTraits = OverlapPackTraits<T>;
+  static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the wgmma forward's ring slots");
+  constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK;
+  constexpr uint32_t kChunkBytes = Traits::kWSlotBytes;
+  using Layout = OverlapFwdLayout<Traits>;
+  // Static shared memory (which also tells this kernel from the stub other architectures get:
+  // wgmma_body_built): the producers' tap table, the ring's and the Z buffers' barriers.
+  __shared__ FwdTapTable<BM, Traits::kKH, Traits::kKW> px;
+  __shared__ uint64_t landed[Traits::kMaxStages];  // slot s: its weight chunk has landed
+  __shared__ uint64_t z_full[2];                   // Z buffer b holds its tile: 256 producer arrivals
+  __shared__ uint64_t z_free[2];                   // Z buffer b is read: 128 consumer arrivals
+  XSEP_DYNAMIC_SHARED(smem_raw);
+  unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw);
+  const size_t z_bytes = Layout::z_bytes(p.Cmid);
+  const int steps = Layout::kpad(p.Cmid) / BK;
+  Element* w = reinterpret_cast<Element*>(smem + 2 * z_bytes);
+  auto w_slot = [&](int s) { return make_tensor(make_smem_ptr(w + s * BN * BK), typename Cute::WSlotLayout{}); };
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  const int pixel_tiles = static_cast<int>((pixels + BM - 1) / BM);
+  const int cout_tiles = (p.Cout + BN - 1) / BN;
+  const int chunks_per_tile = cout_tiles * steps;  // weight chunks a pixel tile multiplies
+  // The CTA's weight chunks: chunks_per_tile for each of its pixel tiles, the same run each time.
+  const int cta = static_cast<int>(blockIdx.x), ctas = static_cast<int>(gridDim.x);
+  const int my_tiles = cta < pixel_tiles ? (pixel_tiles - 1 - cta) / ctas + 1 : 0;
+  const int64_t chunks = static_cast<int64_t>(my_tiles) * chunks_per_tile;
+  const T* packed = static_cast<const T*>(p.workspace);
+  // fetch(g) for g = 0, 1, .. in order (thread 0 alone): chunk g's bytes announced on its slot's
+  // barrier and its bulk copy started (nothing past the last chunk).
+  int64_t fetched = 0;   // chunks fetched so far
+  int next_packed = 0;   // the next chunk's place in the packed weight: fetched % chunks_per_tile
+  int slot_of_next = 0;  // its slot: fetched % stages
+  auto fetch_next = [&] {
+    if (fetched < chunks) {
+      mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);
+      bulk_copy_to_shared(w + slot_of_next * BN * BK, packed + static_cast<int64_t>(next_packed) * (BN * BK),
+                          kChunkBytes, &landed[slot_of_next]);
+      ++fetched;
+      if (++next_packed == chunks_per_tile) next_packed = 0;
+      if (++slot_of_next == stages) slot_of_next = 0;
+    }
+  };
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) mbarrier_init(&landed[s], 1);
+    for (int b = 0; b < 2; ++b) {
+      mbarrier_init(&z_full[b], Traits::kProducerThreads);
+      mbarrier_init(&z_free[b], Traits::kConsumerThreads);
+    }
+    for (int s = 0; s < stages; ++s) fetch_next();  // they land while the first Z is computed
+  }
+  __syncthreads();
+
+  if (threadIdx.x >= Traits::kConsumerThreads) {
+    // ---- producers: Z ------------------------------------------------------------------------
+    constexpr int kProducerBarrier = 1;  // named barrier: the producers alone
+    const int pt = threadIdx.x - Traits::kConsumerThreads;
+    const float* packed_dw = reinterpret_cast<const float*>(static_cast<const unsigned char*>(p.workspace) +
+                                                            wgmma_dw_offset_bytes<PackTraits>(p.Cout, p.Cmid));
+    constexpr int kPassChannels = BK * Traits::kDwChunks;
+    const int passes = (steps + Traits::kDwChunks - 1) / Traits::kDwChunks;
+#pragma unroll 1
+    for (int tile = cta, j = 0; tile < pixel_tiles; tile += ctas, ++j) {
+      const int b = j & 1;
+      const int64_t p0 = static_cast<int64_t>(tile) * BM;
+      named_barrier_sync(kProducerBarrier, Traits::kProducerThreads);  // every producer is done with the last table
+      if (pt < BM) px.template fill_row</*kNarrow=*/true>(p, p0, pt);
+      named_barrier_sync(kProducerBarrier, Traits::kProducerThreads);
+      const QuadDepthwise<T, BM, kPassChannels, Traits::kProducerThreads, Traits::kDwLanes, /*kNarrow=*/true,
+                          Traits::kTwoRuns>
+          depthwise(p, p0, pt, packed_dw);
+      // Buffer b's use j / 2: the consumers released its use j / 2 - 1 (the first use waits for the
+      // phase before the barrier's first, which counts as complete).
+      mbarrier_wait_parity(&z_free[b], ((j >> 1) & 1) ^ 1);
+      const uint32_t z_at = static_cast<uint32_t>(b * z_bytes);
+      // Pass q's group of channels kk (within the pass): chunk q * 2 + kk / BK; a group past the
+      // last chunk (Z's kpad) is not stored (its channels are past Cmid: zero, like the padding of
+      // the chunks that are).
+#pragma unroll 1
+      for (int q = 0; q < passes; ++q)
+        depthwise.chunk(p, px, q, [&](int m, int kk, auto v) {
+          const int c = q * Traits::kDwChunks + kk / BK;
+          if (c < steps)
+            store_shared_at(smem, z_at + c * Traits::kZChunkBytes + sw64_k_major_offset(m, kk % BK * sizeof(Element)),
+                            v);
+        });
+      fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma once the buffer is full
+      mbarrier_arrive(&z_full[b]);
+    }
+  } else {
+    // ---- consumers: the GEMM and the stores ------------------------------------------------------
+    constexpr int kConsumerBarrier = 2;  // named barrier: the consumer warpgroup alone
+    typename Cute::TiledMma mma;
+    ThrMMA thr_mma = mma.get_slice(threadIdx.x);
+    Tensor acc = partition_fragment_C(mma, Shape<Int<BM>, Int<BN>>{});  // fp32, (MMA, MMA_M, MMA_N)
+    const auto coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
+    int64_t g = 0;       // the chunk of this step, counted over the CTA's tiles
+    int slot = 0;        // its slot, g % stages
+    uint32_t phase = 0;  // the parity of its slot's barrier phase: (g / stages) % 2
+#pragma unroll 1
+    for (int tile = cta, j = 0; tile < pixel_tiles; tile += ctas, ++j) {
+      const int b = j & 1;
+      int64_t y_rows[2];  // where this thread's two accumulator rows go
+      accumulator_rows</*kNarrow=*/true>(p, coords, static_cast<int64_t>(tile) * BM, y_rows);
+      Element* z = reinterpret_cast<Element*>(smem + b * z_bytes);
+      auto z_chunk = [&](int c) { return make_tensor(make_smem_ptr(z + c * BM * BK), typename Cute::ZChunkLayout{}); };
+      mbarrier_wait_parity(&z_full[b], (j >> 1) & 1);  // the producers' stores to buffer b, fenced
+#pragma unroll 1
+      for (int co0 = 0; co0 < p.Cout; co0 += BN) {
+        clear(acc);
+#pragma unroll 1
+        for (int step = 0; step < steps; ++step, ++g) {
+          mbarrier_wait_parity(&landed[slot], phase);                                   // chunk g landed
+          Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(step)));  // (MMA, MMA_M, MMA_K)
+          Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(w_slot(slot)));   // (MMA, MMA_N, MMA_K)
+          if (++slot == stages) slot = 0, phase ^= 1;
+          warpgroup_fence_operand(acc);
+          wgmma_arrive();
+          gemm(mma, a_frag, b_frag, acc);
+          wgmma_commit();
+          wgmma_wait<1>();  // the batch of step g - 1 has retired
+          warpgroup_fence_operand(acc);
+          // Once the whole warpgroup is past that wait, chunk g - 1's slot is free: thread 0 refills
+          // it with chunk g - 1 + stages (the next in order).
+          named_barrier_sync(kConsumerBarrier, Traits::kConsumerThreads);
+          if (threadIdx.x == 0 && g > 0) fetch_next();
+        }
+        wgmma_wait<0>();
+        warpgroup_fence_operand(acc);
+        // After the last output-channel tile's batches, nothing reads buffer b: the producers may
+        // fill it with the tile after next while these stores run.
+        if (co0 + BN >= p.Cout) mbarrier_arrive(&z_free[b]);
+        store_permuted_tile<T>(p, acc, coords, y_rows, co0);
+      }
+    }
+  }
+#endif
+}
+
+#endif  // XSEP_WITH_CUTE
+
+}  // namespace xsep

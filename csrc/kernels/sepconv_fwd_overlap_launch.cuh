@@ -1,0 +1,134 @@
+// Choice and launch of the overlapped wgmma forward, included by sepconv_fwd_overlap_wgmma_*.cu.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+
+#include "kernel_knobs.h"
+#include "sepconv_fwd_overlap.h"
+#include "sepconv_fwd_overlap_kernel.cuh"
+#include "sepconv_fwd_wgmma_launch.cuh"  // grid_stride_blocks, the weights' pack kernel
+
+namespace xsep {
+
+#if defined(XSEP_WITH_CUTE)
+
+// The build the launcher starts: two-run quads by windows (ptxas: 161 registers of the 168 that 384
+// threads leave, no spills; 158 without).
+template <typename T>
+using OverlapDefaultTraits = OverlapFwdTraits<T, true>;
+
+// The kernel's static shared memory: its tap table and its barriers.
+template <class Traits>
+constexpr size_t overlap_static_bytes() {
+  return sizeof(FwdTapTable<Traits::BM, Traits::kKH, Traits::kKW>) + (Traits::kMaxStages + 4) * sizeof(uint64_t);
+}
+
+// The most ring slots (up to kMaxStages) that fit beside the two Z buffers; XSEP_FWD_STAGES=3..16
+// asks for fewer (for measurement). 0: not even kMinStages fit.
+template <class Traits>
+int overlap_stages(int cmid, int smem_optin) {
+  const size_t static_bytes = kernel_static_shared_bytes(overlap_static_bytes<Traits>());
+  auto fits = [&](int s) {
+    return OverlapFwdLayout<Traits>::bytes(cmid, s) + static_bytes <= static_cast<size_t>(smem_optin);
+  };
+  if (!fits(Traits::kMinStages)) return 0;
+  const int asked = std::atoi(kernel_knob(KernelKnob::kFwdStages).c_str());
+  if (asked >= Traits::kMinStages && asked <= Traits::kMaxStages && fits(asked)) return asked;
+  int stages = Traits::kMinStages;
+  while (stages < Traits::kMaxStages && fits(stages + 1)) ++stages;
+  return stages;
+}
+
+template <typename T>
+bool overlap_forward_built() {
+  static std::atomic<int8_t> cache[64];
+  return once_per_device(cache, [] { return wgmma_body_built(sepconv_fwd_overlap_kernel<OverlapDefaultTraits<T>>); });
+}
+
+template <typename T>
+bool overlap_forward_applies(const SepConvParams& p) {
+  using Traits = OverlapDefaultTraits<T>;
+  int device = 0, smem_optin = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  // Pixels below 2^31: the kernel's tile and pixel arithmetic is 32-bit (its offsets are not).
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  return p.channels_last && p.kh == 3 && p.kw == 3 && depthwise_vec_applies<Traits>(p) &&
+         output_vec_applies<Traits>(p) && p.Cmid % Traits::kVec == 0 &&
+         reinterpret_cast<uintptr_t>(p.pw_weight) % 16 == 0 && pixels <= INT32_MAX - Traits::BM &&
+         overlap_stages<Traits>(p.Cmid, smem_optin) > 0 && overlap_forward_built<T>();
+}
+
+template <typename T>
+size_t overlap_forward_workspace_bytes(const SepConvParams& p) {
+  return wgmma_workspace_bytes<OverlapPackTraits<T>>(p.Cout, p.Cmid);
+}
+
+// The pack kernel (both weights, one launch), then the forward: persistent, one CTA per SM (its
+// two Z buffers take the SM's shared memory), at most one per pixel tile.
+template <class Traits>
+int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
+  using T = typename Traits::T;
+  using PackTraits = OverlapPackTraits<T>;
+  int device = 0, smem_optin = 0, sms = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  launch->pixels = Traits::BM;
+  launch->warpgroups = Traits::kThreads / 128;
+  launch->min_blocks = 1;
+  launch->parts = 1;
+  launch->dw_lanes = Traits::kDwLanes;
+  launch->dw_pass_channels = Traits::BK * Traits::kDwChunks;
+  launch->stages = overlap_stages<Traits>(p.Cmid, smem_optin);
+  if (p.workspace == nullptr || launch->stages == 0) return static_cast<int>(cudaErrorInvalidValue);
+  unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
+  const int64_t pieces = wgmma_packed_weight_elements<PackTraits>(p.Cout, p.Cmid) / PackTraits::kVec;
+  sepconv_fwd_wgmma_weights_pack_kernel<PackTraits, Traits::kDwLanes>
+      <<<grid_stride_blocks(std::max<int64_t>(pieces, static_cast<int64_t>(p.Cmid) * 9)), 256, 0, stream>>>(
+          p, reinterpret_cast<T*>(workspace),
+          reinterpret_cast<float*>(workspace + wgmma_dw_offset_bytes<PackTraits>(p.Cout, p.Cmid)));
+  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
+  const auto kernel = sepconv_fwd_overlap_kernel<Traits>;
+  const size_t bytes = OverlapFwdLayout<Traits>::bytes(p.Cmid, launch->stages);
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (err != cudaSuccess) return static_cast<int>(err);
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  const int64_t tiles = (pixels + Traits::BM - 1) / Traits::BM;
+  const int64_t ctas = std::min<int64_t>(tiles, std::max(sms, 1));
+  if (ctas == 0) return static_cast<int>(cudaSuccess);  // no pixels: nothing to write
+  kernel<<<static_cast<unsigned>(ctas), Traits::kThreads, bytes, stream>>>(p, launch->stages);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T>
+int launch_overlap_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
+  return launch_overlap_traits<OverlapDefaultTraits<T>>(p, stream, launch);
+}
+
+#else  // without CuTe there is no wgmma kernel: nothing applies
+
+template <typename T>
+bool overlap_forward_applies(const SepConvParams&) {
+  return false;
+}
+
+template <typename T>
+size_t overlap_forward_workspace_bytes(const SepConvParams&) {
+  return 0;
+}
+
+template <typename T>
+int launch_overlap_forward(const SepConvParams&, cudaStream_t, WgmmaLaunch*) {
+  return static_cast<int>(cudaErrorNotSupported);
+}
+
+#endif  // XSEP_WITH_CUTE
+
+}  // namespace xsep

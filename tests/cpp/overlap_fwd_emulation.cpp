@@ -1,0 +1,104 @@
+// The overlapped wgmma forward (csrc/kernels/sepconv_fwd_overlap_kernel.cuh: producer warps compute
+// each pixel tile's whole Z into one of two buffers while the consumer warpgroup multiplies the
+// other) run on the host through tests/cpp/cuda_host_emulation.h and the warpgroup-MMA stand-in of
+// tests/cpp/wgmma_emulation.h, against a direct fp64 forward of the same (rounded) inputs; the
+// output is poisoned with NaN first, so an unwritten element fails. fp16 and bf16; rings of 3 to 16
+// weight slots, more chunks than slots and fewer; one CTA taking every pixel tile (each Z buffer
+// reused several times: its barriers' phases turn over) and several CTAs; partial pixel and channel
+// tiles, an odd number of Z chunks (the last depthwise pass half past Cmid), Cout of one tile plus 8
+// and of three tiles, stride 2 with asymmetric padding, dilation, padding wider than the window,
+// rows that end inside a quad (two windows), ELU between the convolutions. Each thread of a CTA is
+// a std::thread, so producers and consumers interleave as the scheduler lets them: a missing wait or
+// release shows as a wrong result, a hang, or (under -fsanitize=thread) a race. Needs CuTe's
+// headers. Prints one line per run; exits 0 when all agree.
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
+#include "emulation_inputs.h"
+#include "wgmma_emulation.h"  // before the kernel: CuTe's shared-memory addresses
+
+#include "sepconv_fwd_overlap_kernel.cuh"
+
+using xsep::Activation;
+
+namespace {
+
+struct Case {
+  const char* name;
+  int N, C, H, W, Cout, stride, dil, pt, pb, pl, pr;
+  Activation act;
+};
+
+template <typename T>
+const char* mode_name() {
+  return std::is_same_v<T, __half> ? "fp16" : "bf16";
+}
+
+template <typename T, bool kTwoRuns = true>
+bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol) {
+  using Traits = xsep::OverlapFwdTraits<T, kTwoRuns>;
+  using PackTraits = xsep::OverlapPackTraits<T>;
+  ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
+                      /*channels_last=*/true, rng);
+  xsep::SepConvParams& p = call.p;
+  if (!xsep::depthwise_vec_applies<Traits>(p) || !xsep::output_vec_applies<Traits>(p))
+    xsep_emulation::die("a case the overlapped launcher would not take");
+
+  // The workspace as the launcher fills it: the weights' pack kernel on a small grid (its stride loop).
+  std::vector<uint4> workspace((xsep::wgmma_workspace_bytes<PackTraits>(p.Cout, p.Cmid) + 15) / 16);
+  auto* bytes = reinterpret_cast<unsigned char*>(workspace.data());
+  auto* dw = reinterpret_cast<float*>(bytes + xsep::wgmma_dw_offset_bytes<PackTraits>(p.Cout, p.Cmid));
+  xsep_emulation::run_grid(dim3(3), 64, [&] {
+    xsep::sepconv_fwd_wgmma_weights_pack_kernel<PackTraits, Traits::kDwLanes>(p, reinterpret_cast<T*>(bytes), dw);
+  });
+  p.workspace = workspace.data();
+  // Persistent CTAs: `ctas` of them (at most one per pixel tile) take the tiles in turn.
+  const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
+  const int64_t tiles = (pixels + Traits::BM - 1) / Traits::BM;
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, ctas));
+  xsep_emulation::run_grid(
+      dim3(grid), Traits::kThreads, [&] { xsep::sepconv_fwd_overlap_kernel<Traits>(p, stages); },
+      xsep::OverlapFwdLayout<Traits>::bytes(p.Cmid, stages));
+
+  bool unwritten = false;
+  const double worst = call.error(&unwritten);
+  const bool ok = !unwritten && worst <= tol;
+  std::printf("%s overlap%s stages %2d ctas %d/%lld %-14s %s relative error %.2e%s\n", ok ? "ok    " : "FAILED",
+              kTwoRuns ? "" : "-one-run", stages, grid, static_cast<long long>(tiles), c.name, mode_name<T>(), worst,
+              unwritten ? "  (unwritten elements)" : "");
+  return ok;
+}
+
+}  // namespace
+
+int main() {
+  const Case cases[] = {
+      {"partial", 2, 40, 7, 9, 24, 1, 1, 1, 1, 1, 1, Activation::kNone},           // 126 pixels, 40 channels: 2 chunks
+      {"s2_asymmetric", 1, 16, 17, 23, 136, 2, 1, 0, 1, 0, 1, Activation::kNone},  // Cout one tile + 8
+      {"d2_elu", 1, 24, 12, 13, 40, 1, 2, 2, 2, 2, 2, Activation::kElu},
+      {"deep", 1, 200, 6, 7, 264, 1, 1, 1, 1, 1, 1, Activation::kNone},  // 7 chunks (4 passes), 3 Cout tiles
+      // Padding of 3: the outer output rows and columns read nothing but padding (no tap bits).
+      {"wide_padding", 1, 16, 5, 6, 24, 1, 1, 3, 2, 3, 3, Activation::kElu},
+      // 5 pixel tiles of rows of 19 (quads an output row ends inside: two windows).
+      {"rows_of_19", 1, 32, 17, 19, 40, 1, 1, 1, 1, 1, 1, Activation::kNone},
+      {"many_tiles", 2, 24, 17, 17, 40, 1, 1, 1, 1, 1, 1, Activation::kNone},  // 10 pixel tiles
+      // 5 pixel tiles of 3 Cout tiles each: a buffer is released only after its last Cout tile.
+      {"deep_tiles", 1, 72, 17, 17, 264, 1, 1, 1, 1, 1, 1, Activation::kNone},
+  };
+  std::mt19937 rng(2718);
+  int failed = 0, count = 0;
+  for (const Case& c : cases) {
+    // Tolerances: a few units of each type's rounding of Z and y; a wrong index is O(1).
+    // CTAs: one (every tile in turn: both Z buffers reused), a few, or one per tile.
+    failed += !run_case<__half>(c, 3, 1, rng, 5e-3);
+    failed += !run_case<__nv_bfloat16>(c, 4, 1000, rng, 3e-2);
+    failed += !run_case<__nv_bfloat16>(c, 16, 3, rng, 3e-2);
+    failed += !run_case<__nv_bfloat16, false>(c, 5, 2, rng, 3e-2);  // the per-pixel path for row breaks
+    count += 4;
+  }
+  std::printf("%d runs, %d failed\n", count, failed);
+  return failed == 0 ? 0 : 1;
+}
