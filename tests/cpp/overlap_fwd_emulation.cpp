@@ -16,11 +16,12 @@
 #include <random>
 #include <vector>
 
+// clang-format off: the order matters
 #include "cuda_host_emulation.h"  // first: it redefines the CUDA built-ins the kernels use
 #include "emulation_inputs.h"
 #include "wgmma_emulation.h"  // before the kernel: CuTe's shared-memory addresses
-
 #include "sepconv_fwd_overlap_kernel.cuh"
+// clang-format on
 
 using xsep::Activation;
 
