@@ -340,6 +340,36 @@ def test_phase_clocks_leave_the_results_alone_and_stamp_every_cta():
     assert _C.take_phase_clocks() == []  # taken
 
 
+def test_overlapped_forward_clocks_sum_each_roles_phases():
+    # XSEP_PHASE_CLOCKS=1 with XSEP_FWD_KERNEL=overlap: each CTA's record sums its producers' and its
+    # consumer's phases over its pixel tiles; the output is bitwise the same as without the clocks.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+    from phase_clocks import COUNT, OVERLAP, summarize
+
+    from xsep._extension import _C
+    from xsep._kernel_knobs import kernel_knobs, recorded_dispatches
+
+    case = Case("clocks", N=2, C=256, H=19, W=19, Cout=392)  # 722 pixels: 12 tiles of 64
+    inputs = make_inputs(case, torch.bfloat16, "channels_last", device="cuda")
+    with kernel_knobs({"XSEP_FWD_KERNEL": "overlap"}):
+        plain = separable_conv2d(*inputs, **case.conv_args)
+        _C.take_phase_clocks()
+        with kernel_knobs({"XSEP_PHASE_CLOCKS": "1"}), recorded_dispatches() as lines:
+            clocked = separable_conv2d(*inputs, **case.conv_args)
+    launches = {kernel: (flat, slots) for kernel, slots, flat in _C.take_phase_clocks()}
+    assert torch.equal(plain, clocked)
+    if not any(" overlap " in line for line in lines):
+        assert OVERLAP not in launches, "overlap clocks from a launch that is not the overlapped forward's"
+        pytest.skip(f"no overlapped forward in this build for this GPU: {lines}")
+    summary = summarize(OVERLAP, *launches[OVERLAP])
+    flat, slots = launches[OVERLAP]
+    assert summary["ctas"] == min(12, torch.cuda.get_device_properties(0).multi_processor_count), summary
+    assert sum(flat[c * slots + COUNT] for c in range(summary["ctas"])) == 12  # every pixel tile counted once
+    assert summary["share"]["depthwise"] > 0 and summary["share"]["gemm_stores"] > 0, summary
+    for role in (("depthwise", "buffer_wait"), ("gemm_stores", "z_wait")):
+        assert sum(summary["share"][p] for p in role) <= 1, summary  # within the CTAs' time
+
+
 @pytest.mark.parametrize("tf32", [False, True], ids=["exact", "tf32"])
 def test_intermediate_too_wide_for_shared_memory(tf32, monkeypatch):
     # 2000 fp32 channels x 32 pixels do not fit in one CTA's shared memory. Exact fp32 takes the

@@ -232,8 +232,9 @@ def test_streamed_forward_in_host_emulation(sanitizer, emulation_builds):
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
 def test_overlap_forward_in_host_emulation(sanitizer, emulation_builds):
     out = build_and_run(emulation_builds, "test_overlap_forward_in_host_emulation", sanitizer)
-    assert "32 runs, 0 failed" in out, out
-    assert out.count(" fp16 ") == 8 and out.count(" bf16 ") == 24, out
+    assert "40 runs, 0 failed" in out, out
+    assert out.count(" fp16 ") == 16 and out.count(" bf16 ") == 24, out
+    assert out.count("  phase clocks ") == 8, out  # XSEP_PHASE_CLOCKS=1: each role's sums, every CTA's record
     assert out.count("ok     overlap-one-run ") == 8, out  # the build without two-window quads
     # one CTA taking all 10 pixel tiles (each Z buffer used five times), and 3 Cout tiles a pixel tile
     assert "ctas 1/10 many_tiles" in out and "ctas 1/5 deep_tiles" in out, out

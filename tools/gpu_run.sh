@@ -211,11 +211,12 @@ for stage in "${stages[@]}"; do
     phase-clocks)
       # Every Xception layer's wgmma forward and staged input-gradient kernel, phase by phase, from
       # the clocks their CTAs stamp (XSEP_PHASE_CLOCKS=1): the default kernels and the variants that
-      # change the forward's depthwise phase or the input kernel's channels.
+      # change the forward's depthwise phase or the input kernel's channels; the overlapped forward's
+      # CTAs sum each role's phases (producers' depthwise and waits, the consumer's GEMM and waits).
       step "phase clocks: each CTA's phases in the forward and the backward's input kernel (N=32, bf16 + TF32)"
       enough 45 || continue
       timed 300 python3 tools/phase_clocks.py --batch 32 --dtype bfloat16,float32 \
-        --variants default,wgmma-2cta,wgmma-staged,bwd-64ch --json "$OUT/phase-clocks.json" 2>&1 \
+        --variants default,overlap,wgmma-2cta,wgmma-staged,bwd-64ch --json "$OUT/phase-clocks.json" 2>&1 \
         | tee "$OUT/phase-clocks.txt" | cut -c1-300
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;

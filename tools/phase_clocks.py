@@ -13,6 +13,10 @@ time split into its phases:
     output-channel tiles (the wgmma and the waits for the weight ring), the bias-and-store epilogues;
   - the staged input-gradient kernel (the backward): its tables and weights, the dZ GEMM, dZ times
     the activation's derivative (none in Xception), grad_x, grad_dw's partial sums;
+  - the overlapped forward (XSEP_FWD_KERNEL=overlap), whose roles run at once: the producers'
+    depthwise passes and their waits for a free Z buffer, the consumer warpgroup's GEMM and stores
+    and its waits for a full one (each role's phases, over all its pixel tiles, add up to about the
+    CTA's time: waiting producers mean the GEMM sets the pace, a waiting consumer the depthwise);
 and what each phase takes of all the CTAs' cycles. Cycles become microseconds at each CTA's own clock
 (its cycles over its global-timer nanoseconds). `--json FILE` keeps the summaries.
 
@@ -36,10 +40,14 @@ FWD_FIRST_TILE = 2
 MAX_TILES = (MAX_STAMPS - FWD_FIRST_TILE) // 2
 FORWARD = "wgmma forward"
 INPUT_GRADIENT = "staged input-gradient"
-# Each kernel's phases, in order (the last, "rest", runs from the last stamp to the end).
+OVERLAP = "overlapped forward"
+# Each kernel's phases, in order (the last, "rest", runs from the last stamp to the end). The
+# overlapped forward's record holds sums (enum OverlapClockSum), producers' then the consumer's;
+# its "rest" is the consumer's time outside its tiles.
 PHASES = {
     FORWARD: ("table", "depthwise", "gemm", "stores", "rest"),
     INPUT_GRADIENT: ("tables", "dz", "activation", "grad_x", "grad_dw", "rest"),
+    OVERLAP: ("depthwise", "buffer_wait", "gemm_stores", "z_wait", "rest"),
 }
 
 
@@ -55,6 +63,10 @@ def cta_phases(kernel: str, r: list[int]) -> dict[str, int]:
             stores += stored - k_done
             last = stored
         phases = {"table": stamp[0] - r[START], "depthwise": stamp[1] - stamp[0], "gemm": gemm, "stores": stores}
+    elif kernel == OVERLAP:
+        names = PHASES[kernel][:-1]
+        phases = dict(zip(names, stamp[: len(names)], strict=True))
+        last = r[START] + phases["gemm_stores"] + phases["z_wait"]
     elif kernel == INPUT_GRADIENT:
         names = PHASES[kernel][:-1]
         bounds = [r[START], *stamp[: len(names)]]
@@ -78,7 +90,8 @@ def most_at_once(intervals: list[tuple[int, int]]) -> int:
 def summarize(kernel: str, flat: list[int], slots: int = SLOTS) -> dict:
     """One launch's records (flat, `slots` values a CTA) -> its summary: CTAs, SMs, the most CTAs on
     an SM at once, the span (us), the median CTA's phases (us), each phase's share of all CTAs'
-    cycles, and the median count (the forward's output-channel tiles)."""
+    cycles, and the median count (the forward's output-channel tiles; the overlapped forward's
+    pixel tiles)."""
     if slots != SLOTS:
         raise ValueError(f"a record has {slots} slots; this reader knows {SLOTS} (csrc/kernels/phase_clocks.h)")
     if not flat or len(flat) % slots:
@@ -113,7 +126,12 @@ def describe(label: str, s: dict) -> str:
     m = s["median_us"]
     split = " + ".join(f"{k} {m[k]:.1f}" for k in names)
     shares = ", ".join(f"{k} {100 * s['share'][k]:.0f}%" for k in names)
-    tiles = f" ({s['count']:g} tiles)" if s["kernel"] == FORWARD else ""
+    tiles = f" ({s['count']:g} tiles)" if s["kernel"] in (FORWARD, OVERLAP) else ""
+    if s["kernel"] == OVERLAP:  # two roles at once: each one's split of the CTA's time
+        split = (
+            f"producers: depthwise {m['depthwise']:.1f} + waiting for a free buffer {m['buffer_wait']:.1f}; "
+            f"consumer: GEMM and stores {m['gemm_stores']:.1f} + waiting for Z {m['z_wait']:.1f} + rest {m['rest']:.1f}"
+        )
     return (
         f"{label} {s['kernel']}: {s['ctas']} CTAs on {s['sms']} SMs, at most {s['most_ctas_per_sm']} at once; "
         f"span {s['span_us']:.1f} us; median CTA {m['total']:.1f} us at {m['ghz']:.2f} GHz = {split}{tiles}; "

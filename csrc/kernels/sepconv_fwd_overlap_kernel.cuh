@@ -43,6 +43,7 @@
 #include "bulk_copy.cuh"
 #include "cp_async.cuh"  // store_shared_at, XSEP_DYNAMIC_SHARED
 #include "element_types.cuh"
+#include "phase_clocks.cuh"
 #include "sepconv_fwd_pixels.cuh"
 #include "sepconv_fwd_quad_depthwise.cuh"
 #include "sepconv_fwd_wgmma_kernel.cuh"  // WgmmaFwdCute, the weights' pack, store_permuted_tile
@@ -121,6 +122,19 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   __shared__ uint64_t z_full[2];                   // Z buffer b holds its tile: 256 producer arrivals
   __shared__ uint64_t z_free[2];                   // Z buffer b is read: 128 consumer arrivals
   XSEP_DYNAMIC_SHARED(smem_raw);
+  // Measurement only (XSEP_PHASE_CLOCKS=1, p.phase_clocks set): each role's first thread adds its
+  // phases' cycles up here (OverlapClockSum; in shared memory, not registers, which the producers
+  // are short of), from the clock at its phase's start (the last two slots).
+  __shared__ unsigned long long clock_sums[4 + 2];
+  constexpr int kProducerMark = 4, kConsumerMark = 5;
+  const bool clocks = p.phase_clocks != nullptr;
+  // The cycles since the role's mark go to sum `to`; the mark moves to now.
+  auto clock_phase = [&](int mark, int to) {
+    const unsigned long long now = sm_cycles();
+    clock_sums[to] += now - clock_sums[mark];
+    clock_sums[mark] = now;
+  };
+  stamp_start(p.phase_clocks);
   unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw);
   const size_t z_bytes = Layout::z_bytes(p.Cmid);
   const int steps = Layout::kpad(p.Cmid) / BK;
@@ -157,6 +171,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       mbarrier_init(&z_free[b], Traits::kConsumerThreads);
     }
     for (int s = 0; s < stages; ++s) fetch_next();  // they land while the first Z is computed
+    if (clocks) {
+      for (int i = 0; i < 4; ++i) clock_sums[i] = 0;
+      clock_sums[kProducerMark] = clock_sums[kConsumerMark] = sm_cycles();
+    }
   }
   __syncthreads();
 
@@ -181,6 +199,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // Buffer b's use j / 2: the consumers released its use j / 2 - 1 (the first use waits for the
       // phase before the barrier's first, which counts as complete).
       mbarrier_wait_parity(&z_free[b], ((j >> 1) & 1) ^ 1);
+      if (clocks && pt == 0) clock_phase(kProducerMark, kOverlapBufferWait);
       const uint32_t z_at = static_cast<uint32_t>(b * z_bytes);
       // Pass q's group of channels kk (within the pass): chunk q * 2 + kk / BK; a group past the
       // last chunk (Z's kpad) is not stored (its channels are past Cmid: zero, like the padding of
@@ -194,7 +213,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                             v);
         });
       fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma once the buffer is full
-      mbarrier_arrive(&z_full[b]);
+      if (clocks && pt == 0) clock_phase(kProducerMark, kOverlapDepthwise);  // before the arrive: the
+      mbarrier_arrive(&z_full[b]);                                           // consumers' wait orders it
     }
   } else {
     // ---- consumers: the GEMM and the stores ------------------------------------------------------
@@ -214,6 +234,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       Element* z = reinterpret_cast<Element*>(smem + b * z_bytes);
       auto z_chunk = [&](int c) { return make_tensor(make_smem_ptr(z + c * BM * BK), typename Cute::ZChunkLayout{}); };
       mbarrier_wait_parity(&z_full[b], (j >> 1) & 1);  // the producers' stores to buffer b, fenced
+      if (clocks && threadIdx.x == 0) clock_phase(kConsumerMark, kOverlapZWait);
 #pragma unroll 1
       for (int co0 = 0; co0 < p.Cout; co0 += BN) {
         clear(acc);
@@ -241,7 +262,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         if (co0 + BN >= p.Cout) mbarrier_arrive(&z_free[b]);
         store_permuted_tile<T>(p, acc, coords, y_rows, co0);
       }
+      if (clocks && threadIdx.x == 0) clock_phase(kConsumerMark, kOverlapGemmStores);
     }
+    // The record: thread 0's (phase_record), once the producers' last sums are in (they precede
+    // their last arrive, which this thread's last wait acquired).
+    if (unsigned long long* r = phase_record(p.phase_clocks)) {
+      for (int i = 0; i < 4; ++i) r[kClockStamps + i] = clock_sums[i];
+      r[kClockCount] = my_tiles;
+    }
+    stamp_end(p.phase_clocks);
   }
 #endif
 }

@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "kernel_knobs.h"
+#include "phase_clocks.cuh"
 #include "sepconv_fwd_overlap.h"
 #include "sepconv_fwd_overlap_kernel.cuh"
 #include "sepconv_fwd_wgmma_launch.cuh"  // grid_stride_blocks, the weights' pack kernel
@@ -23,17 +24,21 @@ namespace xsep {
 template <typename T>
 using OverlapDefaultTraits = OverlapFwdTraits<T, true>;
 
-// The kernel's static shared memory: its tap table and its barriers.
+// The kernel's static shared memory (its tap table, barriers and clock sums) as the driver counts
+// it (driver_static_shared_bytes).
 template <class Traits>
-constexpr size_t overlap_static_bytes() {
-  return sizeof(FwdTapTable<Traits::BM, Traits::kKH, Traits::kKW>) + (Traits::kMaxStages + 4) * sizeof(uint64_t);
+size_t overlap_static_bytes() {
+  static std::atomic<int> known[64];
+  const size_t declared =
+      sizeof(FwdTapTable<Traits::BM, Traits::kKH, Traits::kKW>) + (Traits::kMaxStages + 4 + 6) * sizeof(uint64_t);
+  return driver_static_shared_bytes(sepconv_fwd_overlap_kernel<Traits>, kernel_static_shared_bytes(declared), known);
 }
 
 // The most ring slots (up to kMaxStages) that fit beside the two Z buffers; XSEP_FWD_STAGES=3..16
 // asks for fewer (for measurement). 0: not even kMinStages fit.
 template <class Traits>
 int overlap_stages(int cmid, int smem_optin) {
-  const size_t static_bytes = kernel_static_shared_bytes(overlap_static_bytes<Traits>());
+  const size_t static_bytes = overlap_static_bytes<Traits>();
   auto fits = [&](int s) {
     return OverlapFwdLayout<Traits>::bytes(cmid, s) + static_bytes <= static_cast<size_t>(smem_optin);
   };
@@ -103,8 +108,13 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
   const int64_t tiles = (pixels + Traits::BM - 1) / Traits::BM;
   const int64_t ctas = std::min<int64_t>(tiles, std::max(sms, 1));
   if (ctas == 0) return static_cast<int>(cudaSuccess);  // no pixels: nothing to write
-  kernel<<<static_cast<unsigned>(ctas), Traits::kThreads, bytes, stream>>>(p, launch->stages);
-  return static_cast<int>(cudaGetLastError());
+  // With XSEP_PHASE_CLOCKS=1, each CTA's sums of its phases' cycles are kept (OverlapClockSum).
+  return launch_keeping_phase_clocks(ctas, "overlapped forward", stream, [&](unsigned long long* records) {
+    SepConvParams q = p;
+    q.phase_clocks = records;
+    kernel<<<static_cast<unsigned>(ctas), Traits::kThreads, bytes, stream>>>(q, launch->stages);
+    return static_cast<int>(cudaGetLastError());
+  });
 }
 
 template <typename T>

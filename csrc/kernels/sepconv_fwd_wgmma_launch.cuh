@@ -22,28 +22,33 @@ namespace xsep {
 
 #if defined(XSEP_WITH_CUTE)
 
-// The kernel's static shared memory as the driver counts it against the opt-in limit (static plus
-// dynamic; see kernel_static_shared_bytes), from the driver: this kernel's ring takes every byte
-// left, so the launcher asks rather than assumes. Asked once per device.
-template <class Traits>
-size_t wgmma_static_bytes() {
-  static std::atomic<int> known[64];  // bytes + 1; 0: not asked yet
+// A kernel's static shared memory as the driver counts it against the opt-in limit (static plus
+// dynamic; see kernel_static_shared_bytes), from the driver: the Hopper forwards' rings take every
+// byte left, so the launchers ask rather than assume. Asked once per device (`known`: the caller's
+// cache for this kernel, bytes + 1, 0 not asked yet); `estimate` where the driver cannot say.
+template <class Kernel>
+size_t driver_static_shared_bytes(Kernel kernel, size_t estimate, std::atomic<int> (&known)[64]) {
   int device = 0;
-  cudaGetDevice(&device);
-  const size_t fallback = kernel_static_shared_bytes(sizeof(WgmmaFwdPixelTable<Traits>));
-  if (device < 0 || device >= 64) return fallback;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return estimate;
   int bytes = known[device].load(std::memory_order_relaxed) - 1;
   if (bytes < 0) {
     cudaFuncAttributes attributes{};
-    if (cudaFuncGetAttributes(&attributes, sepconv_fwd_wgmma_kernel<Traits>) == cudaSuccess) {
+    if (cudaFuncGetAttributes(&attributes, kernel) == cudaSuccess) {
       bytes = static_cast<int>(attributes.sharedSizeBytes);
     } else {
       cudaGetLastError();  // no image for this device: the kernel is not started anyway
-      bytes = static_cast<int>(fallback);
+      bytes = static_cast<int>(estimate);
     }
     known[device].store(bytes + 1, std::memory_order_relaxed);
   }
   return static_cast<size_t>(bytes);
+}
+
+template <class Traits>
+size_t wgmma_static_bytes() {
+  static std::atomic<int> known[64];
+  return driver_static_shared_bytes(sepconv_fwd_wgmma_kernel<Traits>,
+                                    kernel_static_shared_bytes(sizeof(WgmmaFwdPixelTable<Traits>)), known);
 }
 
 // 128 pixels per CTA where Z fits (with the smallest ring), else 64; 0: neither fits.

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 // clang-format off: the order matters
@@ -38,8 +39,25 @@ const char* mode_name() {
   return std::is_same_v<T, __half> ? "fp16" : "bf16";
 }
 
+// XSEP_PHASE_CLOCKS=1's records (phase_clocks.h): every CTA one, its pixel tiles counted, each role's
+// sums of cycles within its span, the depthwise passes and the GEMM timed. "" when they are.
+std::string phase_clock_trouble(const std::vector<unsigned long long>& records, unsigned ctas, int64_t tiles) {
+  for (unsigned cta = 0; cta < ctas; ++cta) {
+    const unsigned long long* r = records.data() + cta * xsep::kPhaseClockSlots;
+    const unsigned long long* sums = r + xsep::kClockStamps;
+    if (r[xsep::kClockEndNs] == 0) return "a CTA without a record";
+    if (static_cast<int64_t>(r[xsep::kClockCount]) != (tiles - 1 - cta) / ctas + 1) return "a CTA's tiles miscounted";
+    const unsigned long long span = r[xsep::kClockEnd] - r[xsep::kClockStart];
+    if (sums[xsep::kOverlapDepthwise] == 0 || sums[xsep::kOverlapGemmStores] == 0) return "a role's work untimed";
+    if (sums[xsep::kOverlapDepthwise] + sums[xsep::kOverlapBufferWait] > span ||
+        sums[xsep::kOverlapGemmStores] + sums[xsep::kOverlapZWait] > span)
+      return "a role's sums past the CTA's span";
+  }
+  return "";
+}
+
 template <typename T, bool kTwoRuns = true>
-bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol) {
+bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol, bool clocks = false) {
   using Traits = xsep::OverlapFwdTraits<T, kTwoRuns>;
   using PackTraits = xsep::OverlapPackTraits<T>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
@@ -60,16 +78,22 @@ bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   const int64_t tiles = (pixels + Traits::BM - 1) / Traits::BM;
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, ctas));
+  std::vector<unsigned long long> records;
+  if (clocks) {
+    records.assign(static_cast<size_t>(grid) * xsep::kPhaseClockSlots, 0);
+    p.phase_clocks = records.data();
+  }
   xsep_emulation::run_grid(
       dim3(grid), Traits::kThreads, [&] { xsep::sepconv_fwd_overlap_kernel<Traits>(p, stages); },
       xsep::OverlapFwdLayout<Traits>::bytes(p.Cmid, stages));
 
   bool unwritten = false;
   const double worst = call.error(&unwritten);
-  const bool ok = !unwritten && worst <= tol;
-  std::printf("%s overlap%s stages %2d ctas %d/%lld %-14s %s relative error %.2e%s\n", ok ? "ok    " : "FAILED",
+  const std::string clock_trouble = clocks ? phase_clock_trouble(records, grid, tiles) : "";
+  const bool ok = !unwritten && worst <= tol && clock_trouble.empty();
+  std::printf("%s overlap%s stages %2d ctas %d/%lld %-14s %s relative error %.2e%s%s%s\n", ok ? "ok    " : "FAILED",
               kTwoRuns ? "" : "-one-run", stages, grid, static_cast<long long>(tiles), c.name, mode_name<T>(), worst,
-              unwritten ? "  (unwritten elements)" : "");
+              unwritten ? "  (unwritten elements)" : "", clocks ? "  phase clocks " : "", clock_trouble.c_str());
   return ok;
 }
 
@@ -98,7 +122,8 @@ int main() {
     failed += !run_case<__nv_bfloat16>(c, 4, 1000, rng, 3e-2);
     failed += !run_case<__nv_bfloat16>(c, 16, 3, rng, 3e-2);
     failed += !run_case<__nv_bfloat16, false>(c, 5, 2, rng, 3e-2);  // the per-pixel path for row breaks
-    count += 4;
+    failed += !run_case<__half>(c, 4, 2, rng, 5e-3, /*clocks=*/true);  // XSEP_PHASE_CLOCKS=1
+    count += 5;
   }
   std::printf("%d runs, %d failed\n", count, failed);
   return failed == 0 ? 0 : 1;
