@@ -274,20 +274,20 @@ def test_every_forward_kernel_matches_reference(variant):
         assert re.search(r"float32 tf32-mma channels_last 3x3 streamed \(128 pixels", result.stderr)
         # Cout 728 and 1024 in tiles of 192 (4 and 6 instead of 6 and 8), the others of 128.
         assert "192-channel tiles" in result.stderr and "128-channel tiles" in result.stderr
-    if kernel == "overlap":  # 16-bit channels_last 3x3 calls with 16-byte channels and Z up to ~800
-        # vec_728: two 728-wide Z buffers leave room for 5 ring slots (unless 3 are asked); the small
-        # layers take 16
+    if kernel == "overlap":  # 16-bit channels_last 3x3 calls with 16-byte channels
+        # vec_728: two 728-wide Z buffers leave room for 5 ring slots (unless 3 are asked); its 12
+        # pixel tiles leave SMs for a cout split; vec_1024: one Z buffer, its 2 pixel tiles a split in 2
         stages = "3" if variant == "overlap-3stage" else "5"
         for dtype in ("bfloat16", "float16"):
-            line = (
-                rf"{dtype} mma channels_last 3x3 overlap \(64 pixels, {stages} stages, two Z buffers, 4-channel items\)"
-            )
-            assert re.search(line, result.stderr), f"vec_728 {dtype}"
+            line = rf"{dtype} mma channels_last 3x3 overlap \(64 pixels, {stages} stages, two Z buffers, cout split 6, "
+            assert re.search(line + r"4-channel items\)", result.stderr), f"vec_728 {dtype}"
+        one = r"bfloat16 mma channels_last 3x3 overlap \(64 pixels, \d+ stages, one Z buffer, cout split 2, 4-channel"
+        assert re.search(one, result.stderr), "vec_1024: one Z buffer"
         if variant == "overlap":
             assert re.search(r"overlap \(64 pixels, 16 stages", result.stderr), "vec_partial: the largest ring"
         assert not re.search(r"float32 \S+ channels_last 3x3 overlap", result.stderr), "16-bit only"
-        # vec_1024: two Z buffers do not fit; the default (wgmma) serves it
-        assert re.search(r"bfloat16 mma channels_last 3x3 wgmma \(64 pixels", result.stderr), "vec_1024"
+        # TF32: the default (wgmma) serves it
+        assert re.search(r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels", result.stderr), "TF32"
     if variant == "wgmma-4stage":
         stage_counts = set(re.findall(r"wgmma \(\d+ pixels, (\d+) stages", result.stderr))
         assert stage_counts == {"4"}, f"4 stages asked, the log says {stage_counts}"

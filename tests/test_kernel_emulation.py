@@ -232,12 +232,16 @@ def test_streamed_forward_in_host_emulation(sanitizer, emulation_builds):
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
 def test_overlap_forward_in_host_emulation(sanitizer, emulation_builds):
     out = build_and_run(emulation_builds, "test_overlap_forward_in_host_emulation", sanitizer)
-    assert "40 runs, 0 failed" in out, out
-    assert out.count(" fp16 ") == 16 and out.count(" bf16 ") == 24, out
-    assert out.count("  phase clocks ") == 8, out  # XSEP_PHASE_CLOCKS=1: each role's sums, every CTA's record
-    assert out.count("ok     overlap-one-run ") == 8, out  # the build without two-window quads
+    assert "71 runs, 0 failed" in out, out
+    assert out.count(" fp16 ") == 30 and out.count(" bf16 ") == 41, out
+    assert out.count("  phase clocks ") == 21, out  # XSEP_PHASE_CLOCKS=1: each role's sums, every CTA's record
+    assert out.count("ok     overlap-one-run ") == 9, out  # the build without two-window quads
+    assert out.count("ok     overlap-one-buffer split 1 ") == 18, out  # one Z buffer (1024+ channels)
+    # the output channels in 2 parts (two cases: both builds) and 3 (one case), each recomputing Z
+    assert out.count(" split 2 ") == 6 and out.count(" split 3 ") == 2, out
+    assert out.count(" infinite_weight ") == 7, out  # its padding taps add nothing: the pack's finite word
     # one CTA taking all 10 pixel tiles (each Z buffer used five times), and 3 Cout tiles a pixel tile
-    assert "ctas 1/10 many_tiles" in out and "ctas 1/5 deep_tiles" in out, out
+    assert "ctas 1/10 many_tiles " in out and "ctas 1/5 deep_tiles " in out, out
     for stages in (3, 4, 5, 16):  # the smallest ring to the largest
         assert f" stages {stages:2d} " in out, out
 
@@ -253,7 +257,7 @@ def test_fast_divmod_agrees_with_division(emulation_builds):
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
 def test_wgmma_forward_in_host_emulation(sanitizer, emulation_builds):
     out = build_and_run(emulation_builds, "test_wgmma_forward_in_host_emulation", sanitizer)
-    assert "137 runs, 0 failed" in out, out
+    assert "141 runs, 0 failed" in out, out
     # the Z stores' 32-bit offsets (sw64_k_major_offset) are CuTe's, byte for byte
     assert out.count("ok     Z store offsets against CuTe's (") == 3, out
     assert out.count("ok     wgmma-128 2 warpgroups split 2") == 10, out  # five cases, fp16 and bf16
@@ -264,7 +268,11 @@ def test_wgmma_forward_in_host_emulation(sanitizer, emulation_builds):
     assert out.count("ok     wgmma-64  1 warpgroups split 1") == 17, out  # and TF32 (without prefetch)
     # the 64-pixel build for one CTA per SM (two Z chunks a depthwise pass): fp16, bf16 and TF32
     assert out.count("ok     wgmma-64  1 warpgroups 1-CTA split") == 19, out
-    assert out.count(" tf32 ") == 36, out
+    assert out.count(" tf32 ") == 37, out
+    # an infinite depthwise weight: finite outputs where its tap reads the padding (the pack's finite
+    # word), in channel pairs, quartets, the band path and TF32
+    assert out.count(" infinite-weight split ") == 4, out
+    assert out.count("ok     wgmma-128 2 warpgroups 1-CTA band 2 infinite") == 1, out
     # XSEP_FWD_DW=staged: the one-CTA builds' depthwise phase from bands of x, in two buffers and in
     # one (five cases, two of them refused by the kernel: stride 2, dilation 2; the row-break cases)
     assert out.count("ok     wgmma-128 2 warpgroups 1-CTA band 2 split") == 7, out

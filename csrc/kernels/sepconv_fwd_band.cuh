@@ -208,8 +208,10 @@ struct BandDepthwise {
                                                const unsigned char* buffer, Store&& store) const {
     const int k = q * Quads::kChannels + kLanes * quads.group;
     float w[9][kLanes];
+    bool finite = false;  // the pack's word: the group's weights are all finite
     if (k < p.Cmid) {
       load_group_weights<kLanes>(quads.packed_dw, k / kLanes, w);
+      finite = __ldg(packed_dw_finite(quads.packed_dw, p.Cmid) + k / kLanes) != 0;
     } else {
 #pragma unroll
       for (int t = 0; t < 9; ++t)
@@ -223,9 +225,9 @@ struct BandDepthwise {
       load_band_window<T, kLanes, kPixelBytes>(buffer, second_run[i], row_bytes, v);
     };
     if (p.activation == Activation::kNone)
-      quads.template compute_items<false>(p, px, k, w, first, second, store);
+      quads.template compute_items<false>(p, px, k, w, finite, first, second, store);
     else
-      quads.template compute_items<true>(p, px, k, w, first, second, store);
+      quads.template compute_items<true>(p, px, k, w, finite, first, second, store);
   }
 };
 

@@ -1,11 +1,16 @@
 // The overlapped forward on Hopper (wgmma, sm_90a): the wgmma forward's plan (Z computed once per
 // pixel tile and kept whole in shared memory, then multiplied by every tile of the pointwise weight;
 // sepconv_fwd_wgmma_kernel.cuh) with the depthwise phase and the GEMM on different warps, so they
-// run at the same time. For channels_last 3x3 layers in fp16 and bf16 whose Z of 64 pixels fits
-// twice in shared memory (up to ~800 channels: the 728-channel layers and every shallower one).
+// run at the same time. For channels_last 3x3 layers in fp16 and bf16: two Z buffers where Z of 64
+// pixels fits twice in shared memory (up to ~800 channels: the 728-channel layers and every
+// shallower one), else one (up to ~1600: the 1024- and 1536-channel layers; the depthwise phase then
+// waits for the GEMM of the tile before, but runs on eight warps where the wgmma forward's 64-pixel
+// build has four).
 //
-//   CTA: persistent (one per SM), tiles of 64 output pixels x every output channel, one after
-//   another; 384 threads; two Z buffers, used by tiles in turn.
+//   CTA: persistent (one per SM), tiles of 64 output pixels x the output channels of a part (all of
+//   them, or where the pixel tiles fill less than half the GPU, a share: `parts` CTAs per pixel
+//   tile, each recomputing its Z), one after another; 384 threads; the Z buffers used by tiles in
+//   turn.
 //   Producers (threads 128..383, two warpgroups): for each of the CTA's pixel tiles, the tap table,
 //     then, once the tile's Z buffer is free (z_free), the tile's Z pass after pass
 //     (QuadDepthwise: a thread's item is four channels of four neighbouring pixels, 64 channels a
@@ -46,17 +51,20 @@
 #include "phase_clocks.cuh"
 #include "sepconv_fwd_pixels.cuh"
 #include "sepconv_fwd_quad_depthwise.cuh"
-#include "sepconv_fwd_wgmma_kernel.cuh"  // WgmmaFwdCute, the weights' pack, store_permuted_tile
+#include "sepconv_fwd_resident_kernel.cuh"  // resident_cout_range
+#include "sepconv_fwd_wgmma_kernel.cuh"     // WgmmaFwdCute, the weights' pack, store_permuted_tile
 #include "sepconv_params.h"
 #include "wgmma_common.cuh"
 
 namespace xsep {
 
 // kTwoRuns_: quads an output row ends inside take two windows (QuadDepthwise's kTwoRuns; else the
-// per-pixel path), where the producers' registers allow it.
-template <typename T_, bool kTwoRuns_ = false>
+// per-pixel path), where the producers' registers allow it. kZBuffers_: 2 (the depthwise phase of
+// a tile during the GEMM of the one before) or 1 (Z too wide for two).
+template <typename T_, bool kTwoRuns_ = false, int kZBuffers_ = 2>
 struct OverlapFwdTraits {
-  static_assert(sizeof(T_) == 2, "16-bit: two buffers of Z fit up to ~800 channels (fp32: ~400)");
+  static_assert(sizeof(T_) == 2, "16-bit: Z of 64 pixels fits twice up to ~800 channels, once to ~1600");
+  static_assert(kZBuffers_ == 1 || kZBuffers_ == 2, "one or two Z buffers");
   using T = T_;
   using Operand = T_;
   static constexpr int BM = 64;               // pixels per tile: one consumer warpgroup
@@ -70,6 +78,7 @@ struct OverlapFwdTraits {
   static constexpr int kKH = 3, kKW = 3;
   static constexpr int kVec = 16 / sizeof(T_);
   static constexpr bool kTwoRuns = kTwoRuns_;
+  static constexpr int kZBuffers = kZBuffers_;
   // A depthwise pass: two Z chunks (64 channels), so each producer has one item of four channels of
   // four pixels (16 groups x 16 quads = 256 items).
   static constexpr int kDwChunks = 2;
@@ -78,7 +87,7 @@ struct OverlapFwdTraits {
   static constexpr int kWSlotBytes = BN * 64;
 };
 
-// Dynamic shared memory: [alignment slack][Z buffer 0][Z buffer 1][weight ring: stages slots].
+// Dynamic shared memory: [alignment slack][Z buffers: kZBuffers][weight ring: stages slots].
 template <class Traits>
 struct OverlapFwdLayout {
   static constexpr int kAlign = 512;  // the 64-byte swizzle's pattern
@@ -87,7 +96,7 @@ struct OverlapFwdLayout {
     return static_cast<size_t>(kpad(cmid) / Traits::BK) * Traits::kZChunkBytes;
   }
   static __host__ __device__ size_t bytes(int cmid, int stages) {
-    return kAlign + 2 * z_bytes(cmid) + static_cast<size_t>(stages) * Traits::kWSlotBytes;
+    return kAlign + Traits::kZBuffers * z_bytes(cmid) + static_cast<size_t>(stages) * Traits::kWSlotBytes;
   }
 };
 
@@ -99,12 +108,15 @@ using OverlapPackTraits = WgmmaFwdTraits<T, 64>;
 #if defined(XSEP_WITH_CUTE)
 
 // stages: slots of the weight ring (kMinStages..kMaxStages; dynamic shared memory
-// OverlapFwdLayout::bytes(Cmid, stages)). Persistent: CTA b takes pixel tiles b, b + gridDim.x, ..
+// OverlapFwdLayout::bytes(Cmid, stages)). parts: CTAs per pixel tile, each with the output channels
+// resident_cout_range gives it (every part at least one tile of them: resident_cout_parts). Tile t
+// is pixel tile t / parts, part t % parts (a pixel tile's parts run at once on neighbouring CTAs,
+// so its input comes from DRAM about once); persistent: CTA b takes tiles b, b + gridDim.x, ..
 // (fewer than 2^31 pixels: the launcher's condition). p.workspace: the wgmma forward's workspace
 // for OverlapPackTraits with quartets (sepconv_fwd_wgmma_weights_pack_kernel<.., 4>).
 template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
-    sepconv_fwd_overlap_kernel(const SepConvParams p, const int stages) {
+    sepconv_fwd_overlap_kernel(const SepConvParams p, const int stages, const int parts) {
 #if defined(XSEP_WGMMA_DEVICE_CODE)
   using namespace cute;
   using Cute = WgmmaFwdCute<Traits>;
@@ -119,8 +131,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // wgmma_body_built): the producers' tap table, the ring's and the Z buffers' barriers.
   __shared__ FwdTapTable<BM, Traits::kKH, Traits::kKW> px;
   __shared__ uint64_t landed[Traits::kMaxStages];  // slot s: its weight chunk has landed
-  __shared__ uint64_t z_full[2];                   // Z buffer b holds its tile: 256 producer arrivals
-  __shared__ uint64_t z_free[2];                   // Z buffer b is read: 128 consumer arrivals
+  constexpr int kZBuffers = Traits::kZBuffers;
+  __shared__ uint64_t z_full[kZBuffers];  // Z buffer b holds its tile: 256 producer arrivals
+  __shared__ uint64_t z_free[kZBuffers];  // Z buffer b is read: 128 consumer arrivals
   XSEP_DYNAMIC_SHARED(smem_raw);
   // Measurement only (XSEP_PHASE_CLOCKS=1, p.phase_clocks set): each role's first thread adds its
   // phases' cycles up here (OverlapClockSum; in shared memory, not registers, which the producers
@@ -138,35 +151,47 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw);
   const size_t z_bytes = Layout::z_bytes(p.Cmid);
   const int steps = Layout::kpad(p.Cmid) / BK;
-  Element* w = reinterpret_cast<Element*>(smem + 2 * z_bytes);
+  Element* w = reinterpret_cast<Element*>(smem + kZBuffers * z_bytes);
   auto w_slot = [&](int s) { return make_tensor(make_smem_ptr(w + s * BN * BK), typename Cute::WSlotLayout{}); };
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  const int pixel_tiles = static_cast<int>((pixels + BM - 1) / BM);
-  const int cout_tiles = (p.Cout + BN - 1) / BN;
-  const int chunks_per_tile = cout_tiles * steps;  // weight chunks a pixel tile multiplies
-  // The CTA's weight chunks: chunks_per_tile for each of its pixel tiles, the same run each time.
+  const int tiles = static_cast<int>((pixels + BM - 1) / BM) * parts;
   const int cta = static_cast<int>(blockIdx.x), ctas = static_cast<int>(gridDim.x);
-  const int my_tiles = cta < pixel_tiles ? (pixel_tiles - 1 - cta) / ctas + 1 : 0;
-  const int64_t chunks = static_cast<int64_t>(my_tiles) * chunks_per_tile;
+  const int my_tiles = cta < tiles ? (tiles - 1 - cta) / ctas + 1 : 0;
+  // Output channels [begin, end) of tile t's part.
+  auto cout_range = [&](int t, int* begin, int* end) {
+    resident_cout_range<PackTraits>(p.Cout, t % parts, parts, begin, end);
+  };
+  // The CTA's weight chunks, one sequence over its tiles: for each, the packed chunks of its part's
+  // output-channel tiles (channels co_begin.. in chunks co_begin / BN * steps ..). Thread 0 alone
+  // fetches them in order: fetch_next announces the next chunk's bytes on its slot's barrier and
+  // starts its bulk copy (nothing past the last).
   const T* packed = static_cast<const T*>(p.workspace);
-  // fetch(g) for g = 0, 1, .. in order (thread 0 alone): chunk g's bytes announced on its slot's
-  // barrier and its bulk copy started (nothing past the last chunk).
-  int64_t fetched = 0;   // chunks fetched so far
-  int next_packed = 0;   // the next chunk's place in the packed weight: fetched % chunks_per_tile
-  int slot_of_next = 0;  // its slot: fetched % stages
+  int fetch_tile = cta;      // the tile whose chunks are being fetched
+  int fetch_at = 0;          // the next of them, in the packed weight
+  int fetch_end = 0;         // past its last
+  int slot_of_next = 0;      // the next chunk's slot: chunks fetched % stages
+  bool fetch_begun = false;  // fetch_at, fetch_end are fetch_tile's
   auto fetch_next = [&] {
-    if (fetched < chunks) {
-      mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);
-      bulk_copy_to_shared(w + slot_of_next * BN * BK, packed + static_cast<int64_t>(next_packed) * (BN * BK),
-                          kChunkBytes, &landed[slot_of_next]);
-      ++fetched;
-      if (++next_packed == chunks_per_tile) next_packed = 0;
-      if (++slot_of_next == stages) slot_of_next = 0;
+    while (fetch_tile < tiles && (!fetch_begun || fetch_at == fetch_end)) {
+      if (fetch_begun) fetch_tile += ctas;
+      fetch_begun = true;
+      if (fetch_tile < tiles) {
+        int co_begin, co_end;
+        cout_range(fetch_tile, &co_begin, &co_end);
+        fetch_at = co_begin / BN * steps;
+        fetch_end = co_end > co_begin ? (co_end + BN - 1) / BN * steps : fetch_at;
+      }
     }
+    if (fetch_tile >= tiles) return;
+    mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);
+    bulk_copy_to_shared(w + slot_of_next * BN * BK, packed + static_cast<int64_t>(fetch_at) * (BN * BK), kChunkBytes,
+                        &landed[slot_of_next]);
+    ++fetch_at;
+    if (++slot_of_next == stages) slot_of_next = 0;
   };
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) mbarrier_init(&landed[s], 1);
-    for (int b = 0; b < 2; ++b) {
+    for (int b = 0; b < kZBuffers; ++b) {
       mbarrier_init(&z_full[b], Traits::kProducerThreads);
       mbarrier_init(&z_free[b], Traits::kConsumerThreads);
     }
@@ -187,18 +212,18 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     constexpr int kPassChannels = BK * Traits::kDwChunks;
     const int passes = (steps + Traits::kDwChunks - 1) / Traits::kDwChunks;
 #pragma unroll 1
-    for (int tile = cta, j = 0; tile < pixel_tiles; tile += ctas, ++j) {
-      const int b = j & 1;
-      const int64_t p0 = static_cast<int64_t>(tile) * BM;
+    for (int tile = cta, j = 0; tile < tiles; tile += ctas, ++j) {
+      const int b = j % kZBuffers;
+      const int64_t p0 = static_cast<int64_t>(tile / parts) * BM;
       named_barrier_sync(kProducerBarrier, Traits::kProducerThreads);  // every producer is done with the last table
       if (pt < BM) px.template fill_row</*kNarrow=*/true>(p, p0, pt);
       named_barrier_sync(kProducerBarrier, Traits::kProducerThreads);
       const QuadDepthwise<T, BM, kPassChannels, Traits::kProducerThreads, Traits::kDwLanes, /*kNarrow=*/true,
                           Traits::kTwoRuns>
           depthwise(p, p0, pt, packed_dw);
-      // Buffer b's use j / 2: the consumers released its use j / 2 - 1 (the first use waits for the
-      // phase before the barrier's first, which counts as complete).
-      mbarrier_wait_parity(&z_free[b], ((j >> 1) & 1) ^ 1);
+      // Buffer b's use j / kZBuffers: the consumers released its use before (the first use waits
+      // for the phase before the barrier's first, which counts as complete).
+      mbarrier_wait_parity(&z_free[b], ((j / kZBuffers) & 1) ^ 1);
       if (clocks && pt == 0) clock_phase(kProducerMark, kOverlapBufferWait);
       const uint32_t z_at = static_cast<uint32_t>(b * z_bytes);
       // Pass q's group of channels kk (within the pass): chunk q * 2 + kk / BK; a group past the
@@ -227,16 +252,19 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     int slot = 0;        // its slot, g % stages
     uint32_t phase = 0;  // the parity of its slot's barrier phase: (g / stages) % 2
 #pragma unroll 1
-    for (int tile = cta, j = 0; tile < pixel_tiles; tile += ctas, ++j) {
-      const int b = j & 1;
+    for (int tile = cta, j = 0; tile < tiles; tile += ctas, ++j) {
+      const int b = j % kZBuffers;
       int64_t y_rows[2];  // where this thread's two accumulator rows go
-      accumulator_rows</*kNarrow=*/true>(p, coords, static_cast<int64_t>(tile) * BM, y_rows);
+      accumulator_rows</*kNarrow=*/true>(p, coords, static_cast<int64_t>(tile / parts) * BM, y_rows);
+      int co_begin, co_end;
+      cout_range(tile, &co_begin, &co_end);
       Element* z = reinterpret_cast<Element*>(smem + b * z_bytes);
       auto z_chunk = [&](int c) { return make_tensor(make_smem_ptr(z + c * BM * BK), typename Cute::ZChunkLayout{}); };
-      mbarrier_wait_parity(&z_full[b], (j >> 1) & 1);  // the producers' stores to buffer b, fenced
+      mbarrier_wait_parity(&z_full[b], (j / kZBuffers) & 1);  // the producers' stores to buffer b, fenced
       if (clocks && threadIdx.x == 0) clock_phase(kConsumerMark, kOverlapZWait);
+      if (co_begin >= co_end) mbarrier_arrive(&z_free[b]);  // a part without channels (not launched so)
 #pragma unroll 1
-      for (int co0 = 0; co0 < p.Cout; co0 += BN) {
+      for (int co0 = co_begin; co0 < co_end; co0 += BN) {
         clear(acc);
 #pragma unroll 1
         for (int step = 0; step < steps; ++step, ++g) {
@@ -259,7 +287,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         warpgroup_fence_operand(acc);
         // After the last output-channel tile's batches, nothing reads buffer b: the producers may
         // fill it with the tile after next while these stores run.
-        if (co0 + BN >= p.Cout) mbarrier_arrive(&z_free[b]);
+        if (co0 + BN >= co_end) mbarrier_arrive(&z_free[b]);
         store_permuted_tile<T>(p, acc, coords, y_rows, co0);
       }
       if (clocks && threadIdx.x == 0) clock_phase(kConsumerMark, kOverlapGemmStores);

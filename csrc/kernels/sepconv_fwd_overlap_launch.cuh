@@ -19,10 +19,12 @@ namespace xsep {
 
 #if defined(XSEP_WITH_CUTE)
 
-// The build the launcher starts: two-run quads by windows (ptxas: 161 registers of the 168 that 384
-// threads leave, no spills; 158 without).
+// The builds the launcher starts: two Z buffers where they fit, else one; two-run quads by windows
+// (ptxas: 162 registers of the 168 that 384 threads leave, no spills).
 template <typename T>
-using OverlapDefaultTraits = OverlapFwdTraits<T, true>;
+using OverlapTwoBuffers = OverlapFwdTraits<T, /*kTwoRuns=*/true, 2>;
+template <typename T>
+using OverlapOneBuffer = OverlapFwdTraits<T, /*kTwoRuns=*/true, 1>;
 
 // The kernel's static shared memory (its tap table, barriers and clock sums) as the driver counts
 // it (driver_static_shared_bytes).
@@ -34,7 +36,7 @@ size_t overlap_static_bytes() {
   return driver_static_shared_bytes(sepconv_fwd_overlap_kernel<Traits>, kernel_static_shared_bytes(declared), known);
 }
 
-// The most ring slots (up to kMaxStages) that fit beside the two Z buffers; XSEP_FWD_STAGES=3..16
+// The most ring slots (up to kMaxStages) that fit beside the Z buffers; XSEP_FWD_STAGES=3..16
 // asks for fewer (for measurement). 0: not even kMinStages fit.
 template <class Traits>
 int overlap_stages(int cmid, int smem_optin) {
@@ -53,12 +55,15 @@ int overlap_stages(int cmid, int smem_optin) {
 template <typename T>
 bool overlap_forward_built() {
   static std::atomic<int8_t> cache[64];
-  return once_per_device(cache, [] { return wgmma_body_built(sepconv_fwd_overlap_kernel<OverlapDefaultTraits<T>>); });
+  return once_per_device(cache, [] {
+    return wgmma_body_built(sepconv_fwd_overlap_kernel<OverlapTwoBuffers<T>>) &&
+           wgmma_body_built(sepconv_fwd_overlap_kernel<OverlapOneBuffer<T>>);
+  });
 }
 
 template <typename T>
 bool overlap_forward_applies(const SepConvParams& p) {
-  using Traits = OverlapDefaultTraits<T>;
+  using Traits = OverlapOneBuffer<T>;  // the smaller shared memory of the two builds
   int device = 0, smem_optin = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return false;
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
@@ -75,8 +80,9 @@ size_t overlap_forward_workspace_bytes(const SepConvParams& p) {
   return wgmma_workspace_bytes<OverlapPackTraits<T>>(p.Cout, p.Cmid);
 }
 
-// The pack kernel (both weights, one launch), then the forward: persistent, one CTA per SM (its
-// two Z buffers take the SM's shared memory), at most one per pixel tile.
+// The pack kernel (both weights, one launch), then the forward: persistent, one CTA per SM (its Z
+// buffers take the SM's shared memory), at most one per tile; where the pixel tiles fill at most half
+// the SMs, as many parts of the output channels as fill them (resident_cout_parts).
 template <class Traits>
 int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
   using T = typename Traits::T;
@@ -88,7 +94,7 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
   launch->pixels = Traits::BM;
   launch->warpgroups = Traits::kThreads / 128;
   launch->min_blocks = 1;
-  launch->parts = 1;
+  launch->z_buffers = Traits::kZBuffers;
   launch->dw_lanes = Traits::kDwLanes;
   launch->dw_pass_channels = Traits::BK * Traits::kDwChunks;
   launch->stages = overlap_stages<Traits>(p.Cmid, smem_optin);
@@ -105,21 +111,28 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   if (err != cudaSuccess) return static_cast<int>(err);
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  const int64_t tiles = (pixels + Traits::BM - 1) / Traits::BM;
+  const int64_t pixel_tiles = (pixels + Traits::BM - 1) / Traits::BM;
+  launch->parts = resident_cout_parts(pixel_tiles, std::max(sms, 1), p.Cout, Traits::BN);
+  const int64_t tiles = pixel_tiles * launch->parts;
   const int64_t ctas = std::min<int64_t>(tiles, std::max(sms, 1));
   if (ctas == 0) return static_cast<int>(cudaSuccess);  // no pixels: nothing to write
   // With XSEP_PHASE_CLOCKS=1, each CTA's sums of its phases' cycles are kept (OverlapClockSum).
   return launch_keeping_phase_clocks(ctas, "overlapped forward", stream, [&](unsigned long long* records) {
     SepConvParams q = p;
     q.phase_clocks = records;
-    kernel<<<static_cast<unsigned>(ctas), Traits::kThreads, bytes, stream>>>(q, launch->stages);
+    kernel<<<static_cast<unsigned>(ctas), Traits::kThreads, bytes, stream>>>(q, launch->stages, launch->parts);
     return static_cast<int>(cudaGetLastError());
   });
 }
 
 template <typename T>
 int launch_overlap_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
-  return launch_overlap_traits<OverlapDefaultTraits<T>>(p, stream, launch);
+  int device = 0, smem_optin = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  if (overlap_stages<OverlapTwoBuffers<T>>(p.Cmid, smem_optin) > 0)
+    return launch_overlap_traits<OverlapTwoBuffers<T>>(p, stream, launch);
+  return launch_overlap_traits<OverlapOneBuffer<T>>(p, stream, launch);
 }
 
 #else  // without CuTe there is no wgmma kernel: nothing applies

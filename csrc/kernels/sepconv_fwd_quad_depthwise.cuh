@@ -8,7 +8,8 @@
 // channel group instead of 36, each converted to fp32 once and used by up to three pixels, and the
 // group's 9 x kLanes weights (fp32, repacked by sepconv_fwd_dw_pack_kernel) stay in registers for
 // the whole chunk. Taps in the padding read zero (the window's bits say which), so the loop has no
-// branch: with finite weights adding 0 * w is skipping the tap. A row break inside the four takes
+// branch: with finite weights adding 0 * w is skipping the tap (whether a group's weights are all
+// finite is the pack's word per group, not 36 comparisons a chunk). A row break inside the four takes
 // two such windows, one per run of the row (kTwoRuns builds; QuadWindow). Elsewhere (a row break
 // in the other builds, stride or dilation along the row, the tile's tail, or a non-finite weight in
 // the group) each pixel reads its own 9 taps through the CTA's tap table, and a tap in the padding
@@ -246,16 +247,35 @@ __device__ __forceinline__ void quad_pixel_sums(const SepConvParams& p, const Ta
 }
 
 // The depthwise weight ([Cmid][3][3], multiplier 1, Cmid a multiple of kLanes) in fp32 as
-// [Cmid / kLanes][tap][kLanes]: a tap's weights for a channel group are one 8- or 16-byte load.
-// Cmid * 9 floats, a grid-stride loop's share (elements first, first + stride, ..).
+// [Cmid / kLanes][tap][kLanes]: a tap's weights for a channel group are one 8- or 16-byte load;
+// then a 32-bit word per group, 1 where its 9 x kLanes weights are all finite (the window path's
+// condition: weights_finite, asked once here instead of in every chunk of every CTA: on the GPU
+// ~36 dependent comparisons a chunk). packed_dw_bytes: both, room for the words of pairs.
+__host__ __device__ constexpr size_t packed_dw_bytes(int cmid) {
+  return static_cast<size_t>(cmid) * 9 * sizeof(float) + static_cast<size_t>(cmid / 2) * sizeof(uint32_t);
+}
+
+// The finite words, after the weights.
+__host__ __device__ inline const uint32_t* packed_dw_finite(const float* packed, int cmid) {
+  return reinterpret_cast<const uint32_t*>(packed + static_cast<int64_t>(cmid) * 9);
+}
+
+// Cmid * 9 floats and their finite words, a grid-stride loop's share (elements first, first +
+// stride, ..; a group's word by the thread of its first element).
 template <typename T, int kLanes>
 __device__ __forceinline__ void pack_dw_weights(const SepConvParams& p, float* packed, int64_t first, int64_t stride) {
   const T* __restrict__ w = static_cast<const T*>(p.dw_weight);
   const int64_t total = static_cast<int64_t>(p.Cmid) * 9;
+  uint32_t* finite = const_cast<uint32_t*>(packed_dw_finite(packed, p.Cmid));
   for (int64_t i = first; i < total; i += stride) {
     const int64_t group = i / (9 * kLanes);
     const int t = static_cast<int>(i / kLanes % 9), j = static_cast<int>(i % kLanes);
     packed[i] = to_float(w[(group * kLanes + j) * 9 + t]);
+    if (i % (9 * kLanes) == 0) {
+      bool all = true;
+      for (int e = 0; e < 9 * kLanes; ++e) all &= fabsf(to_float(w[group * kLanes * 9 + e])) <= 3.402823466e38f;
+      finite[group] = all ? 1u : 0u;
+    }
   }
 }
 
@@ -279,7 +299,8 @@ __device__ __forceinline__ void load_group_weights(const float* packed, int grou
 }
 
 // Whether every weight of a group is finite (then the window path's zero-filled padding taps add
-// nothing: 0 * w = 0).
+// nothing: 0 * w = 0). The backward's recomputation of Z asks it per chunk; the forwards read the
+// pack's word (packed_dw_finite).
 template <int kLanes>
 __device__ __forceinline__ bool weights_finite(const float (&w)[9][kLanes]) {
   bool finite = true;
@@ -341,6 +362,7 @@ struct QuadDepthwise {
   // A chunk's loads: the group's weights (fp32; zero past Cmid) and every window item's 3 x 6 inputs.
   struct ChunkLoads {
     float w[9][kLanes];
+    uint32_t finite;  // the pack's word: the group's weights are all finite
     Group window[kItems][3][kQuadCols];
   };
 
@@ -349,8 +371,10 @@ struct QuadDepthwise {
   // arithmetic's check).
   __device__ __forceinline__ void load_chunk(const SepConvParams& p, int g, ChunkLoads& in) const {
     const int k = g * BK + kLanes * group;  // the group's first channel
-    if (k < p.Cmid) {                       // Cmid % kLanes == 0: a group is wholly in or out
+    in.finite = 0;
+    if (k < p.Cmid) {  // Cmid % kLanes == 0: a group is wholly in or out
       load_group_weights<kLanes>(packed_dw, k / kLanes, in.w);
+      in.finite = __ldg(packed_dw_finite(packed_dw, p.Cmid) + k / kLanes);
 #pragma unroll
       for (int i = 0; i < kItems; ++i)
         if (quads[i].window) load_quad_window<T, kLanes>(p, quads[i], k, in.window[i]);
@@ -382,7 +406,7 @@ struct QuadDepthwise {
                                                    const ChunkLoads& in, Store&& store) const {
     const int k = g * BK + kLanes * group;
     compute_items<kActivation>(
-        p, px, k, in.w,
+        p, px, k, in.w, in.finite != 0,
         [&](int i, Group(&v)[3][kQuadCols]) {  // the prefetched window
 #pragma unroll
           for (int ky = 0; ky < 3; ++ky)
@@ -393,18 +417,18 @@ struct QuadDepthwise {
         store);
   }
 
-  // Every item's values for the group's channels k .. (w: its weights, zero past Cmid) and their
-  // stores, the windows from first_run(i, v) (a window item's first run: the whole quad where a
-  // row does not end inside it) and second_run(i, v) (a two-run quad's second run, asked for
-  // after every item's first: in the global path its loads then take the first windows' registers).
-  // The global path's windows come from x (chunk), the band path's from shared memory
-  // (sepconv_fwd_band.cuh).
+  // Every item's values for the group's channels k .. (w: its weights, zero past Cmid; finite: the
+  // pack's word for them) and their stores, the windows from first_run(i, v) (a window item's first
+  // run: the whole quad where a row does not end inside it) and second_run(i, v) (a two-run quad's
+  // second run, asked for after every item's first: in the global path its loads then take the
+  // first windows' registers). The global path's windows come from x (chunk), the band path's from
+  // shared memory (sepconv_fwd_band.cuh).
   template <bool kActivation, class TapTable, class FirstWindow, class SecondWindow, class Store>
   __device__ __forceinline__ void compute_items(const SepConvParams& p, const TapTable& px, int k,
-                                                const float (&w)[9][kLanes], FirstWindow&& first_run,
+                                                const float (&w)[9][kLanes], bool finite, FirstWindow&& first_run,
                                                 SecondWindow&& second_run, Store&& store) const {
     const bool live = k < p.Cmid;
-    const bool windows = live && weights_finite<kLanes>(w);
+    const bool windows = live && finite;
     float out[kQuadPixels][kLanes];
     // Pixels first .. last - 1 of item i from out.
     auto store_pixels = [&](int i, int first, int last) {

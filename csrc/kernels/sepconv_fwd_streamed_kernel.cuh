@@ -100,7 +100,7 @@ __host__ __device__ inline size_t streamed_dw_offset_bytes(int cout, int cmid) {
 }
 template <class Traits>
 __host__ __device__ inline size_t streamed_workspace_bytes(int cout, int cmid) {
-  return streamed_dw_offset_bytes<Traits>(cout, cmid) + static_cast<size_t>(cmid) * Traits::kTaps * sizeof(float);
+  return streamed_dw_offset_bytes<Traits>(cout, cmid) + packed_dw_bytes(cmid);
 }
 
 // stages: ring slots, kMinStages..kMaxStages (dynamic shared memory StreamedFwdLayout::bytes(stages)).

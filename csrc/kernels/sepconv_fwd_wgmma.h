@@ -24,6 +24,7 @@ struct WgmmaLaunch {
   int dw_lanes = 0;          // channels per depthwise item (wgmma_dw_lanes)
   int dw_pass_channels = 0;  // channels per depthwise pass (BK * wgmma_dw_chunks)
   int band_buffers = 0;      // the depthwise phase from bands of x in the ring (XSEP_FWD_DW=staged): 1 or 2
+  int z_buffers = 0;         // the overlapped forward's Z buffers: 2, or 1 where Z is too wide for two
 };
 
 // True where the wgmma kernel was built for this device (sm_90a code, CuTe present at build time)

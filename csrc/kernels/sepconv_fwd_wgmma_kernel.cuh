@@ -197,7 +197,7 @@ __host__ __device__ inline size_t wgmma_dw_offset_bytes(int cout, int cmid) {
 }
 template <class Traits>
 __host__ __device__ inline size_t wgmma_workspace_bytes(int cout, int cmid) {
-  return wgmma_dw_offset_bytes<Traits>(cout, cmid) + static_cast<size_t>(cmid) * 9 * sizeof(float);
+  return wgmma_dw_offset_bytes<Traits>(cout, cmid) + packed_dw_bytes(cmid);
 }
 
 // The output channel (within its tile) that row n of a packed weight slot holds where the rows are

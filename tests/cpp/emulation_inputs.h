@@ -34,8 +34,10 @@ inline int conv_out_extent(int in, int pad_before, int pad_after, int k, int dil
 
 // How far a forward kernel's output y (the layout p.y_stride says) is from the fp64 forward of the
 // same rounded inputs (the intermediate is not rounded: the tolerance covers the kernels' rounding
-// of it): the largest |y - reference| relative to the reference's largest magnitude; *unwritten:
-// some element of y is still NaN (the emulations poison y first).
+// of it): the largest |y - reference| relative to the reference's largest finite magnitude;
+// *unwritten: some element of y is still NaN where the reference is finite (the emulations poison y
+// first), or finite where it is not (a non-finite weight, whose padding taps add nothing: cuDNN's
+// rule and the kernels').
 template <typename T>
 double forward_error(const xsep::SepConvParams& p, const std::vector<double>& x, const std::vector<double>& wdw,
                      const std::vector<double>& wpw, const std::vector<double>& bias, const std::vector<T>& y,
@@ -61,12 +63,16 @@ double forward_error(const xsep::SepConvParams& p, const std::vector<double>& x,
           double v = bias[co];
           for (int cm = 0; cm < p.Cmid; ++cm) v += wpw[static_cast<size_t>(co) * p.Cmid + cm] * z[cm];
           ref[n * p.y_stride[0] + co * p.y_stride[1] + oy * p.y_stride[2] + ox * p.y_stride[3]] = v;
-          scale = std::max(scale, std::fabs(v));
+          if (std::isfinite(v)) scale = std::max(scale, std::fabs(v));
         }
       }
   *unwritten = false;
   for (size_t i = 0; i < y.size(); ++i) {
     const double got = static_cast<float>(y[i]);
+    if (!std::isfinite(ref[i])) {
+      if (std::isfinite(got)) *unwritten = true;
+      continue;
+    }
     if (std::isnan(got)) *unwritten = true;
     worst = std::max(worst, std::fabs(got - ref[i]) / scale);
   }
@@ -106,6 +112,12 @@ struct ForwardCall {
     p.y = y.data();
     p.activation = act, p.channels_last = channels_last;
     xsep::set_output_divisors(p);  // as the CUDA glue's make_params
+  }
+
+  // Depthwise weight `tap` of intermediate channel `cm` set to `value` (an infinity: hostile weights).
+  void set_dw_weight(int cm, int tap, float value) {
+    wdw.dev[static_cast<size_t>(cm) * p.kh * p.kw + tap] = static_cast<T>(value);
+    wdw.ref[static_cast<size_t>(cm) * p.kh * p.kw + tap] = value;
   }
 
   // forward_error of y as the kernel left it.

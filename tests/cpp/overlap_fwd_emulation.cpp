@@ -1,16 +1,19 @@
 // The overlapped wgmma forward (csrc/kernels/sepconv_fwd_overlap_kernel.cuh: producer warps compute
 // each pixel tile's whole Z into one of two buffers while the consumer warpgroup multiplies the
-// other) run on the host through tests/cpp/cuda_host_emulation.h and the warpgroup-MMA stand-in of
-// tests/cpp/wgmma_emulation.h, against a direct fp64 forward of the same (rounded) inputs; the
-// output is poisoned with NaN first, so an unwritten element fails. fp16 and bf16; rings of 3 to 16
-// weight slots, more chunks than slots and fewer; one CTA taking every pixel tile (each Z buffer
-// reused several times: its barriers' phases turn over) and several CTAs; partial pixel and channel
-// tiles, an odd number of Z chunks (the last depthwise pass half past Cmid), Cout of one tile plus 8
-// and of three tiles, stride 2 with asymmetric padding, dilation, padding wider than the window,
-// rows that end inside a quad (two windows), ELU between the convolutions. Each thread of a CTA is
-// a std::thread, so producers and consumers interleave as the scheduler lets them: a missing wait or
-// release shows as a wrong result, a hang, or (under -fsanitize=thread) a race. Needs CuTe's
-// headers. Prints one line per run; exits 0 when all agree.
+// other, or with one buffer, the tile before) run on the host through tests/cpp/cuda_host_emulation.h
+// and the warpgroup-MMA stand-in of tests/cpp/wgmma_emulation.h, against a direct fp64 forward of the
+// same (rounded) inputs; the output is poisoned with NaN first, so an unwritten element fails. fp16
+// and bf16; two Z buffers and one; rings of 3 to 16 weight slots, more chunks than slots and fewer;
+// one CTA taking every pixel tile (each Z buffer reused several times: its barriers' phases turn
+// over) and several CTAs; the output channels split in 2 and 3 parts (each recomputing its pixel
+// tile's Z); partial pixel and channel tiles, an odd number of Z chunks (the last depthwise pass half
+// past Cmid), Cout of one tile plus 8 and of three tiles, stride 2 with asymmetric padding, dilation,
+// padding wider than the window, rows that end inside a quad (two windows), ELU between the
+// convolutions, an infinite depthwise weight (its padding taps add nothing: the pack's finite word
+// sends its group to the per-pixel path). Each thread of a CTA is a std::thread, so producers and
+// consumers interleave as the scheduler lets them: a missing wait or release shows as a wrong result,
+// a hang, or (under -fsanitize=thread) a race. Needs CuTe's headers. Prints one line per run; exits 0
+// when all agree.
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -32,6 +35,7 @@ struct Case {
   const char* name;
   int N, C, H, W, Cout, stride, dil, pt, pb, pl, pr;
   Activation act;
+  bool infinite_weight = false;  // channel 5's top-left tap +inf: its group takes the per-pixel path
 };
 
 template <typename T>
@@ -56,13 +60,15 @@ std::string phase_clock_trouble(const std::vector<unsigned long long>& records, 
   return "";
 }
 
-template <typename T, bool kTwoRuns = true>
-bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol, bool clocks = false) {
-  using Traits = xsep::OverlapFwdTraits<T, kTwoRuns>;
+template <typename T, bool kTwoRuns = true, int kZBuffers = 2>
+bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol, bool clocks = false, int parts = 1) {
+  using Traits = xsep::OverlapFwdTraits<T, kTwoRuns, kZBuffers>;
   using PackTraits = xsep::OverlapPackTraits<T>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
   xsep::SepConvParams& p = call.p;
+  // Where that tap reads the padding (the first output row and column) y is finite; elsewhere not.
+  if (c.infinite_weight) call.set_dw_weight(5, 0, INFINITY);
   if (!xsep::depthwise_vec_applies<Traits>(p) || !xsep::output_vec_applies<Traits>(p))
     xsep_emulation::die("a case the overlapped launcher would not take");
 
@@ -74,9 +80,12 @@ bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol
     xsep::sepconv_fwd_wgmma_weights_pack_kernel<PackTraits, Traits::kDwLanes>(p, reinterpret_cast<T*>(bytes), dw);
   });
   p.workspace = workspace.data();
-  // Persistent CTAs: `ctas` of them (at most one per pixel tile) take the tiles in turn.
+  // Persistent CTAs: `ctas` of them (at most one per tile) take the tiles in turn; `parts` tiles per
+  // pixel tile, each with a share of the output channels (every share at least one 128-channel tile).
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  const int64_t tiles = (pixels + Traits::BM - 1) / Traits::BM;
+  if (parts != xsep::resident_cout_parts(1, parts, p.Cout, Traits::BN))
+    xsep_emulation::die("more parts than the output channels have tiles");
+  const int64_t tiles = (pixels + Traits::BM - 1) / Traits::BM * parts;
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, ctas));
   std::vector<unsigned long long> records;
   if (clocks) {
@@ -84,15 +93,16 @@ bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol
     p.phase_clocks = records.data();
   }
   xsep_emulation::run_grid(
-      dim3(grid), Traits::kThreads, [&] { xsep::sepconv_fwd_overlap_kernel<Traits>(p, stages); },
+      dim3(grid), Traits::kThreads, [&] { xsep::sepconv_fwd_overlap_kernel<Traits>(p, stages, parts); },
       xsep::OverlapFwdLayout<Traits>::bytes(p.Cmid, stages));
 
   bool unwritten = false;
   const double worst = call.error(&unwritten);
   const std::string clock_trouble = clocks ? phase_clock_trouble(records, grid, tiles) : "";
   const bool ok = !unwritten && worst <= tol && clock_trouble.empty();
-  std::printf("%s overlap%s stages %2d ctas %d/%lld %-14s %s relative error %.2e%s%s%s\n", ok ? "ok    " : "FAILED",
-              kTwoRuns ? "" : "-one-run", stages, grid, static_cast<long long>(tiles), c.name, mode_name<T>(), worst,
+  std::printf("%s overlap%s%s split %d stages %2d ctas %d/%lld %-15s %s relative error %.2e%s%s%s\n",
+              ok ? "ok    " : "FAILED", kTwoRuns ? "" : "-one-run", kZBuffers == 1 ? "-one-buffer" : "", parts, stages,
+              grid, static_cast<long long>(tiles), c.name, mode_name<T>(), worst,
               unwritten ? "  (unwritten elements)" : "", clocks ? "  phase clocks " : "", clock_trouble.c_str());
   return ok;
 }
@@ -112,6 +122,7 @@ int main() {
       {"many_tiles", 2, 24, 17, 17, 40, 1, 1, 1, 1, 1, 1, Activation::kNone},  // 10 pixel tiles
       // 5 pixel tiles of 3 Cout tiles each: a buffer is released only after its last Cout tile.
       {"deep_tiles", 1, 72, 17, 17, 264, 1, 1, 1, 1, 1, 1, Activation::kNone},
+      {"infinite_weight", 1, 24, 9, 19, 40, 1, 1, 1, 1, 1, 1, Activation::kNone, true},
   };
   std::mt19937 rng(2718);
   int failed = 0, count = 0;
@@ -121,9 +132,24 @@ int main() {
     failed += !run_case<__half>(c, 3, 1, rng, 5e-3);
     failed += !run_case<__nv_bfloat16>(c, 4, 1000, rng, 3e-2);
     failed += !run_case<__nv_bfloat16>(c, 16, 3, rng, 3e-2);
-    failed += !run_case<__nv_bfloat16, false>(c, 5, 2, rng, 3e-2);  // the per-pixel path for row breaks
+    failed += !run_case<__nv_bfloat16, false>(c, 5, 2, rng, 3e-2);     // the per-pixel path for row breaks
     failed += !run_case<__half>(c, 4, 2, rng, 5e-3, /*clocks=*/true);  // XSEP_PHASE_CLOCKS=1
     count += 5;
+    // One Z buffer (the 1024+ channel layers): the depthwise phase waits for the tile before's GEMM.
+    failed += !run_case<__nv_bfloat16, true, 1>(c, 3, 1, rng, 3e-2);
+    failed += !run_case<__half, true, 1>(c, 6, 1000, rng, 5e-3, /*clocks=*/true);
+    count += 2;
+    // Output channels split over CTAs where the Cout tiles allow (deep: 3 tiles over 2 and 3 parts;
+    // s2_asymmetric: 2 tiles, the second of 8 channels), each part recomputing the pixel tile's Z.
+    if ((c.Cout + 127) / 128 >= 2) {
+      failed += !run_case<__nv_bfloat16>(c, 4, 3, rng, 3e-2, /*clocks=*/true, /*parts=*/2);
+      failed += !run_case<__half, true, 1>(c, 5, 1, rng, 5e-3, /*clocks=*/false, /*parts=*/2);
+      count += 2;
+    }
+    if ((c.Cout + 127) / 128 >= 3) {
+      failed += !run_case<__nv_bfloat16, true, 1>(c, 3, 2, rng, 3e-2, /*clocks=*/false, /*parts=*/3);
+      count += 1;
+    }
   }
   std::printf("%d runs, %d failed\n", count, failed);
   return failed == 0 ? 0 : 1;

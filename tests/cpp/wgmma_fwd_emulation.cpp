@@ -66,12 +66,16 @@ enum Extra {
   kLongDivision = 4,  // no multiply-high divisors in the params: fwd_pixel_origin divides
   kBand = 8,          // XSEP_FWD_DW=staged: the depthwise phase from bands of x, as many as the ring holds
   kOneBand = 16,      // the same with one band buffer (no copies in flight during a pass's arithmetic)
+  kInfinite = 32,     // channel 5's top-left depthwise weight +inf: its padding taps add nothing, so
+                      // y is finite in the first output row and column (the pack's finite word sends
+                      // the group to the per-pixel path) and not elsewhere
 };
 
 template <typename T, int BM, int kSplitN = 1, int kMinBlocks = (kSplitN == 1 ? 2 : 1),
           bool kPrefetch = (BM == 128 && kSplitN == 1 && kMinBlocks == 1)>
 bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double tol, int extra = kPlain) {
   const bool clocks = extra & kClocks, odd_bias = extra & kOddBias, long_division = extra & kLongDivision;
+  const bool infinite = extra & kInfinite;
   using Traits = xsep::WgmmaFwdTraits<T, BM, kSplitN, kMinBlocks, kPrefetch>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
@@ -85,6 +89,7 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
     p.bias = shifted_bias.data() + 1;
   }
   if (long_division) p.out_hw = p.out_w = xsep::FastDivmod();
+  if (infinite) call.set_dw_weight(5, 0, INFINITY);
   if (!xsep::depthwise_vec_applies<Traits>(p) || !xsep::output_vec_applies<Traits>(p))
     xsep_emulation::die("a case the wgmma launcher would not take");
 
@@ -126,9 +131,10 @@ bool run_case(const Case& c, int parts, int stages, std::mt19937& rng, double to
   const bool one_cta = kSplitN == 1 && kMinBlocks == 1;
   char band[24] = "";
   if (bands > 0) std::snprintf(band, sizeof(band), " band %d", bands);
-  std::printf("%s wgmma-%-3d %d warpgroups%s%s%s%s%s%s split %d stages %2d %-14s %s relative error %.2e%s%s\n",
+  std::printf("%s wgmma-%-3d %d warpgroups%s%s%s%s%s%s%s split %d stages %2d %-14s %s relative error %.2e%s%s\n",
               ok ? "ok    " : "FAILED", BM, Traits::kWarpgroups, one_cta ? " 1-CTA" : "", kPrefetch ? " prefetch" : "", band,
-              clocks ? " clocks" : "", odd_bias ? " odd-bias" : "", long_division ? " long-division" : "", parts, stages, c.name, mode_name<T>(), worst,
+              clocks ? " clocks" : "", odd_bias ? " odd-bias" : "", long_division ? " long-division" : "",
+              infinite ? " infinite-weight" : "", parts, stages, c.name, mode_name<T>(), worst,
               unwritten ? "  (unwritten elements)" : "", trouble.empty() ? "" : ("  (phase clocks: " + trouble + ")").c_str());
   return ok;
 }
@@ -250,6 +256,13 @@ int main() {
   // Pixel origins by long division (the params' multiply-high divisors unset, as past 2^31 pixels).
   failed += !run_case<__half, 128>(cases[0], 2, 6, rng, 5e-3, kLongDivision);
   count += 3;
+  // An infinite depthwise weight (cases[0]: padding 1 all round): channel pairs, quartets with two-
+  // window quads, the band path, TF32 with two chunks a pass.
+  failed += !run_case<__nv_bfloat16, 128>(cases[0], 1, 4, rng, 3e-2, kInfinite);
+  failed += !run_case<__half, 128, 1, 1, false>(cases[0], 2, 5, rng, 5e-3, kInfinite);
+  failed += !run_case<__nv_bfloat16, 128, 1, 1, false>(cases[0], 1, 5, rng, 3e-2, kInfinite | kBand);
+  failed += !run_case<float, 64, 1, 1, false>(cases[0], 1, 4, rng, 5e-3, kInfinite);
+  count += 4;
   // The 728-channel layers at 128 pixels: a five-slot ring within the H100's per-block opt-in
   // limit (227 KB), with the static shared memory and the kilobyte ptxas adds.
   {
