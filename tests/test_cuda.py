@@ -274,20 +274,26 @@ def test_every_forward_kernel_matches_reference(variant):
         assert re.search(r"float32 tf32-mma channels_last 3x3 streamed \(128 pixels", result.stderr)
         # Cout 728 and 1024 in tiles of 192 (4 and 6 instead of 6 and 8), the others of 128.
         assert "192-channel tiles" in result.stderr and "128-channel tiles" in result.stderr
-    if kernel == "overlap":  # 16-bit channels_last 3x3 calls with 16-byte channels
-        # vec_728: two 728-wide Z buffers leave room for 5 ring slots (unless 3 are asked); its 12
-        # pixel tiles leave SMs for a cout split; vec_1024: one Z buffer, its 2 pixel tiles a split in 2
+    if kernel == "overlap":  # 16-bit and TF32 channels_last 3x3 calls with 16-byte channels
+        # vec_728: two 728-wide 16-bit Z buffers, or one in TF32, leave room for 5 ring slots (unless 3
+        # are asked); its 12 pixel tiles leave SMs for a cout split; vec_1024: one 16-bit Z buffer, its 2
+        # pixel tiles a split in 2 (in TF32 no buffer fits: the default, streamed, serves it)
         stages = "3" if variant == "overlap-3stage" else "5"
-        for dtype in ("bfloat16", "float16"):
-            line = rf"{dtype} mma channels_last 3x3 overlap \(64 pixels, {stages} stages, two Z buffers, cout split 6, "
-            assert re.search(line + r"4-channel items\)", result.stderr), f"vec_728 {dtype}"
+        for dtype, mma, buffers, lanes in [
+            ("bfloat16", "mma", "two Z buffers", 4),
+            ("float16", "mma", "two Z buffers", 4),
+            ("float32", "tf32-mma", "one Z buffer", 2),
+        ]:
+            line = rf"{dtype} {mma} channels_last 3x3 overlap \(64 pixels, {stages} stages, {buffers}, cout split 6, "
+            assert re.search(line + rf"{lanes}-channel items\)", result.stderr), f"vec_728 {dtype}"
         one = r"bfloat16 mma channels_last 3x3 overlap \(64 pixels, \d+ stages, one Z buffer, cout split 2, 4-channel"
         assert re.search(one, result.stderr), "vec_1024: one Z buffer"
+        assert re.search(r"float32 tf32-mma channels_last 3x3 streamed", result.stderr), "TF32 vec_1024: the default"
         if variant == "overlap":
             assert re.search(r"overlap \(64 pixels, 16 stages", result.stderr), "vec_partial: the largest ring"
-        assert not re.search(r"float32 \S+ channels_last 3x3 overlap", result.stderr), "16-bit only"
-        # TF32: the default (wgmma) serves it
-        assert re.search(r"float32 tf32-mma channels_last 3x3 wgmma \(64 pixels", result.stderr), "TF32"
+            two = r"float32 tf32-mma channels_last 3x3 overlap \(64 pixels, \d+ stages, two Z"
+            assert re.search(two, result.stderr), "TF32 below ~400 channels: two Z buffers"
+        assert not re.search(r"float32 ffma channels_last 3x3 overlap", result.stderr), "exact fp32: never"
     if variant == "wgmma-4stage":
         stage_counts = set(re.findall(r"wgmma \(\d+ pixels, (\d+) stages", result.stderr))
         assert stage_counts == {"4"}, f"4 stages asked, the log says {stage_counts}"
@@ -349,7 +355,7 @@ def test_overlapped_forward_clocks_sum_each_roles_phases():
     from xsep._extension import _C
     from xsep._kernel_knobs import kernel_knobs, recorded_dispatches
 
-    case = Case("clocks", N=2, C=256, H=19, W=19, Cout=392)  # 722 pixels: 12 tiles of 64
+    case = Case("clocks", N=2, C=256, H=19, W=19, Cout=392)  # 722 pixels: 12 tiles of 64, split over Cout
     inputs = make_inputs(case, torch.bfloat16, "channels_last", device="cuda")
     with kernel_knobs({"XSEP_FWD_KERNEL": "overlap"}):
         plain = separable_conv2d(*inputs, **case.conv_args)
@@ -361,10 +367,12 @@ def test_overlapped_forward_clocks_sum_each_roles_phases():
     if not any(" overlap " in line for line in lines):
         assert OVERLAP not in launches, "overlap clocks from a launch that is not the overlapped forward's"
         pytest.skip(f"no overlapped forward in this build for this GPU: {lines}")
+    forward = next(line for line in lines if " overlap " in line)
+    tiles = 12 * int(re.search(r"cout split (\d+)", forward).group(1))  # (pixel tile, output-channel part)
     summary = summarize(OVERLAP, *launches[OVERLAP])
     flat, slots = launches[OVERLAP]
-    assert summary["ctas"] == min(12, torch.cuda.get_device_properties(0).multi_processor_count), summary
-    assert sum(flat[c * slots + COUNT] for c in range(summary["ctas"])) == 12  # every pixel tile counted once
+    assert summary["ctas"] == min(tiles, torch.cuda.get_device_properties(0).multi_processor_count), summary
+    assert sum(flat[c * slots + COUNT] for c in range(summary["ctas"])) == tiles  # every tile counted once
     assert summary["share"]["depthwise"] > 0 and summary["share"]["gemm_stores"] > 0, summary
     for role in (("depthwise", "buffer_wait"), ("gemm_stores", "z_wait")):
         assert sum(summary["share"][p] for p in role) <= 1, summary  # within the CTAs' time

@@ -12,7 +12,7 @@
 // applies, for benchmarks and tests (halo: the experimental halo kernel, sepconv_fwd_halo_kernel.cuh;
 // streamed: the warp-specialised Hopper kernel that recomputes Z per output-channel tile,
 // sepconv_fwd_streamed_kernel.cuh; overlap: the warp-specialised one that keeps each pixel tile's Z
-// whole, in two buffers, sepconv_fwd_overlap_kernel.cuh; 16-bit). XSEP_FWD_STAGES and
+// whole, in one or two buffers, sepconv_fwd_overlap_kernel.cuh). XSEP_FWD_STAGES and
 // XSEP_FWD_PIXELS=64|128: ring depths and pixels per CTA, for measurement.
 #pragma once
 
@@ -123,10 +123,10 @@ ForwardChoice choose_forward_kernel(const SepConvParams& p, bool with_workspace 
   const bool fits = resident_bytes<T, kMath>(p, shape) <= static_cast<size_t>(smem_optin);
   std::string forced = kernel_knob(KernelKnob::kFwdKernel);
   // XSEP_FWD_KERNEL=overlap: the depthwise phase and the GEMM on different warps, at once
-  // (sepconv_fwd_overlap_kernel.cuh: 16-bit layers whose Z of 64 pixels fits twice); elsewhere the
+  // (sepconv_fwd_overlap_kernel.cuh: 16-bit and TF32 layers whose Z of 64 pixels fits); elsewhere the
   // default choice, so a benchmark's overlap rows compare it with what would run instead.
   if (forced == "overlap") {
-    if constexpr (kMath == Math::kTensorCore && sizeof(T) == 2) {
+    if constexpr (kMath == Math::kTensorCore) {
       if (with_workspace && overlap_forward_applies<T>(p)) return {FwdKernel::kOverlap, shape};
     }
     forced.clear();
@@ -211,9 +211,7 @@ int launch_forward_variant(const SepConvParams& p, cudaStream_t stream, ForwardC
 template <typename T, Math kMath>
 int launch_wgmma_if_tensor_cores(const SepConvParams& p, cudaStream_t stream, FwdKernel kernel, WgmmaLaunch* launch) {
   if constexpr (kMath == Math::kTensorCore) {
-    if constexpr (sizeof(T) == 2) {
-      if (kernel == FwdKernel::kOverlap) return launch_overlap_forward<T>(p, stream, launch);
-    }
+    if (kernel == FwdKernel::kOverlap) return launch_overlap_forward<T>(p, stream, launch);
     return kernel == FwdKernel::kStreamed ? launch_streamed_forward<T>(p, stream, launch)
                                           : launch_wgmma_forward<T>(p, stream, launch);
   } else {
@@ -229,9 +227,7 @@ size_t forward_workspace_bytes(const SepConvParams& p) {
     const FwdKernel kernel = choose_forward_kernel<T, kMath>(p).kernel;
     if (kernel == FwdKernel::kWgmma) return wgmma_forward_workspace_bytes<T>(p);
     if (kernel == FwdKernel::kStreamed) return streamed_forward_workspace_bytes<T>(p);
-    if constexpr (sizeof(T) == 2) {
-      if (kernel == FwdKernel::kOverlap) return overlap_forward_workspace_bytes<T>(p);
-    }
+    if (kernel == FwdKernel::kOverlap) return overlap_forward_workspace_bytes<T>(p);
   }
   return 0;
 }

@@ -1,11 +1,11 @@
 // The overlapped forward on Hopper (wgmma, sm_90a): the wgmma forward's plan (Z computed once per
 // pixel tile and kept whole in shared memory, then multiplied by every tile of the pointwise weight;
 // sepconv_fwd_wgmma_kernel.cuh) with the depthwise phase and the GEMM on different warps, so they
-// run at the same time. For channels_last 3x3 layers in fp16 and bf16: two Z buffers where Z of 64
-// pixels fits twice in shared memory (up to ~800 channels: the 728-channel layers and every
-// shallower one), else one (up to ~1600: the 1024- and 1536-channel layers; the depthwise phase then
-// waits for the GEMM of the tile before, but runs on eight warps where the wgmma forward's 64-pixel
-// build has four).
+// run at the same time. For channels_last 3x3 layers in fp16, bf16 and fp32 on TF32: two Z buffers
+// where Z of 64 pixels fits twice in shared memory (16-bit: up to ~800 channels, the 728-channel
+// layers and every shallower one; TF32: ~400), else one (16-bit: up to ~1600, the 1024- and
+// 1536-channel layers; TF32: ~800, the 728-channel ones; the depthwise phase then waits for the GEMM
+// of the tile before, but runs on eight warps where the wgmma forward's 64-pixel build has four).
 //
 //   CTA: persistent (one per SM), tiles of 64 output pixels x the output channels of a part (all of
 //   them, or where the pixel tiles fill less than half the GPU, a share: `parts` CTAs per pixel
@@ -14,7 +14,7 @@
 //   Producers (threads 128..383, two warpgroups): for each of the CTA's pixel tiles, the tap table,
 //     then, once the tile's Z buffer is free (z_free), the tile's Z pass after pass
 //     (QuadDepthwise: a thread's item is four channels of four neighbouring pixels, 64 channels a
-//     pass), stored in the 64-byte-swizzled K-major layout wgmma reads, fenced for the async proxy,
+//     pass; TF32: two of four, 32 a pass), stored in the 64-byte-swizzled K-major layout wgmma reads, fenced for the async proxy,
 //     and announced (z_full).
 //   Consumers (threads 0..127, one warpgroup of 64 pixels): for each tile, once its Z is there, each
 //     tile of 128 output channels: one wgmma batch per 64 bytes of channels, from a ring of weight
@@ -60,10 +60,10 @@ namespace xsep {
 
 // kTwoRuns_: quads an output row ends inside take two windows (QuadDepthwise's kTwoRuns; else the
 // per-pixel path), where the producers' registers allow it. kZBuffers_: 2 (the depthwise phase of
-// a tile during the GEMM of the one before) or 1 (Z too wide for two).
+// a tile during the GEMM of the one before) or 1 (Z too wide for two). T_: __half, __nv_bfloat16,
+// or float (TF32 wgmma: Z and the weight rounded to TF32).
 template <typename T_, bool kTwoRuns_ = false, int kZBuffers_ = 2>
 struct OverlapFwdTraits {
-  static_assert(sizeof(T_) == 2, "16-bit: Z of 64 pixels fits twice up to ~800 channels, once to ~1600");
   static_assert(kZBuffers_ == 1 || kZBuffers_ == 2, "one or two Z buffers");
   using T = T_;
   using Operand = T_;
@@ -79,10 +79,11 @@ struct OverlapFwdTraits {
   static constexpr int kVec = 16 / sizeof(T_);
   static constexpr bool kTwoRuns = kTwoRuns_;
   static constexpr int kZBuffers = kZBuffers_;
-  // A depthwise pass: two Z chunks (64 channels), so each producer has one item of four channels of
-  // four pixels (16 groups x 16 quads = 256 items).
+  // A depthwise pass: two Z chunks, so each producer has one item (16 channel groups x 16 quads =
+  // 256): 64 channels in quartets (16-bit), 32 in pairs (fp32: quartets of 16-byte loads would not
+  // leave the registers for the rest beside 168 a thread).
   static constexpr int kDwChunks = 2;
-  static constexpr int kDwLanes = 4;
+  static constexpr int kDwLanes = sizeof(T_) == 2 ? 4 : 2;
   static constexpr int kZChunkBytes = BM * 64;
   static constexpr int kWSlotBytes = BN * 64;
 };

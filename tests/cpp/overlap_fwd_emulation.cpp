@@ -2,8 +2,8 @@
 // each pixel tile's whole Z into one of two buffers while the consumer warpgroup multiplies the
 // other, or with one buffer, the tile before) run on the host through tests/cpp/cuda_host_emulation.h
 // and the warpgroup-MMA stand-in of tests/cpp/wgmma_emulation.h, against a direct fp64 forward of the
-// same (rounded) inputs; the output is poisoned with NaN first, so an unwritten element fails. fp16
-// and bf16; two Z buffers and one; rings of 3 to 16 weight slots, more chunks than slots and fewer;
+// same (rounded) inputs; the output is poisoned with NaN first, so an unwritten element fails. fp16,
+// bf16 and fp32 on TF32; two Z buffers and one; rings of 3 to 16 weight slots, more chunks than slots and fewer;
 // one CTA taking every pixel tile (each Z buffer reused several times: its barriers' phases turn
 // over) and several CTAs; the output channels split in 2 and 3 parts (each recomputing its pixel
 // tile's Z); partial pixel and channel tiles, an odd number of Z chunks (the last depthwise pass half
@@ -40,7 +40,7 @@ struct Case {
 
 template <typename T>
 const char* mode_name() {
-  return std::is_same_v<T, __half> ? "fp16" : "bf16";
+  return std::is_same_v<T, __half> ? "fp16" : std::is_same_v<T, float> ? "tf32" : "bf16";
 }
 
 // XSEP_PHASE_CLOCKS=1's records (phase_clocks.h): every CTA one, its pixel tiles counted, each role's
@@ -67,6 +67,7 @@ bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
   xsep::SepConvParams& p = call.p;
+  p.allow_tf32 = true;  // fp32: the launcher's condition
   // Where that tap reads the padding (the first output row and column) y is finite; elsewhere not.
   if (c.infinite_weight) call.set_dw_weight(5, 0, INFINITY);
   if (!xsep::depthwise_vec_applies<Traits>(p) || !xsep::output_vec_applies<Traits>(p))
@@ -138,6 +139,10 @@ int main() {
     // One Z buffer (the 1024+ channel layers): the depthwise phase waits for the tile before's GEMM.
     failed += !run_case<__nv_bfloat16, true, 1>(c, 3, 1, rng, 3e-2);
     failed += !run_case<__half, true, 1>(c, 6, 1000, rng, 5e-3, /*clocks=*/true);
+    count += 2;
+    // TF32 (channel pairs, 32 a pass), two Z buffers and one.
+    failed += !run_case<float, true, 2>(c, 4, 2, rng, 5e-3);
+    failed += !run_case<float, true, 1>(c, 3, 1, rng, 5e-3, /*clocks=*/true);
     count += 2;
     // Output channels split over CTAs where the Cout tiles allow (deep: 3 tiles over 2 and 3 parts;
     // s2_asymmetric: 2 tiles, the second of 8 channels), each part recomputing the pixel tile's Z.
