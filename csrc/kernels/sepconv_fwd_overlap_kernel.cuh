@@ -14,10 +14,10 @@
 //   Producers (threads 128..383, two warpgroups): for each of the CTA's pixel tiles, the tap table,
 //     then, once the tile's Z buffer is free (z_free), the tile's Z pass after pass
 //     (QuadDepthwise: a thread's item is four channels of four neighbouring pixels, 64 channels a
-//     pass; TF32: two of four, 32 a pass), stored in the 64-byte-swizzled K-major layout wgmma reads, fenced for the async proxy,
-//     and announced (z_full).
+//     pass; TF32: two of four, 32 a pass), stored in the 64-byte-swizzled K-major layout wgmma
+//     reads, fenced for the async proxy, and announced (z_full).
 //   Consumers (threads 0..127, one warpgroup of 64 pixels): for each tile, once its Z is there, each
-//     tile of 128 output channels: one wgmma batch per 64 bytes of channels, from a ring of weight
+//     tile of 128 of its part's output channels: one wgmma batch per 64 bytes of channels, from a ring of weight
 //     chunks that thread 0 fills by bulk copies (as the wgmma forward: one batch in flight, a slot
 //     refilled once the batch that read it has retired; the chunk sequence runs on from one pixel
 //     tile to the next, so the next tile's first chunks land during this one's last stores);
