@@ -114,7 +114,8 @@ using OverlapPackTraits = WgmmaFwdTraits<T, 64>;
 // is pixel tile t / parts, part t % parts (a pixel tile's parts run at once on neighbouring CTAs,
 // so its input comes from DRAM about once); persistent: CTA b takes tiles b, b + gridDim.x, ..
 // (fewer than 2^31 pixels: the launcher's condition). p.workspace: the wgmma forward's workspace
-// for OverlapPackTraits with quartets (sepconv_fwd_wgmma_weights_pack_kernel<.., 4>).
+// for OverlapPackTraits with the producers' channel groups (sepconv_fwd_wgmma_weights_pack_kernel<..,
+// kDwLanes>).
 template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     sepconv_fwd_overlap_kernel(const SepConvParams p, const int stages, const int parts) {
@@ -227,7 +228,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       mbarrier_wait_parity(&z_free[b], ((j / kZBuffers) & 1) ^ 1);
       if (clocks && pt == 0) clock_phase(kProducerMark, kOverlapBufferWait);
       const uint32_t z_at = static_cast<uint32_t>(b * z_bytes);
-      // Pass q's group of channels kk (within the pass): chunk q * 2 + kk / BK; a group past the
+      // Pass q's group of channels kk (within the pass): chunk q * kDwChunks + kk / BK; a group past the
       // last chunk (Z's kpad) is not stored (its channels are past Cmid: zero, like the padding of
       // the chunks that are).
 #pragma unroll 1
@@ -287,7 +288,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         wgmma_wait<0>();
         warpgroup_fence_operand(acc);
         // After the last output-channel tile's batches, nothing reads buffer b: the producers may
-        // fill it with the tile after next while these stores run.
+        // fill it with a later tile's Z while these stores run.
         if (co0 + BN >= co_end) mbarrier_arrive(&z_free[b]);
         store_permuted_tile<T>(p, acc, coords, y_rows, co0);
       }
