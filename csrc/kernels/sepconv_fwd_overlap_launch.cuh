@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 
 #include "kernel_knobs.h"
 #include "phase_clocks.cuh"
@@ -86,7 +87,6 @@ size_t overlap_forward_workspace_bytes(const SepConvParams& p) {
 template <class Traits>
 int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
   using T = typename Traits::T;
-  using PackTraits = OverlapPackTraits<T>;
   int device = 0, smem_optin = 0, sms = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
@@ -99,13 +99,8 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
   launch->dw_pass_channels = Traits::BK * Traits::kDwChunks;
   launch->stages = overlap_stages<Traits>(p.Cmid, smem_optin);
   if (p.workspace == nullptr || launch->stages == 0) return static_cast<int>(cudaErrorInvalidValue);
-  unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
-  const int64_t pieces = wgmma_packed_weight_elements<PackTraits>(p.Cout, p.Cmid) / PackTraits::kVec;
-  sepconv_fwd_wgmma_weights_pack_kernel<PackTraits, Traits::kDwLanes>
-      <<<grid_stride_blocks(std::max<int64_t>(pieces, static_cast<int64_t>(p.Cmid) * 9)), 256, 0, stream>>>(
-          p, reinterpret_cast<T*>(workspace),
-          reinterpret_cast<float*>(workspace + wgmma_dw_offset_bytes<PackTraits>(p.Cout, p.Cmid)));
-  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
+  static_assert(std::is_same_v<OverlapPackTraits<T>, WgmmaFwdTraits<T, 64>>, "the wgmma forward's pack");
+  if (const int e = launch_wgmma_weights_pack<T, Traits::kDwLanes>(p, stream)) return e;
   const auto kernel = sepconv_fwd_overlap_kernel<Traits>;
   const size_t bytes = OverlapFwdLayout<Traits>::bytes(p.Cmid, launch->stages);
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));

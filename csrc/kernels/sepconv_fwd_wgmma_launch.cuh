@@ -192,6 +192,23 @@ int launch_wgmma_weight_pack(const SepConvParams& p, typename PackTraits::T* pac
   return static_cast<int>(cudaGetLastError());
 }
 
+// Both weights packed into p.workspace (wgmma_workspace_bytes of WgmmaFwdTraits<T, 64>) in one
+// launch, sepconv_fwd_wgmma_weights_pack_kernel: the pointwise weight as 128 x 64-byte ring slots
+// (rows in permuted_column's order; the slot's layout depends on neither the pixels nor the
+// warpgroups), then the depthwise weight in fp32 groups of kLanes with their finite words. The
+// wgmma and overlapped forwards' pack. Returns the launch's cudaError_t.
+template <typename T, int kLanes>
+int launch_wgmma_weights_pack(const SepConvParams& p, cudaStream_t stream) {
+  using PackTraits = WgmmaFwdTraits<T, 64>;
+  unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
+  const int64_t pieces = wgmma_packed_weight_elements<PackTraits>(p.Cout, p.Cmid) / PackTraits::kVec;
+  sepconv_fwd_wgmma_weights_pack_kernel<PackTraits, kLanes>
+      <<<grid_stride_blocks(std::max<int64_t>(pieces, static_cast<int64_t>(p.Cmid) * 9)), 256, 0, stream>>>(
+          p, reinterpret_cast<T*>(workspace),
+          reinterpret_cast<float*>(workspace + wgmma_dw_offset_bytes<PackTraits>(p.Cout, p.Cmid)));
+  return static_cast<int>(cudaGetLastError());
+}
+
 // The pack kernel, then the forward; p.workspace holds wgmma_forward_workspace_bytes.
 template <class Traits>
 int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t stream, WgmmaLaunch* launch) {
@@ -214,18 +231,9 @@ int launch_wgmma_traits(const SepConvParams& p, int smem_optin, cudaStream_t str
   }
   launch->band_buffers = band_buffers;
   if (p.workspace == nullptr) return static_cast<int>(cudaErrorInvalidValue);
-  // One pack kernel per element type and channel group: the slot's layout depends on neither the
-  // pixels nor the warpgroups.
   using PackTraits = WgmmaFwdTraits<typename Traits::T, 64>;
   static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the same ring slots");
-  using T = typename Traits::T;
-  unsigned char* workspace = static_cast<unsigned char*>(p.workspace);
-  const int64_t pieces = wgmma_packed_weight_elements<PackTraits>(p.Cout, p.Cmid) / PackTraits::kVec;
-  sepconv_fwd_wgmma_weights_pack_kernel<PackTraits, wgmma_dw_lanes<Traits>()>
-      <<<grid_stride_blocks(std::max<int64_t>(pieces, static_cast<int64_t>(p.Cmid) * 9)), 256, 0, stream>>>(
-          p, reinterpret_cast<T*>(workspace),
-          reinterpret_cast<float*>(workspace + wgmma_dw_offset_bytes<Traits>(p.Cout, p.Cmid)));
-  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return static_cast<int>(e);
+  if (const int e = launch_wgmma_weights_pack<typename Traits::T, wgmma_dw_lanes<Traits>()>(p, stream)) return e;
   // With XSEP_PHASE_CLOCKS=1, the CTAs' phase stamps are kept (a grid has at most a CTA per pixel
   // tile and output-channel tile).
   const int64_t most_ctas = (static_cast<int64_t>(p.N) * p.Ho * p.Wo + Traits::BM - 1) / Traits::BM *
