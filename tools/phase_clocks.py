@@ -15,7 +15,7 @@ time split into its phases:
     the activation's derivative (none in Xception), grad_x, grad_dw's partial sums;
   - the overlapped forward (XSEP_FWD_KERNEL=overlap), whose roles run at once: the producers'
     depthwise passes and their waits for a free Z buffer, the consumer warpgroup's GEMM and stores
-    and its waits for a full one (each role's phases, over all its pixel tiles, add up to about the
+    and its waits for a full one (each role's phases, over all its tiles, add up to about the
     CTA's time: waiting producers mean the GEMM sets the pace, a waiting consumer the depthwise);
 and what each phase takes of all the CTAs' cycles. Cycles become microseconds at each CTA's own clock
 (its cycles over its global-timer nanoseconds). `--json FILE` keeps the summaries.
@@ -91,7 +91,7 @@ def summarize(kernel: str, flat: list[int], slots: int = SLOTS) -> dict:
     """One launch's records (flat, `slots` values a CTA) -> its summary: CTAs, SMs, the most CTAs on
     an SM at once, the span (us), the median CTA's phases (us), each phase's share of all CTAs'
     cycles, and the median count (the forward's output-channel tiles; the overlapped forward's
-    pixel tiles)."""
+    tiles: pixel tile and output-channel part)."""
     if slots != SLOTS:
         raise ValueError(f"a record has {slots} slots; this reader knows {SLOTS} (csrc/kernels/phase_clocks.h)")
     if not flat or len(flat) % slots:

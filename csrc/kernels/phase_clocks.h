@@ -40,10 +40,11 @@ enum FwdClockStamp : int { kFwdTableDone, kFwdDepthwiseDone, kFwdFirstTile };
 // derivative (none: at once), grad_x, grad_dw's partial sums.
 enum BwdInputClockStamp : int { kBwdTablesDone, kBwdDzDone, kBwdActivationDone, kBwdGradXDone, kBwdGradDwDone };
 // The overlapped forward's (sepconv_fwd_overlap_kernel.cuh) are not clock readings but sums of
-// cycles over the CTA's pixel tiles, by role: the producers' depthwise passes (their first thread's:
+// cycles over the CTA's tiles, by role: the producers' depthwise passes (their first thread's:
 // after the wait for a free Z buffer to its stores fenced), their waits for a free buffer (with the
 // tap table), the consumer warpgroup's GEMM and stores (its first thread's: after the wait for a
-// full buffer to the tile's last stores), its waits for a full buffer. Count: the CTA's pixel tiles.
+// full buffer to the tile's last stores), its waits for a full buffer. Count: the CTA's tiles (pixel
+// tile and output-channel part).
 enum OverlapClockSum : int { kOverlapDepthwise, kOverlapBufferWait, kOverlapGemmStores, kOverlapZWait };
 
 // The records of the launches that kept them (XSEP_PHASE_CLOCKS=1) since the last take: for each,

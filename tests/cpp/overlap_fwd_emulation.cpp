@@ -43,7 +43,7 @@ const char* mode_name() {
   return std::is_same_v<T, __half> ? "fp16" : std::is_same_v<T, float> ? "tf32" : "bf16";
 }
 
-// XSEP_PHASE_CLOCKS=1's records (phase_clocks.h): every CTA one, its pixel tiles counted, each role's
+// XSEP_PHASE_CLOCKS=1's records (phase_clocks.h): every CTA one, its tiles counted, each role's
 // sums of cycles within its span, the depthwise passes and the GEMM timed. "" when they are.
 std::string phase_clock_trouble(const std::vector<unsigned long long>& records, unsigned ctas, int64_t tiles) {
   for (unsigned cta = 0; cta < ctas; ++cta) {

@@ -36,7 +36,8 @@ NAMED = {
     "streamed": {"XSEP_FWD_KERNEL": "streamed"},
     "streamed-3stage": {"XSEP_FWD_KERNEL": "streamed", "XSEP_FWD_STAGES": "3"},
     # the depthwise phase and the GEMM on different warps at once, each 64-pixel tile's Z whole in one
-    # of two buffers (16-bit layers up to ~800 channels; elsewhere the default)
+    # of two buffers, or one where two do not fit (16-bit, and TF32 up to 728 channels; elsewhere the
+    # default)
     "overlap": {"XSEP_FWD_KERNEL": "overlap"},
     "overlap-3stage": {"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_STAGES": "3"},
     # backward
