@@ -46,6 +46,7 @@
 #include <type_traits>
 
 #include "bulk_copy.cuh"
+#include "cluster.cuh"
 #include "cp_async.cuh"  // store_shared_at, XSEP_DYNAMIC_SHARED
 #include "element_types.cuh"
 #include "phase_clocks.cuh"
@@ -60,11 +61,14 @@ namespace xsep {
 
 // kTwoRuns_: quads an output row ends inside take two windows (QuadDepthwise's kTwoRuns; else the
 // per-pixel path), where the producers' registers allow it. kZBuffers_: 2 (the depthwise phase of
-// a tile during the GEMM of the one before) or 1 (Z too wide for two). T_: __half, __nv_bfloat16,
-// or float (TF32 wgmma: Z and the weight rounded to TF32).
-template <typename T_, bool kTwoRuns_ = false, int kZBuffers_ = 2>
+// a tile during the GEMM of the one before) or 1 (Z too wide for two). kCluster_: 1, or 2 (the pair
+// build: two CTAs of a cluster take neighbouring pixel tiles with the same output channels, and each
+// weight chunk is read from L2 once for both, half by each CTA, multicast into both rings). T_:
+// __half, __nv_bfloat16, or float (TF32 wgmma: Z and the weight rounded to TF32).
+template <typename T_, bool kTwoRuns_ = false, int kZBuffers_ = 2, int kCluster_ = 1>
 struct OverlapFwdTraits {
   static_assert(kZBuffers_ == 1 || kZBuffers_ == 2, "one or two Z buffers");
+  static_assert(kCluster_ == 1 || kCluster_ == 2, "one CTA or a pair a weight chunk");
   using T = T_;
   using Operand = T_;
   static constexpr int BM = 64;               // pixels per tile: one consumer warpgroup
@@ -79,6 +83,7 @@ struct OverlapFwdTraits {
   static constexpr int kVec = 16 / sizeof(T_);
   static constexpr bool kTwoRuns = kTwoRuns_;
   static constexpr int kZBuffers = kZBuffers_;
+  static constexpr int kCluster = kCluster_;
   // A depthwise pass: two Z chunks, so each producer has one item (16 channel groups x 16 quads =
   // 256): 64 channels in quartets (16-bit), 32 in pairs (fp32: quartets of 16-byte loads would not
   // leave the registers for the rest beside 168 a thread).
@@ -88,16 +93,31 @@ struct OverlapFwdTraits {
   static constexpr int kWSlotBytes = BN * 64;
 };
 
-// Dynamic shared memory: [alignment slack][Z buffers: kZBuffers][weight ring: stages slots].
+// What the CTA's roles share besides Z and the ring: the producers' tap table, the barriers, and
+// the phase clocks' sums. Static shared memory in the one-CTA build; in the pair build, the start of
+// the dynamic shared memory (a peer reaches its barriers at the same offset in its own).
+template <class Traits>
+struct OverlapShared {
+  FwdTapTable<Traits::BM, Traits::kKH, Traits::kKW> px;
+  uint64_t landed[Traits::kMaxStages];    // slot s: its weight chunk has landed (all of it)
+  uint64_t empty[Traits::kMaxStages];     // the pair build: slot s read by both CTAs (2 arrivals)
+  uint64_t z_full[Traits::kZBuffers];     // Z buffer b holds its tile: 256 producer arrivals
+  uint64_t z_free[Traits::kZBuffers];     // Z buffer b is read: 128 consumer arrivals
+  unsigned long long clock_sums[4 + 2];   // OverlapClockSum, then each role's mark
+};
+
+// Dynamic shared memory: [the pair build: OverlapShared][alignment slack][Z buffers: kZBuffers]
+// [weight ring: stages slots].
 template <class Traits>
 struct OverlapFwdLayout {
   static constexpr int kAlign = 512;  // the 64-byte swizzle's pattern
+  static constexpr size_t kSharedBytes = Traits::kCluster == 2 ? (sizeof(OverlapShared<Traits>) + 15) / 16 * 16 : 0;
   static __host__ __device__ int kpad(int cmid) { return (cmid + Traits::BK - 1) / Traits::BK * Traits::BK; }
   static __host__ __device__ size_t z_bytes(int cmid) {
     return static_cast<size_t>(kpad(cmid) / Traits::BK) * Traits::kZChunkBytes;
   }
   static __host__ __device__ size_t bytes(int cmid, int stages) {
-    return kAlign + Traits::kZBuffers * z_bytes(cmid) + static_cast<size_t>(stages) * Traits::kWSlotBytes;
+    return kSharedBytes + kAlign + Traits::kZBuffers * z_bytes(cmid) + static_cast<size_t>(stages) * Traits::kWSlotBytes;
   }
 };
 
@@ -109,13 +129,16 @@ using OverlapPackTraits = WgmmaFwdTraits<T, 64>;
 #if defined(XSEP_WITH_CUTE)
 
 // stages: slots of the weight ring (kMinStages..kMaxStages; dynamic shared memory
-// OverlapFwdLayout::bytes(Cmid, stages)). parts: CTAs per pixel tile, each with the output channels
-// resident_cout_range gives it (every part at least one tile of them: resident_cout_parts). Tile t
-// is pixel tile t / parts, part t % parts (a pixel tile's parts run at once on neighbouring CTAs,
-// so its input comes from DRAM about once); persistent: CTA b takes tiles b, b + gridDim.x, ..
-// (fewer than 2^31 pixels: the launcher's condition). p.workspace: the wgmma forward's workspace
-// for OverlapPackTraits with the producers' channel groups (sepconv_fwd_wgmma_weights_pack_kernel<..,
-// kDwLanes>).
+// OverlapFwdLayout::bytes(Cmid, stages)). parts: CTAs (one-CTA build) or pairs (pair build) per
+// pixel tile (pair of pixel tiles), each with the output channels resident_cout_range gives it
+// (every part at least one tile of them: resident_cout_parts). Work item u is pixel tile (pair)
+// u / parts, part u % parts (a pixel tile's parts run at once on neighbouring CTAs, so its input
+// comes from DRAM about once); persistent: CTA (pair) b takes items b, b + CTAs (pairs), ..; in a
+// pair, rank r takes pixel tile kCluster * (u / parts) + r (past the last: a tile of no pixels,
+// whose chunks it still reads and releases, storing nothing). Fewer than 2^31 pixels (the
+// launcher's condition). p.workspace: the wgmma forward's workspace for OverlapPackTraits with the
+// producers' channel groups (sepconv_fwd_wgmma_weights_pack_kernel<.., kDwLanes>). The pair build is
+// launched in clusters of two along x.
 template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     sepconv_fwd_overlap_kernel(const SepConvParams p, const int stages, const int parts) {
@@ -127,20 +150,31 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   using PackTraits = OverlapPackTraits<T>;
   static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the wgmma forward's ring slots");
   constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK;
+  constexpr int kCluster = Traits::kCluster;
   constexpr uint32_t kChunkBytes = Traits::kWSlotBytes;
   using Layout = OverlapFwdLayout<Traits>;
-  // Static shared memory (which also tells this kernel from the stub other architectures get:
-  // wgmma_body_built): the producers' tap table, the ring's and the Z buffers' barriers.
-  __shared__ FwdTapTable<BM, Traits::kKH, Traits::kKW> px;
-  __shared__ uint64_t landed[Traits::kMaxStages];  // slot s: its weight chunk has landed
-  constexpr int kZBuffers = Traits::kZBuffers;
-  __shared__ uint64_t z_full[kZBuffers];  // Z buffer b holds its tile: 256 producer arrivals
-  __shared__ uint64_t z_free[kZBuffers];  // Z buffer b is read: 128 consumer arrivals
   XSEP_DYNAMIC_SHARED(smem_raw);
+  // The roles' shared state: static in the one-CTA build (which also tells this kernel from the
+  // stub other architectures get: wgmma_body_built); in the pair build, dynamic, at the same offset
+  // in both CTAs (mapa), with the marker beside it.
+  OverlapShared<Traits>* state;
+  if constexpr (kCluster == 1) {
+    __shared__ OverlapShared<Traits> one_cta_state;
+    state = &one_cta_state;
+  } else {
+    state = reinterpret_cast<OverlapShared<Traits>*>(smem_raw);
+    mark_wgmma_code();
+  }
+  auto& px = state->px;
+  uint64_t* landed = state->landed;
+  uint64_t* empty = state->empty;
+  uint64_t* z_full = state->z_full;
+  uint64_t* z_free = state->z_free;
+  constexpr int kZBuffers = Traits::kZBuffers;
   // Measurement only (XSEP_PHASE_CLOCKS=1, p.phase_clocks set): each role's first thread adds its
   // phases' cycles up here (OverlapClockSum; in shared memory, not registers, which the producers
   // are short of), from the clock at its phase's start (the last two slots).
-  __shared__ unsigned long long clock_sums[4 + 2];
+  unsigned long long* clock_sums = state->clock_sums;
   constexpr int kProducerMark = 4, kConsumerMark = 5;
   const bool clocks = p.phase_clocks != nullptr;
   // The cycles since the role's mark go to sum `to`; the mark moves to now.
@@ -150,60 +184,89 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     clock_sums[mark] = now;
   };
   stamp_start(p.phase_clocks);
-  unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw);
+  unsigned char* smem = align_for_wgmma<Layout::kAlign>(smem_raw + Layout::kSharedBytes);
   const size_t z_bytes = Layout::z_bytes(p.Cmid);
   const int steps = Layout::kpad(p.Cmid) / BK;
   Element* w = reinterpret_cast<Element*>(smem + kZBuffers * z_bytes);
   auto w_slot = [&](int s) { return make_tensor(make_smem_ptr(w + s * BN * BK), typename Cute::WSlotLayout{}); };
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  const int tiles = static_cast<int>((pixels + BM - 1) / BM) * parts;
-  const int cta = static_cast<int>(blockIdx.x), ctas = static_cast<int>(gridDim.x);
-  const int my_tiles = cta < tiles ? (tiles - 1 - cta) / ctas + 1 : 0;
-  // Output channels [begin, end) of tile t's part.
-  auto cout_range = [&](int t, int* begin, int* end) {
-    resident_cout_range<PackTraits>(p.Cout, t % parts, parts, begin, end);
+  const int pixel_tiles = static_cast<int>((pixels + BM - 1) / BM);
+  const int items = (pixel_tiles + kCluster - 1) / kCluster * parts;
+  const int rank = kCluster == 1 ? 0 : cluster_rank();
+  const int unit = static_cast<int>(blockIdx.x) / kCluster, units = static_cast<int>(gridDim.x) / kCluster;
+  const int my_items = unit < items ? (items - 1 - unit) / units + 1 : 0;
+  // Item u's first pixel (this CTA's tile of it), and its output channels [begin, end).
+  auto first_pixel = [&](int u) { return static_cast<int64_t>(u / parts * kCluster + rank) * BM; };
+  auto cout_range = [&](int u, int* begin, int* end) {
+    resident_cout_range<PackTraits>(p.Cout, u % parts, parts, begin, end);
   };
-  // The CTA's weight chunks, one sequence over its tiles: for each, the packed chunks of its part's
-  // output-channel tiles (channels co_begin.. in chunks co_begin / BN * steps ..). Thread 0 alone
-  // fetches them in order: fetch_next announces the next chunk's bytes on its slot's barrier and
-  // starts its bulk copy (nothing past the last).
+  // The CTA's weight chunks, one sequence over its items (a pair's two CTAs: the same sequence):
+  // for each, the packed chunks of its part's output-channel tiles (channels co_begin.. in chunks
+  // co_begin / BN * steps ..). Thread 0 alone fetches them in order: fetch_next announces the next
+  // chunk's bytes on its slot's barrier and starts its bulk copy (nothing past the last). In the
+  // pair build it first waits until both CTAs have read the chunk the slot held before (empty),
+  // then copies its half of the chunk into both CTAs' slot; the peer copies the other half.
   const T* packed = static_cast<const T*>(p.workspace);
-  int fetch_tile = cta;      // the tile whose chunks are being fetched
+  int fetch_item = unit;     // the item whose chunks are being fetched
   int fetch_at = 0;          // the next of them, in the packed weight
   int fetch_end = 0;         // past its last
   int slot_of_next = 0;      // the next chunk's slot: chunks fetched % stages
-  bool fetch_begun = false;  // fetch_at, fetch_end are fetch_tile's
+  int fetched = 0;           // chunks fetched so far
+  bool fetch_begun = false;  // fetch_at, fetch_end are fetch_item's
   auto fetch_next = [&] {
-    while (fetch_tile < tiles && (!fetch_begun || fetch_at == fetch_end)) {
-      if (fetch_begun) fetch_tile += ctas;
+    while (fetch_item < items && (!fetch_begun || fetch_at == fetch_end)) {
+      if (fetch_begun) fetch_item += units;
       fetch_begun = true;
-      if (fetch_tile < tiles) {
+      if (fetch_item < items) {
         int co_begin, co_end;
-        cout_range(fetch_tile, &co_begin, &co_end);
+        cout_range(fetch_item, &co_begin, &co_end);
         fetch_at = co_begin / BN * steps;
         fetch_end = co_end > co_begin ? (co_end + BN - 1) / BN * steps : fetch_at;
       }
     }
-    if (fetch_tile >= tiles) return;
-    mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);
-    bulk_copy_to_shared(w + slot_of_next * BN * BK, packed + static_cast<int64_t>(fetch_at) * (BN * BK), kChunkBytes,
-                        &landed[slot_of_next]);
+    if (fetch_item >= items) return;
+    const T* chunk = packed + static_cast<int64_t>(fetch_at) * (BN * BK);
+    if constexpr (kCluster == 1) {
+      mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);
+      bulk_copy_to_shared(w + slot_of_next * BN * BK, chunk, kChunkBytes, &landed[slot_of_next]);
+    } else {
+      // The slot's use fetched / stages: both CTAs released its use before (the first needs none).
+      const int use = fetched / stages;
+      if (use > 0) mbarrier_wait_parity(&empty[slot_of_next], (use - 1) & 1);
+      mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);  // both halves land here
+      constexpr int kHalf = BN * BK / 2;  // elements: output channels rank * 64 .. of the chunk
+      bulk_copy_multicast(w + slot_of_next * BN * BK + rank * kHalf, chunk + rank * kHalf, kChunkBytes / 2,
+                          &landed[slot_of_next], 0x3);
+    }
     ++fetch_at;
+    ++fetched;
     if (++slot_of_next == stages) slot_of_next = 0;
   };
   if (threadIdx.x == 0) {
-    for (int s = 0; s < stages; ++s) mbarrier_init(&landed[s], 1);
+    for (int s = 0; s < stages; ++s) {
+      mbarrier_init(&landed[s], 1);
+      if constexpr (kCluster == 2) mbarrier_init(&empty[s], 2);  // this CTA's consumers and the peer's
+    }
     for (int b = 0; b < kZBuffers; ++b) {
       mbarrier_init(&z_full[b], Traits::kProducerThreads);
       mbarrier_init(&z_free[b], Traits::kConsumerThreads);
     }
-    for (int s = 0; s < stages; ++s) fetch_next();  // they land while the first Z is computed
+    // The first chunks land while the first Z is computed (the pair build: once both CTAs'
+    // barriers exist, below).
+    if constexpr (kCluster == 1)
+      for (int s = 0; s < stages; ++s) fetch_next();
     if (clocks) {
       for (int i = 0; i < 4; ++i) clock_sums[i] = 0;
       clock_sums[kProducerMark] = clock_sums[kConsumerMark] = sm_cycles();
     }
   }
-  __syncthreads();
+  if constexpr (kCluster == 1) {
+    __syncthreads();
+  } else {
+    cluster_sync();  // both CTAs' barriers initialised before either copies into the other
+    if (threadIdx.x == 0)
+      for (int s = 0; s < stages; ++s) fetch_next();
+  }
 
   if (threadIdx.x >= Traits::kConsumerThreads) {
     // ---- producers: Z ------------------------------------------------------------------------
@@ -214,9 +277,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     constexpr int kPassChannels = BK * Traits::kDwChunks;
     const int passes = (steps + Traits::kDwChunks - 1) / Traits::kDwChunks;
 #pragma unroll 1
-    for (int tile = cta, j = 0; tile < tiles; tile += ctas, ++j) {
+    for (int u = unit, j = 0; u < items; u += units, ++j) {
       const int b = j % kZBuffers;
-      const int64_t p0 = static_cast<int64_t>(tile / parts) * BM;
+      const int64_t p0 = first_pixel(u);
       named_barrier_sync(kProducerBarrier, Traits::kProducerThreads);  // every producer is done with the last table
       if (pt < BM) px.template fill_row</*kNarrow=*/true>(p, p0, pt);
       named_barrier_sync(kProducerBarrier, Traits::kProducerThreads);
@@ -250,16 +313,17 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     ThrMMA thr_mma = mma.get_slice(threadIdx.x);
     Tensor acc = partition_fragment_C(mma, Shape<Int<BM>, Int<BN>>{});  // fp32, (MMA, MMA_M, MMA_N)
     const auto coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<BM>, Int<BN>>{}));
-    int64_t g = 0;       // the chunk of this step, counted over the CTA's tiles
+    int64_t g = 0;       // the chunk of this step, counted over the CTA's items
     int slot = 0;        // its slot, g % stages
     uint32_t phase = 0;  // the parity of its slot's barrier phase: (g / stages) % 2
+    int released = 0;    // the slot of chunk g - 1
 #pragma unroll 1
-    for (int tile = cta, j = 0; tile < tiles; tile += ctas, ++j) {
+    for (int u = unit, j = 0; u < items; u += units, ++j) {
       const int b = j % kZBuffers;
       int64_t y_rows[2];  // where this thread's two accumulator rows go
-      accumulator_rows</*kNarrow=*/true>(p, coords, static_cast<int64_t>(tile / parts) * BM, y_rows);
+      accumulator_rows</*kNarrow=*/true>(p, coords, first_pixel(u), y_rows);
       int co_begin, co_end;
-      cout_range(tile, &co_begin, &co_end);
+      cout_range(u, &co_begin, &co_end);
       Element* z = reinterpret_cast<Element*>(smem + b * z_bytes);
       auto z_chunk = [&](int c) { return make_tensor(make_smem_ptr(z + c * BM * BK), typename Cute::ZChunkLayout{}); };
       mbarrier_wait_parity(&z_full[b], (j / kZBuffers) & 1);  // the producers' stores to buffer b, fenced
@@ -273,6 +337,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           mbarrier_wait_parity(&landed[slot], phase);                                   // chunk g landed
           Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(step)));  // (MMA, MMA_M, MMA_K)
           Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(w_slot(slot)));   // (MMA, MMA_N, MMA_K)
+          const int this_slot = slot;
           if (++slot == stages) slot = 0, phase ^= 1;
           warpgroup_fence_operand(acc);
           wgmma_arrive();
@@ -280,10 +345,18 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           wgmma_commit();
           wgmma_wait<1>();  // the batch of step g - 1 has retired
           warpgroup_fence_operand(acc);
-          // Once the whole warpgroup is past that wait, chunk g - 1's slot is free: thread 0 refills
-          // it with chunk g - 1 + stages (the next in order).
+          // Once the whole warpgroup is past that wait, chunk g - 1's slot is free here: thread 0
+          // refills it with chunk g - 1 + stages (the next in order); in the pair build, once the
+          // peer has read it too (both CTAs' empty barriers hear from both).
           named_barrier_sync(kConsumerBarrier, Traits::kConsumerThreads);
-          if (threadIdx.x == 0 && g > 0) fetch_next();
+          if (threadIdx.x == 0 && g > 0) {
+            if constexpr (kCluster == 2) {
+              mbarrier_arrive(&empty[released]);
+              mbarrier_arrive_remote(&empty[released], rank ^ 1);
+            }
+            fetch_next();
+          }
+          released = this_slot;
         }
         wgmma_wait<0>();
         warpgroup_fence_operand(acc);
@@ -298,10 +371,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // their last arrive, which this thread's last wait acquired).
     if (unsigned long long* r = phase_record(p.phase_clocks)) {
       for (int i = 0; i < 4; ++i) r[kClockStamps + i] = clock_sums[i];
-      r[kClockCount] = my_tiles;
+      r[kClockCount] = my_items;
     }
     stamp_end(p.phase_clocks);
   }
+  // The pair build: neither CTA leaves while the other may still arrive on its barriers.
+  if constexpr (kCluster == 2) cluster_sync();
 #endif
 }
 

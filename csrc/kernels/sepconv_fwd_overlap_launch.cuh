@@ -26,14 +26,18 @@ template <typename T>
 using OverlapTwoBuffers = OverlapFwdTraits<T, /*kTwoRuns=*/true, 2>;
 template <typename T>
 using OverlapOneBuffer = OverlapFwdTraits<T, /*kTwoRuns=*/true, 1>;
+// The pair builds (XSEP_FWD_CLUSTER=2): clusters of two CTAs, each weight chunk read once for both.
+template <typename T>
+using OverlapPairTwoBuffers = OverlapFwdTraits<T, /*kTwoRuns=*/true, 2, /*kCluster=*/2>;
+template <typename T>
+using OverlapPairOneBuffer = OverlapFwdTraits<T, /*kTwoRuns=*/true, 1, /*kCluster=*/2>;
 
-// The kernel's static shared memory (its tap table, barriers and clock sums) as the driver counts
-// it (driver_static_shared_bytes).
+// The kernel's static shared memory (the one-CTA build: OverlapShared; the pair build: the wgmma
+// marker) as the driver counts it (driver_static_shared_bytes).
 template <class Traits>
 size_t overlap_static_bytes() {
   static std::atomic<int> known[64];
-  const size_t declared =
-      sizeof(FwdTapTable<Traits::BM, Traits::kKH, Traits::kKW>) + (Traits::kMaxStages + 4 + 6) * sizeof(uint64_t);
+  const size_t declared = Traits::kCluster == 1 ? sizeof(OverlapShared<Traits>) : sizeof(int);
   return driver_static_shared_bytes(sepconv_fwd_overlap_kernel<Traits>, kernel_static_shared_bytes(declared), known);
 }
 
@@ -62,17 +66,56 @@ bool overlap_forward_built() {
   });
 }
 
+// Whether the pair builds were built for this device and a cluster of two of them can be resident
+// (the occupancy calculator's clusters, at the one-buffer build's smallest ring).
+template <typename T>
+bool overlap_pairs_run() {
+  static std::atomic<int8_t> cache[64];
+  return once_per_device(cache, [] {
+    using Traits = OverlapPairOneBuffer<T>;
+    if (!wgmma_body_built(sepconv_fwd_overlap_kernel<OverlapPairTwoBuffers<T>>) ||
+        !wgmma_body_built(sepconv_fwd_overlap_kernel<Traits>))
+      return false;
+    const auto kernel = sepconv_fwd_overlap_kernel<Traits>;
+    const size_t bytes = OverlapFwdLayout<Traits>::bytes(Traits::BK, Traits::kMinStages);
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)) !=
+        cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(2);
+    config.blockDim = dim3(Traits::kThreads);
+    config.dynamicSmemBytes = bytes;
+    cudaLaunchAttribute cluster{};
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = 2, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+    int clusters = 0;
+    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return clusters > 0;
+  });
+}
+
+// XSEP_FWD_CLUSTER=2 (for measurement): the pair builds.
+inline bool overlap_pairs_asked() { return kernel_knob_is(KernelKnob::kFwdCluster, "2"); }
+
 template <typename T>
 bool overlap_forward_applies(const SepConvParams& p) {
   using Traits = OverlapOneBuffer<T>;  // the smaller shared memory of the two builds
   int device = 0, smem_optin = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return false;
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  // Pixels below 2^31: the kernel's tile and pixel arithmetic is 32-bit (its offsets are not).
+  // Pixels below 2^31 (a pair's second tile past the last included): the kernel's tile and pixel
+  // arithmetic is 32-bit (its offsets are not).
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   return p.channels_last && p.kh == 3 && p.kw == 3 && depthwise_vec_applies<Traits>(p) &&
          output_vec_applies<Traits>(p) && p.Cmid % Traits::kVec == 0 &&
-         reinterpret_cast<uintptr_t>(p.pw_weight) % 16 == 0 && pixels <= INT32_MAX - Traits::BM &&
+         reinterpret_cast<uintptr_t>(p.pw_weight) % 16 == 0 && pixels <= INT32_MAX - 2 * Traits::BM &&
          overlap_stages<Traits>(p.Cmid, smem_optin) > 0 && overlap_forward_built<T>();
 }
 
@@ -82,11 +125,13 @@ size_t overlap_forward_workspace_bytes(const SepConvParams& p) {
 }
 
 // The pack kernel (both weights, one launch), then the forward: persistent, one CTA per SM (its Z
-// buffers take the SM's shared memory), at most one per tile; where the pixel tiles fill at most half
-// the SMs, as many parts of the output channels as fill them (resident_cout_parts).
+// buffers take the SM's shared memory), at most one per work item; where the pixel tiles fill at
+// most half the SMs, as many parts of the output channels as fill them (resident_cout_parts). The
+// pair build: the same with pixel tiles and SMs counted in pairs, launched in clusters of two.
 template <class Traits>
 int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
   using T = typename Traits::T;
+  constexpr int kCluster = Traits::kCluster;
   int device = 0, smem_optin = 0, sms = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
@@ -95,6 +140,7 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
   launch->warpgroups = Traits::kThreads / 128;
   launch->min_blocks = 1;
   launch->z_buffers = Traits::kZBuffers;
+  launch->cluster = kCluster;
   launch->dw_lanes = Traits::kDwLanes;
   launch->dw_pass_channels = Traits::BK * Traits::kDwChunks;
   launch->stages = overlap_stages<Traits>(p.Cmid, smem_optin);
@@ -107,24 +153,47 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
   if (err != cudaSuccess) return static_cast<int>(err);
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   const int64_t pixel_tiles = (pixels + Traits::BM - 1) / Traits::BM;
-  launch->parts = resident_cout_parts(pixel_tiles, std::max(sms, 1), p.Cout, Traits::BN);
-  const int64_t tiles = pixel_tiles * launch->parts;
-  const int64_t ctas = std::min<int64_t>(tiles, std::max(sms, 1));
+  const int64_t groups = (pixel_tiles + kCluster - 1) / kCluster;  // of kCluster pixel tiles
+  const int64_t units = std::max(sms / kCluster, 1);               // CTAs (pairs) at once
+  launch->parts = resident_cout_parts(groups, units, p.Cout, Traits::BN);
+  const int64_t ctas = std::min<int64_t>(groups * launch->parts, units) * kCluster;
   if (ctas == 0) return static_cast<int>(cudaSuccess);  // no pixels: nothing to write
   // With XSEP_PHASE_CLOCKS=1, each CTA's sums of its phases' cycles are kept (OverlapClockSum).
   return launch_keeping_phase_clocks(ctas, "overlapped forward", stream, [&](unsigned long long* records) {
     SepConvParams q = p;
     q.phase_clocks = records;
-    kernel<<<static_cast<unsigned>(ctas), Traits::kThreads, bytes, stream>>>(q, launch->stages, launch->parts);
-    return static_cast<int>(cudaGetLastError());
+    if constexpr (kCluster == 1) {
+      kernel<<<static_cast<unsigned>(ctas), Traits::kThreads, bytes, stream>>>(q, launch->stages, launch->parts);
+      return static_cast<int>(cudaGetLastError());
+    } else {
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(static_cast<unsigned>(ctas));
+      config.blockDim = dim3(Traits::kThreads);
+      config.dynamicSmemBytes = bytes;
+      config.stream = stream;
+      cudaLaunchAttribute cluster{};
+      cluster.id = cudaLaunchAttributeClusterDimension;
+      cluster.val.clusterDim.x = kCluster, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
+      config.attrs = &cluster;
+      config.numAttrs = 1;
+      return static_cast<int>(cudaLaunchKernelEx(&config, kernel, q, launch->stages, launch->parts));
+    }
   });
 }
 
+// Two Z buffers where they fit, else one; the pair builds where XSEP_FWD_CLUSTER=2 asks and a
+// cluster of them fits on the device.
 template <typename T>
 int launch_overlap_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
   int device = 0, smem_optin = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  if (overlap_pairs_asked() && overlap_pairs_run<T>() &&
+      overlap_stages<OverlapPairOneBuffer<T>>(p.Cmid, smem_optin) > 0) {
+    if (overlap_stages<OverlapPairTwoBuffers<T>>(p.Cmid, smem_optin) > 0)
+      return launch_overlap_traits<OverlapPairTwoBuffers<T>>(p, stream, launch);
+    return launch_overlap_traits<OverlapPairOneBuffer<T>>(p, stream, launch);
+  }
   if (overlap_stages<OverlapTwoBuffers<T>>(p.Cmid, smem_optin) > 0)
     return launch_overlap_traits<OverlapTwoBuffers<T>>(p, stream, launch);
   return launch_overlap_traits<OverlapOneBuffer<T>>(p, stream, launch);

@@ -129,8 +129,10 @@ __host__ __device__ constexpr uint32_t sw64_k_major_offset(int m, int kb) {
 // Declares the marker the launchers look for in a kernel's static shared memory (its other shared
 // memory is dynamic) to tell its sm_90a code from the code other architectures get
 // (wgmma_body_built below). Volatile and written once, so the compiler keeps it.
+// (Nothing in the host emulation, which runs a cluster's CTAs at once: their threads 0 would write
+// the one static copy together.)
 __device__ __forceinline__ void mark_wgmma_code() {
-#if defined(XSEP_WGMMA_DEVICE_CODE)
+#if defined(XSEP_WGMMA_DEVICE_CODE) && !defined(XSEP_HOST_EMULATION)
   __shared__ volatile int wgmma_marker;
   if (threadIdx.x == 0) {
     wgmma_marker = 1;

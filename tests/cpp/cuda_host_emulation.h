@@ -1,9 +1,10 @@
 // Runs the CUDA kernels of csrc/kernels on the host, compiled by g++, so a machine without a GPU
 // checks what they compute (tests/cpp/*_emulation.cpp, run by tests/test_kernel_emulation.py).
 //
-// One CTA at a time, one std::thread per CUDA thread; __syncthreads is a std::barrier over them;
-// __shared__ variables are static (one copy, shared by the CTA's threads) and dynamic shared
-// memory is one buffer, poisoned with NaN bytes before each CTA. Stand-ins that are stricter than
+// One CTA at a time (or one cluster of CTAs at a time, its CTAs at once), one std::thread per CUDA
+// thread; __syncthreads is a std::barrier over a CTA's; __shared__ variables are static (one copy,
+// shared by the CTA's threads) and each CTA's dynamic shared memory is one buffer, poisoned with NaN
+// bytes before each CTA. Stand-ins that are stricter than
 // the hardware where they can be:
 //   * WMMA: every lane loads the warp's whole 16x16 tiles; lane 0 computes the product (fp32
 //     products, fp32 sums in k order) and stores it, the other lanes' accumulators are NaN.
@@ -24,6 +25,9 @@
 //   * Proxies: what a thread's landed cp.async copies and store_shared stores wrote stays unseen
 //     by wgmma (the async proxy) until that thread's fence.proxy.async (fence_shared_for_wgmma); the
 //     wgmma stand-in (wgmma_emulation.h) aborts on reading it earlier.
+//   * Clusters: a CTA reaches another's dynamic shared memory at the same offset (mapa), arrives on
+//     its barriers, and multicasts bulk copies into it; the cluster barrier is a std::barrier
+//     over every thread of the cluster.
 // Not modelled: warp shuffles and votes, the memory model beyond the barriers, timing. Built with
 // -fsanitize=thread, a missing barrier shows up as a data race on shared memory; with
 // -fsanitize=address,undefined, an access outside a tensor or an overflowing index.
@@ -67,7 +71,24 @@ namespace xsep_emulation {
   std::fprintf(stderr, "emulation: %s\n", what);
   std::abort();
 }
-inline std::barrier<>* cta_barrier = nullptr;
+// What each CTA of the cluster running now has (a launch without clusters: one CTA at a time, rank
+// 0): its __syncthreads barrier, its shared-memory window and dynamic shared memory, what wgmma may
+// not read yet (below), its named barriers. A thread finds its CTA's by its rank in the cluster.
+constexpr int kMaxCluster = 2;
+struct Cta {
+  std::barrier<>* barrier = nullptr;
+  unsigned char* shared_window = nullptr;   // see run_grid
+  unsigned char* dynamic_shared = nullptr;  // inside it
+  size_t window_granules = 0;
+  std::unique_ptr<std::atomic<int>[]> unpublished;
+  std::mutex named_barrier_mutex;
+  std::unique_ptr<std::barrier<>> named_barriers[16];
+};
+inline Cta ctas[kMaxCluster];
+inline int cluster_size = 1;
+inline std::barrier<>* cluster_barrier = nullptr;  // every thread of the cluster
+inline thread_local int my_rank = 0;
+inline Cta& cta() { return ctas[my_rank]; }
 
 // One committed group of 16-byte copies of one thread.
 struct Copy {
@@ -77,23 +98,21 @@ struct Copy {
 };
 inline const bool eager_copies = std::getenv("XSEP_EMULATION_EAGER_COPIES") != nullptr;
 
-// What wgmma (the async proxy) may not read yet: per 16-byte granule of the shared window, the
-// thread (+ 1) whose generic-proxy write there (a landed cp.async copy, store_shared) it has not
-// fenced since (fence.proxy.async: fence_shared_for_wgmma); 0: published. The wgmma stand-in refuses
-// to read an unpublished granule, so a missing or misplaced fence shows. (Other plain stores are
-// not tracked.)
+// What wgmma (the async proxy) may not read yet: per 16-byte granule of the CTA's shared window
+// (Cta::unpublished), the thread (+ 1) whose generic-proxy write there (a landed cp.async copy,
+// store_shared) it has not fenced since (fence.proxy.async: fence_shared_for_wgmma); 0: published.
+// The wgmma stand-in refuses to read an unpublished granule, so a missing or misplaced fence shows.
+// (Other plain stores are not tracked.)
 inline bool track_async_proxy = false;  // set by wgmma_emulation.h: only wgmma reads through it
-inline std::unique_ptr<std::atomic<int>[]> unpublished;
-inline size_t window_granules = 0;
 inline thread_local std::vector<size_t> my_unpublished;  // granules this thread wrote since its last fence
-inline unsigned char* shared_window = nullptr;           // see run_grid
 
 inline void generic_shared_write(const void* dst, int bytes) {
   const auto* p = static_cast<const unsigned char*>(dst);
-  if (!track_async_proxy || shared_window == nullptr || p < shared_window) return;  // static __shared__: untracked
-  const size_t offset = static_cast<size_t>(p - shared_window);
-  for (size_t g = offset / 16; g <= (offset + bytes - 1) / 16 && g < window_granules; ++g) {
-    unpublished[g].store(static_cast<int>(xsep_emulated_thread_idx.x) + 1, std::memory_order_relaxed);
+  Cta& c = cta();
+  if (!track_async_proxy || c.shared_window == nullptr || p < c.shared_window) return;  // static __shared__: untracked
+  const size_t offset = static_cast<size_t>(p - c.shared_window);
+  for (size_t g = offset / 16; g <= (offset + bytes - 1) / 16 && g < c.window_granules; ++g) {
+    c.unpublished[g].store(static_cast<int>(xsep_emulated_thread_idx.x) + 1, std::memory_order_relaxed);
     my_unpublished.push_back(g);
   }
 }
@@ -102,14 +121,15 @@ inline void fence_proxy_async() {
   const int me = static_cast<int>(xsep_emulated_thread_idx.x) + 1;
   for (size_t g : my_unpublished) {
     int expected = me;  // another thread's later write there stays unpublished
-    unpublished[g].compare_exchange_strong(expected, 0, std::memory_order_relaxed);
+    cta().unpublished[g].compare_exchange_strong(expected, 0, std::memory_order_relaxed);
   }
   my_unpublished.clear();
 }
 
 // Dies if wgmma would read the granule at `offset` in the shared window before its writer fenced.
 inline void check_published(size_t offset) {
-  const int writer = offset / 16 < window_granules ? unpublished[offset / 16].load(std::memory_order_relaxed) : 0;
+  const Cta& c = cta();
+  const int writer = offset / 16 < c.window_granules ? c.unpublished[offset / 16].load(std::memory_order_relaxed) : 0;
   if (writer != 0) {
     std::fprintf(stderr, "emulation: wgmma reads shared memory (offset %zu) that thread %d wrote with no fence.proxy.async since\n",
                  offset, writer - 1);
@@ -128,58 +148,88 @@ inline void land(const Copy& c) {
 inline thread_local std::vector<std::vector<Copy>> committed;
 inline thread_local std::vector<Copy> open_group;
 
-// The CTA's shared-memory window (1024-byte aligned: an offset in it has the address bits that
+// Each CTA's shared-memory window (1024-byte aligned: an offset in it has the address bits that
 // wgmma's swizzles use) and its dynamic shared memory (XSEP_DYNAMIC_SHARED) inside it, 128 bytes
 // past a 1024-byte boundary: on the GPU it follows the static shared memory, aligned as its
 // declaration asks (128) and no more is promised, so the kernels align their swizzled buffers
 // themselves.
-inline unsigned char* dynamic_shared = nullptr;
 constexpr size_t kDynamicSharedOffset = 128;
 
 // kernel() once per CTA of `grid`, with `threads` threads each and `shared_bytes` of dynamic
 // shared memory, filled with 0xff bytes (NaN in every float type) before each CTA, so a value
-// read before it is written shows.
+// read before it is written shows. `cluster` > 1: the CTAs run in clusters of that many
+// consecutive CTAs along x (grid.x a multiple of it), a cluster's CTAs at once, each with its own
+// shared memory; one cluster after another. Static __shared__ variables are one copy for the
+// whole program, so a kernel launched in clusters keeps all its shared state in dynamic shared
+// memory.
 template <class Kernel>
-void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0) {
-  std::barrier<> barrier(threads);
-  cta_barrier = &barrier;
+void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0, int cluster = 1) {
+  if (cluster < 1 || cluster > kMaxCluster || grid.x % cluster != 0) die("run_grid: a cluster size the grid cannot take");
+  std::vector<std::unique_ptr<std::barrier<>>> barriers;
+  std::vector<std::vector<unsigned char>> storage(cluster);
+  for (int r = 0; r < cluster; ++r) {
+    Cta& c = ctas[r];
+    barriers.push_back(std::make_unique<std::barrier<>>(threads));
+    c.barrier = barriers.back().get();
+    storage[r].resize(shared_bytes + 2048);
+    unsigned char* base = storage[r].data();
+    c.shared_window = base + (1024 - reinterpret_cast<uintptr_t>(base) % 1024);
+    c.dynamic_shared = c.shared_window + kDynamicSharedOffset;
+    c.window_granules = (kDynamicSharedOffset + shared_bytes + 15) / 16;
+    c.unpublished.reset(new std::atomic<int>[c.window_granules]());
+    for (auto& named : c.named_barriers) named.reset();
+  }
+  std::barrier<> whole_cluster(threads * cluster);
+  cluster_barrier = &whole_cluster;
+  cluster_size = cluster;
   gridDim = grid;
   blockDim = dim3(threads);
-  std::vector<unsigned char> shared_storage(shared_bytes + 2048);
-  shared_window = shared_storage.data() + (1024 - reinterpret_cast<uintptr_t>(shared_storage.data()) % 1024);
-  dynamic_shared = shared_window + kDynamicSharedOffset;
-  window_granules = (kDynamicSharedOffset + shared_bytes + 15) / 16;
-  unpublished.reset(new std::atomic<int>[window_granules]());
   std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
+  for (int i = 0; i < threads * cluster; ++i) {
+    pool.emplace_back([&, i] {
+      const int t = i % threads, rank = i / threads;
+      my_rank = rank;
       threadIdx = make_uint3(t, 0, 0);
+      Cta& c = ctas[rank];
       for (unsigned z = 0; z < grid.z; ++z)
         for (unsigned y = 0; y < grid.y; ++y)
-          for (unsigned x = 0; x < grid.x; ++x) {
+          for (unsigned x = rank; x < grid.x; x += cluster) {
             blockIdx = make_uint3(x, y, z);
             if (t == 0) {
-              std::memset(dynamic_shared, 0xff, shared_bytes);
-              for (size_t g = 0; g < window_granules; ++g) unpublished[g].store(0, std::memory_order_relaxed);
+              std::memset(c.dynamic_shared, 0xff, shared_bytes);
+              for (size_t g = 0; g < c.window_granules; ++g) c.unpublished[g].store(0, std::memory_order_relaxed);
             }
             my_unpublished.clear();
-            barrier.arrive_and_wait();
+            whole_cluster.arrive_and_wait();
             kernel();
             for (const auto& group : committed)
               if (!group.empty()) die("a CTA ended with cp.async copies not waited for");
             if (!open_group.empty()) die("a CTA ended with cp.async copies not committed");
-            committed.clear();          // empty groups (the pipelines' tail) are nothing
-            barrier.arrive_and_wait();  // the next CTA reuses the shared memory
+            committed.clear();                // empty groups (the pipelines' tail) are nothing
+            whole_cluster.arrive_and_wait();  // the next cluster reuses the shared memory
           }
     });
   }
   for (std::thread& th : pool) th.join();
-  cta_barrier = nullptr;
+  for (int r = 0; r < cluster; ++r) ctas[r].barrier = nullptr;
+  cluster_barrier = nullptr;
+  cluster_size = 1;
+}
+
+// The address in CTA `rank` of the cluster that `p` (in this CTA's shared-memory window) has in
+// this one: mapa.
+inline void* peer_shared(const void* p, int rank) {
+  const Cta& me = cta();
+  const auto* q = static_cast<const unsigned char*>(p);
+  if (rank < 0 || rank >= cluster_size) die("a cluster rank outside the cluster");
+  if (q < me.shared_window || q >= me.dynamic_shared + (me.window_granules * 16 - kDynamicSharedOffset))
+    die("mapa of an address outside the CTA's dynamic shared memory");
+  return ctas[rank].shared_window + (q - me.shared_window);
 }
 
 }  // namespace xsep_emulation
 
-inline void __syncthreads() { xsep_emulation::cta_barrier->arrive_and_wait(); }
+inline void __syncthreads() { xsep_emulation::cta().barrier->arrive_and_wait(); }
 
 template <typename T>
 inline T __ldg(const T* p) {
@@ -188,7 +238,7 @@ inline T __ldg(const T* p) {
 
 namespace xsep {
 
-inline unsigned char* emulated_dynamic_shared() { return xsep_emulation::dynamic_shared; }
+inline unsigned char* emulated_dynamic_shared() { return xsep_emulation::cta().dynamic_shared; }
 inline void emulated_generic_shared_write(const void* dst, int bytes) { xsep_emulation::generic_shared_write(dst, bytes); }
 inline void emulated_fence_proxy_async() { xsep_emulation::fence_proxy_async(); }
 
@@ -248,17 +298,16 @@ inline void emulated_mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
 
 inline void emulated_mbarrier_arrive(uint64_t* bar) { emulated_mbarrier_arrive_expect_tx(bar, 0); }
 
-// bar.sync id, threads: one std::barrier per id, made by its first user (each id always with the
-// same thread count, as on the GPU).
-inline std::mutex named_barrier_mutex;
-inline std::unique_ptr<std::barrier<>> named_barriers[16];
+// bar.sync id, threads: one std::barrier per id and CTA, made by its first user (each id always
+// with the same thread count, as on the GPU).
 inline void emulated_named_barrier_sync(int id, int threads) {
   if (id < 1 || id > 15) xsep_emulation::die("named barrier id outside 1..15");
+  xsep_emulation::Cta& c = xsep_emulation::cta();
   std::barrier<>* bar;
   {
-    std::lock_guard<std::mutex> lock(named_barrier_mutex);
-    if (!named_barriers[id]) named_barriers[id] = std::make_unique<std::barrier<>>(threads);
-    bar = named_barriers[id].get();
+    std::lock_guard<std::mutex> lock(c.named_barrier_mutex);
+    if (!c.named_barriers[id]) c.named_barriers[id] = std::make_unique<std::barrier<>>(threads);
+    bar = c.named_barriers[id].get();
   }
   bar->arrive_and_wait();
 }
@@ -295,10 +344,32 @@ inline void emulated_mbarrier_wait_parity(uint64_t* bar, uint32_t parity) {
         ++b.phase;
         return;
       }
-      if (copied > b.bytes_announced) xsep_emulation::die("mbarrier: more bytes copied than announced");
+      // (Before the last arrival, a peer's multicast may have landed bytes the local arrival has
+      // yet to announce: the transaction count runs below zero for a while, as on the GPU.)
+      if (b.arrivals == b.arrivals_needed && copied > b.bytes_announced)
+        xsep_emulation::die("mbarrier: more bytes copied than announced");
     }
     std::this_thread::yield();
   }
+}
+
+// ---- clusters -----------------------------------------------------------------------------------
+inline int emulated_cluster_rank() { return xsep_emulation::my_rank; }
+inline void emulated_cluster_sync() { xsep_emulation::cluster_barrier->arrive_and_wait(); }
+
+// An arrival on the barrier at `bar`'s place in CTA `rank`'s shared memory.
+inline void emulated_mbarrier_arrive_remote(uint64_t* bar, int rank) {
+  emulated_mbarrier_arrive(static_cast<uint64_t*>(xsep_emulation::peer_shared(bar, rank)));
+}
+
+// The bulk copy into `dst`'s place in every CTA of `mask` (bit r: rank r), each counted against the
+// barrier at `bar`'s place in that CTA.
+inline void emulated_bulk_copy_multicast(void* dst, const void* src, uint32_t bytes, uint64_t* bar, uint16_t mask) {
+  if (mask == 0 || mask >> xsep_emulation::cluster_size != 0) xsep_emulation::die("a multicast mask outside the cluster");
+  for (int r = 0; r < xsep_emulation::cluster_size; ++r)
+    if ((mask >> r) & 1u)
+      emulated_bulk_copy_to_shared(xsep_emulation::peer_shared(dst, r), src, bytes,
+                                   static_cast<uint64_t*>(xsep_emulation::peer_shared(bar, r)));
 }
 
 }  // namespace xsep

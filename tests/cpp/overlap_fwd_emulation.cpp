@@ -5,7 +5,7 @@
 // same (rounded) inputs; the output is poisoned with NaN first, so an unwritten element fails. fp16,
 // bf16 and fp32 on TF32; two Z buffers and one; rings of 3 to 16 weight slots, more chunks than slots and fewer;
 // one CTA taking every pixel tile (each Z buffer reused several times: its barriers' phases turn
-// over) and several CTAs; the output channels split in 2 and 3 parts (each recomputing its pixel
+// over) and several CTAs; the pair build (clusters of two CTAs sharing each weight chunk); the output channels split in 2 and 3 parts (each recomputing its pixel
 // tile's Z); partial pixel and channel tiles, an odd number of Z chunks (the last depthwise pass half
 // past Cmid), Cout of one tile plus 8 and of three tiles, stride 2 with asymmetric padding, dilation,
 // padding wider than the window, rows that end inside a quad (two windows), ELU between the
@@ -43,14 +43,18 @@ const char* mode_name() {
   return std::is_same_v<T, __half> ? "fp16" : std::is_same_v<T, float> ? "tf32" : "bf16";
 }
 
-// XSEP_PHASE_CLOCKS=1's records (phase_clocks.h): every CTA one, its tiles counted, each role's
-// sums of cycles within its span, the depthwise passes and the GEMM timed. "" when they are.
-std::string phase_clock_trouble(const std::vector<unsigned long long>& records, unsigned ctas, int64_t tiles) {
+// XSEP_PHASE_CLOCKS=1's records (phase_clocks.h): every CTA one, its work items counted (a pair's
+// CTAs: the pair's), each role's sums of cycles within its span, the depthwise passes and the GEMM
+// timed. "" when they are.
+std::string phase_clock_trouble(const std::vector<unsigned long long>& records, unsigned ctas, int64_t items,
+                                int cluster) {
+  const unsigned units = ctas / cluster;
   for (unsigned cta = 0; cta < ctas; ++cta) {
     const unsigned long long* r = records.data() + cta * xsep::kPhaseClockSlots;
     const unsigned long long* sums = r + xsep::kClockStamps;
+    const unsigned unit = cta / cluster;
     if (r[xsep::kClockEndNs] == 0) return "a CTA without a record";
-    if (static_cast<int64_t>(r[xsep::kClockCount]) != (tiles - 1 - cta) / ctas + 1) return "a CTA's tiles miscounted";
+    if (static_cast<int64_t>(r[xsep::kClockCount]) != (items - 1 - unit) / units + 1) return "a CTA's tiles miscounted";
     const unsigned long long span = r[xsep::kClockEnd] - r[xsep::kClockStart];
     if (sums[xsep::kOverlapDepthwise] == 0 || sums[xsep::kOverlapGemmStores] == 0) return "a role's work untimed";
     if (sums[xsep::kOverlapDepthwise] + sums[xsep::kOverlapBufferWait] > span ||
@@ -60,9 +64,10 @@ std::string phase_clock_trouble(const std::vector<unsigned long long>& records, 
   return "";
 }
 
-template <typename T, bool kTwoRuns = true, int kZBuffers = 2>
+// ctas: at most that many CTAs (kCluster 2: pairs of CTAs).
+template <typename T, bool kTwoRuns = true, int kZBuffers = 2, int kCluster = 1>
 bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol, bool clocks = false, int parts = 1) {
-  using Traits = xsep::OverlapFwdTraits<T, kTwoRuns, kZBuffers>;
+  using Traits = xsep::OverlapFwdTraits<T, kTwoRuns, kZBuffers, kCluster>;
   using PackTraits = xsep::OverlapPackTraits<T>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
@@ -81,13 +86,15 @@ bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol
     xsep::sepconv_fwd_wgmma_weights_pack_kernel<PackTraits, Traits::kDwLanes>(p, reinterpret_cast<T*>(bytes), dw);
   });
   p.workspace = workspace.data();
-  // Persistent CTAs: `ctas` of them (at most one per tile) take the tiles in turn; `parts` tiles per
-  // pixel tile, each with a share of the output channels (every share at least one 128-channel tile).
+  // Persistent CTAs (pairs): `ctas` of them (at most one per work item) take the items in turn;
+  // `parts` items per pixel tile (pair of pixel tiles), each with a share of the output channels
+  // (every share at least one 128-channel tile).
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   if (parts != xsep::resident_cout_parts(1, parts, p.Cout, Traits::BN))
     xsep_emulation::die("more parts than the output channels have tiles");
-  const int64_t tiles = (pixels + Traits::BM - 1) / Traits::BM * parts;
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, ctas));
+  const int64_t pixel_tiles = (pixels + Traits::BM - 1) / Traits::BM;
+  const int64_t tiles = (pixel_tiles + kCluster - 1) / kCluster * parts;  // work items
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, ctas) * kCluster);
   std::vector<unsigned long long> records;
   if (clocks) {
     records.assign(static_cast<size_t>(grid) * xsep::kPhaseClockSlots, 0);
@@ -95,14 +102,15 @@ bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol
   }
   xsep_emulation::run_grid(
       dim3(grid), Traits::kThreads, [&] { xsep::sepconv_fwd_overlap_kernel<Traits>(p, stages, parts); },
-      xsep::OverlapFwdLayout<Traits>::bytes(p.Cmid, stages));
+      xsep::OverlapFwdLayout<Traits>::bytes(p.Cmid, stages), kCluster);
 
   bool unwritten = false;
   const double worst = call.error(&unwritten);
-  const std::string clock_trouble = clocks ? phase_clock_trouble(records, grid, tiles) : "";
+  const std::string clock_trouble = clocks ? phase_clock_trouble(records, grid, tiles, kCluster) : "";
   const bool ok = !unwritten && worst <= tol && clock_trouble.empty();
-  std::printf("%s overlap%s%s split %d stages %2d ctas %d/%lld %-15s %s relative error %.2e%s%s%s\n",
-              ok ? "ok    " : "FAILED", kTwoRuns ? "" : "-one-run", kZBuffers == 1 ? "-one-buffer" : "", parts, stages,
+  std::printf("%s overlap%s%s%s split %d stages %2d ctas %d/%lld %-15s %s relative error %.2e%s%s%s\n",
+              ok ? "ok    " : "FAILED", kCluster == 2 ? "-pair" : "", kTwoRuns ? "" : "-one-run",
+              kZBuffers == 1 ? "-one-buffer" : "", parts, stages,
               grid, static_cast<long long>(tiles), c.name, mode_name<T>(), worst,
               unwritten ? "  (unwritten elements)" : "", clocks ? "  phase clocks " : "", clock_trouble.c_str());
   return ok;
@@ -153,6 +161,17 @@ int main() {
     }
     if ((c.Cout + 127) / 128 >= 3) {
       failed += !run_case<__nv_bfloat16, true, 1>(c, 3, 2, rng, 3e-2, /*clocks=*/false, /*parts=*/3);
+      count += 1;
+    }
+    // The pair build (clusters of two: each weight chunk half by each CTA, multicast into both
+    // rings): one pair taking every item (each slot reused, both CTAs' releases awaited), two pairs,
+    // one pair per item; an odd number of pixel tiles leaves a pair's second tile empty (d2_elu 3,
+    // deep 1, deep_tiles 5); TF32 with one Z buffer; the output channels in 2 parts.
+    failed += !run_case<__nv_bfloat16, true, 2, 2>(c, 3, 1, rng, 3e-2, /*clocks=*/true);
+    failed += !run_case<float, true, 1, 2>(c, 4, 2, rng, 5e-3);
+    count += 2;
+    if ((c.Cout + 127) / 128 >= 2) {
+      failed += !run_case<__half, true, 2, 2>(c, 5, 1000, rng, 5e-3, /*clocks=*/false, /*parts=*/2);
       count += 1;
     }
   }

@@ -29,9 +29,9 @@
 #define CUTE_CVTA_GENERIC_TO_SHARED_ACTIVATED 1
 inline size_t __cvta_generic_to_shared(const void* p) {
   const auto* q = static_cast<const unsigned char*>(p);
-  if (q < xsep::emulated_dynamic_shared() || q - xsep_emulation::shared_window >= (1 << 18))
+  if (q < xsep::emulated_dynamic_shared() || q - xsep_emulation::cta().shared_window >= (1 << 18))
     xsep_emulation::die("wgmma operand outside dynamic shared memory");
-  return static_cast<size_t>(q - xsep_emulation::shared_window);
+  return static_cast<size_t>(q - xsep_emulation::cta().shared_window);
 }
 
 #include <cute/arch/mma_sm90_desc.hpp>
@@ -89,7 +89,7 @@ inline const unsigned char* operand_address(uint64_t desc, bool mn_major, int el
   // address bits [4, 4 + b) ^= bits [7, 7 + b), b = 3 (128-byte) or 2 (64-byte).
   const uint32_t mask = layout == 1 ? 0x7 : 0x3;
   addr ^= ((addr >> 7) & mask) << 4;
-  return xsep_emulation::shared_window + addr;
+  return xsep_emulation::cta().shared_window + addr;
 }
 
 inline float load_operand(const unsigned char* p, int elem) {
@@ -122,7 +122,7 @@ inline void execute(const Gmma& g) {
   const int elem_bytes = g.elem == 2 ? 4 : 2, kk = g.elem == 2 ? 8 : 16;
   size_t checked_a = SIZE_MAX, checked_b = SIZE_MAX;  // the granule last found published, per operand
   auto read = [&](const unsigned char* p, size_t& checked) {
-    const size_t offset = static_cast<size_t>(p - xsep_emulation::shared_window);
+    const size_t offset = static_cast<size_t>(p - xsep_emulation::cta().shared_window);
     if (offset / 16 != checked) check_published(offset), checked = offset / 16;
     return load_operand(p, g.elem);
   };
