@@ -48,6 +48,7 @@ class KernelReport:
     spill_bytes: int = 0
     mma: int = 0
     ffma: int = 0
+    multicasts: int = 0  # bulk copies multicast into a cluster's CTAs (UBLKCP ... MULTICAST)
     problems: list[str] = field(default_factory=list)
 
 
@@ -152,6 +153,7 @@ def count_sass(build_dir: Path, reports: dict[tuple[str, str], KernelReport]) ->
                 continue
             report.mma = len(re.findall(r"\b(?:HMMA|HGMMA)\b", chunk))
             report.ffma = len(re.findall(r"\bFFMA\b", chunk))
+            report.multicasts = len(re.findall(r"\bUBLKCP\.[A-Z0-9.]*MULTICAST\b", chunk))
 
 
 def check_without_cute() -> bool:
@@ -232,13 +234,18 @@ def main() -> None:
             r.problems.append("tensor-core kernel without HMMA/HGMMA in its SASS")
         if ffma_math and r.ffma == 0:
             r.problems.append("FFMA kernel without FFMA in its SASS")
+        # The overlapped forward's pair builds (OverlapFwdTraits<T, runs, buffers, 2>) exist to read
+        # each weight chunk once for two CTAs: their sm_90a SASS must multicast it.
+        pair_build = re.search(r"OverlapFwdTraits<[^>]*, 2>", names[r.name]) is not None
+        if r.arch == "sm_90a" and pair_build and r.multicasts == 0:
+            r.problems.append("the overlapped forward's pair build without a multicast bulk copy in its SASS")
         failed |= bool(r.problems)
         flag = "  <-- " + "; ".join(r.problems) if r.problems else ""
         print(
             f"{pretty[:78]:78s} {r.arch:6s} {r.registers:4d} {r.stack_bytes:5d} {r.spill_bytes:5d} "
             f"{r.mma:5d} {r.ffma:5d}{flag}"
         )
-    # at least: forward 2 x 2 16-bit + TF32, streamed 3, overlapped 3 x 2; backward 2 x 2
+    # at least: forward 2 x 2 16-bit + TF32, streamed 3, overlapped 3 x 4; backward 2 x 2
     if sum(arch == "sm_90a" and "pack_kernel" not in names[name] for name, arch in reports) < 12:
         print("the sm_90a builds of the wgmma kernels are missing")
         failed = True

@@ -34,12 +34,27 @@
 // read from L2 once per 64 pixels instead of 128 (the streamed kernel, sepconv_fwd_streamed_kernel.cuh,
 // paid instead by recomputing Z once per output-channel tile, ~6x at 728: it lost).
 //
+// The pair build (kCluster 2, XSEP_FWD_CLUSTER=2) halves that price: CTAs run in clusters of two
+// that take neighbouring pixel tiles with the same output channels, so their weight chunks are the
+// same sequence; each CTA's thread 0 copies half of every chunk (64 of its 128 output channels)
+// from L2 into the slot of both CTAs at once (a multicast bulk copy, completing on each CTA's
+// `landed` barrier, which expects the whole chunk). A slot is refilled only once both CTAs'
+// consumers have read it: each consumer's thread 0 arrives on its own CTA's `empty` barrier and on
+// the peer's (2 arrivals a use), and the fetching thread waits on its own. So the two consumers
+// run within a step or so of each other (a slot waits for the slower), and the weight comes from
+// L2 once per 128 pixels, as in the wgmma forward. All shared state is in dynamic shared memory, at
+// the same offsets in both CTAs (the barriers a peer reaches by mapa); a cluster barrier after the
+// barriers' initialisation and another before exit (no CTA leaves while its peer may still arrive
+// on its barriers or copy into it). With an odd number of pixel tiles the last pair's second tile
+// has no pixels: its CTA reads and releases the chunks and stores nothing.
+//
 // Depthwise arithmetic as QuadDepthwise's: fp32 products and sums in tap order, rounded once to the
 // storage type, then the intermediate activation.
 //
 // Built only with CuTe's headers and only for sm_90a, like the wgmma forward; the host emulation
 // (tests/cpp/overlap_fwd_emulation.cpp) runs it with stand-ins for wgmma, the mbarriers, the named
-// barriers and the bulk copies, each thread a std::thread.
+// barriers, the bulk copies and (the pair build) the cluster's multicast, remote arrivals and
+// barrier, each thread a std::thread, a cluster's two CTAs at once.
 #pragma once
 
 #include <cstdint>

@@ -40,6 +40,9 @@ NAMED = {
     # default)
     "overlap": {"XSEP_FWD_KERNEL": "overlap"},
     "overlap-3stage": {"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_STAGES": "3"},
+    # the same in clusters of two CTAs that take neighbouring pixel tiles and read each weight chunk
+    # from L2 once for both (multicast): half the overlapped forward's weight traffic
+    "overlap-pair": {"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_CLUSTER": "2"},
     # backward
     "bwd-first": {"XSEP_BWD_KERNEL": "first"},
     "bwd-staged": {"XSEP_BWD_KERNEL": "staged"},
