@@ -67,7 +67,8 @@ bool overlap_forward_built() {
 }
 
 // Whether the pair builds were built for this device and a cluster of two of them can be resident
-// (the occupancy calculator's clusters, at the one-buffer build's smallest ring).
+// (the occupancy calculator's clusters, with all the shared memory a CTA may take: the launches
+// fill it with ring slots).
 template <typename T>
 bool overlap_pairs_run() {
   static std::atomic<int8_t> cache[64];
@@ -77,7 +78,10 @@ bool overlap_pairs_run() {
         !wgmma_body_built(sepconv_fwd_overlap_kernel<Traits>))
       return false;
     const auto kernel = sepconv_fwd_overlap_kernel<Traits>;
-    const size_t bytes = OverlapFwdLayout<Traits>::bytes(Traits::BK, Traits::kMinStages);
+    int device = 0, smem_optin = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    const size_t bytes = static_cast<size_t>(smem_optin) - overlap_static_bytes<Traits>();
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)) !=
         cudaSuccess) {
       cudaGetLastError();
