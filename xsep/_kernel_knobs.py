@@ -1,7 +1,8 @@
 """The CUDA kernel choice's measurement knobs, set from Python for a stretch of calls, and the
 record of which kernels served them. The knobs are the environment variables XSEP_FWD_KERNEL,
-XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_FWD_CTAS, XSEP_FWD_DW, XSEP_FWD_CLUSTER, XSEP_BWD_KERNEL,
-XSEP_BWD_CHANNELS and XSEP_BWD_PW_PIXELS (README, "GPU runs"), and XSEP_PHASE_CLOCKS (the kernels' phase clocks);
+XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_FWD_CTAS, XSEP_FWD_DW,
+XSEP_FWD_CLUSTER, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS and XSEP_BWD_PW_PIXELS (README, "GPU runs"), and
+XSEP_PHASE_CLOCKS (the kernels' phase clocks);
 the C++ side (csrc/kernels/kernel_knobs.h) reads each from the environment once, and
 `kernel_knobs` overrides them in this process, so `xsep bench --variants` times several kernels
 against one baseline.
