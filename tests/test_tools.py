@@ -9,7 +9,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from forward_phases import fit_line
-from phase_clocks import FORWARD, INPUT_GRADIENT, OVERLAP, SLOTS, summarize
+from phase_clocks import FORWARD, INPUT_GRADIENT, OVERLAP, SLOTS, describe, summarize
 from phase_clocks import main as phase_clocks_main
 
 
@@ -109,13 +109,19 @@ def test_phase_clocks_split_the_input_gradient_kernel_in_its_order():
 
 def test_phase_clocks_split_the_overlapped_forward_by_role():
     # Sums, not stamps: producers' depthwise 600 + buffer waits 100; the consumer's GEMM and stores
-    # 500 + waits for Z 300, and 200 cycles outside its tiles; 3 pixel tiles; 1 GHz.
-    s = summarize(OVERLAP, clock_record(2, 0, 1000, 5000, [600, 100, 500, 300], 6000, count=3))
+    # 500 + waits for Z 300, and 200 cycles outside its tiles; 3 pixel tiles; 1 GHz. Of the GEMM and
+    # stores, 40 cycles waiting for the peer CTA's slot release (the pair build): not a phase of its
+    # own, so the shares still sum to each role's time.
+    s = summarize(OVERLAP, clock_record(2, 0, 1000, 5000, [600, 100, 500, 300, 40], 6000, count=3))
     assert s["count"] == 3
     assert s["share"] == pytest.approx(
         {"depthwise": 0.6, "buffer_wait": 0.1, "gemm_stores": 0.5, "z_wait": 0.3, "rest": 0.2}
     )
     assert s["median_us"]["z_wait"] == pytest.approx(0.3)
+    assert s["median_us"]["peer_wait"] == pytest.approx(0.04)
+    assert "waiting for the peer CTA's slot release 0.0" in describe("728", s)
+    one_cta = summarize(OVERLAP, clock_record(2, 0, 1000, 5000, [600, 100, 500, 300, 0], 6000, count=3))
+    assert "peer" not in describe("728", one_cta)
 
 
 def test_phase_clocks_read_the_records_the_kernels_write():
@@ -147,8 +153,8 @@ def test_phase_clocks_read_the_records_the_kernels_write():
     ]
     assert len(pc.PHASES[INPUT_GRADIENT]) == len(bwd) + 1  # and "rest"
     sums = members("OverlapClockSum")
-    assert [n.removeprefix("kOverlap") for n in sums] == ["Depthwise", "BufferWait", "GemmStores", "ZWait"]
-    assert len(pc.PHASES[OVERLAP]) == len(sums) + 1
+    assert [n.removeprefix("kOverlap") for n in sums] == ["Depthwise", "BufferWait", "GemmStores", "ZWait", "PeerWait"]
+    assert len(pc.PHASES[OVERLAP]) == len(sums)  # the phases and "rest"; the peer wait is inside one
     # The launchers' kernel names (csrc/kernels/*launch.cuh) are the ones the reader knows.
     kernels = Path(__file__).resolve().parent.parent / "csrc" / "kernels"
     assert f'"{FORWARD}"' in (kernels / "sepconv_fwd_wgmma_launch.cuh").read_text()

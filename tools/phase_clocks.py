@@ -41,9 +41,11 @@ MAX_TILES = (MAX_STAMPS - FWD_FIRST_TILE) // 2
 FORWARD = "wgmma forward"
 INPUT_GRADIENT = "staged input-gradient"
 OVERLAP = "overlapped forward"
+PEER_WAIT = "peer_wait"
 # Each kernel's phases, in order (the last, "rest", runs from the last stamp to the end). The
 # overlapped forward's record holds sums (enum OverlapClockSum), producers' then the consumer's;
-# its "rest" is the consumer's time outside its tiles.
+# its "rest" is the consumer's time outside its tiles. Its last sum, the pair build's waits for the
+# peer CTA's release of a ring slot (PEER_WAIT), is a part of "gemm_stores", not a phase of its own.
 PHASES = {
     FORWARD: ("table", "depthwise", "gemm", "stores", "rest"),
     INPUT_GRADIENT: ("tables", "dz", "activation", "grad_x", "grad_dw", "rest"),
@@ -67,6 +69,12 @@ def cta_phases(kernel: str, r: list[int]) -> dict[str, int]:
         names = PHASES[kernel][:-1]
         phases = dict(zip(names, stamp[: len(names)], strict=True))
         last = r[START] + phases["gemm_stores"] + phases["z_wait"]
+        return phases | {
+            "rest": r[END] - last,
+            "total": r[END] - r[START],
+            "count": r[COUNT],
+            PEER_WAIT: stamp[len(names)],
+        }
     elif kernel == INPUT_GRADIENT:
         names = PHASES[kernel][:-1]
         bounds = [r[START], *stamp[: len(names)]]
@@ -102,12 +110,13 @@ def summarize(kernel: str, flat: list[int], slots: int = SLOTS) -> dict:
     records = [flat[i : i + slots] for i in range(0, len(flat), slots)]
     per_sm: dict[int, list[tuple[int, int]]] = {}
     phases, micro = [], []
+    extra = (PEER_WAIT,) if kernel == OVERLAP else ()  # parts of a phase, not phases
     for r in records:
         per_sm.setdefault(r[SM], []).append((r[START_NS], r[END_NS]))
         ph = cta_phases(kernel, r)
         ghz = ph["total"] / max(r[END_NS] - r[START_NS], 1)  # this CTA's clock: cycles per ns
         phases.append(ph)
-        micro.append({k: ph[k] / ghz / 1e3 for k in (*names, "total")} | {"ghz": ghz})
+        micro.append({k: ph[k] / ghz / 1e3 for k in (*names, *extra, "total")} | {"ghz": ghz})
     total = sum(ph["total"] for ph in phases) or 1
     return {
         "kernel": kernel,
@@ -116,7 +125,7 @@ def summarize(kernel: str, flat: list[int], slots: int = SLOTS) -> dict:
         "most_ctas_per_sm": max(most_at_once(v) for v in per_sm.values()),
         "span_us": (max(r[END_NS] for r in records) - min(r[START_NS] for r in records)) / 1e3,
         "count": statistics.median(ph["count"] for ph in phases),
-        "median_us": {k: statistics.median(m[k] for m in micro) for k in (*names, "total", "ghz")},
+        "median_us": {k: statistics.median(m[k] for m in micro) for k in (*names, *extra, "total", "ghz")},
         "share": {k: sum(ph[k] for ph in phases) / total for k in names},
     }
 
@@ -132,6 +141,8 @@ def describe(label: str, s: dict) -> str:
             f"producers: depthwise {m['depthwise']:.1f} + waiting for a free buffer {m['buffer_wait']:.1f}; "
             f"consumer: GEMM and stores {m['gemm_stores']:.1f} + waiting for Z {m['z_wait']:.1f} + rest {m['rest']:.1f}"
         )
+        if m[PEER_WAIT] > 0:  # the pair build
+            split += f" (of the GEMM and stores, waiting for the peer CTA's slot release {m[PEER_WAIT]:.1f})"
     return (
         f"{label} {s['kernel']}: {s['ctas']} CTAs on {s['sms']} SMs, at most {s['most_ctas_per_sm']} at once; "
         f"span {s['span_us']:.1f} us; median CTA {m['total']:.1f} us at {m['ghz']:.2f} GHz = {split}{tiles}; "

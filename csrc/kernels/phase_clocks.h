@@ -43,9 +43,17 @@ enum BwdInputClockStamp : int { kBwdTablesDone, kBwdDzDone, kBwdActivationDone, 
 // cycles over the CTA's tiles, by role: the producers' depthwise passes (their first thread's:
 // after the wait for a free Z buffer to its stores fenced), their waits for a free buffer (with the
 // tap table), the consumer warpgroup's GEMM and stores (its first thread's: after the wait for a
-// full buffer to the tile's last stores), its waits for a full buffer. Count: the CTA's tiles (pixel
-// tile and output-channel part).
-enum OverlapClockSum : int { kOverlapDepthwise, kOverlapBufferWait, kOverlapGemmStores, kOverlapZWait };
+// full buffer to the tile's last stores), its waits for a full buffer; and, in the pair build, the
+// part of the GEMM and stores that its first thread spent waiting for the peer CTA to release a ring
+// slot (0 in the one-CTA build). Count: the CTA's work items (pixel tile, or pair of them, and
+// output-channel part).
+enum OverlapClockSum : int {
+  kOverlapDepthwise,
+  kOverlapBufferWait,
+  kOverlapGemmStores,
+  kOverlapZWait,
+  kOverlapPeerWait,
+};
 
 // The records of the launches that kept them (XSEP_PHASE_CLOCKS=1) since the last take: for each,
 // the kernel's name and its CTAs' slots, record after record (only the CTAs that wrote one).

@@ -118,7 +118,7 @@ struct OverlapShared {
   uint64_t empty[Traits::kMaxStages];     // the pair build: slot s read by both CTAs (2 arrivals)
   uint64_t z_full[Traits::kZBuffers];     // Z buffer b holds its tile: 256 producer arrivals
   uint64_t z_free[Traits::kZBuffers];     // Z buffer b is read: 128 consumer arrivals
-  unsigned long long clock_sums[4 + 2];   // OverlapClockSum, then each role's mark
+  unsigned long long clock_sums[5 + 2];   // OverlapClockSum, then each role's mark
 };
 
 // Dynamic shared memory: [the pair build: OverlapShared][alignment slack][Z buffers: kZBuffers]
@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   // phases' cycles up here (OverlapClockSum; in shared memory, not registers, which the producers
   // are short of), from the clock at its phase's start (the last two slots).
   unsigned long long* clock_sums = state->clock_sums;
-  constexpr int kProducerMark = 4, kConsumerMark = 5;
+  constexpr int kSums = kOverlapPeerWait + 1, kProducerMark = kSums, kConsumerMark = kSums + 1;
   const bool clocks = p.phase_clocks != nullptr;
   // The cycles since the role's mark go to sum `to`; the mark moves to now.
   auto clock_phase = [&](int mark, int to) {
@@ -247,7 +247,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     } else {
       // The slot's use fetched / stages: both CTAs released its use before (the first needs none).
       const int use = fetched / stages;
-      if (use > 0) mbarrier_wait_parity(&empty[slot_of_next], (use - 1) & 1);
+      if (use > 0) {
+        const unsigned long long waited_from = clocks ? sm_cycles() : 0;
+        mbarrier_wait_parity(&empty[slot_of_next], (use - 1) & 1);
+        if (clocks) clock_sums[kOverlapPeerWait] += sm_cycles() - waited_from;
+      }
       mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);  // both halves land here
       constexpr int kHalf = BN * BK / 2;  // elements: output channels rank * 64 .. of the chunk
       bulk_copy_multicast(w + slot_of_next * BN * BK + rank * kHalf, chunk + rank * kHalf, kChunkBytes / 2,
@@ -271,7 +275,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     if constexpr (kCluster == 1)
       for (int s = 0; s < stages; ++s) fetch_next();
     if (clocks) {
-      for (int i = 0; i < 4; ++i) clock_sums[i] = 0;
+      for (int i = 0; i < kSums; ++i) clock_sums[i] = 0;
       clock_sums[kProducerMark] = clock_sums[kConsumerMark] = sm_cycles();
     }
   }
@@ -385,7 +389,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // The record: thread 0's (phase_record), once the producers' last sums are in (they precede
     // their last arrive, which this thread's last wait acquired).
     if (unsigned long long* r = phase_record(p.phase_clocks)) {
-      for (int i = 0; i < 4; ++i) r[kClockStamps + i] = clock_sums[i];
+      for (int i = 0; i < kSums; ++i) r[kClockStamps + i] = clock_sums[i];
       r[kClockCount] = my_items;
     }
     stamp_end(p.phase_clocks);

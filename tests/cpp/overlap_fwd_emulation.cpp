@@ -60,6 +60,11 @@ std::string phase_clock_trouble(const std::vector<unsigned long long>& records, 
     if (sums[xsep::kOverlapDepthwise] + sums[xsep::kOverlapBufferWait] > span ||
         sums[xsep::kOverlapGemmStores] + sums[xsep::kOverlapZWait] > span)
       return "a role's sums past the CTA's span";
+    // The pair build's waits for the peer's slot release are part of the GEMM and stores; none
+    // without a peer.
+    if (sums[xsep::kOverlapPeerWait] > sums[xsep::kOverlapGemmStores] ||
+        (cluster == 1 && sums[xsep::kOverlapPeerWait] != 0))
+      return "the waits for the peer miscounted";
   }
   return "";
 }
