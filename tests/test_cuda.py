@@ -180,7 +180,8 @@ print("checked")
 # per SM with channel quartets), the build for two CTAs per SM where one fits (XSEP_FWD_CTAS=2). The
 # streamed kernel's: its default ring and the smallest (2 slots: every chunk waits for a free one).
 # The overlapped kernel's (16-bit, Z up to ~800 channels): its largest ring and the smallest (3), and
-# its pair build (clusters of two CTAs, each weight chunk multicast into both).
+# its pair builds (clusters of two CTAs: each weight chunk multicast into both, or each computing half
+# of a tile's Z).
 FORWARD_VARIANTS = {
     "resident": dict(XSEP_FWD_KERNEL="resident"),
     "resident-3stage": dict(XSEP_FWD_KERNEL="resident", XSEP_FWD_STAGES="3"),
@@ -199,7 +200,8 @@ FORWARD_VARIANTS = {
     "streamed-2stage": dict(XSEP_FWD_KERNEL="streamed", XSEP_FWD_STAGES="2"),
     "overlap": dict(XSEP_FWD_KERNEL="overlap"),
     "overlap-3stage": dict(XSEP_FWD_KERNEL="overlap", XSEP_FWD_STAGES="3"),
-    "overlap-pair": dict(XSEP_FWD_KERNEL="overlap", XSEP_FWD_CLUSTER="2"),
+    "overlap-pair-weights": dict(XSEP_FWD_KERNEL="overlap", XSEP_FWD_PAIR="weights"),
+    "overlap-pair-z": dict(XSEP_FWD_KERNEL="overlap", XSEP_FWD_PAIR="z"),
 }
 
 
@@ -279,22 +281,32 @@ def test_every_forward_kernel_matches_reference(variant):
     if kernel == "overlap":  # 16-bit and TF32 channels_last 3x3 calls with 16-byte channels
         # vec_728: two 728-wide 16-bit Z buffers, or one in TF32, leave room for 5 ring slots (unless 3
         # are asked); its 12 pixel tiles leave SMs for a cout split; vec_1024: one 16-bit Z buffer, its 2
-        # pixel tiles a split in 2 (in TF32 no buffer fits: the default, streamed, serves it). The pair
-        # build: the same counts (6 pairs of pixel tiles at vec_728 on 66 pairs of SMs: a split in 6;
-        # its shared state in the dynamic shared memory still leaves 5 slots), every line saying so.
+        # pixel tiles a split in 2 (in TF32 no buffer fits: the default, streamed, serves it). The
+        # weights pairs: the same counts (6 pairs of pixel tiles at vec_728 on 66 pairs of SMs: a split
+        # in 6; the shared state in the dynamic shared memory still leaves 5 slots), every line saying
+        # so. The Z pairs: a split in 3 at vec_728 (each of its 6 output-channel tiles a pair's half)
+        # and none at vec_1024 (2 tiles: one pair); calls of one output-channel tile (vec_partial's
+        # 24) take the one-CTA build.
         stages = "3" if variant == "overlap-3stage" else "5"
-        pairs = ", CTA pairs sharing each weight chunk" if variant == "overlap-pair" else ""
+        pairs = {
+            "overlap-pair-weights": ", CTA pairs sharing each weight chunk",
+            "overlap-pair-z": ", CTA pairs sharing each tile's Z",
+        }.get(variant, "")
+        split_728, split_1024 = ("3", "1") if variant == "overlap-pair-z" else ("6", "2")
         for dtype, mma, buffers, lanes in [
             ("bfloat16", "mma", "two Z buffers", 4),
             ("float16", "mma", "two Z buffers", 4),
             ("float32", "tf32-mma", "one Z buffer", 2),
         ]:
-            line = rf"{dtype} {mma} channels_last 3x3 overlap \(64 pixels, {stages} stages, {buffers}, cout split 6, "
+            line = rf"{dtype} {mma} channels_last 3x3 overlap \(64 pixels, {stages} stages, {buffers}, cout split {split_728}, "
             assert re.search(line + rf"{lanes}-channel items{pairs}\)", result.stderr), f"vec_728 {dtype}"
-        one = r"bfloat16 mma channels_last 3x3 overlap \(64 pixels, \d+ stages, one Z buffer, cout split 2, 4-channel"
-        assert re.search(one + rf" items{pairs}\)", result.stderr), "vec_1024: one Z buffer"
+        one = rf"bfloat16 mma channels_last 3x3 overlap \(64 pixels, \d+ stages, one Z buffer, cout split {split_1024}, "
+        assert re.search(one + rf"4-channel items{pairs}\)", result.stderr), "vec_1024: one Z buffer"
         lines = re.findall(r"overlap \(64 pixels[^)]*\)", result.stderr)
-        assert all(line.endswith(f"items{pairs})") for line in lines), "every call on the build asked for"
+        if variant == "overlap-pair-z":
+            assert any(line.endswith("items)") for line in lines), "one output-channel tile: the one-CTA build"
+        else:
+            assert all(line.endswith(f"items{pairs})") for line in lines), "every call on the build asked for"
         assert re.search(r"float32 tf32-mma channels_last 3x3 streamed", result.stderr), "TF32 vec_1024: the default"
         if variant == "overlap":
             assert re.search(r"overlap \(64 pixels, 16 stages", result.stderr), "vec_partial: the largest ring"
@@ -353,11 +365,11 @@ def test_phase_clocks_leave_the_results_alone_and_stamp_every_cta():
     assert _C.take_phase_clocks() == []  # taken
 
 
-@pytest.mark.parametrize("cluster", [1, 2], ids=["one-cta", "pairs"])
-def test_overlapped_forward_clocks_sum_each_roles_phases(cluster):
+@pytest.mark.parametrize("pair", ["", "weights", "z"], ids=["one-cta", "weights-pairs", "z-pairs"])
+def test_overlapped_forward_clocks_sum_each_roles_phases(pair):
     # XSEP_PHASE_CLOCKS=1 with XSEP_FWD_KERNEL=overlap: each CTA's record sums its producers' and its
     # consumer's phases over its work items; the output is bitwise the same as without the clocks.
-    # The pair build (XSEP_FWD_CLUSTER=2): a pair's two CTAs each count the pair's items.
+    # The pair builds (XSEP_FWD_PAIR): a pair's two CTAs each count the pair's items.
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
     from phase_clocks import COUNT, OVERLAP, summarize
 
@@ -366,7 +378,7 @@ def test_overlapped_forward_clocks_sum_each_roles_phases(cluster):
 
     case = Case("clocks", N=2, C=256, H=19, W=19, Cout=392)  # 722 pixels: 12 tiles of 64, split over Cout
     inputs = make_inputs(case, torch.bfloat16, "channels_last", device="cuda")
-    with kernel_knobs({"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_CLUSTER": str(cluster)}):
+    with kernel_knobs({"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_PAIR": pair}):
         plain = separable_conv2d(*inputs, **case.conv_args)
         _C.take_phase_clocks()
         with kernel_knobs({"XSEP_PHASE_CLOCKS": "1"}), recorded_dispatches() as lines:
@@ -377,9 +389,10 @@ def test_overlapped_forward_clocks_sum_each_roles_phases(cluster):
         assert OVERLAP not in launches, "overlap clocks from a launch that is not the overlapped forward's"
         pytest.skip(f"no overlapped forward in this build for this GPU: {lines}")
     forward = next(line for line in lines if " overlap " in line)
-    assert ("CTA pairs" in forward) == (cluster == 2), forward
-    # (pixel tile or pair of them, output-channel part)
-    items = -(-12 // cluster) * int(re.search(r"cout split (\d+)", forward).group(1))
+    assert ("CTA pairs" in forward) == bool(pair), forward
+    cluster = 2 if pair else 1
+    # (pixel tile, or pair of them for the weights pairs, and output-channel part)
+    items = (6 if pair == "weights" else 12) * int(re.search(r"cout split (\d+)", forward).group(1))
     summary = summarize(OVERLAP, *launches[OVERLAP])
     flat, slots = launches[OVERLAP]
     sms = torch.cuda.get_device_properties(0).multi_processor_count

@@ -232,19 +232,24 @@ def test_streamed_forward_in_host_emulation(sanitizer, emulation_builds):
 @pytest.mark.parametrize("sanitizer", sorted(SANITIZERS))
 def test_overlap_forward_in_host_emulation(sanitizer, emulation_builds):
     out = build_and_run(emulation_builds, "test_overlap_forward_in_host_emulation", sanitizer)
-    assert "110 runs, 0 failed" in out, out
-    assert out.count(" fp16 ") == 33 and out.count(" bf16 ") == 50 and out.count(" tf32 ") == 27, out
-    assert out.count("  phase clocks ") == 39, out  # XSEP_PHASE_CLOCKS=1: each role's sums, every CTA's record
+    assert "124 runs, 0 failed" in out, out
+    assert out.count(" fp16 ") == 36 and out.count(" bf16 ") == 54 and out.count(" tf32 ") == 34, out
+    assert out.count("  phase clocks ") == 46, out  # XSEP_PHASE_CLOCKS=1: each role's sums, every CTA's record
     assert out.count("ok     overlap-one-run ") == 9, out  # the build without two-window quads
     assert out.count("ok     overlap-one-buffer split 1 ") == 27, out  # one Z buffer (16-bit 1024+, TF32 728)
-    # the output channels in 2 parts (three cases: both builds; the pair build) and 3 (one case),
-    # each recomputing Z
-    assert out.count(" split 2 ") == 9 and out.count(" split 3 ") == 2, out
+    # the output channels in 2 parts (three cases: both builds; the weights pairs; Z pairs in 2 x 2
+    # halves) and 3 (one case), each recomputing Z
+    assert out.count(" split 2 ") == 11 and out.count(" split 3 ") == 2, out
     assert out.count(" infinite_weight ") == 11, out  # its padding taps add nothing: the pack's finite word
-    # the pair build (XSEP_FWD_CLUSTER=2: clusters of two CTAs, each weight chunk multicast into both):
-    # one pair taking every item, and an odd number of pixel tiles (a pair's last second tile empty)
-    assert out.count("ok     overlap-pair") == 21, out
+    # the weights pairs (XSEP_FWD_PAIR=weights: clusters of two CTAs, each weight chunk multicast into
+    # both): one pair taking every item, and an odd number of pixel tiles (a pair's last second tile
+    # empty)
+    assert out.count("ok     overlap-pair-weights") == 21, out
     assert "ctas 2/5 many_tiles " in out and "ctas 2/3 deep_tiles " in out and "ctas 2/1 deep " in out, out
+    # the Z pairs (XSEP_FWD_PAIR=z: both CTAs on one pixel tile, each computing half its Z): the cases
+    # with two output-channel tiles or more, and the uneven halves of z_parts
+    assert out.count("ok     overlap-pair-z") == 14, out
+    assert "split 2 stages  4 ctas 6/8 z_parts " in out, out
     # one CTA taking all 10 pixel tiles (each Z buffer used five times), and 3 Cout tiles a pixel tile
     assert "ctas 1/10 many_tiles " in out and "ctas 1/5 deep_tiles " in out, out
     for stages in (3, 4, 5, 16):  # the smallest ring to the largest

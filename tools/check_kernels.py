@@ -49,6 +49,7 @@ class KernelReport:
     mma: int = 0
     ffma: int = 0
     multicasts: int = 0  # bulk copies multicast into a cluster's CTAs (UBLKCP ... MULTICAST)
+    peer_copies: int = 0  # bulk copies from shared memory into a peer CTA's (UBLKCP.S.S)
     problems: list[str] = field(default_factory=list)
 
 
@@ -154,6 +155,7 @@ def count_sass(build_dir: Path, reports: dict[tuple[str, str], KernelReport]) ->
             report.mma = len(re.findall(r"\b(?:HMMA|HGMMA)\b", chunk))
             report.ffma = len(re.findall(r"\bFFMA\b", chunk))
             report.multicasts = len(re.findall(r"\bUBLKCP\.[A-Z0-9.]*MULTICAST\b", chunk))
+            report.peer_copies = len(re.findall(r"\bUBLKCP\.S\.S\b", chunk))
 
 
 def check_without_cute() -> bool:
@@ -234,11 +236,14 @@ def main() -> None:
             r.problems.append("tensor-core kernel without HMMA/HGMMA in its SASS")
         if ffma_math and r.ffma == 0:
             r.problems.append("FFMA kernel without FFMA in its SASS")
-        # The overlapped forward's pair builds (OverlapFwdTraits<T, runs, buffers, 2>) exist to read
-        # each weight chunk once for two CTAs: their sm_90a SASS must multicast it.
-        pair_build = re.search(r"OverlapFwdTraits<[^>]*, 2>", names[r.name]) is not None
-        if r.arch == "sm_90a" and pair_build and r.multicasts == 0:
-            r.problems.append("the overlapped forward's pair build without a multicast bulk copy in its SASS")
+        # The overlapped forward's pair builds exist to share work between a cluster's two CTAs: the
+        # weights pairs (OverlapPair 1) read each weight chunk once for both, so their sm_90a SASS
+        # must multicast it; the Z pairs (2) copy each half of Z into the peer's shared memory.
+        pair = re.search(r"OverlapFwdTraits<[^>]*\(xsep::OverlapPair\)(\d)>", names[r.name])
+        if r.arch == "sm_90a" and pair and pair.group(1) == "1" and r.multicasts == 0:
+            r.problems.append("the overlapped forward's weights pairs without a multicast bulk copy in their SASS")
+        if r.arch == "sm_90a" and pair and pair.group(1) == "2" and r.peer_copies == 0:
+            r.problems.append("the overlapped forward's Z pairs without a shared-to-shared bulk copy in their SASS")
         failed |= bool(r.problems)
         flag = "  <-- " + "; ".join(r.problems) if r.problems else ""
         print(

@@ -33,7 +33,7 @@
 #   bash tools/gpu_run.sh build profile-streamed # the same for the streamed forward (XSEP_FWD_KERNEL=streamed)
 #   bash tools/gpu_run.sh build profile-staged   # the same with the depthwise phase from bands (XSEP_FWD_DW=staged)
 #   bash tools/gpu_run.sh build profile-overlap  # the forward alone on the overlapped kernel (XSEP_FWD_KERNEL=overlap)
-#   bash tools/gpu_run.sh build profile-overlap-pair  # the same in clusters of two (XSEP_FWD_CLUSTER=2)
+#   bash tools/gpu_run.sh build profile-overlap-pair  # its weights pairs (XSEP_FWD_PAIR=weights)
 #
 # No stage named: build tests sanitizer sanitizer-new. GPU_RUN_BUDGET=S: the script ends within S seconds of its
 # start: a stage that cannot start with its minimum time left is skipped (and says so), and the
@@ -145,12 +145,13 @@ for stage in "${stages[@]}"; do
       # everywhere (the default at 64 -> 128 before d6d19ed), its two-CTA build at 728 channels (the
       # default before the seventh session), the depthwise phase from bands of x (XSEP_FWD_DW=staged,
       # the ninth session's), the overlapped kernel (XSEP_FWD_KERNEL=overlap, the eleventh's: 16-bit
-      # layers up to ~800 channels; elsewhere its rows are the default's) and its pair build
-      # (XSEP_FWD_CLUSTER=2, the twelfth's: each weight chunk multicast into two CTAs), and cuDNN.
+      # layers up to ~800 channels; elsewhere its rows are the default's) and its pair builds
+      # (XSEP_FWD_PAIR=weights|z, the twelfth's: each weight chunk multicast into two CTAs, or each
+      # tile's Z computed half by each), and cuDNN.
       step "compare: the default forward against the resident and wgmma variants and cuDNN (bf16, TF32)"
       enough 60 || continue
       timed 300 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,wgmma,wgmma-2cta,wgmma-staged,overlap,overlap-pair --out "$OUT" \
+        --variants resident,wgmma,wgmma-2cta,wgmma-staged,overlap,overlap-pair-weights,overlap-pair-z --out "$OUT" \
         --name gpu-compare-forward 2>&1 | grep -vE "row/s|^\s*$" | tail -50
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
@@ -159,7 +160,8 @@ for stage in "${stages[@]}"; do
       # The experimental kernels, forced (none is chosen automatically yet); the halo forward takes
       # channels_last inputs with channels in 16-byte vectors, the 3-stage resident forward the rest.
       for tool in memcheck racecheck; do
-        for spec in "overlap-pair:XSEP_FWD_KERNEL=overlap XSEP_FWD_CLUSTER=2 XSEP_BWD_KERNEL=wgmma" \
+        for spec in "overlap-pair-weights:XSEP_FWD_KERNEL=overlap XSEP_FWD_PAIR=weights XSEP_BWD_KERNEL=wgmma" \
+                    "overlap-pair-z:XSEP_FWD_KERNEL=overlap XSEP_FWD_PAIR=z XSEP_BWD_KERNEL=wgmma" \
                     "overlap:XSEP_FWD_KERNEL=overlap XSEP_BWD_KERNEL=wgmma" \
                     "wgmma-staged:XSEP_FWD_KERNEL=wgmma XSEP_FWD_CTAS=1 XSEP_FWD_DW=staged XSEP_BWD_KERNEL=wgmma" \
                     "wgmma:XSEP_FWD_KERNEL=wgmma XSEP_BWD_KERNEL=wgmma" \
@@ -219,7 +221,7 @@ for stage in "${stages[@]}"; do
       step "phase clocks: each CTA's phases in the forward and the backward's input kernel (N=32, bf16 + TF32)"
       enough 45 || continue
       timed 300 python3 tools/phase_clocks.py --batch 32 --dtype bfloat16,float32 \
-        --variants default,overlap,overlap-pair,wgmma-2cta,wgmma-staged,bwd-64ch --json "$OUT/phase-clocks.json" 2>&1 \
+        --variants default,overlap,overlap-pair-weights,overlap-pair-z,wgmma-2cta,wgmma-staged,bwd-64ch --json "$OUT/phase-clocks.json" 2>&1 \
         | tee "$OUT/phase-clocks.txt" | cut -c1-300
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
@@ -227,13 +229,13 @@ for stage in "${stages[@]}"; do
       # One forward and one backward of the default kernels (the NVTX range in profile_case.py),
       # then the SASS lines where the warps stall most (tools/ncu_hotspots.py); profile-streamed: the
       # forward alone on the streamed kernel (XSEP_FWD_KERNEL=streamed); profile-overlap: on the
-      # overlapped one (XSEP_FWD_KERNEL=overlap), profile-overlap-pair: its pair build
-      # (XSEP_FWD_CLUSTER=2); profile-staged: with XSEP_FWD_DW=staged.
+      # overlapped one (XSEP_FWD_KERNEL=overlap), profile-overlap-pair: its weights pairs
+      # (XSEP_FWD_PAIR=weights); profile-staged: with XSEP_FWD_DW=staged.
       # (skip, count: the last call's kernels by launch count, where the NVTX filter finds none.)
       name=$stage; kernels=regex:sepconv; knobs=(); skip=18; count=6
       [ "$stage" = profile-streamed ] && { kernels=regex:sepconv_fwd; knobs=(XSEP_FWD_KERNEL=streamed); skip=9; count=3; }
       [ "$stage" = profile-overlap ] && { kernels=regex:sepconv_fwd; knobs=(XSEP_FWD_KERNEL=overlap); skip=9; count=3; }
-      [ "$stage" = profile-overlap-pair ] && { kernels=regex:sepconv_fwd; knobs=(XSEP_FWD_KERNEL=overlap XSEP_FWD_CLUSTER=2); skip=9; count=3; }
+      [ "$stage" = profile-overlap-pair ] && { kernels=regex:sepconv_fwd; knobs=(XSEP_FWD_KERNEL=overlap XSEP_FWD_PAIR=weights); skip=9; count=3; }
       # profile-staged: the default kernels with the forward's depthwise phase from bands of x.
       [ "$stage" = profile-staged ] && knobs=(XSEP_FWD_DW=staged)
       step "Nsight Compute ($stage): 728->728 @19, N=32, bf16"

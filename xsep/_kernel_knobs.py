@@ -1,7 +1,7 @@
 """The CUDA kernel choice's measurement knobs, set from Python for a stretch of calls, and the
 record of which kernels served them. The knobs are the environment variables XSEP_FWD_KERNEL,
 XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_FWD_CTAS, XSEP_FWD_DW,
-XSEP_FWD_CLUSTER, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS and XSEP_BWD_PW_PIXELS (README, "GPU runs"), and
+XSEP_FWD_PAIR, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS and XSEP_BWD_PW_PIXELS (README, "GPU runs"), and
 XSEP_PHASE_CLOCKS (the kernels' phase clocks);
 the C++ side (csrc/kernels/kernel_knobs.h) reads each from the environment once, and
 `kernel_knobs` overrides them in this process, so `xsep bench --variants` times several kernels
@@ -41,10 +41,10 @@ KNOBS = {
     # where the wgmma forward's depthwise phase reads its windows: "staged", bands of x copied to
     # shared memory (the builds for one CTA per SM, stride 1, dilation 1); "global" (the default), x
     "XSEP_FWD_DW": ("global", "staged"),
-    # 2: the overlapped forward (XSEP_FWD_KERNEL=overlap) in clusters of two CTAs that take
-    # neighbouring pixel tiles and read each weight chunk from L2 once for both (multicast); 1 or
-    # unset: one CTA a chunk
-    "XSEP_FWD_CLUSTER": ("1", "2"),
+    # the overlapped forward (XSEP_FWD_KERNEL=overlap) in clusters of two CTAs: "weights", on
+    # neighbouring pixel tiles, each weight chunk read from L2 once for both (multicast); "z", on one
+    # pixel tile, each computing half its Z and multiplying it all by half the output channels
+    "XSEP_FWD_PAIR": ("weights", "z"),
     # 1: the wgmma forward's and the staged input-gradient kernel's CTAs stamp their phases'
     # clocks, and the launcher waits to keep them (tools/phase_clocks.py; measurement only: each
     # such launch synchronises)

@@ -1,7 +1,7 @@
-// Hopper thread-block clusters (sm_90a) as the overlapped forward's pair build uses them
+// Hopper thread-block clusters (sm_90a) as the overlapped forward's pair builds use them
 // (sepconv_fwd_overlap_kernel.cuh): a CTA's rank in its cluster, the cluster-wide barrier, an
-// arrival on a peer CTA's transaction barrier, and a bulk copy multicast into several CTAs' shared
-// memory. In the host emulation, stand-ins (tests/cpp/cuda_host_emulation.h: a cluster's CTAs run
+// arrival on a peer CTA's transaction barrier, a bulk copy multicast into several CTAs' shared
+// memory, and one from this CTA's shared memory into a peer's. In the host emulation, stand-ins (tests/cpp/cuda_host_emulation.h: a cluster's CTAs run
 // at once, each with its own shared memory).
 //
 // sm_90 only (XSEP_WGMMA_DEVICE_CODE); elsewhere these are never called (the stub kernels).
@@ -18,6 +18,7 @@ int emulated_cluster_rank();
 void emulated_cluster_sync();
 void emulated_mbarrier_arrive_remote(uint64_t* bar, int rank);
 void emulated_bulk_copy_multicast(void* dst, const void* src, uint32_t bytes, uint64_t* bar, uint16_t mask);
+void emulated_bulk_copy_to_peer(const void* at, uint32_t bytes, uint64_t* bar, int rank);
 #endif
 
 // This CTA's rank in its cluster (0 .. cluster size - 1).
@@ -73,6 +74,23 @@ __device__ __forceinline__ void bulk_copy_multicast(void* dst, const void* src, 
       "%4;\n" ::"r"(shared_address(dst)),
       "l"(src), "r"(bytes), "r"(shared_address(bar)), "h"(mask)
       : "memory");
+#endif
+}
+
+// `bytes` (a multiple of 16, 16-byte aligned) of this CTA's shared memory at `at` to the same offset
+// in CTA `rank`'s, counted against the barrier at `bar`'s offset there when they land. The copy
+// reads through the async proxy: the threads that wrote them fence (fence.proxy.async) first.
+__device__ __forceinline__ void bulk_copy_to_peer(const void* at, uint32_t bytes, uint64_t* bar, int rank) {
+#if defined(XSEP_HOST_EMULATION)
+  emulated_bulk_copy_to_peer(at, bytes, bar, rank);
+#elif defined(XSEP_WGMMA_DEVICE_CODE)
+  uint32_t dst, remote_bar;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(dst) : "r"(shared_address(at)), "r"(rank));
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote_bar) : "r"(shared_address(bar)), "r"(rank));
+  asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                   dst),
+               "r"(shared_address(at)), "r"(bytes), "r"(remote_bar)
+               : "memory");
 #endif
 }
 

@@ -1,5 +1,5 @@
 // The measurement knobs of the kernel choice (XSEP_FWD_KERNEL, XSEP_FWD_PIXELS, XSEP_FWD_STAGES,
-// XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_FWD_CTAS, XSEP_FWD_DW, XSEP_FWD_CLUSTER, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS,
+// XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_FWD_CTAS, XSEP_FWD_DW, XSEP_FWD_PAIR, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS,
 // XSEP_BWD_PW_PIXELS) and
 // of the kernels' phase clocks (XSEP_PHASE_CLOCKS, phase_clocks.h): the environment's
 // value, unless the process has set its own. `xsep bench
@@ -21,7 +21,7 @@ enum class KernelKnob {
   kFwdPrefetch,
   kFwdCtas,
   kFwdDw,
-  kFwdCluster,
+  kFwdPair,
   kPhaseClocks,
   kBwdKernel,
   kBwdChannels,
@@ -45,8 +45,8 @@ inline const char* kernel_knob_env_name(KernelKnob knob) {
       return "XSEP_FWD_CTAS";
     case KernelKnob::kFwdDw:
       return "XSEP_FWD_DW";
-    case KernelKnob::kFwdCluster:
-      return "XSEP_FWD_CLUSTER";
+    case KernelKnob::kFwdPair:
+      return "XSEP_FWD_PAIR";
     case KernelKnob::kPhaseClocks:
       return "XSEP_PHASE_CLOCKS";
     case KernelKnob::kBwdKernel:

@@ -278,7 +278,9 @@ LaunchResult launch_sepconv_fwd(const SepConvParams& p, cudaStream_t stream, con
   } else if (which == FwdKernel::kOverlap) {
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, %s, cout split %d, %d-channel items%s)", wgmma.pixels,
              wgmma.stages, wgmma.z_buffers == 2 ? "two Z buffers" : "one Z buffer", wgmma.parts, wgmma.dw_lanes,
-             wgmma.cluster == 2 ? ", CTA pairs sharing each weight chunk" : "");
+             wgmma.pair == 1   ? ", CTA pairs sharing each weight chunk"
+             : wgmma.pair == 2 ? ", CTA pairs sharing each tile's Z"
+                               : "");
   } else if (which == FwdKernel::kStreamed) {
     snprintf(detail, sizeof(detail), " (%d pixels, %d stages, %d-channel tiles)", wgmma.pixels, wgmma.stages,
              wgmma.tile_channels);

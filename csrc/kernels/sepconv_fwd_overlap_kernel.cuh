@@ -34,7 +34,8 @@
 // read from L2 once per 64 pixels instead of 128 (the streamed kernel, sepconv_fwd_streamed_kernel.cuh,
 // paid instead by recomputing Z once per output-channel tile, ~6x at 728: it lost).
 //
-// The pair build (kCluster 2, XSEP_FWD_CLUSTER=2) halves that price: CTAs run in clusters of two
+// The weights pair build (OverlapPair::kWeights, XSEP_FWD_PAIR=weights) halves that price: CTAs run
+// in clusters of two
 // that take neighbouring pixel tiles with the same output channels, so their weight chunks are the
 // same sequence; each CTA's thread 0 copies half of every chunk (64 of its 128 output channels)
 // from L2 into the slot of both CTAs at once (a multicast bulk copy, completing on each CTA's
@@ -47,6 +48,18 @@
 // barriers' initialisation and another before exit (no CTA leaves while its peer may still arrive
 // on its barriers or copy into it). With an odd number of pixel tiles the last pair's second tile
 // has no pixels: its CTA reads and releases the chunks and stores nothing.
+//
+// The Z pair build (OverlapPair::kZ, XSEP_FWD_PAIR=z) is for the layers whose pixel tiles leave SMs
+// idle (N=32: the 1024+ layers' 50 tiles, split over output channels, each part recomputing Z; the
+// 728 @19 layer's 181 tiles on 132 SMs, two rounds for some): both CTAs of a cluster take the same
+// pixel tile, rank r's producers compute half its depthwise passes (the first half, or the rest)
+// and, once all of them have stored and fenced theirs (a named barrier), one of them copies those Z
+// chunks into the peer's buffer (bulk copies from shared memory to the peer's, completing on the
+// peer's `z_full`, where one of the peer's producers announced them); each consumer multiplies the
+// whole Z by half the part's output channels. No pixel's depthwise work is done twice, and a tile
+// is two half-size items. A buffer is refilled once both consumers have released it (`z_free`
+// counts both CTAs' consumer threads; the peer's arrive remotely); that also says the peer's copy
+// out of it has landed, as the peer's consumer waited for it first.
 //
 // Depthwise arithmetic as QuadDepthwise's: fp32 products and sums in tap order, rounded once to the
 // storage type, then the intermediate activation.
@@ -76,14 +89,17 @@ namespace xsep {
 
 // kTwoRuns_: quads an output row ends inside take two windows (QuadDepthwise's kTwoRuns; else the
 // per-pixel path), where the producers' registers allow it. kZBuffers_: 2 (the depthwise phase of
-// a tile during the GEMM of the one before) or 1 (Z too wide for two). kCluster_: 1, or 2 (the pair
-// build: two CTAs of a cluster take neighbouring pixel tiles with the same output channels, and each
-// weight chunk is read from L2 once for both, half by each CTA, multicast into both rings). T_:
-// __half, __nv_bfloat16, or float (TF32 wgmma: Z and the weight rounded to TF32).
-template <typename T_, bool kTwoRuns_ = false, int kZBuffers_ = 2, int kCluster_ = 1>
+// a tile during the GEMM of the one before) or 1 (Z too wide for two). kPair_: the pair builds (two
+// CTAs of a cluster): kWeights, on neighbouring pixel tiles with the same output channels, each
+// weight chunk read from L2 once for both (half by each CTA, multicast into both rings); kZ, on one
+// pixel tile, each CTA computing half its Z (and copying it into the other's buffer) and multiplying
+// the whole Z by half the output channels. T_: __half, __nv_bfloat16, or float (TF32 wgmma: Z and the
+// weight rounded to TF32).
+enum class OverlapPair : int { kNone, kWeights, kZ };
+
+template <typename T_, bool kTwoRuns_ = false, int kZBuffers_ = 2, OverlapPair kPair_ = OverlapPair::kNone>
 struct OverlapFwdTraits {
   static_assert(kZBuffers_ == 1 || kZBuffers_ == 2, "one or two Z buffers");
-  static_assert(kCluster_ == 1 || kCluster_ == 2, "one CTA or a pair a weight chunk");
   using T = T_;
   using Operand = T_;
   static constexpr int BM = 64;               // pixels per tile: one consumer warpgroup
@@ -98,7 +114,8 @@ struct OverlapFwdTraits {
   static constexpr int kVec = 16 / sizeof(T_);
   static constexpr bool kTwoRuns = kTwoRuns_;
   static constexpr int kZBuffers = kZBuffers_;
-  static constexpr int kCluster = kCluster_;
+  static constexpr OverlapPair kPair = kPair_;
+  static constexpr int kCluster = kPair_ == OverlapPair::kNone ? 1 : 2;
   // A depthwise pass: two Z chunks, so each producer has one item (16 channel groups x 16 quads =
   // 256): 64 channels in quartets (16-bit), 32 in pairs (fp32: quartets of 16-byte loads would not
   // leave the registers for the rest beside 168 a thread).
@@ -144,16 +161,17 @@ using OverlapPackTraits = WgmmaFwdTraits<T, 64>;
 #if defined(XSEP_WITH_CUTE)
 
 // stages: slots of the weight ring (kMinStages..kMaxStages; dynamic shared memory
-// OverlapFwdLayout::bytes(Cmid, stages)). parts: CTAs (one-CTA build) or pairs (pair build) per
-// pixel tile (pair of pixel tiles), each with the output channels resident_cout_range gives it
-// (every part at least one tile of them: resident_cout_parts). Work item u is pixel tile (pair)
-// u / parts, part u % parts (a pixel tile's parts run at once on neighbouring CTAs, so its input
-// comes from DRAM about once); persistent: CTA (pair) b takes items b, b + CTAs (pairs), ..; in a
-// pair, rank r takes pixel tile kCluster * (u / parts) + r (past the last: a tile of no pixels,
-// whose chunks it still reads and releases, storing nothing). Fewer than 2^31 pixels (the
-// launcher's condition). p.workspace: the wgmma forward's workspace for OverlapPackTraits with the
-// producers' channel groups (sepconv_fwd_wgmma_weights_pack_kernel<.., kDwLanes>). The pair build is
-// launched in clusters of two along x.
+// OverlapFwdLayout::bytes(Cmid, stages)). parts: CTAs (one-CTA build) or pairs (pair builds) per
+// pixel tile (weights pairs: pair of pixel tiles), each with the output channels resident_cout_range
+// gives it (every part at least one tile of them: resident_cout_parts; Z pairs: 2 x parts parts, a
+// pair's CTAs the two halves of its). Work item u is pixel tile (pair) u / parts, part u % parts (a
+// pixel tile's parts run at once on neighbouring CTAs, so its input comes from DRAM about once);
+// persistent: CTA (pair) b takes items b, b + CTAs (pairs), ..; in a weights pair, rank r takes
+// pixel tile 2 * (u / parts) + r (past the last: a tile of no pixels, whose chunks it still reads
+// and releases, storing nothing). Fewer than 2^31 pixels (the launcher's condition). p.workspace:
+// the wgmma forward's workspace for OverlapPackTraits with the producers' channel groups
+// (sepconv_fwd_wgmma_weights_pack_kernel<.., kDwLanes>). The pair builds are launched in clusters of
+// two along x.
 template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
     sepconv_fwd_overlap_kernel(const SepConvParams p, const int stages, const int parts) {
@@ -166,6 +184,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   static_assert(PackTraits::BN == Traits::BN && PackTraits::BK == Traits::BK, "the wgmma forward's ring slots");
   constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK;
   constexpr int kCluster = Traits::kCluster;
+  constexpr bool kShareWeights = Traits::kPair == OverlapPair::kWeights, kShareZ = Traits::kPair == OverlapPair::kZ;
   constexpr uint32_t kChunkBytes = Traits::kWSlotBytes;
   using Layout = OverlapFwdLayout<Traits>;
   XSEP_DYNAMIC_SHARED(smem_raw);
@@ -206,14 +225,20 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   auto w_slot = [&](int s) { return make_tensor(make_smem_ptr(w + s * BN * BK), typename Cute::WSlotLayout{}); };
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   const int pixel_tiles = static_cast<int>((pixels + BM - 1) / BM);
-  const int items = (pixel_tiles + kCluster - 1) / kCluster * parts;
+  const int items = (kShareWeights ? (pixel_tiles + 1) / 2 : pixel_tiles) * parts;
   const int rank = kCluster == 1 ? 0 : cluster_rank();
   const int unit = static_cast<int>(blockIdx.x) / kCluster, units = static_cast<int>(gridDim.x) / kCluster;
   const int my_items = unit < items ? (items - 1 - unit) / units + 1 : 0;
-  // Item u's first pixel (this CTA's tile of it), and its output channels [begin, end).
-  auto first_pixel = [&](int u) { return static_cast<int64_t>(u / parts * kCluster + rank) * BM; };
+  // Item u's first pixel (this CTA's tile of it), and its output channels [begin, end) (this CTA's
+  // half of them in a Z pair).
+  auto first_pixel = [&](int u) {
+    return static_cast<int64_t>(kShareWeights ? u / parts * 2 + rank : u / parts) * BM;
+  };
   auto cout_range = [&](int u, int* begin, int* end) {
-    resident_cout_range<PackTraits>(p.Cout, u % parts, parts, begin, end);
+    if constexpr (kShareZ)
+      resident_cout_range<PackTraits>(p.Cout, u % parts * 2 + rank, parts * 2, begin, end);
+    else
+      resident_cout_range<PackTraits>(p.Cout, u % parts, parts, begin, end);
   };
   // The CTA's weight chunks, one sequence over its items (a pair's two CTAs: the same sequence):
   // for each, the packed chunks of its part's output-channel tiles (channels co_begin.. in chunks
@@ -241,7 +266,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     }
     if (fetch_item >= items) return;
     const T* chunk = packed + static_cast<int64_t>(fetch_at) * (BN * BK);
-    if constexpr (kCluster == 1) {
+    if constexpr (!kShareWeights) {
       mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);
       bulk_copy_to_shared(w + slot_of_next * BN * BK, chunk, kChunkBytes, &landed[slot_of_next]);
     } else {
@@ -264,11 +289,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) {
       mbarrier_init(&landed[s], 1);
-      if constexpr (kCluster == 2) mbarrier_init(&empty[s], 2);  // this CTA's consumers and the peer's
+      if constexpr (kShareWeights) mbarrier_init(&empty[s], 2);  // this CTA's consumers and the peer's
     }
     for (int b = 0; b < kZBuffers; ++b) {
       mbarrier_init(&z_full[b], Traits::kProducerThreads);
-      mbarrier_init(&z_free[b], Traits::kConsumerThreads);
+      mbarrier_init(&z_free[b], Traits::kConsumerThreads * (kShareZ ? 2 : 1));  // Z pair: the peer's too
     }
     // The first chunks land while the first Z is computed (the pair build: once both CTAs'
     // barriers exist, below).
@@ -295,6 +320,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                                                             wgmma_dw_offset_bytes<PackTraits>(p.Cout, p.Cmid));
     constexpr int kPassChannels = BK * Traits::kDwChunks;
     const int passes = (steps + Traits::kDwChunks - 1) / Traits::kDwChunks;
+    // This CTA's passes (a Z pair: rank 0 the first half, rank 1 the rest) and their Z chunks, and
+    // the chunks the peer computes (and copies here).
+    const int half = (passes + 1) / 2;
+    const int q_begin = kShareZ && rank == 1 ? half : 0, q_end = kShareZ && rank == 0 ? half : passes;
+    auto chunk_of_pass = [&](int q) { return imin(q * Traits::kDwChunks, steps); };
+    const uint32_t peer_bytes =
+        kShareZ ? static_cast<uint32_t>(rank == 0 ? steps - chunk_of_pass(half) : chunk_of_pass(half)) *
+                      Traits::kZChunkBytes
+                : 0u;
 #pragma unroll 1
     for (int u = unit, j = 0; u < items; u += units, ++j) {
       const int b = j % kZBuffers;
@@ -314,16 +348,30 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // last chunk (Z's kpad) is not stored (its channels are past Cmid: zero, like the padding of
       // the chunks that are).
 #pragma unroll 1
-      for (int q = 0; q < passes; ++q)
+      for (int q = q_begin; q < q_end; ++q)
         depthwise.chunk(p, px, q, [&](int m, int kk, auto v) {
           const int c = q * Traits::kDwChunks + kk / BK;
           if (c < steps)
             store_shared_at(smem, z_at + c * Traits::kZChunkBytes + sw64_k_major_offset(m, kk % BK * sizeof(Element)),
                             v);
         });
-      fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma once the buffer is full
+      fence_shared_for_wgmma();  // this thread's Z stores, visible to wgmma (and the bulk copies) once
+                                 // the buffer is full
+      if constexpr (kShareZ) {
+        // Once every producer's chunks are stored and fenced, this CTA's chunks into the peer's
+        // buffer b (free: z_free counted the peer's consumers too), landing on the peer's z_full.
+        named_barrier_sync(kProducerBarrier, Traits::kProducerThreads);
+        if (pt == 0)
+          for (int c = chunk_of_pass(q_begin); c < chunk_of_pass(q_end); ++c)
+            bulk_copy_to_peer(smem + z_at + c * Traits::kZChunkBytes, Traits::kZChunkBytes, &z_full[b], rank ^ 1);
+      }
       if (clocks && pt == 0) clock_phase(kProducerMark, kOverlapDepthwise);  // before the arrive: the
-      mbarrier_arrive(&z_full[b]);                                           // consumers' wait orders it
+      // consumers' wait orders it. A Z pair's buffer is full once the peer's chunks have landed too:
+      // one arrival announces their bytes.
+      if (kShareZ && pt == 0)
+        mbarrier_arrive_expect_tx(&z_full[b], peer_bytes);
+      else
+        mbarrier_arrive(&z_full[b]);
     }
   } else {
     // ---- consumers: the GEMM and the stores ------------------------------------------------------
@@ -347,7 +395,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       auto z_chunk = [&](int c) { return make_tensor(make_smem_ptr(z + c * BM * BK), typename Cute::ZChunkLayout{}); };
       mbarrier_wait_parity(&z_full[b], (j / kZBuffers) & 1);  // the producers' stores to buffer b, fenced
       if (clocks && threadIdx.x == 0) clock_phase(kConsumerMark, kOverlapZWait);
-      if (co_begin >= co_end) mbarrier_arrive(&z_free[b]);  // a part without channels (not launched so)
+      // Buffer b read (a Z pair: both CTAs' consumers arrive on both CTAs' z_free).
+      auto release_z = [&] {
+        mbarrier_arrive(&z_free[b]);
+        if constexpr (kShareZ) mbarrier_arrive_remote(&z_free[b], rank ^ 1);
+      };
+      if (co_begin >= co_end) release_z();  // a part without channels (not launched so)
 #pragma unroll 1
       for (int co0 = co_begin; co0 < co_end; co0 += BN) {
         clear(acc);
@@ -369,7 +422,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           // peer has read it too (both CTAs' empty barriers hear from both).
           named_barrier_sync(kConsumerBarrier, Traits::kConsumerThreads);
           if (threadIdx.x == 0 && g > 0) {
-            if constexpr (kCluster == 2) {
+            if constexpr (kShareWeights) {
               mbarrier_arrive(&empty[released]);
               mbarrier_arrive_remote(&empty[released], rank ^ 1);
             }
@@ -381,7 +434,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         warpgroup_fence_operand(acc);
         // After the last output-channel tile's batches, nothing reads buffer b: the producers may
         // fill it with a later tile's Z while these stores run.
-        if (co0 + BN >= co_end) mbarrier_arrive(&z_free[b]);
+        if (co0 + BN >= co_end) release_z();
         store_permuted_tile<T>(p, acc, coords, y_rows, co0);
       }
       if (clocks && threadIdx.x == 0) clock_phase(kConsumerMark, kOverlapGemmStores);
@@ -394,7 +447,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     }
     stamp_end(p.phase_clocks);
   }
-  // The pair build: neither CTA leaves while the other may still arrive on its barriers.
+  // The pair builds: neither CTA leaves while the other may still arrive on its barriers or copy
+  // into it.
   if constexpr (kCluster == 2) cluster_sync();
 #endif
 }

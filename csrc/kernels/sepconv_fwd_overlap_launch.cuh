@@ -26,11 +26,12 @@ template <typename T>
 using OverlapTwoBuffers = OverlapFwdTraits<T, /*kTwoRuns=*/true, 2>;
 template <typename T>
 using OverlapOneBuffer = OverlapFwdTraits<T, /*kTwoRuns=*/true, 1>;
-// The pair builds (XSEP_FWD_CLUSTER=2): clusters of two CTAs, each weight chunk read once for both.
-template <typename T>
-using OverlapPairTwoBuffers = OverlapFwdTraits<T, /*kTwoRuns=*/true, 2, /*kCluster=*/2>;
-template <typename T>
-using OverlapPairOneBuffer = OverlapFwdTraits<T, /*kTwoRuns=*/true, 1, /*kCluster=*/2>;
+// The pair builds (XSEP_FWD_PAIR=weights|z): clusters of two CTAs, each weight chunk read once for
+// both, or each tile's Z computed half by each.
+template <typename T, OverlapPair kPair>
+using OverlapPairTwoBuffers = OverlapFwdTraits<T, /*kTwoRuns=*/true, 2, kPair>;
+template <typename T, OverlapPair kPair>
+using OverlapPairOneBuffer = OverlapFwdTraits<T, /*kTwoRuns=*/true, 1, kPair>;
 
 // The kernel's static shared memory (the one-CTA build: OverlapShared; the pair build: the wgmma
 // marker) as the driver counts it (driver_static_shared_bytes).
@@ -66,15 +67,15 @@ bool overlap_forward_built() {
   });
 }
 
-// Whether the pair builds were built for this device and a cluster of two of them can be resident
+// Whether kPair's builds were built for this device and a cluster of two of them can be resident
 // (the occupancy calculator's clusters, with all the shared memory a CTA may take: the launches
 // fill it with ring slots).
-template <typename T>
+template <typename T, OverlapPair kPair>
 bool overlap_pairs_run() {
   static std::atomic<int8_t> cache[64];
   return once_per_device(cache, [] {
-    using Traits = OverlapPairOneBuffer<T>;
-    if (!wgmma_body_built(sepconv_fwd_overlap_kernel<OverlapPairTwoBuffers<T>>) ||
+    using Traits = OverlapPairOneBuffer<T, kPair>;
+    if (!wgmma_body_built(sepconv_fwd_overlap_kernel<OverlapPairTwoBuffers<T, kPair>>) ||
         !wgmma_body_built(sepconv_fwd_overlap_kernel<Traits>))
       return false;
     const auto kernel = sepconv_fwd_overlap_kernel<Traits>;
@@ -105,8 +106,12 @@ bool overlap_pairs_run() {
   });
 }
 
-// XSEP_FWD_CLUSTER=2 (for measurement): the pair builds.
-inline bool overlap_pairs_asked() { return kernel_knob_is(KernelKnob::kFwdCluster, "2"); }
+// XSEP_FWD_PAIR (for measurement): the pair build asked for, kNone where none is.
+inline OverlapPair overlap_pair_asked() {
+  if (kernel_knob_is(KernelKnob::kFwdPair, "weights")) return OverlapPair::kWeights;
+  if (kernel_knob_is(KernelKnob::kFwdPair, "z")) return OverlapPair::kZ;
+  return OverlapPair::kNone;
+}
 
 template <typename T>
 bool overlap_forward_applies(const SepConvParams& p) {
@@ -131,7 +136,9 @@ size_t overlap_forward_workspace_bytes(const SepConvParams& p) {
 // The pack kernel (both weights, one launch), then the forward: persistent, one CTA per SM (its Z
 // buffers take the SM's shared memory), at most one per work item; where the pixel tiles fill at
 // most half the SMs, as many parts of the output channels as fill them (resident_cout_parts). The
-// pair build: the same with pixel tiles and SMs counted in pairs, launched in clusters of two.
+// pair builds: launched in clusters of two, SMs counted in pairs; the weights pairs' pixel tiles in
+// pairs too; the Z pairs' parts in halves (at most half as many parts as the output channels have
+// 128-channel tiles, so every CTA has some).
 template <class Traits>
 int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
   using T = typename Traits::T;
@@ -144,7 +151,7 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
   launch->warpgroups = Traits::kThreads / 128;
   launch->min_blocks = 1;
   launch->z_buffers = Traits::kZBuffers;
-  launch->cluster = kCluster;
+  launch->pair = static_cast<int>(Traits::kPair);
   launch->dw_lanes = Traits::kDwLanes;
   launch->dw_pass_channels = Traits::BK * Traits::kDwChunks;
   launch->stages = overlap_stages<Traits>(p.Cmid, smem_optin);
@@ -157,9 +164,15 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
   if (err != cudaSuccess) return static_cast<int>(err);
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   const int64_t pixel_tiles = (pixels + Traits::BM - 1) / Traits::BM;
-  const int64_t groups = (pixel_tiles + kCluster - 1) / kCluster;  // of kCluster pixel tiles
-  const int64_t units = std::max(sms / kCluster, 1);               // CTAs (pairs) at once
-  launch->parts = resident_cout_parts(groups, units, p.Cout, Traits::BN);
+  constexpr bool kShareWeights = Traits::kPair == OverlapPair::kWeights;
+  const int64_t groups = kShareWeights ? (pixel_tiles + 1) / 2 : pixel_tiles;  // pixel tiles (pairs)
+  const int64_t units = std::max(sms / kCluster, 1);                          // CTAs (pairs) at once
+  if constexpr (Traits::kPair == OverlapPair::kZ) {
+    const int cout_tiles = (p.Cout + Traits::BN - 1) / Traits::BN;
+    launch->parts = std::max(1, std::min(resident_cout_parts(groups, units, p.Cout, 2 * Traits::BN), cout_tiles / 2));
+  } else {
+    launch->parts = resident_cout_parts(groups, units, p.Cout, Traits::BN);
+  }
   const int64_t ctas = std::min<int64_t>(groups * launch->parts, units) * kCluster;
   if (ctas == 0) return static_cast<int>(cudaSuccess);  // no pixels: nothing to write
   // With XSEP_PHASE_CLOCKS=1, each CTA's sums of its phases' cycles are kept (OverlapClockSum).
@@ -185,19 +198,33 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
   });
 }
 
-// Two Z buffers where they fit, else one; the pair builds where XSEP_FWD_CLUSTER=2 asks and a
-// cluster of them fits on the device.
+// kPair's builds, two Z buffers where they fit, else one; false where they do not take the call
+// (not built, no cluster fits, no ring fits, or Z pairs for one tile of output channels).
+template <typename T, OverlapPair kPair>
+bool launch_overlap_pairs(const SepConvParams& p, int smem_optin, cudaStream_t stream, WgmmaLaunch* launch,
+                          int* error) {
+  if (kPair == OverlapPair::kZ && p.Cout <= OverlapPairOneBuffer<T, kPair>::BN) return false;
+  if (!overlap_pairs_run<T, kPair>() || overlap_stages<OverlapPairOneBuffer<T, kPair>>(p.Cmid, smem_optin) == 0)
+    return false;
+  *error = overlap_stages<OverlapPairTwoBuffers<T, kPair>>(p.Cmid, smem_optin) > 0
+               ? launch_overlap_traits<OverlapPairTwoBuffers<T, kPair>>(p, stream, launch)
+               : launch_overlap_traits<OverlapPairOneBuffer<T, kPair>>(p, stream, launch);
+  return true;
+}
+
+// Two Z buffers where they fit, else one; the pair build XSEP_FWD_PAIR asks for where it takes the
+// call.
 template <typename T>
 int launch_overlap_forward(const SepConvParams& p, cudaStream_t stream, WgmmaLaunch* launch) {
-  int device = 0, smem_optin = 0;
+  int device = 0, smem_optin = 0, error = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  if (overlap_pairs_asked() && overlap_pairs_run<T>() &&
-      overlap_stages<OverlapPairOneBuffer<T>>(p.Cmid, smem_optin) > 0) {
-    if (overlap_stages<OverlapPairTwoBuffers<T>>(p.Cmid, smem_optin) > 0)
-      return launch_overlap_traits<OverlapPairTwoBuffers<T>>(p, stream, launch);
-    return launch_overlap_traits<OverlapPairOneBuffer<T>>(p, stream, launch);
-  }
+  const OverlapPair pair = overlap_pair_asked();
+  if (pair == OverlapPair::kWeights &&
+      launch_overlap_pairs<T, OverlapPair::kWeights>(p, smem_optin, stream, launch, &error))
+    return error;
+  if (pair == OverlapPair::kZ && launch_overlap_pairs<T, OverlapPair::kZ>(p, smem_optin, stream, launch, &error))
+    return error;
   if (overlap_stages<OverlapTwoBuffers<T>>(p.Cmid, smem_optin) > 0)
     return launch_overlap_traits<OverlapTwoBuffers<T>>(p, stream, launch);
   return launch_overlap_traits<OverlapOneBuffer<T>>(p, stream, launch);

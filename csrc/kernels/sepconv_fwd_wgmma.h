@@ -25,7 +25,7 @@ struct WgmmaLaunch {
   int dw_pass_channels = 0;  // channels per depthwise pass (BK * wgmma_dw_chunks)
   int band_buffers = 0;      // the depthwise phase from bands of x in the ring (XSEP_FWD_DW=staged): 1 or 2
   int z_buffers = 0;         // the overlapped forward's Z buffers: 2, or 1 where Z is too wide for two
-  int cluster = 1;           // the overlapped forward's CTAs a weight chunk (2: XSEP_FWD_CLUSTER=2's pairs)
+  int pair = 0;              // the overlapped forward's pair build (OverlapPair: 1 weights, 2 Z; 0 none)
 };
 
 // True where the wgmma kernel was built for this device (sm_90a code, CuTe present at build time)

@@ -131,7 +131,7 @@ inline void check_published(size_t offset) {
   const Cta& c = cta();
   const int writer = offset / 16 < c.window_granules ? c.unpublished[offset / 16].load(std::memory_order_relaxed) : 0;
   if (writer != 0) {
-    std::fprintf(stderr, "emulation: wgmma reads shared memory (offset %zu) that thread %d wrote with no fence.proxy.async since\n",
+    std::fprintf(stderr, "emulation: the async proxy (wgmma, a bulk copy) reads shared memory (offset %zu) that thread %d wrote with no fence.proxy.async since\n",
                  offset, writer - 1);
     std::abort();
   }
@@ -360,6 +360,17 @@ inline void emulated_cluster_sync() { xsep_emulation::cluster_barrier->arrive_an
 // An arrival on the barrier at `bar`'s place in CTA `rank`'s shared memory.
 inline void emulated_mbarrier_arrive_remote(uint64_t* bar, int rank) {
   emulated_mbarrier_arrive(static_cast<uint64_t*>(xsep_emulation::peer_shared(bar, rank)));
+}
+
+// The bulk copy of this CTA's shared memory at `at` into the same place in CTA `rank`, counted
+// against the barrier at `bar`'s place there. It reads through the async proxy, so what it reads
+// must have been fenced by its writers (checked when issued, the earliest the copy may read).
+inline void emulated_bulk_copy_to_peer(const void* at, uint32_t bytes, uint64_t* bar, int rank) {
+  const auto* p = static_cast<const unsigned char*>(at);
+  const xsep_emulation::Cta& me = xsep_emulation::cta();
+  for (uint32_t i = 0; i < bytes; i += 16) xsep_emulation::check_published(static_cast<size_t>(p + i - me.shared_window));
+  emulated_bulk_copy_to_shared(xsep_emulation::peer_shared(at, rank), at, bytes,
+                               static_cast<uint64_t*>(xsep_emulation::peer_shared(bar, rank)));
 }
 
 // The bulk copy into `dst`'s place in every CTA of `mask` (bit r: rank r), each counted against the

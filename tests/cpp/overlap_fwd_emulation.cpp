@@ -69,10 +69,13 @@ std::string phase_clock_trouble(const std::vector<unsigned long long>& records, 
   return "";
 }
 
-// ctas: at most that many CTAs (kCluster 2: pairs of CTAs).
-template <typename T, bool kTwoRuns = true, int kZBuffers = 2, int kCluster = 1>
+using xsep::OverlapPair;
+
+// ctas: at most that many CTAs (the pair builds: pairs of CTAs).
+template <typename T, bool kTwoRuns = true, int kZBuffers = 2, OverlapPair kPair = OverlapPair::kNone>
 bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol, bool clocks = false, int parts = 1) {
-  using Traits = xsep::OverlapFwdTraits<T, kTwoRuns, kZBuffers, kCluster>;
+  using Traits = xsep::OverlapFwdTraits<T, kTwoRuns, kZBuffers, kPair>;
+  constexpr int kCluster = Traits::kCluster;
   using PackTraits = xsep::OverlapPackTraits<T>;
   ForwardCall<T> call(c.N, c.C, c.H, c.W, /*M=*/1, c.Cout, /*K=*/3, c.stride, c.dil, c.pt, c.pb, c.pl, c.pr, c.act,
                       /*channels_last=*/true, rng);
@@ -92,13 +95,15 @@ bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol
   });
   p.workspace = workspace.data();
   // Persistent CTAs (pairs): `ctas` of them (at most one per work item) take the items in turn;
-  // `parts` items per pixel tile (pair of pixel tiles), each with a share of the output channels
-  // (every share at least one 128-channel tile).
+  // `parts` items per pixel tile (weights pairs: pair of pixel tiles), each with a share of the
+  // output channels (every share at least one 128-channel tile; Z pairs: each half of it).
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
-  if (parts != xsep::resident_cout_parts(1, parts, p.Cout, Traits::BN))
+  const int shares = kPair == OverlapPair::kZ ? 2 * parts : parts;
+  if (shares != xsep::resident_cout_parts(1, shares, p.Cout, Traits::BN))
     xsep_emulation::die("more parts than the output channels have tiles");
   const int64_t pixel_tiles = (pixels + Traits::BM - 1) / Traits::BM;
-  const int64_t tiles = (pixel_tiles + kCluster - 1) / kCluster * parts;  // work items
+  const int64_t groups = kPair == OverlapPair::kWeights ? (pixel_tiles + 1) / 2 : pixel_tiles;
+  const int64_t tiles = groups * parts;  // work items
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, ctas) * kCluster);
   std::vector<unsigned long long> records;
   if (clocks) {
@@ -114,7 +119,9 @@ bool run_case(const Case& c, int stages, int ctas, std::mt19937& rng, double tol
   const std::string clock_trouble = clocks ? phase_clock_trouble(records, grid, tiles, kCluster) : "";
   const bool ok = !unwritten && worst <= tol && clock_trouble.empty();
   std::printf("%s overlap%s%s%s split %d stages %2d ctas %d/%lld %-15s %s relative error %.2e%s%s%s\n",
-              ok ? "ok    " : "FAILED", kCluster == 2 ? "-pair" : "", kTwoRuns ? "" : "-one-run",
+              ok ? "ok    " : "FAILED",
+              kPair == OverlapPair::kWeights ? "-pair-weights" : kPair == OverlapPair::kZ ? "-pair-z" : "",
+              kTwoRuns ? "" : "-one-run",
               kZBuffers == 1 ? "-one-buffer" : "", parts, stages,
               grid, static_cast<long long>(tiles), c.name, mode_name<T>(), worst,
               unwritten ? "  (unwritten elements)" : "", clocks ? "  phase clocks " : "", clock_trouble.c_str());
@@ -168,18 +175,36 @@ int main() {
       failed += !run_case<__nv_bfloat16, true, 1>(c, 3, 2, rng, 3e-2, /*clocks=*/false, /*parts=*/3);
       count += 1;
     }
-    // The pair build (clusters of two: each weight chunk half by each CTA, multicast into both
-    // rings): one pair taking every item (each slot reused, both CTAs' releases awaited), two pairs,
-    // one pair per item; an odd number of pixel tiles leaves a pair's second tile empty (d2_elu 3,
-    // deep 1, deep_tiles 5); TF32 with one Z buffer; the output channels in 2 parts.
-    failed += !run_case<__nv_bfloat16, true, 2, 2>(c, 3, 1, rng, 3e-2, /*clocks=*/true);
-    failed += !run_case<float, true, 1, 2>(c, 4, 2, rng, 5e-3);
+    // The weights pair build (clusters of two: each weight chunk half by each CTA, multicast into
+    // both rings): one pair taking every item (each slot reused, both CTAs' releases awaited), two
+    // pairs, one pair per item; an odd number of pixel tiles leaves a pair's second tile empty
+    // (d2_elu 3, deep 1, deep_tiles 5); TF32 with one Z buffer; the output channels in 2 parts.
+    constexpr OverlapPair kWeights = OverlapPair::kWeights, kZ = OverlapPair::kZ;
+    failed += !run_case<__nv_bfloat16, true, 2, kWeights>(c, 3, 1, rng, 3e-2, /*clocks=*/true);
+    failed += !run_case<float, true, 1, kWeights>(c, 4, 2, rng, 5e-3);
     count += 2;
     if ((c.Cout + 127) / 128 >= 2) {
-      failed += !run_case<__half, true, 2, 2>(c, 5, 1000, rng, 5e-3, /*clocks=*/false, /*parts=*/2);
-      count += 1;
+      failed += !run_case<__half, true, 2, kWeights>(c, 5, 1000, rng, 5e-3, /*clocks=*/false, /*parts=*/2);
+      // The Z pair build (both CTAs on one pixel tile, each computing half its depthwise passes and
+      // copying them into the other's buffer, each multiplying all of Z by half the output
+      // channels): where the output channels have two tiles or more. One pair taking every tile
+      // (both buffers reused: their barriers count both CTAs' consumers), a pair per tile, one Z
+      // buffer, TF32, and (deep, deep_tiles: 3 tiles) parts whose halves are uneven. Cases of one
+      // depthwise pass (deep_tiles' 72 channels in TF32: 3 passes; s2_asymmetric's 16: one) leave
+      // rank 1 no passes to compute: it only receives.
+      failed += !run_case<__nv_bfloat16, true, 2, kZ>(c, 3, 1, rng, 3e-2, /*clocks=*/true);
+      failed += !run_case<__half, true, 1, kZ>(c, 4, 1000, rng, 5e-3);
+      failed += !run_case<float, true, 2, kZ>(c, 5, 2, rng, 5e-3, /*clocks=*/true);
+      failed += !run_case<float, true, 1, kZ>(c, 3, 1, rng, 5e-3);
+      count += 5;
     }
   }
+  // Z pairs with the output channels in 2 parts (4 halves of one 128-channel tile each, the last of
+  // 72) and depthwise passes split unevenly (16-bit: 3 passes, 2 and 1; TF32: 5, 3 and 2).
+  const Case z_parts{"z_parts", 1, 136, 13, 15, 456, 1, 1, 1, 1, 1, 1, Activation::kNone};
+  failed += !run_case<__nv_bfloat16, true, 2, OverlapPair::kZ>(z_parts, 4, 3, rng, 3e-2, /*clocks=*/true, 2);
+  failed += !run_case<float, true, 1, OverlapPair::kZ>(z_parts, 3, 1000, rng, 5e-3, /*clocks=*/false, 2);
+  count += 2;
   std::printf("%d runs, %d failed\n", count, failed);
   return failed == 0 ? 0 : 1;
 }

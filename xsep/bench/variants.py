@@ -42,7 +42,11 @@ NAMED = {
     "overlap-3stage": {"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_STAGES": "3"},
     # the same in clusters of two CTAs that take neighbouring pixel tiles and read each weight chunk
     # from L2 once for both (multicast): half the overlapped forward's weight traffic
-    "overlap-pair": {"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_CLUSTER": "2"},
+    "overlap-pair-weights": {"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_PAIR": "weights"},
+    # clusters of two CTAs on one pixel tile, each computing half its depthwise passes (copied into
+    # the other's Z buffer) and multiplying all of Z by half the output channels (where there are two
+    # tiles of 128 or more): no part recomputes Z, and a tile is two half-size items
+    "overlap-pair-z": {"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_PAIR": "z"},
     # backward
     "bwd-first": {"XSEP_BWD_KERNEL": "first"},
     "bwd-staged": {"XSEP_BWD_KERNEL": "staged"},
