@@ -298,10 +298,11 @@ def test_every_forward_kernel_matches_reference(variant):
             ("float16", "mma", "two Z buffers", 4),
             ("float32", "tf32-mma", "one Z buffer", 2),
         ]:
-            line = rf"{dtype} {mma} channels_last 3x3 overlap \(64 pixels, {stages} stages, {buffers}, cout split {split_728}, "
-            assert re.search(line + rf"{lanes}-channel items{pairs}\)", result.stderr), f"vec_728 {dtype}"
-        one = rf"bfloat16 mma channels_last 3x3 overlap \(64 pixels, \d+ stages, one Z buffer, cout split {split_1024}, "
-        assert re.search(one + rf"4-channel items{pairs}\)", result.stderr), "vec_1024: one Z buffer"
+            line = rf"{dtype} {mma} channels_last 3x3 overlap \(64 pixels, {stages} stages, {buffers}, "
+            line += rf"cout split {split_728}, {lanes}-channel items{pairs}\)"
+            assert re.search(line, result.stderr), f"vec_728 {dtype}"
+        one = r"bfloat16 mma channels_last 3x3 overlap \(64 pixels, \d+ stages, one Z buffer, "
+        assert re.search(one + rf"cout split {split_1024}, 4-channel items{pairs}\)", result.stderr), "vec_1024"
         lines = re.findall(r"overlap \(64 pixels[^)]*\)", result.stderr)
         if variant == "overlap-pair-z":
             assert any(line.endswith("items)") for line in lines), "one output-channel tile: the one-CTA build"
