@@ -23,6 +23,7 @@ void emulated_mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
 void emulated_mbarrier_arrive(uint64_t* bar);
 void emulated_named_barrier_sync(int id, int threads);
 void emulated_mbarrier_wait_parity(uint64_t* bar, uint32_t parity);
+bool emulated_mbarrier_test_parity(uint64_t* bar, uint32_t parity);
 void emulated_bulk_copy_to_shared(void* dst, const void* src, uint32_t bytes, uint64_t* bar);
 #endif
 
@@ -86,6 +87,27 @@ __device__ __forceinline__ void mbarrier_wait_parity(uint64_t* bar, uint32_t par
       "}\n" ::"r"(shared_address(bar)),
       "r"(parity)
       : "memory");
+#endif
+}
+
+// Whether the phase of parity `parity` has completed, without waiting (mbarrier.test_wait).
+__device__ __forceinline__ bool mbarrier_test_parity(uint64_t* bar, uint32_t parity) {
+#if defined(XSEP_HOST_EMULATION)
+  return emulated_mbarrier_test_parity(bar, parity);
+#elif defined(XSEP_WGMMA_DEVICE_CODE)
+  uint32_t done;
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "mbarrier.test_wait.parity.shared::cta.b64 done, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, done;\n"
+      "}\n"
+      : "=r"(done)
+      : "r"(shared_address(bar)), "r"(parity)
+      : "memory");
+  return done != 0;
+#else
+  return true;
 #endif
 }
 

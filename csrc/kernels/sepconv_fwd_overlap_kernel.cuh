@@ -41,9 +41,10 @@
 // from L2 into the slot of both CTAs at once (a multicast bulk copy, completing on each CTA's
 // `landed` barrier, which expects the whole chunk). A slot is refilled only once both CTAs'
 // consumers have read it: each consumer's thread 0 arrives on its own CTA's `empty` barrier and on
-// the peer's (2 arrivals a use), and the fetching thread waits on its own. So the two consumers
-// run within a step or so of each other (a slot waits for the slower), and the weight comes from
-// L2 once per 128 pixels, as in the wgmma forward. All shared state is in dynamic shared memory, at
+// the peer's (2 arrivals a use); the fetching thread refills the slots both have released, asking
+// without waiting after each step, and waits only for a chunk its consumers need next. So a
+// consumer runs up to a ring's length ahead of its peer's, and the weight comes from L2 once per
+// 128 pixels, as in the wgmma forward. All shared state is in dynamic shared memory, at
 // the same offsets in both CTAs (the barriers a peer reaches by mapa); a cluster barrier after the
 // barriers' initialisation and another before exit (no CTA leaves while its peer may still arrive
 // on its barriers or copy into it). With an odd number of pixel tiles the last pair's second tile
@@ -240,12 +241,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     else
       resident_cout_range<PackTraits>(p.Cout, u % parts, parts, begin, end);
   };
-  // The CTA's weight chunks, one sequence over its items (a pair's two CTAs: the same sequence):
-  // for each, the packed chunks of its part's output-channel tiles (channels co_begin.. in chunks
-  // co_begin / BN * steps ..). Thread 0 alone fetches them in order: fetch_next announces the next
-  // chunk's bytes on its slot's barrier and starts its bulk copy (nothing past the last). In the
-  // pair build it first waits until both CTAs have read the chunk the slot held before (empty),
-  // then copies its half of the chunk into both CTAs' slot; the peer copies the other half.
+  // The CTA's weight chunks, one sequence over its items (a weights pair's two CTAs: the same
+  // sequence): for each, the packed chunks of its part's output-channel tiles (channels co_begin..
+  // in chunks co_begin / BN * steps ..). Thread 0 alone fetches them in order: issue_next announces
+  // the next chunk's bytes on its slot's barrier and starts its bulk copy (in a weights pair, of its
+  // half of the chunk, into both CTAs' slot; the peer copies the other half).
   const T* packed = static_cast<const T*>(p.workspace);
   int fetch_item = unit;     // the item whose chunks are being fetched
   int fetch_at = 0;          // the next of them, in the packed weight
@@ -253,7 +253,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   int slot_of_next = 0;      // the next chunk's slot: chunks fetched % stages
   int fetched = 0;           // chunks fetched so far
   bool fetch_begun = false;  // fetch_at, fetch_end are fetch_item's
-  auto fetch_next = [&] {
+  // Whether a chunk is left to fetch (moving on to the next item once this one's are all fetched).
+  auto more_to_fetch = [&] {
     while (fetch_item < items && (!fetch_begun || fetch_at == fetch_end)) {
       if (fetch_begun) fetch_item += units;
       fetch_begun = true;
@@ -264,20 +265,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         fetch_end = co_end > co_begin ? (co_end + BN - 1) / BN * steps : fetch_at;
       }
     }
-    if (fetch_item >= items) return;
+    return fetch_item < items;
+  };
+  auto issue_next = [&] {  // after more_to_fetch() said there is one
     const T* chunk = packed + static_cast<int64_t>(fetch_at) * (BN * BK);
+    mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);  // a weights pair: both halves land here
     if constexpr (!kShareWeights) {
-      mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);
       bulk_copy_to_shared(w + slot_of_next * BN * BK, chunk, kChunkBytes, &landed[slot_of_next]);
     } else {
-      // The slot's use fetched / stages: both CTAs released its use before (the first needs none).
-      const int use = fetched / stages;
-      if (use > 0) {
-        const unsigned long long waited_from = clocks ? sm_cycles() : 0;
-        mbarrier_wait_parity(&empty[slot_of_next], (use - 1) & 1);
-        if (clocks) clock_sums[kOverlapPeerWait] += sm_cycles() - waited_from;
-      }
-      mbarrier_arrive_expect_tx(&landed[slot_of_next], kChunkBytes);  // both halves land here
       constexpr int kHalf = BN * BK / 2;  // elements: output channels rank * 64 .. of the chunk
       bulk_copy_multicast(w + slot_of_next * BN * BK + rank * kHalf, chunk + rank * kHalf, kChunkBytes / 2,
                           &landed[slot_of_next], 0x3);
@@ -285,6 +280,31 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     ++fetch_at;
     ++fetched;
     if (++slot_of_next == stages) slot_of_next = 0;
+  };
+  // The one-CTA build and the Z pairs: the next chunk, into the slot the consumers just released.
+  auto fetch_next = [&] {
+    if (more_to_fetch()) issue_next();
+  };
+  // A weights pair: every chunk up to `last` whose slot both CTAs have released (empty: the use
+  // before, fetched / stages - 1, complete), in order, stopping at the first whose slot is not free
+  // yet, except that the chunks up to `need` are fetched even if that means waiting for the peer
+  // (the consumers are about to read them). So the peer's lag stalls this CTA only when a chunk it
+  // needs now is held up, not at every refill.
+  auto fetch_released = [&](int64_t need, int64_t last) {
+    while (fetched <= last && more_to_fetch()) {
+      const int use = fetched / stages;
+      if (use > 0) {
+        const uint32_t parity = (use - 1) & 1;
+        if (fetched > need) {
+          if (!mbarrier_test_parity(&empty[slot_of_next], parity)) return;
+        } else {
+          const unsigned long long waited_from = clocks ? sm_cycles() : 0;
+          mbarrier_wait_parity(&empty[slot_of_next], parity);
+          if (clocks) clock_sums[kOverlapPeerWait] += sm_cycles() - waited_from;
+        }
+      }
+      issue_next();
+    }
   };
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) {
@@ -308,8 +328,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     __syncthreads();
   } else {
     cluster_sync();  // both CTAs' barriers initialised before either copies into the other
-    if (threadIdx.x == 0)
-      for (int s = 0; s < stages; ++s) fetch_next();
+    if (threadIdx.x == 0) {
+      if constexpr (kShareWeights)
+        fetch_released(stages - 1, stages - 1);  // every slot's first use: free
+      else
+        for (int s = 0; s < stages; ++s) fetch_next();
+    }
   }
 
   if (threadIdx.x >= Traits::kConsumerThreads) {
@@ -406,6 +430,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         clear(acc);
 #pragma unroll 1
         for (int step = 0; step < steps; ++step, ++g) {
+          // A weights pair: chunk g fetched (and what else the peer has released meanwhile).
+          if (kShareWeights && threadIdx.x == 0) fetch_released(g, g - 2 + stages);
           mbarrier_wait_parity(&landed[slot], phase);                                   // chunk g landed
           Tensor a_frag = thr_mma.make_fragment_A(thr_mma.partition_A(z_chunk(step)));  // (MMA, MMA_M, MMA_K)
           Tensor b_frag = thr_mma.make_fragment_B(thr_mma.partition_B(w_slot(slot)));   // (MMA, MMA_N, MMA_K)
@@ -418,15 +444,19 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           wgmma_wait<1>();  // the batch of step g - 1 has retired
           warpgroup_fence_operand(acc);
           // Once the whole warpgroup is past that wait, chunk g - 1's slot is free here: thread 0
-          // refills it with chunk g - 1 + stages (the next in order); in the pair build, once the
-          // peer has read it too (both CTAs' empty barriers hear from both).
+          // refills it with chunk g - 1 + stages (the next in order); in a weights pair, it says so
+          // to both CTAs' empty barriers and fetches whatever chunks both have released by now,
+          // without waiting (the peer's release of this slot may come later: the top of a later
+          // step fetches it then).
           named_barrier_sync(kConsumerBarrier, Traits::kConsumerThreads);
           if (threadIdx.x == 0 && g > 0) {
             if constexpr (kShareWeights) {
               mbarrier_arrive(&empty[released]);
               mbarrier_arrive_remote(&empty[released], rank ^ 1);
+              fetch_released(/*need=*/-1, g - 1 + stages);
+            } else {
+              fetch_next();
             }
-            fetch_next();
           }
           released = this_slot;
         }

@@ -329,28 +329,30 @@ inline void emulated_bulk_copy_to_shared(void* dst, const void* src, uint32_t by
   }
 }
 
-inline void emulated_mbarrier_wait_parity(uint64_t* bar, uint32_t parity) {
-  for (;;) {
-    {
-      std::lock_guard<std::mutex> lock(mbarrier_mutex);
-      EmulatedMbarrier& b = emulated_mbarrier(bar);
-      if (b.phase % 2 != parity % 2) return;  // the phase of that parity has completed
-      const int64_t copied = static_cast<int64_t>(b.pending.size()) * 16;
-      if (b.arrivals == b.arrivals_needed && copied == b.bytes_announced) {
-        for (const auto& c : b.pending)
-          if (c.dst != nullptr) std::memcpy(c.dst, c.src, 16);
-        b.pending.clear();
-        b.arrivals = 0, b.bytes_announced = 0;
-        ++b.phase;
-        return;
-      }
-      // (Before the last arrival, a peer's multicast may have landed bytes the local arrival has
-      // yet to announce: the transaction count runs below zero for a while, as on the GPU.)
-      if (b.arrivals == b.arrivals_needed && copied > b.bytes_announced)
-        xsep_emulation::die("mbarrier: more bytes copied than announced");
-    }
-    std::this_thread::yield();
+// Whether the phase of parity `parity` has completed (completing it, and landing its copies, where
+// it is complete but no one has asked yet); never waits.
+inline bool emulated_mbarrier_test_parity(uint64_t* bar, uint32_t parity) {
+  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+  EmulatedMbarrier& b = emulated_mbarrier(bar);
+  if (b.phase % 2 != parity % 2) return true;  // the phase of that parity has completed
+  const int64_t copied = static_cast<int64_t>(b.pending.size()) * 16;
+  if (b.arrivals == b.arrivals_needed && copied == b.bytes_announced) {
+    for (const auto& c : b.pending)
+      if (c.dst != nullptr) std::memcpy(c.dst, c.src, 16);
+    b.pending.clear();
+    b.arrivals = 0, b.bytes_announced = 0;
+    ++b.phase;
+    return true;
   }
+  // (Before the last arrival, a peer's multicast may have landed bytes the local arrival has yet to
+  // announce: the transaction count runs below zero for a while, as on the GPU.)
+  if (b.arrivals == b.arrivals_needed && copied > b.bytes_announced)
+    xsep_emulation::die("mbarrier: more bytes copied than announced");
+  return false;
+}
+
+inline void emulated_mbarrier_wait_parity(uint64_t* bar, uint32_t parity) {
+  while (!emulated_mbarrier_test_parity(bar, parity)) std::this_thread::yield();
 }
 
 // ---- clusters -----------------------------------------------------------------------------------
