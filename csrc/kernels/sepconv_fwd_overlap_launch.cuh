@@ -8,6 +8,8 @@
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <type_traits>
 
 #include "kernel_knobs.h"
@@ -67,27 +69,25 @@ bool overlap_forward_built() {
   });
 }
 
-// Whether kPair's builds were built for this device and a cluster of two of them can be resident
-// (the occupancy calculator's clusters, with all the shared memory a CTA may take: the launches
-// fill it with ring slots).
-template <typename T, OverlapPair kPair>
-bool overlap_pairs_run() {
-  static std::atomic<int8_t> cache[64];
-  return once_per_device(cache, [] {
-    using Traits = OverlapPairOneBuffer<T, kPair>;
-    if (!wgmma_body_built(sepconv_fwd_overlap_kernel<OverlapPairTwoBuffers<T, kPair>>) ||
-        !wgmma_body_built(sepconv_fwd_overlap_kernel<Traits>))
-      return false;
-    const auto kernel = sepconv_fwd_overlap_kernel<Traits>;
-    int device = 0, smem_optin = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-    const size_t bytes = static_cast<size_t>(smem_optin) - overlap_static_bytes<Traits>();
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)) !=
-        cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
+// Clusters of two CTAs of this pair build that can be resident at once with `bytes` of dynamic
+// shared memory each (the occupancy calculator's: SM pairs within a GPC; 0 where none fits), asked
+// once per device and size. It leaves the kernel's shared-memory limit at `bytes`.
+template <class Traits>
+int overlap_resident_pairs(size_t bytes) {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return 0;
+  static std::mutex mutex;
+  static std::map<std::pair<int, size_t>, int> known;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (const auto it = known.find({device, bytes}); it != known.end()) {
+    cudaFuncSetAttribute(sepconv_fwd_overlap_kernel<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         static_cast<int>(bytes));
+    return it->second;
+  }
+  const auto kernel = sepconv_fwd_overlap_kernel<Traits>;
+  int clusters = 0;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)) ==
+      cudaSuccess) {
     cudaLaunchConfig_t config{};
     config.gridDim = dim3(2);
     config.blockDim = dim3(Traits::kThreads);
@@ -97,12 +97,27 @@ bool overlap_pairs_run() {
     cluster.val.clusterDim.x = 2, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
     config.attrs = &cluster;
     config.numAttrs = 1;
-    int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
-      cudaGetLastError();
+    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) clusters = 0;
+  }
+  cudaGetLastError();  // a refusal here is not the caller's error: the pair build just does not apply
+  known.emplace(std::make_pair(device, bytes), clusters);
+  return clusters;
+}
+
+// Whether kPair's builds were built for this device and a cluster of two of them can be resident
+// with all the shared memory a CTA may take (the launches fill it with ring slots).
+template <typename T, OverlapPair kPair>
+bool overlap_pairs_run() {
+  static std::atomic<int8_t> cache[64];
+  return once_per_device(cache, [] {
+    using Traits = OverlapPairOneBuffer<T, kPair>;
+    if (!wgmma_body_built(sepconv_fwd_overlap_kernel<OverlapPairTwoBuffers<T, kPair>>) ||
+        !wgmma_body_built(sepconv_fwd_overlap_kernel<Traits>))
       return false;
-    }
-    return clusters > 0;
+    int device = 0, smem_optin = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    return overlap_resident_pairs<Traits>(static_cast<size_t>(smem_optin) - overlap_static_bytes<Traits>()) > 0;
   });
 }
 
@@ -160,13 +175,15 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
   if (const int e = launch_wgmma_weights_pack<T, Traits::kDwLanes>(p, stream)) return e;
   const auto kernel = sepconv_fwd_overlap_kernel<Traits>;
   const size_t bytes = OverlapFwdLayout<Traits>::bytes(p.Cmid, launch->stages);
+  // Pairs: as many at once as the GPU holds (not every SM pair need be in one GPC), at least one.
+  const int resident_pairs = kCluster == 2 ? std::max(overlap_resident_pairs<Traits>(bytes), 1) : 0;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   if (err != cudaSuccess) return static_cast<int>(err);
   const int64_t pixels = static_cast<int64_t>(p.N) * p.Ho * p.Wo;
   const int64_t pixel_tiles = (pixels + Traits::BM - 1) / Traits::BM;
   constexpr bool kShareWeights = Traits::kPair == OverlapPair::kWeights;
   const int64_t groups = kShareWeights ? (pixel_tiles + 1) / 2 : pixel_tiles;  // pixel tiles (pairs)
-  const int64_t units = std::max(sms / kCluster, 1);                          // CTAs (pairs) at once
+  const int64_t units = std::max(kCluster == 2 ? std::min(sms / 2, resident_pairs) : sms, 1);  // at once
   if constexpr (Traits::kPair == OverlapPair::kZ) {
     const int cout_tiles = (p.Cout + Traits::BN - 1) / Traits::BN;
     launch->parts = std::max(1, std::min(resident_cout_parts(groups, units, p.Cout, 2 * Traits::BN), cout_tiles / 2));
