@@ -69,6 +69,26 @@ bool overlap_forward_built() {
   });
 }
 
+// cudaLaunchKernelEx's configuration for `ctas` CTAs of a pair build in clusters of two along x,
+// with `bytes` of dynamic shared memory each.
+template <class Traits>
+struct PairLaunchConfig {
+  cudaLaunchAttribute cluster{};
+  cudaLaunchConfig_t config{};
+  PairLaunchConfig(unsigned ctas, size_t bytes, cudaStream_t stream) {
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = 2, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
+    config.gridDim = dim3(ctas);
+    config.blockDim = dim3(Traits::kThreads);
+    config.dynamicSmemBytes = bytes;
+    config.stream = stream;
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+  }
+  PairLaunchConfig(const PairLaunchConfig&) = delete;  // config points at cluster
+  PairLaunchConfig& operator=(const PairLaunchConfig&) = delete;
+};
+
 // Clusters of two CTAs of this pair build that can be resident at once with `bytes` of dynamic
 // shared memory each (the occupancy calculator's: SM pairs within a GPC; 0 where none fits), asked
 // once per device and size. It leaves the kernel's shared-memory limit at `bytes`.
@@ -88,16 +108,8 @@ int overlap_resident_pairs(size_t bytes) {
   int clusters = 0;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)) ==
       cudaSuccess) {
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(2);
-    config.blockDim = dim3(Traits::kThreads);
-    config.dynamicSmemBytes = bytes;
-    cudaLaunchAttribute cluster{};
-    cluster.id = cudaLaunchAttributeClusterDimension;
-    cluster.val.clusterDim.x = 2, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
-    config.attrs = &cluster;
-    config.numAttrs = 1;
-    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) clusters = 0;
+    const PairLaunchConfig<Traits> pair(2, bytes, nullptr);
+    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &pair.config) != cudaSuccess) clusters = 0;
   }
   cudaGetLastError();  // a refusal here is not the caller's error: the pair build just does not apply
   known.emplace(std::make_pair(device, bytes), clusters);
@@ -200,17 +212,8 @@ int launch_overlap_traits(const SepConvParams& p, cudaStream_t stream, WgmmaLaun
       kernel<<<static_cast<unsigned>(ctas), Traits::kThreads, bytes, stream>>>(q, launch->stages, launch->parts);
       return static_cast<int>(cudaGetLastError());
     } else {
-      cudaLaunchConfig_t config{};
-      config.gridDim = dim3(static_cast<unsigned>(ctas));
-      config.blockDim = dim3(Traits::kThreads);
-      config.dynamicSmemBytes = bytes;
-      config.stream = stream;
-      cudaLaunchAttribute cluster{};
-      cluster.id = cudaLaunchAttributeClusterDimension;
-      cluster.val.clusterDim.x = kCluster, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
-      config.attrs = &cluster;
-      config.numAttrs = 1;
-      return static_cast<int>(cudaLaunchKernelEx(&config, kernel, q, launch->stages, launch->parts));
+      const PairLaunchConfig<Traits> pair(static_cast<unsigned>(ctas), bytes, stream);
+      return static_cast<int>(cudaLaunchKernelEx(&pair.config, kernel, q, launch->stages, launch->parts));
     }
   });
 }
