@@ -4,8 +4,7 @@
 // One CTA at a time (or one cluster of CTAs at a time, its CTAs at once), one std::thread per CUDA
 // thread; __syncthreads is a std::barrier over a CTA's; __shared__ variables are static (one copy,
 // shared by the CTA's threads) and each CTA's dynamic shared memory is one buffer, poisoned with NaN
-// bytes before each CTA. Stand-ins that are stricter than
-// the hardware where they can be:
+// bytes before each CTA. Stand-ins that are stricter than the hardware where they can be:
 //   * WMMA: every lane loads the warp's whole 16x16 tiles; lane 0 computes the product (fp32
 //     products, fp32 sums in k order) and stores it, the other lanes' accumulators are NaN.
 //     Pointers must be 32-byte aligned and ldm a multiple of 16 bytes, as on the GPU (a violation
@@ -211,7 +210,7 @@ void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0, in
     });
   }
   for (std::thread& th : pool) th.join();
-  for (int r = 0; r < cluster; ++r) ctas[r].barrier = nullptr;
+  for (int r = 0; r < cluster; ++r) ctas[r].barrier = nullptr, ctas[r].shared_window = ctas[r].dynamic_shared = nullptr;
   cluster_barrier = nullptr;
   cluster_size = 1;
 }
