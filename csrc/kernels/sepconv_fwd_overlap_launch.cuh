@@ -91,7 +91,8 @@ struct PairLaunchConfig {
 
 // Clusters of two CTAs of this pair build that can be resident at once with `bytes` of dynamic
 // shared memory each (the occupancy calculator's: SM pairs within a GPC; 0 where none fits), asked
-// once per device and size. It leaves the kernel's shared-memory limit at `bytes`.
+// once per device and size (the first asking sets the kernel's shared-memory limit to `bytes`; a
+// launch sets its own after).
 template <class Traits>
 int overlap_resident_pairs(size_t bytes) {
   int device = 0;
@@ -99,11 +100,7 @@ int overlap_resident_pairs(size_t bytes) {
   static std::mutex mutex;
   static std::map<std::pair<int, size_t>, int> known;
   std::lock_guard<std::mutex> lock(mutex);
-  if (const auto it = known.find({device, bytes}); it != known.end()) {
-    cudaFuncSetAttribute(sepconv_fwd_overlap_kernel<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         static_cast<int>(bytes));
-    return it->second;
-  }
+  if (const auto it = known.find({device, bytes}); it != known.end()) return it->second;
   const auto kernel = sepconv_fwd_overlap_kernel<Traits>;
   int clusters = 0;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)) ==
