@@ -35,9 +35,8 @@
 // paid instead by recomputing Z once per output-channel tile, ~6x at 728: it lost).
 //
 // The weights pair build (OverlapPair::kWeights, XSEP_FWD_PAIR=weights) halves that price: CTAs run
-// in clusters of two
-// that take neighbouring pixel tiles with the same output channels, so their weight chunks are the
-// same sequence; each CTA's thread 0 copies half of every chunk (64 of its 128 output channels)
+// in clusters of two that take neighbouring pixel tiles with the same output channels, so their
+// weight chunks are the same sequence; each CTA's thread 0 copies half of every chunk (64 of its 128 output channels)
 // from L2 into the slot of both CTAs at once (a multicast bulk copy, completing on each CTA's
 // `landed` barrier, which expects the whole chunk). A slot is refilled only once both CTAs'
 // consumers have read it: each consumer's thread 0 arrives on its own CTA's `empty` barrier and on
@@ -133,9 +132,9 @@ template <class Traits>
 struct OverlapShared {
   FwdTapTable<Traits::BM, Traits::kKH, Traits::kKW> px;
   uint64_t landed[Traits::kMaxStages];    // slot s: its weight chunk has landed (all of it)
-  uint64_t empty[Traits::kMaxStages];     // the pair build: slot s read by both CTAs (2 arrivals)
+  uint64_t empty[Traits::kMaxStages];     // the weights pairs: slot s read by both CTAs (2 arrivals)
   uint64_t z_full[Traits::kZBuffers];     // Z buffer b holds its tile: 256 producer arrivals
-  uint64_t z_free[Traits::kZBuffers];     // Z buffer b is read: 128 consumer arrivals
+  uint64_t z_free[Traits::kZBuffers];     // Z buffer b is read: 128 consumer arrivals (Z pairs: 256)
   unsigned long long clock_sums[5 + 2];   // OverlapClockSum, then each role's mark
 };
 
