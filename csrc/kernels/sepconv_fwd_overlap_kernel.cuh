@@ -36,18 +36,18 @@
 //
 // The weights pair build (OverlapPair::kWeights, XSEP_FWD_PAIR=weights) halves that price: CTAs run
 // in clusters of two that take neighbouring pixel tiles with the same output channels, so their
-// weight chunks are the same sequence; each CTA's thread 0 copies half of every chunk (64 of its 128 output channels)
-// from L2 into the slot of both CTAs at once (a multicast bulk copy, completing on each CTA's
-// `landed` barrier, which expects the whole chunk). A slot is refilled only once both CTAs'
-// consumers have read it: each consumer's thread 0 arrives on its own CTA's `empty` barrier and on
-// the peer's (2 arrivals a use); the fetching thread refills the slots both have released, asking
-// without waiting after each step, and waits only for a chunk its consumers need next. So a
-// consumer runs up to a ring's length ahead of its peer's, and the weight comes from L2 once per
-// 128 pixels, as in the wgmma forward. All shared state is in dynamic shared memory, at
-// the same offsets in both CTAs (the barriers a peer reaches by mapa); a cluster barrier after the
-// barriers' initialisation and another before exit (no CTA leaves while its peer may still arrive
-// on its barriers or copy into it). With an odd number of pixel tiles the last pair's second tile
-// has no pixels: its CTA reads and releases the chunks and stores nothing.
+// weight chunks are the same sequence; each CTA's thread 0 copies half of every chunk (64 of its
+// 128 output channels) from L2 into the slot of both CTAs at once (a multicast bulk copy,
+// completing on each CTA's `landed` barrier, which expects the whole chunk). A slot is refilled
+// only once both CTAs' consumers have read it: each consumer's thread 0 arrives on its own CTA's
+// `empty` barrier and on the peer's (2 arrivals a use); the fetching thread refills the slots both
+// have released, asking without waiting after each step, and waits only for a chunk its consumers
+// need next. So a consumer runs up to a ring's length ahead of its peer's, and the weight comes
+// from L2 once per 128 pixels, as in the wgmma forward. All shared state is in dynamic shared
+// memory, at the same offsets in both CTAs (the barriers a peer reaches by mapa); a cluster barrier
+// after the barriers' initialisation and another before exit (no CTA leaves while its peer may
+// still arrive on its barriers or copy into it). With an odd number of pixel tiles the last pair's
+// second tile has no pixels: its CTA reads and releases the chunks and stores nothing.
 //
 // The Z pair build (OverlapPair::kZ, XSEP_FWD_PAIR=z) is for the layers whose pixel tiles leave SMs
 // idle (N=32: the 1024+ layers' 50 tiles, split over output channels, each part recomputing Z; the
