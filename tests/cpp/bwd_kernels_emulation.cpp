@@ -423,14 +423,10 @@ int main() {
       // five 64-pixel stages, the last split shorter.
       {"slices_264", 2, 16, 24, 23, 264, 1, 1, 1, 1, 1, 1, 1, Activation::kRelu, true},
   };
-  // XSEP_EMULATION_CASES=a,b,...: only those cases (the ThreadSanitizer run in CI takes four: the
-  // races are in the kernels' code, which a few shapes cover, and each case costs minutes there).
-  const char* only = std::getenv("XSEP_EMULATION_CASES");
-  const std::string selected = only ? "," + std::string(only) + "," : "";
   std::mt19937 rng(1234);
   int failed = 0, count = 0;
   for (const Case& c : cases) {
-    if (only && selected.find("," + std::string(c.name) + ",") == std::string::npos) continue;
+    if (!case_selected(c.name)) continue;  // XSEP_EMULATION_CASES
     // Tolerances: a few units of the 16-bit rounding of dZ and of grad_x; a wrong index is O(1).
 #if defined(XSEP_WITH_CUTE)
     if (c.newest_only) {

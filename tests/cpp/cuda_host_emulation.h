@@ -2,7 +2,7 @@
 // checks what they compute (tests/cpp/*_emulation.cpp, run by tests/test_kernel_emulation.py).
 //
 // One CTA at a time (or one cluster of CTAs at a time, its CTAs at once), one std::thread per CUDA
-// thread; __syncthreads is a std::barrier over a CTA's; __shared__ variables are static (one copy,
+// thread (made once, reused by every launch); __syncthreads is a std::barrier over a CTA's; __shared__ variables are static (one copy,
 // shared by the CTA's threads) and each CTA's dynamic shared memory is one buffer, poisoned with NaN
 // bytes before each CTA. Stand-ins that are stricter than the hardware where they can be:
 //   * WMMA: every lane loads the warp's whole 16x16 tiles; lane 0 computes the product (fp32
@@ -39,10 +39,12 @@
 
 #include <atomic>
 #include <barrier>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -154,6 +156,66 @@ inline thread_local std::vector<Copy> open_group;
 // themselves.
 constexpr size_t kDynamicSharedOffset = 128;
 
+// The threads that run the CTAs' threads, made once and reused by every launch: ThreadSanitizer
+// takes ~0.7 ms to make a thread, a third of an emulation's time when each launch made its own.
+// run(n, body) runs body(i) for every i < n, each on its own thread, all at once, and returns once
+// all have. A thread's thread_local state outlives a launch, so run_grid checks at the end of each
+// CTA that nothing is left in it (end_of_cta_checks).
+class Workers {
+ public:
+  ~Workers() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      quit_ = true;
+    }
+    start_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+
+  void run(int n, const std::function<void(int)>& body) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (static_cast<int>(threads_.size()) < n) {
+      const int index = static_cast<int>(threads_.size());
+      threads_.emplace_back([this, index] { work(index); });
+    }
+    body_ = &body, active_ = n, running_ = n;
+    ++launch_;
+    start_.notify_all();
+    done_.wait(lock, [&] { return running_ == 0; });
+    body_ = nullptr;
+  }
+
+ private:
+  void work(int index) {
+    unsigned seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      start_.wait(lock, [&] { return quit_ || launch_ != seen; });
+      if (quit_) return;
+      seen = launch_;
+      if (index >= active_) continue;  // a launch of fewer threads
+      const std::function<void(int)>& body = *body_;
+      lock.unlock();
+      body(index);
+      lock.lock();
+      if (--running_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable start_, done_;
+  std::vector<std::thread> threads_;
+  const std::function<void(int)>* body_ = nullptr;
+  int active_ = 0, running_ = 0;
+  unsigned launch_ = 0;
+  bool quit_ = false;
+};
+inline Workers workers;
+
+// What a thread must have left nothing in at the end of a CTA, besides cp.async's groups (a stand-in
+// header adds its own: wgmma_emulation.h, the warpgroup MMAs).
+inline std::vector<void (*)()> end_of_cta_checks;
+
 // kernel() once per CTA of `grid`, with `threads` threads each and `shared_bytes` of dynamic
 // shared memory, filled with 0xff bytes (NaN in every float type) before each CTA, so a value
 // read before it is written shows. `cluster` > 1: the CTAs run in clusters of that many
@@ -183,9 +245,7 @@ void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0, in
   cluster_size = cluster;
   gridDim = grid;
   blockDim = dim3(threads);
-  std::vector<std::thread> pool;
-  for (int i = 0; i < threads * cluster; ++i) {
-    pool.emplace_back([&, i] {
+  workers.run(threads * cluster, [&](int i) {
       const int t = i % threads, rank = i / threads;
       my_rank = rank;
       threadIdx = make_uint3(t, 0, 0);
@@ -204,12 +264,11 @@ void run_grid(dim3 grid, int threads, Kernel kernel, size_t shared_bytes = 0, in
             for (const auto& group : committed)
               if (!group.empty()) die("a CTA ended with cp.async copies not waited for");
             if (!open_group.empty()) die("a CTA ended with cp.async copies not committed");
-            committed.clear();                // empty groups (the pipelines' tail) are nothing
+            committed.clear();  // empty groups (the pipelines' tail) are nothing
+            for (auto check : end_of_cta_checks) check();
             whole_cluster.arrive_and_wait();  // the next cluster reuses the shared memory
           }
-    });
-  }
-  for (std::thread& th : pool) th.join();
+  });
   for (int r = 0; r < cluster; ++r) ctas[r].barrier = nullptr, ctas[r].shared_window = ctas[r].dynamic_shared = nullptr;
   cluster_barrier = nullptr;
   cluster_size = 1;
@@ -273,6 +332,10 @@ struct EmulatedMbarrier {
   std::vector<xsep_emulation::Copy> pending;  // dst, src of each bulk copy (16-byte pieces)
 };
 inline std::mutex mbarrier_mutex;
+// Signalled on every change a waiter could be waiting for (an arrival, a copy issued, a phase
+// completed): a waiting thread sleeps instead of spinning on the mutex (hundreds of them, under
+// ThreadSanitizer, were most of an emulation's time).
+inline std::condition_variable mbarrier_changed;
 inline std::vector<std::unique_ptr<EmulatedMbarrier>> mbarriers;
 
 inline EmulatedMbarrier& emulated_mbarrier(uint64_t* bar) {
@@ -293,6 +356,7 @@ inline void emulated_mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
   if (b.arrivals == b.arrivals_needed) xsep_emulation::die("mbarrier: more arrivals than the phase expects");
   ++b.arrivals;
   b.bytes_announced += bytes;
+  mbarrier_changed.notify_all();
 }
 
 inline void emulated_mbarrier_arrive(uint64_t* bar) { emulated_mbarrier_arrive_expect_tx(bar, 0); }
@@ -326,12 +390,12 @@ inline void emulated_bulk_copy_to_shared(void* dst, const void* src, uint32_t by
       b.pending.push_back({d, s, true});
     }
   }
+  mbarrier_changed.notify_all();
 }
 
 // Whether the phase of parity `parity` has completed (completing it, and landing its copies, where
 // it is complete but no one has asked yet); never waits.
-inline bool emulated_mbarrier_test_parity(uint64_t* bar, uint32_t parity) {
-  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+inline bool mbarrier_test_parity_locked(uint64_t* bar, uint32_t parity) {
   EmulatedMbarrier& b = emulated_mbarrier(bar);
   if (b.phase % 2 != parity % 2) return true;  // the phase of that parity has completed
   const int64_t copied = static_cast<int64_t>(b.pending.size()) * 16;
@@ -341,6 +405,7 @@ inline bool emulated_mbarrier_test_parity(uint64_t* bar, uint32_t parity) {
     b.pending.clear();
     b.arrivals = 0, b.bytes_announced = 0;
     ++b.phase;
+    mbarrier_changed.notify_all();  // others waiting on this phase
     return true;
   }
   // (Before the last arrival, a peer's multicast may have landed bytes the local arrival has yet to
@@ -350,8 +415,14 @@ inline bool emulated_mbarrier_test_parity(uint64_t* bar, uint32_t parity) {
   return false;
 }
 
+inline bool emulated_mbarrier_test_parity(uint64_t* bar, uint32_t parity) {
+  std::lock_guard<std::mutex> lock(mbarrier_mutex);
+  return mbarrier_test_parity_locked(bar, parity);
+}
+
 inline void emulated_mbarrier_wait_parity(uint64_t* bar, uint32_t parity) {
-  while (!emulated_mbarrier_test_parity(bar, parity)) std::this_thread::yield();
+  std::unique_lock<std::mutex> lock(mbarrier_mutex);
+  mbarrier_changed.wait(lock, [&] { return mbarrier_test_parity_locked(bar, parity); });
 }
 
 // ---- clusters -----------------------------------------------------------------------------------

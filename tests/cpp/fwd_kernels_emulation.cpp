@@ -171,6 +171,7 @@ int main() {
     count += 4;
   };
   for (const Case& c : cases) {
+    if (!case_selected(c.name)) continue;  // XSEP_EMULATION_CASES
     const bool halo_applies = c.M == 1 && c.C % 8 == 0;  // as sepconv_fwd_launch.cuh checks (16-bit and fp32)
     for (bool cl : {true, false}) {
       all_modes(c, Kernel::kResident, cl);

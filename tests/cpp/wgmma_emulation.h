@@ -55,6 +55,15 @@ struct Gmma {
 inline thread_local std::vector<Gmma> open_batch;
 inline thread_local std::vector<std::vector<Gmma>> committed_batches;
 
+// A CTA ends with every MMA it issued retired (the worker thread runs the next CTA's).
+inline void check_no_mma_in_flight() {
+  if (!open_batch.empty()) die("a CTA ended with warpgroup MMAs not committed");
+  for (const auto& batch : committed_batches)
+    if (!batch.empty()) die("a CTA ended with warpgroup MMAs not waited for");
+  committed_batches.clear();
+}
+inline const bool mma_checked_at_cta_end = (end_of_cta_checks.push_back(&check_no_mma_in_flight), true);
+
 // Byte address in the emulated shared memory of element (row, k) of a 16-bit operand (row: its M or
 // N index) whose descriptor is `desc` (k < 16: one instruction's K).
 inline const unsigned char* operand_address(uint64_t desc, bool mn_major, int elem_bytes, int row, int k) {
