@@ -30,6 +30,7 @@ No GPU needed: kernels written in a session without one are checked here before 
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,12 +62,12 @@ def compile_program(source: str, sanitizer: str, flags: tuple[str, ...], directo
 
 
 class EmulationBuilds:
-    """The emulation programs' builds, started together when the first emulation test runs: a build
-    takes one core for a minute or two and a sanitized run leaves part of the other idle, so on CI's
-    two cores the builds overlap the runs (and each other) instead of waiting their turn."""
+    """The emulation programs' builds, started together as collection ends (conftest.py): a build
+    takes one core for a minute or two, so on CI's two cores they run beside the tests before this
+    file's (mostly one core's work), then beside the sanitized runs, instead of waiting their turn."""
 
-    def __init__(self, directory: Path, workers: int):
-        self.directory = directory
+    def __init__(self, workers: int):
+        self.directory = Path(tempfile.mkdtemp(prefix="xsep-emulation-"))
         self.pool = ThreadPoolExecutor(workers)
         self.builds: dict[tuple, Future] = {}
 
@@ -79,22 +80,45 @@ class EmulationBuilds:
     def executable(self, source: str, sanitizer: str, flags: tuple[str, ...]) -> Path:
         return self.start(source, sanitizer, flags).result()
 
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+_builds: EmulationBuilds | None = None
+
+
+def start_emulation_builds(items: list[pytest.Item]) -> EmulationBuilds | None:
+    """Starts the builds of the selected tests' programs, in the order the tests run (once; conftest.py
+    calls it as collection ends). None where this file's tests skip (no g++ or no CUDA headers)."""
+    global _builds
+    if shutil.which("g++") is None or not (CUDA_INCLUDE / "cuda_bf16.h").exists():
+        return None
+    if _builds is None:
+        _builds = EmulationBuilds(os.cpu_count() or 2)
+        for item in items:
+            program = PROGRAMS.get(getattr(item, "originalname", ""))
+            if program is None or item.module.__name__ != __name__:
+                continue
+            sanitizer = item.callspec.params.get("sanitizer", "asan") if hasattr(item, "callspec") else "asan"
+            try:
+                _builds.start(program.source, sanitizer, program.flags())
+            except pytest.skip.Exception:
+                pass  # the test skips itself
+    return _builds
+
+
+def stop_emulation_builds() -> None:
+    """Cancels the builds not yet started and removes the programs (conftest.py, as the session ends)."""
+    global _builds
+    if _builds is not None:
+        _builds.close()
+        _builds = None
+
 
 @pytest.fixture(scope="session")
-def emulation_builds(request, tmp_path_factory):
-    builds = EmulationBuilds(tmp_path_factory.mktemp("emulation"), os.cpu_count() or 2)
-    # Every selected test's program, in the order the tests run.
-    for item in request.session.items:
-        program = PROGRAMS.get(getattr(item, "originalname", ""))
-        if program is None or item.module.__name__ != __name__:
-            continue
-        sanitizer = item.callspec.params.get("sanitizer", "asan") if hasattr(item, "callspec") else "asan"
-        try:
-            builds.start(program.source, sanitizer, program.flags())
-        except pytest.skip.Exception:
-            pass  # the test skips itself
-    yield builds
-    builds.pool.shutdown(cancel_futures=True)
+def emulation_builds(request):
+    return start_emulation_builds(request.session.items)
 
 
 def build_and_run(builds: EmulationBuilds, test: str, sanitizer: str, env: dict[str, str] | None = None) -> str:
