@@ -460,3 +460,60 @@ def test_cuda_graph_capture_replays_like_eager(layout):
     assert torch.equal(graph_y, eager_y)
     for leaf, eager_leaf in zip(leaves, eager_leaves, strict=True):
         assert torch.equal(leaf.grad, eager_leaf.grad)
+
+
+AUTOTUNE_CASES = [
+    # (case, mode, layout): a 728-wide Xception layer (every Hopper forward applies), a partial
+    # shape in NCHW (the CUDA-core kernels), and a 1024-wide TF32 layer (the streamed kernel's)
+    (Case("xception_728", N=2, C=728, H=19, W=19, Cout=728), "bf16", "channels_last"),
+    (Case("partial_3x3_mult2", N=3, C=37, H=13, W=11, Cout=131, multiplier=2), "fp16", "nchw"),
+    (Case("tf32_1024", N=1, C=1024, H=10, W=10, Cout=136), "fp32-tf32", "channels_last"),
+]
+
+
+@pytest.mark.parametrize("case,mode,layout", AUTOTUNE_CASES, ids=lambda v: getattr(v, "id", v))
+def test_autotuned_forward_matches_reference_and_keeps_its_choice(case, mode, layout):
+    # XSEP_AUTOTUNE=1: the first call of a shape times every forward that could serve it and keeps
+    # the fastest (the dispatch line says so); the result is the op's, and a second call of the same
+    # shape reuses the choice (the same line: the kernel and the times measured once).
+    from xsep._kernel_knobs import kernel_knobs, recorded_dispatches
+    from xsep.bench.roofline import math_mode, tf32_enabled
+
+    dtype, tf32 = math_mode(mode)
+    inputs = make_inputs(case, dtype, layout, device="cuda")
+    with tf32_enabled(tf32), kernel_knobs({"XSEP_AUTOTUNE": "1"}), recorded_dispatches() as lines:
+        y = separable_conv2d(*inputs, **case.conv_args)
+        again = separable_conv2d(*inputs, **case.conv_args)
+        unfused = separable_conv2d_reference(*inputs, **case.conv_args)
+    exact = separable_conv2d_reference(*[t.double() for t in inputs], **case.conv_args)
+    assert_close_to_reference(y, unfused, exact)
+    assert torch.equal(y, again)
+    forward = [line for line in lines if "separable_conv2d: forward" in line]
+    assert len(forward) == 2 and "autotuned: fastest of" in forward[0], lines
+    assert forward[1] == forward[0], "the second call timed again, or chose another kernel"
+
+
+def test_autotuner_stands_aside_for_a_forced_kernel_and_a_graph_capture():
+    from xsep._kernel_knobs import kernel_knobs, recorded_dispatches
+
+    case = Case("autotune_aside", N=2, C=64, H=17, W=17, Cout=136)
+    inputs = make_inputs(case, torch.bfloat16, "channels_last", device="cuda")
+    # a knob that picks a kernel: a measurement of that kernel, not of the autotuner's choice
+    with kernel_knobs({"XSEP_AUTOTUNE": "1", "XSEP_FWD_KERNEL": "resident"}), recorded_dispatches() as lines:
+        forced = separable_conv2d(*inputs, **case.conv_args)
+    assert "autotuned" not in lines[0] and " resident " in lines[0], lines
+    # a stream capturing a CUDA graph cannot time (it may not synchronise): the default serves a shape
+    # not yet tuned, and the replay equals eager mode
+    with kernel_knobs({"XSEP_AUTOTUNE": "1"}), recorded_dispatches() as lines:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=side):
+            captured = separable_conv2d(*inputs, **case.conv_args)
+        graph.replay()
+        torch.cuda.synchronize()
+    assert lines and all("autotuned" not in line for line in lines), lines
+    exact = separable_conv2d_reference(*[t.double() for t in inputs], **case.conv_args)
+    unfused = separable_conv2d_reference(*inputs, **case.conv_args)
+    assert_close_to_reference(forced, unfused, exact)
+    assert_close_to_reference(captured, unfused, exact)

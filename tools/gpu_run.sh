@@ -64,7 +64,7 @@ done
 [ ${#stages[@]} -eq 0 ] && stages=(build tests sanitizer sanitizer-new)
 budget="${GPU_RUN_BUDGET:-0}"  # seconds; 0: no limit
 status=0
-quick_tests="every_forward_kernel or staged_kernels_match or dispatch_log or channels_last_copies or too_wide_for_shared_memory or default_kernels_follow"  # the quick-tests stage's selection
+quick_tests="every_forward_kernel or staged_kernels_match or dispatch_log or channels_last_copies or too_wide_for_shared_memory or default_kernels_follow or autotune"  # the quick-tests stage's selection
 quick_tests_ran=""
 step() { echo; echo "== $* ($SECONDS s in)"; }
 # Seconds left for a command, keeping 15 for packing; a large number without a budget.
@@ -147,11 +147,12 @@ for stage in "${stages[@]}"; do
       # the ninth session's), the overlapped kernel (XSEP_FWD_KERNEL=overlap, the eleventh's: 16-bit
       # layers up to ~800 channels; elsewhere its rows are the default's) and its pair builds
       # (XSEP_FWD_PAIR=weights|z, the twelfth's: each weight chunk multicast into two CTAs, or each
-      # tile's Z computed half by each), and cuDNN.
+      # tile's Z computed half by each), the forward's autotuner (XSEP_AUTOTUNE=1, the thirteenth's:
+      # each shape's fastest of them all, timed in the warm-up), and cuDNN.
       step "compare: the default forward against the resident and wgmma variants and cuDNN (bf16, TF32)"
       enough 60 || continue
       timed 300 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,wgmma,wgmma-2cta,wgmma-staged,overlap,overlap-pair-weights,overlap-pair-z --out "$OUT" \
+        --variants resident,wgmma,wgmma-2cta,wgmma-staged,overlap,overlap-pair-weights,overlap-pair-z,autotuned --out "$OUT" \
         --name gpu-compare-forward 2>&1 | grep -vE "row/s|^\s*$" | tail -50
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;

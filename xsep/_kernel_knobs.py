@@ -1,8 +1,8 @@
 """The CUDA kernel choice's measurement knobs, set from Python for a stretch of calls, and the
 record of which kernels served them. The knobs are the environment variables XSEP_FWD_KERNEL,
 XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_FWD_CTAS, XSEP_FWD_DW,
-XSEP_FWD_PAIR, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS and XSEP_BWD_PW_PIXELS (README, "GPU runs"), and
-XSEP_PHASE_CLOCKS (the kernels' phase clocks);
+XSEP_FWD_PAIR, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS and XSEP_BWD_PW_PIXELS (README, "GPU runs"),
+XSEP_AUTOTUNE (the forward's autotuner) and XSEP_PHASE_CLOCKS (the kernels' phase clocks);
 the C++ side (csrc/kernels/kernel_knobs.h) reads each from the environment once, and
 `kernel_knobs` overrides them in this process, so `xsep bench --variants` times several kernels
 against one baseline.
@@ -52,6 +52,9 @@ KNOBS = {
     "XSEP_BWD_KERNEL": ("first", "staged", "wgmma", "resident"),
     "XSEP_BWD_CHANNELS": ("64", "128", "256"),  # 256: the wgmma input kernel (else 128)
     "XSEP_BWD_PW_PIXELS": ("512", "1024"),  # the resident pw kernel's split; 512: two CTAs per SM (Cout <= 128)
+    # 1: the forward times every kernel that could serve a shape on its first call and keeps the
+    # fastest (csrc/cuda/forward_autotune.h); off while any knob above picks a kernel
+    "XSEP_AUTOTUNE": ("0", "1"),
 }
 
 

@@ -11,6 +11,7 @@
 #include "../common/dispatch_log.h"
 #include "../common/sepconv_geometry.h"
 #include "../kernels/sepconv_fwd.h"
+#include "forward_autotune.h"
 #include "sepconv_cuda_common.h"
 
 namespace xsep::cuda {
@@ -49,23 +50,39 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weigh
   p.activation = act;
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  // Scratch the chosen kernel asks for (the wgmma kernel's packed weight), from the caching
-  // allocator on this stream.
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat,
+                   fn, ": no CUDA kernel for dtype ", x.scalar_type());
   const DType dtype = x.scalar_type() == at::kHalf       ? DType::kFloat16
                       : x.scalar_type() == at::kBFloat16 ? DType::kBFloat16
                                                          : DType::kFloat32;
-  at::Tensor workspace;
-  if (const size_t bytes = sepconv_forward_workspace_bytes(p, dtype); bytes > 0) {
-    workspace = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
-    p.workspace = workspace.mutable_data_ptr();
+  // One launch, with the kernel knobs in force on this thread. The scratch the chosen kernel asks
+  // for (the wgmma kernel's packed weight) comes from the caching allocator on this stream, asked
+  // for under the same knobs (stream-ordered: freed after the launch, reused only behind it).
+  const auto launch = [&]() -> LaunchResult {
+    at::Tensor workspace;
+    p.workspace = nullptr;
+    if (const size_t bytes = sepconv_forward_workspace_bytes(p, dtype); bytes > 0) {
+      workspace = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
+      p.workspace = workspace.mutable_data_ptr();
+    }
+    switch (dtype) {
+      case DType::kFloat16: return sepconv_forward_fp16(p, stream);
+      case DType::kBFloat16: return sepconv_forward_bf16(p, stream);
+      default: return sepconv_forward_fp32(p, stream);
+    }
+  };
+  if (forward_autotune_wanted()) {
+    // XSEP_AUTOTUNE=1: the fastest kernel for this shape, timed on its first call (forward_autotune.h).
+    const AutotunedForward choice = autotuned_forward(forward_autotune_key(p, dtype, x.get_device()), stream, launch);
+    if (choice.knobs != nullptr) {
+      const ScopedKnobOverrides scope(*choice.knobs);
+      const LaunchResult r = launch();
+      C10_CUDA_CHECK(static_cast<cudaError_t>(r.error));
+      if (dispatch_log_active()) log_dispatch("separable_conv2d", std::string(r.variant) + " (" + choice.summary + ")");
+      return y;
+    }
   }
-  LaunchResult r{};
-  switch (x.scalar_type()) {
-    case at::kHalf: r = sepconv_forward_fp16(p, stream); break;
-    case at::kBFloat16: r = sepconv_forward_bf16(p, stream); break;
-    case at::kFloat: r = sepconv_forward_fp32(p, stream); break;
-    default: TORCH_CHECK_TYPE(false, fn, ": no CUDA kernel for dtype ", x.scalar_type());
-  }
+  const LaunchResult r = launch();
   C10_CUDA_CHECK(static_cast<cudaError_t>(r.error));
   log_dispatch("separable_conv2d", r.variant);
   return y;
