@@ -1,13 +1,14 @@
 #include "forward_autotune.h"
 
-#include <algorithm>
+#include "forward_autotune_pick.h"
+
 #include <cstdint>
 #include <cstdio>
 #include <exception>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -111,41 +112,40 @@ AutotunedForward autotuned_forward(const std::string& key, cudaStream_t stream,
     cudaGetLastError();
     return {nullptr, ""};  // the default, untimed
   }
-  std::vector<std::string> timed;  // the variants launched so far
-  const KnobOverrides* best = nullptr;
-  float best_ms = std::numeric_limits<float>::infinity(), default_ms = best_ms;
-  for (const auto& candidate : candidates()) {
-    const ScopedKnobOverrides scope(*candidate);
+  const auto& all = candidates();
+  // Each candidate's launches with its knobs in force on this thread. A launch that fails (none
+  // should: a knob only asks) or throws (no memory for its workspace) makes it no choice.
+  const auto first_launch = [&](int i) -> std::optional<std::string> {
+    const ScopedKnobOverrides scope(*all[i]);
+    try {
+      const LaunchResult r = launch();
+      if (r.error == cudaSuccess) return std::string(r.variant != nullptr ? r.variant : "");
+    } catch (const std::exception&) {
+    }
+    cudaGetLastError();
+    return std::nullopt;
+  };
+  const auto time = [&](int i) -> std::optional<float> {
+    const ScopedKnobOverrides scope(*all[i]);
     float ms = 0.f;
     try {
-      const LaunchResult first = launch();
-      if (first.error != cudaSuccess) {
-        cudaGetLastError();  // a launch this candidate cannot make (none should): not a choice
-        continue;
-      }
-      const std::string variant = first.variant != nullptr ? first.variant : "";
-      if (std::find(timed.begin(), timed.end(), variant) != timed.end()) continue;  // served by one timed already
-      timed.push_back(variant);
       bool ok = cudaEventRecord(start, stream) == cudaSuccess;
-      for (int i = 0; i < kTimedLaunches && ok; ++i) ok = launch().error == cudaSuccess;
+      for (int k = 0; k < kTimedLaunches && ok; ++k) ok = launch().error == cudaSuccess;
       ok = ok && cudaEventRecord(stop, stream) == cudaSuccess && cudaEventSynchronize(stop) == cudaSuccess;
-      ok = ok && cudaEventElapsedTime(&ms, start, stop) == cudaSuccess;
-      if (!ok) {
-        cudaGetLastError();
-        continue;
-      }
-    } catch (const std::exception&) {  // no memory for its workspace: not a choice either
-      continue;
+      if (ok && cudaEventElapsedTime(&ms, start, stop) == cudaSuccess) return ms / kTimedLaunches;
+    } catch (const std::exception&) {
     }
-    if (candidate.get() == candidates().front().get()) default_ms = ms;
-    if (ms < best_ms) best_ms = ms, best = candidate.get();
-  }
+    cudaGetLastError();
+    return std::nullopt;
+  };
+  const AutotunePick pick = pick_fastest(static_cast<int>(all.size()), first_launch, time);
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  if (best == nullptr) return {nullptr, ""};
+  if (pick.best < 0) return {nullptr, ""};
   char summary[160];
-  std::snprintf(summary, sizeof(summary), "autotuned: fastest of %zu launches timed, %.3f ms (the default %.3f ms)",
-                timed.size(), best_ms / kTimedLaunches, default_ms / kTimedLaunches);
+  std::snprintf(summary, sizeof(summary), "autotuned: fastest of %d launches timed, %.3f ms (the default %.3f ms)",
+                pick.timed, pick.best_ms, pick.default_ms);
+  const KnobOverrides* best = all[pick.best].get();
   cache[key] = Choice{best, summary};
   return {best, summary};
 }
