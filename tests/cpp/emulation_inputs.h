@@ -29,9 +29,10 @@ RoundedInput<T> random_rounded(size_t n, double scale, std::mt19937& rng) {
   return in;
 }
 
-// XSEP_EMULATION_CASES=a,b,...: whether to run the case `name` (unset: every case). The
-// ThreadSanitizer runs in CI take a few cases: the races are in the kernels' code, which a few shapes
-// cover, and each case costs many times what it does under AddressSanitizer, which takes them all.
+// XSEP_EMULATION_CASES=a,b,...: whether to run the case `name` (unset: every case). For running one
+// case while debugging, and for the backward program's ThreadSanitizer run in CI, which takes four
+// (the races are in the kernels' code, which a few shapes cover, and each case costs many times
+// what it does under AddressSanitizer, which takes them all).
 inline bool case_selected(const char* name) {
   const char* only = std::getenv("XSEP_EMULATION_CASES");
   if (only == nullptr) return true;
