@@ -1,4 +1,4 @@
-"""The forward autotuner's choice among its candidates (csrc/cuda/forward_autotune_pick.h), on the
+"""The autotuner's choice among its candidates (csrc/cuda/autotune_pick.h), on the
 host: tests/cpp/autotune_pick_check.cpp feeds it made-up launches and times. (Its CUDA side, the
 timing on the GPU, is tests/test_cuda.py's.)"""
 

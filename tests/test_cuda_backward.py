@@ -103,6 +103,45 @@ def test_output_mask(wanted):
             assert_close_to_reference(g, u, e)
 
 
+AUTOTUNE_CASES = [
+    # (case, mode, layout, gradients wanted): a 728-wide Xception layer (every backward candidate
+    # applies: 64, 128 and 256 input-gradient channels, both resident pw splits), a 128-channel NCHW
+    # layer without grad_bias (the staged kernels on channels_last copies; the 512-pixel split applies
+    # where Cout <= 128), and a small TF32 call without grad_dw (the 16-bit kernels' knobs do not apply:
+    # most candidates are the default's launch)
+    (Case("xception_728", N=2, C=728, H=19, W=19, Cout=728), "bf16", "channels_last", (True, True, True, True)),
+    (Case("nchw_128", N=2, C=128, H=37, W=37, Cout=128), "fp16", "nchw", (True, True, True, False)),
+    (Case("aligned_3x3", N=2, C=24, H=15, W=13, Cout=40), "fp32-tf32", "channels_last", (True, False, True, True)),
+]
+
+
+@pytest.mark.parametrize("case,mode,layout,wanted", AUTOTUNE_CASES, ids=lambda v: getattr(v, "id", None))
+def test_autotuned_backward_matches_reference_and_keeps_its_choice(case, mode, layout, wanted):
+    # XSEP_AUTOTUNE=1: the first backward of a shape times every backward that could serve it and
+    # keeps the fastest (the dispatch line says so); the gradients are the op's, and a second backward
+    # of the same shape reuses the choice (the same line: the record keeps distinct lines) and its bits.
+    from xsep._kernel_knobs import kernel_knobs, recorded_dispatches
+
+    dtype, tf32 = math_mode(mode)
+    inputs = make_inputs(case, dtype, layout, device="cuda")
+    with tf32_enabled(tf32):
+        y_shape = separable_conv2d(*inputs, **case.conv_args).shape
+        grad_out = torch.randn(y_shape, dtype=torch.float64, device="cuda")
+        with kernel_knobs({"XSEP_AUTOTUNE": "1"}), recorded_dispatches() as lines:
+            grads = grads_of(inputs, case.conv_args, grad_out.to(dtype), wanted)
+            again = grads_of(inputs, case.conv_args, grad_out.to(dtype), wanted)
+        _, exact = reference_outputs_and_grads(inputs, case.conv_args, grad_out, torch.float64)
+        _, unfused = reference_outputs_and_grads(inputs, case.conv_args, grad_out, dtype)
+    names = ["x", "dw_weight", "pw_weight", "bias"]
+    for name, w, g, a, u, e in zip(names, wanted, grads, again, unfused, exact, strict=True):
+        assert (g is not None) == w, f"grad of {name}"
+        if w:
+            assert_close_to_reference(g, u, e, what=f"grad of {name}")
+            assert torch.equal(g, a), f"grad of {name}: the second backward's bits differ"
+    backward = [line for line in lines if "separable_conv2d_backward:" in line]
+    assert len(backward) == 1 and "autotuned: fastest of" in backward[0], lines
+
+
 def test_xception_stack_gradients_bf16():
     # The 34 separable convs of Xception at their real sizes (batch 2), as fused modules and as
     # nn.Conv2d pairs (bf16 and fp64), same weights: every weight gradient within the dtype rule.

@@ -135,7 +135,7 @@ for stage in "${stages[@]}"; do
       step "compare: backward kernel variants against the default (resident pw on Hopper) and cuDNN (bf16)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
-        --variants bwd-64ch,bwd-pw1024,bwd-256ch --out "$OUT" \
+        --variants bwd-64ch,bwd-pw1024,bwd-256ch,autotuned --out "$OUT" \
         --name gpu-compare-backward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

@@ -2,7 +2,7 @@
 record of which kernels served them. The knobs are the environment variables XSEP_FWD_KERNEL,
 XSEP_FWD_PIXELS, XSEP_FWD_STAGES, XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_FWD_CTAS, XSEP_FWD_DW,
 XSEP_FWD_PAIR, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS and XSEP_BWD_PW_PIXELS (README, "GPU runs"),
-XSEP_AUTOTUNE (the forward's autotuner) and XSEP_PHASE_CLOCKS (the kernels' phase clocks);
+XSEP_AUTOTUNE (the autotuner) and XSEP_PHASE_CLOCKS (the kernels' phase clocks);
 the C++ side (csrc/kernels/kernel_knobs.h) reads each from the environment once, and
 `kernel_knobs` overrides them in this process, so `xsep bench --variants` times several kernels
 against one baseline.
@@ -52,8 +52,9 @@ KNOBS = {
     "XSEP_BWD_KERNEL": ("first", "staged", "wgmma", "resident"),
     "XSEP_BWD_CHANNELS": ("64", "128", "256"),  # 256: the wgmma input kernel (else 128)
     "XSEP_BWD_PW_PIXELS": ("512", "1024"),  # the resident pw kernel's split; 512: two CTAs per SM (Cout <= 128)
-    # 1: the forward times every kernel that could serve a shape on its first call and keeps the
-    # fastest (csrc/cuda/forward_autotune.h); off while any knob above picks a kernel
+    # 1: the forward and the backward time every kernel that could serve a shape on its first call
+    # and keep the fastest (csrc/cuda/autotune.h); off while any knob above picks a kernel, and
+    # under torch.use_deterministic_algorithms(True)
     "XSEP_AUTOTUNE": ("0", "1"),
 }
 

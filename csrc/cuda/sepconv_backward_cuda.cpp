@@ -1,7 +1,8 @@
 // CUDA glue of the backward: checks, device guard, current stream, the plan and its fp32
 // workspace, dtype dispatch to the fused kernels in csrc/kernels, launch check. float64 and the
 // shapes the plan cannot take (a depth multiplier above 64, a halo larger than a tile) go
-// through a composite of ATen ops instead, logged as a fallback.
+// through a composite of ATen ops instead, logged as a fallback. With XSEP_AUTOTUNE=1 the kernels
+// that serve a shape are the fastest of those timed on its first call (autotune.h).
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <c10/cuda/CUDAException.h>
@@ -10,9 +11,13 @@
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
 
+#include <cstdio>
+#include <string>
+
 #include "../common/dispatch_log.h"
 #include "../common/sepconv_geometry.h"
 #include "../kernels/sepconv_bwd.h"
+#include "autotune.h"
 #include "sepconv_cuda_common.h"
 
 namespace xsep::cuda {
@@ -108,11 +113,15 @@ Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tenso
 
   const at::Tensor dw = dw_weight.contiguous();
   const at::Tensor pw = pw_weight.contiguous();
-  SepConvBwdParams p{};
-  // The tensors the kernels read and write (x, grad_out, grad_x, in layout `layout`): the call's
-  // own, or channels_last copies of them (below).
-  const auto point_at = [&](const at::Tensor& x_k, const at::Tensor& grad_out_k, const at::Tensor& grad_x_k,
-                            at::MemoryFormat layout) {
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat,
+                   fn, ": no CUDA kernel for dtype ", x.scalar_type());
+  const DType dtype = x.scalar_type() == at::kHalf       ? DType::kFloat16
+                      : x.scalar_type() == at::kBFloat16 ? DType::kBFloat16
+                                                         : DType::kFloat32;
+  // p's pointers and strides at the tensors the kernels read and write (x, grad_out, grad_x, in
+  // layout `layout`): the call's own, or channels_last copies of them (below).
+  const auto point_at = [&](SepConvBwdParams& p, const at::Tensor& x_k, const at::Tensor& grad_out_k,
+                            const at::Tensor& grad_x_k, at::MemoryFormat layout) {
     p.fwd = make_params(g, x_k, grad_out_k, layout);  // y's strides are grad_out's
     p.fwd.dw_weight = dw.const_data_ptr();
     p.fwd.pw_weight = pw.const_data_ptr();
@@ -124,52 +133,84 @@ Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tenso
       for (int d = 0; d < 4; ++d) p.gx_stride[d] = grad_x_k.stride(d);
     }
   };
-  point_at(x, grad_out, grad_x, fmt);
-  p.grad_dw = want_dw ? grad_dw.mutable_data_ptr() : nullptr;
-  p.grad_pw = want_pw ? grad_pw.mutable_data_ptr() : nullptr;
-  p.grad_bias = want_bias ? grad_bias.mutable_data_ptr() : nullptr;
+  SepConvBwdParams planned{};
+  point_at(planned, x, grad_out, grad_x, fmt);
+  planned.grad_dw = want_dw ? grad_dw.mutable_data_ptr() : nullptr;
+  planned.grad_pw = want_pw ? grad_pw.mutable_data_ptr() : nullptr;
+  planned.grad_bias = want_bias ? grad_bias.mutable_data_ptr() : nullptr;
   int num_sms = 0, major = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, x.device().index()));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.device().index()));
-  if (!plan_backward(p, num_sms)) {
+  if (!plan_backward(planned, num_sms)) {  // (no kernel knob changes whether it plans)
     log_dispatch("separable_conv2d_backward",
                  "backward fallback (ATen convolution_backward): no fused tile fits this depth multiplier / halo");
     return composite_backward(g, grad_out, x, dw_weight, pw_weight, act, output_mask);
   }
-  // A layout the staged kernels cannot read (NCHW, a view) runs on channels_last copies where they
-  // can read those; grad_x is copied back into the call's layout at the end.
   const int element_bytes = static_cast<int>(x.element_size());
-  const bool tensor_cores = element_bytes == 2 || p.fwd.allow_tf32;
-  at::Tensor x_k = x, grad_out_k = grad_out, grad_x_k = grad_x;
-  bool copies = backward_wants_channels_last_copies(p, major, element_bytes, tensor_cores);
-  if (copies) {
-    try {
-      x_k = dense_channels_last(x);
-      grad_out_k = dense_channels_last(grad_out);
-      if (want_x) grad_x_k = dense_channels_last(grad_x, /*copy_values=*/false);
-      point_at(x_k, grad_out_k, grad_x_k, at::MemoryFormat::ChannelsLast);
-    } catch (const c10::OutOfMemoryError&) {  // no room for the copies: the call's own layout
-      copies = false;
-      x_k = x, grad_out_k = grad_out, grad_x_k = grad_x;
+  const bool tensor_cores = element_bytes == 2 || planned.fwd.allow_tf32;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+
+  // One backward, with the kernel knobs in force on this thread (the copies, the pw-gradient split
+  // and the workspace follow them). A layout the staged kernels cannot read (NCHW, a view) runs on
+  // channels_last copies where they can read those; grad_x is copied back into the call's layout at
+  // the end. The workspace and copies come from the caching allocator on this stream.
+  bool copies = false;  // the last launch's
+  const auto launch = [&]() -> LaunchResult {
+    SepConvBwdParams p = planned;
+    at::Tensor grad_x_k = grad_x;
+    at::Tensor x_k, grad_out_k;  // the copies, live until the launch is enqueued
+    copies = backward_wants_channels_last_copies(p, major, element_bytes, tensor_cores);
+    if (copies) {
+      try {
+        x_k = dense_channels_last(x);
+        grad_out_k = dense_channels_last(grad_out);
+        if (want_x) grad_x_k = dense_channels_last(grad_x, /*copy_values=*/false);
+        point_at(p, x_k, grad_out_k, grad_x_k, at::MemoryFormat::ChannelsLast);
+      } catch (const c10::OutOfMemoryError&) {  // no room for the copies: the call's own layout
+        copies = false;
+        grad_x_k = grad_x;
+      }
+    }
+    if (resident_pw_wanted(p, major, element_bytes)) plan_resident_pw(p, num_sms);
+    const at::Tensor workspace = at::empty({backward_workspace_floats(p)}, x.options().dtype(at::kFloat));
+    p.workspace = workspace.mutable_data_ptr<float>();
+    LaunchResult r{};
+    switch (dtype) {
+      case DType::kFloat16: r = sepconv_backward_fp16(p, stream); break;
+      case DType::kBFloat16: r = sepconv_backward_bf16(p, stream); break;
+      default: r = sepconv_backward_fp32(p, stream); break;
+    }
+    if (r.error == cudaSuccess && want_x && !grad_x_k.is_same(grad_x)) grad_x.copy_(grad_x_k);
+    return r;
+  };
+  const auto log_line = [&](const LaunchResult& r, const std::string& tuned) {
+    if (!dispatch_log_active()) return;
+    std::string line = r.variant;
+    if (copies) line += " on channels_last copies of x, grad_y and grad_x";
+    if (!tuned.empty()) line += " (" + tuned + ")";
+    log_dispatch("separable_conv2d_backward", line);
+  };
+  if (autotune_wanted()) {
+    // XSEP_AUTOTUNE=1: the fastest backward for this shape and these gradients, timed on its first
+    // call (autotune.h).
+    char wanted[64];
+    std::snprintf(wanted, sizeof(wanted), " gya%d want%d%d%d%d",
+                  static_cast<int>(reinterpret_cast<uintptr_t>(grad_out.const_data_ptr()) % 16),
+                  static_cast<int>(want_x), static_cast<int>(want_dw), static_cast<int>(want_pw),
+                  static_cast<int>(want_bias));
+    const Autotuned choice =
+        autotuned(TunedOp::kBackward, autotune_key(planned.fwd, dtype, x.get_device()) + wanted, stream, launch);
+    if (choice.knobs != nullptr) {
+      const ScopedKnobOverrides scope(*choice.knobs);
+      const LaunchResult r = launch();
+      C10_CUDA_CHECK(static_cast<cudaError_t>(r.error));
+      log_line(r, choice.summary);
+      return finish();
     }
   }
-  if (resident_pw_wanted(p, major, element_bytes)) plan_resident_pw(p, num_sms);
-  const at::Tensor workspace = at::empty({backward_workspace_floats(p)}, x.options().dtype(at::kFloat));
-  p.workspace = workspace.mutable_data_ptr<float>();
-
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  LaunchResult r{};
-  switch (x.scalar_type()) {
-    case at::kHalf: r = sepconv_backward_fp16(p, stream); break;
-    case at::kBFloat16: r = sepconv_backward_bf16(p, stream); break;
-    case at::kFloat: r = sepconv_backward_fp32(p, stream); break;
-    default: TORCH_CHECK_TYPE(false, fn, ": no CUDA kernel for dtype ", x.scalar_type());
-  }
+  const LaunchResult r = launch();
   C10_CUDA_CHECK(static_cast<cudaError_t>(r.error));
-  if (want_x && !grad_x_k.is_same(grad_x)) grad_x.copy_(grad_x_k);
-  if (dispatch_log_active())
-    log_dispatch("separable_conv2d_backward",
-                 copies ? std::string(r.variant) + " on channels_last copies of x, grad_y and grad_x" : r.variant);
+  log_line(r, "");
   return finish();
 }
 

@@ -11,7 +11,7 @@
 #include "../common/dispatch_log.h"
 #include "../common/sepconv_geometry.h"
 #include "../kernels/sepconv_fwd.h"
-#include "forward_autotune.h"
+#include "autotune.h"
 #include "sepconv_cuda_common.h"
 
 namespace xsep::cuda {
@@ -71,9 +71,9 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weigh
       default: return sepconv_forward_fp32(p, stream);
     }
   };
-  if (forward_autotune_wanted()) {
-    // XSEP_AUTOTUNE=1: the fastest kernel for this shape, timed on its first call (forward_autotune.h).
-    const AutotunedForward choice = autotuned_forward(forward_autotune_key(p, dtype, x.get_device()), stream, launch);
+  if (autotune_wanted()) {
+    // XSEP_AUTOTUNE=1: the fastest kernel for this shape, timed on its first call (autotune.h).
+    const Autotuned choice = autotuned(TunedOp::kForward, autotune_key(p, dtype, x.get_device()), stream, launch);
     if (choice.knobs != nullptr) {
       const ScopedKnobOverrides scope(*choice.knobs);
       const LaunchResult r = launch();

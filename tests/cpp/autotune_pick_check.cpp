@@ -1,4 +1,4 @@
-// The forward autotuner's choice rule (csrc/cuda/forward_autotune_pick.h) on made-up launches and
+// The autotuner's choice rule (csrc/cuda/autotune_pick.h) on made-up launches and
 // times: which candidates it times, and which it picks. Run by tests/test_autotune_pick.py.
 #include <cstdio>
 #include <map>
@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "forward_autotune_pick.h"
+#include "autotune_pick.h"
 
 using xsep::cuda::AutotunePick;
 using xsep::cuda::pick_fastest;

@@ -47,8 +47,8 @@ NAMED = {
     # the other's Z buffer) and multiplying all of Z by half the output channels (where there are two
     # tiles of 128 or more): no part recomputes Z, and a tile is two half-size items
     "overlap-pair-z": {"XSEP_FWD_KERNEL": "overlap", "XSEP_FWD_PAIR": "z"},
-    # the forward's autotuner: each shape's fastest kernel, timed on its first call (the timing runs
-    # before the bench's own, in its warm-up)
+    # the autotuner: each shape's fastest forward and backward kernels, timed on its first call (the
+    # timing runs before the bench's own, in its warm-up)
     "autotuned": {"XSEP_AUTOTUNE": "1"},
     # backward
     "bwd-first": {"XSEP_BWD_KERNEL": "first"},
@@ -91,5 +91,5 @@ def affects(knobs: dict[str, str], direction: str) -> bool:
     """Whether any of `knobs` can change what a `direction` row times (the backward alone replays a
     forward recorded under the run's own knobs)."""
     forward = any(k.startswith("XSEP_FWD_") or k == "XSEP_AUTOTUNE" for k in knobs)
-    backward = any(k.startswith("XSEP_BWD_") for k in knobs)
+    backward = any(k.startswith("XSEP_BWD_") or k == "XSEP_AUTOTUNE" for k in knobs)
     return {"forward": forward, "backward": backward}.get(direction, forward or backward)

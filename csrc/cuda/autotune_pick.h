@@ -1,4 +1,4 @@
-// The forward autotuner's rule for choosing among its candidates, apart from CUDA (plain C++, so
+// The autotuner's rule for choosing among its candidates, apart from CUDA (plain C++, so
 // tests/cpp/autotune_pick_check.cpp runs it on the host): each candidate launched once, untimed;
 // one that fails, or whose launch is one already timed (the same variant: its knobs did not apply
 // and the default, or another candidate's kernel, served it), is not timed; the others are, and the
