@@ -1,6 +1,6 @@
 // The measurement knobs of the kernel choice (XSEP_FWD_KERNEL, XSEP_FWD_PIXELS, XSEP_FWD_STAGES,
 // XSEP_FWD_WARPGROUPS, XSEP_FWD_PREFETCH, XSEP_FWD_CTAS, XSEP_FWD_DW, XSEP_FWD_PAIR, XSEP_BWD_KERNEL, XSEP_BWD_CHANNELS,
-// XSEP_BWD_PW_PIXELS), the forward's autotuner (XSEP_AUTOTUNE) and
+// XSEP_BWD_PW_PIXELS), the autotuner (XSEP_AUTOTUNE) and
 // of the kernels' phase clocks (XSEP_PHASE_CLOCKS, phase_clocks.h): the environment's
 // value, unless the process has set its own. `xsep bench
 // --variants` sets them between calls (through xsep._C), so one process times several kernels
@@ -64,7 +64,7 @@ inline const char* kernel_knob_env_name(KernelKnob knob) {
 }
 
 // Values that win over the process's on one host thread while a ScopedKnobOverrides lives there:
-// the forward's autotuner (csrc/cuda/forward_autotune.cpp) launches each candidate kernel this way,
+// the autotuner (csrc/cuda/autotune.cpp) launches each candidate kernel this way,
 // without touching what other threads' calls see.
 struct KnobOverrides {
   bool set[static_cast<int>(KernelKnob::kCount)] = {};
