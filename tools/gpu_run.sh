@@ -66,6 +66,9 @@ budget="${GPU_RUN_BUDGET:-0}"  # seconds; 0: no limit
 status=0
 quick_tests="every_forward_kernel or staged_kernels_match or dispatch_log or channels_last_copies or too_wide_for_shared_memory or default_kernels_follow or autotune"  # the quick-tests stage's selection
 quick_tests_ran=""
+# usable LIST: the variants of LIST whose forced-kernel quick test did not fail in this call (a kernel
+# that faults leaves its process's CUDA context unusable: in a comparison, every row of the stage).
+usable() { python3 tools/usable_variants.py "$OUT/quick-tests.log" "$1"; }
 step() { echo; echo "== $* ($SECONDS s in)"; }
 # Seconds left for a command, keeping 15 for packing; a large number without a budget.
 left() { [ "$budget" -gt 0 ] && echo $((budget - SECONDS - 15)) || echo 100000; }
@@ -113,7 +116,7 @@ for stage in "${stages[@]}"; do
       # Each kernel variant forced over its test grid (fresh processes), the backward's included.
       step "quick tests: every forward kernel variant and the staged / wgmma backward kernels, forced"
       enough 60 || continue
-      timed 300 python3 -m pytest -q -rs -p no:cacheprovider -m cuda -n 4 "${pytest_limit[@]}" \
+      timed 300 python3 -m pytest -q -rfEs -p no:cacheprovider -m cuda -n 4 "${pytest_limit[@]}" \
         tests/test_cuda.py tests/test_cuda_backward.py \
         -k "$quick_tests" 2>&1 | tee "$OUT/quick-tests.log" | tail -25
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
@@ -125,7 +128,7 @@ for stage in "${stages[@]}"; do
       step "compare: forward kernel variants against the default (wgmma on Hopper) and cuDNN (bf16, TF32)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,streamed,streamed-3stage,XSEP_FWD_KERNEL=streamed+XSEP_FWD_STAGES=8,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8 --out "$OUT" \
+        --variants "$(usable resident,streamed,streamed-3stage,XSEP_FWD_KERNEL=streamed+XSEP_FWD_STAGES=8,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8)" --out "$OUT" \
         --name gpu-compare-forward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
@@ -135,7 +138,7 @@ for stage in "${stages[@]}"; do
       step "compare: backward kernel variants against the default (resident pw on Hopper) and cuDNN (bf16)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16 --directions backward,forward_backward --reps 10 --baselines pytorch \
-        --variants bwd-64ch,bwd-pw1024,bwd-256ch,autotuned --out "$OUT" \
+        --variants "$(usable bwd-64ch,bwd-pw1024,bwd-256ch,autotuned)" --out "$OUT" \
         --name gpu-compare-backward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
@@ -152,7 +155,7 @@ for stage in "${stages[@]}"; do
       step "compare: the default forward against the resident and wgmma variants and cuDNN (bf16, TF32)"
       enough 60 || continue
       timed 300 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants resident,wgmma,wgmma-2cta,wgmma-staged,overlap,overlap-pair-weights,overlap-pair-z,autotuned --out "$OUT" \
+        --variants "$(usable resident,wgmma,wgmma-2cta,wgmma-staged,overlap,overlap-pair-weights,overlap-pair-z,autotuned)" --out "$OUT" \
         --name gpu-compare-forward 2>&1 | grep -vE "row/s|^\s*$" | tail -50
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
@@ -222,7 +225,7 @@ for stage in "${stages[@]}"; do
       step "phase clocks: each CTA's phases in the forward and the backward's input kernel (N=32, bf16 + TF32)"
       enough 45 || continue
       timed 300 python3 tools/phase_clocks.py --batch 32 --dtype bfloat16,float32 \
-        --variants default,overlap,overlap-pair-weights,overlap-pair-z,wgmma-2cta,wgmma-staged,bwd-64ch --json "$OUT/phase-clocks.json" 2>&1 \
+        --variants "$(usable default,overlap,overlap-pair-weights,overlap-pair-z,wgmma-2cta,wgmma-staged,bwd-64ch)" --json "$OUT/phase-clocks.json" 2>&1 \
         | tee "$OUT/phase-clocks.txt" | cut -c1-300
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
       ;;
