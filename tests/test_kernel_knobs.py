@@ -167,3 +167,36 @@ def test_a_row_that_raises_is_a_failed_row_and_the_run_goes_on(tmp_path, monkeyp
     failed, ok = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert failed["status"] == "failed: RuntimeError: CUDA error: unspecified launch failure"
     assert ok["status"] == "ok"
+
+
+def test_autotuner_candidates_are_valid_knobs_and_the_forwards_are_bench_variants():
+    # The autotuner's candidate knob sets (csrc/cuda/autotune.cpp, built only with CUDA), read from
+    # its source: every value one its knob takes (xsep._kernel_knobs.KNOBS), and every forward set a
+    # named bench variant, so `xsep bench --variants` can time by name each kernel the autotuner picks.
+    repo = Path(__file__).resolve().parent.parent
+    knobs_h = (repo / "csrc" / "kernels" / "kernel_knobs.h").read_text()
+    env_name = dict(re.findall(r"case KernelKnob::(k\w+):\s*return \"(XSEP_\w+)\"", knobs_h))
+    source = (repo / "csrc" / "cuda" / "autotune.cpp").read_text()
+
+    def body_of(function):
+        body = source[source.index(f"std::vector<KnobSet> {function}()") :]
+        return body[: body.index("\n}\n")]
+
+    forward = [
+        {env_name[k]: v for k, v in re.findall(r"\{K::(k\w+), \"(\w*)\"\}", line)}
+        for line in body_of("forward_sets").splitlines()
+        if line.strip().startswith("{")
+    ]
+    assert forward[0] == {} and len(forward) >= 10, forward
+    for knobs in forward[1:]:
+        assert knobs in NAMED.values(), f"autotuner candidate {knobs}: no named variant in xsep/bench/variants.py"
+    # The backward's sets are loops over lists of values, one list per knob.
+    backward = body_of("backward_sets")
+    for variable, knob in [
+        ("channels", "XSEP_BWD_CHANNELS"),
+        ("pixels", "XSEP_BWD_PW_PIXELS"),
+        ("kernel", "XSEP_BWD_KERNEL"),
+    ]:
+        values = re.findall(r"\"(\w*)\"", re.search(rf"const char\* {variable} : \{{([^}}]*)\}}", backward)[1])
+        assert values and set(values) - {""} <= set(KNOBS[knob]), (knob, values)
+        assert knob in [env_name[k] for k in re.findall(rf"\{{K::(k\w+), {variable}\}}", backward)], knob

@@ -22,6 +22,8 @@ NAMED = {
     "wgmma-64px": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_PIXELS": "64"},
     "wgmma-4stage": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_STAGES": "4"},
     "wgmma-4wg": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_WARPGROUPS": "4"},
+    # the largest weight ring its shared memory allows (up to 8 slots; the 728 layers take 5)
+    "wgmma-8stage": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_STAGES": "8"},
     # the wgmma kernel with the next depthwise chunk's loads in flight (at 128 pixels: the build for
     # one CTA per SM, channel quartets, where only one fits)
     "wgmma-prefetch": {"XSEP_FWD_KERNEL": "wgmma", "XSEP_FWD_PREFETCH": "1"},
