@@ -120,6 +120,18 @@ def test_bench_times_variants_beside_the_default(tmp_path):
     assert "kernel variants (vs the baseline)" in md and "| wgmma " in md.replace("| wgmma (", "")
 
 
+def test_bench_lists_what_the_autotuner_chose(tmp_path):
+    # On the CPU nothing is tuned (the knob steers the CUDA kernels), but the rows of variant
+    # `autotuned` still list the kernels that served them, as the GPU run's table of choices.
+    args = ["--device", "cpu", "--shape", "2,8,9,9,16,3,1", "--directions", "forward,backward", "--reps", "1"]
+    bench_main([*args, "--input-sets", "1", "--out", str(tmp_path), "--name", "a", "--variants", "autotuned"])
+    md = (tmp_path / "a.md").read_text()
+    table = md[md.index("Kernels the autotuner chose") :].splitlines()
+    rows = [line for line in table if line.startswith("| 8->16 @9 ")]
+    assert len(rows) == 2 and "| forward | forward cpu float32 channels_last" in rows[0], table
+    assert "| backward |" in rows[1] and "backward cpu" in rows[1], table
+
+
 def test_bench_refuses_an_unknown_variant(capsys):
     with pytest.raises(SystemExit):
         bench_main(["--device", "cpu", "--variants", "warp-speed"])

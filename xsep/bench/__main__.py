@@ -151,6 +151,22 @@ def markdown_table(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def autotuned_choices(rows: list[dict]) -> list[str]:
+    """Markdown lines: for each row where variant `autotuned` ran, the kernels that served it (its
+    dispatch lines from `kernels`, each with the times the autotuner measured): what the autotuner
+    chose per shape, the table the default kernel choices are read against."""
+    table = []
+    for r in rows:
+        chosen = r.get("kernels", {}).get("xsep[autotuned]_channels_last")
+        if chosen:
+            kernels = "<br>".join(line.split(": ", 1)[-1] for line in chosen)
+            table.append(f"| {r['shape']} | {r['N']} | {r['mode']} | {r['direction']} | {kernels} |")
+    if not table:
+        return []
+    head = ["", "Kernels the autotuner chose (variant `autotuned`):", "", "| shape | N | mode | direction | kernels |"]
+    return [*head, "|---|---|---|---|---|", *table]
+
+
 CSV_COLUMNS = [
     "shape", "N", "C", "H", "W", "Cout", "kernel", "stride", "mode", "direction", "status", "xsep_ms", "baseline_ms",
     "speedup", "speedup_channels_last", "bound_ms", "pct_of_bound", "tflops", "gbs", "max_error", "max_error_unfused",
@@ -337,6 +353,7 @@ def write_results(args, device, machine, rows, network_rows, means, complete: bo
     if rows:
         md += [markdown_table(rows), "Geometric mean speed-up over the shapes:", ""]
         md += [f"- {k}: {v:.2f}x" for k, v in means.items()]
+        md += autotuned_choices(rows)
         write_csv(rows, stem.with_suffix(".csv"), CSV_COLUMNS)
         plot_speedups(rows, stem.with_suffix(".png"))
         written += [".csv", ".png"]
