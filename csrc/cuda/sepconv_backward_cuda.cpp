@@ -113,11 +113,7 @@ Grads separable_conv2d_backward_cuda(const at::Tensor& grad_out, const at::Tenso
 
   const at::Tensor dw = dw_weight.contiguous();
   const at::Tensor pw = pw_weight.contiguous();
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat,
-                   fn, ": no CUDA kernel for dtype ", x.scalar_type());
-  const DType dtype = x.scalar_type() == at::kHalf       ? DType::kFloat16
-                      : x.scalar_type() == at::kBFloat16 ? DType::kBFloat16
-                                                         : DType::kFloat32;
+  const DType dtype = kernel_dtype(fn, x);
   // p's pointers and strides at the tensors the kernels read and write (x, grad_out, grad_x, in
   // layout `layout`): the call's own, or channels_last copies of them (below).
   const auto point_at = [&](SepConvBwdParams& p, const at::Tensor& x_k, const at::Tensor& grad_out_k,

@@ -22,6 +22,12 @@ void check_cuda_inputs(const char* fn, const SepConvGeometry& g, const at::Tenso
   }
 }
 
+DType kernel_dtype(const char* fn, const at::Tensor& x) {
+  const at::ScalarType t = x.scalar_type();
+  TORCH_CHECK_TYPE(t == at::kHalf || t == at::kBFloat16 || t == at::kFloat, fn, ": no CUDA kernel for dtype ", t);
+  return t == at::kHalf ? DType::kFloat16 : t == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat32;
+}
+
 SepConvParams make_params(const SepConvGeometry& g, const at::Tensor& x, const at::Tensor& y, at::MemoryFormat fmt) {
   SepConvParams p{};
   p.N = static_cast<int>(g.N);

@@ -14,6 +14,9 @@ namespace xsep::cuda {
 // The device is CUDA, of compute capability 8.0 or newer, and every size fits the kernels' ints.
 void check_cuda_inputs(const char* fn, const SepConvGeometry& g, const at::Tensor& x);
 
+// The kernels' element type for x's dtype (fp16, bf16, fp32); a TypeError naming fn for any other.
+DType kernel_dtype(const char* fn, const at::Tensor& x);
+
 // Sizes, element strides of x and y (or of grad_y), the pointer to x. The output pointer, the
 // weights and the flags are the caller's.
 SepConvParams make_params(const SepConvGeometry& g, const at::Tensor& x, const at::Tensor& y, at::MemoryFormat fmt);

@@ -50,11 +50,7 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& x, const at::Tensor& dw_weigh
   p.activation = act;
 
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat,
-                   fn, ": no CUDA kernel for dtype ", x.scalar_type());
-  const DType dtype = x.scalar_type() == at::kHalf       ? DType::kFloat16
-                      : x.scalar_type() == at::kBFloat16 ? DType::kBFloat16
-                                                         : DType::kFloat32;
+  const DType dtype = kernel_dtype(fn, x);
   // One launch, with the kernel knobs in force on this thread. The scratch the chosen kernel asks
   // for (the wgmma kernel's packed weight) comes from the caching allocator on this stream, asked
   // for under the same knobs (stream-ordered: freed after the launch, reused only behind it).
