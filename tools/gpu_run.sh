@@ -128,7 +128,7 @@ for stage in "${stages[@]}"; do
       step "compare: forward kernel variants against the default (wgmma on Hopper) and cuDNN (bf16, TF32)"
       enough 90 || continue
       timed 240 python3 -m xsep.bench --modes bf16,fp32-tf32 --directions forward --reps 10 --baselines pytorch \
-        --variants "$(usable resident,streamed,streamed-3stage,XSEP_FWD_KERNEL=streamed+XSEP_FWD_STAGES=8,wgmma-4wg,XSEP_FWD_KERNEL=wgmma+XSEP_FWD_STAGES=8)" --out "$OUT" \
+        --variants "$(usable resident,streamed,streamed-3stage,XSEP_FWD_KERNEL=streamed+XSEP_FWD_STAGES=8,wgmma-4wg,wgmma-8stage)" --out "$OUT" \
         --name gpu-compare-forward 2>&1 \
         | grep -vE "row/s|^\s*$" | tail -60
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

@@ -4,7 +4,8 @@
 // One CTA at a time (or one cluster of CTAs at a time, its CTAs at once), one std::thread per CUDA
 // thread (made once, reused by every launch); __syncthreads is a std::barrier over a CTA's;
 // __shared__ variables are static (one copy, shared by the CTA's threads) and each CTA's dynamic
-// shared memory is one buffer, poisoned with NaN bytes before each CTA. Stand-ins that are stricter than the hardware where they can be:
+// shared memory is one buffer, poisoned with NaN bytes before each CTA. Stand-ins that are
+// stricter than the hardware where they can be:
 //   * WMMA: every lane loads the warp's whole 16x16 tiles; lane 0 computes the product (fp32
 //     products, fp32 sums in k order) and stores it, the other lanes' accumulators are NaN.
 //     Pointers must be 32-byte aligned and ldm a multiple of 16 bytes, as on the GPU (a violation
